@@ -1,0 +1,183 @@
+"""Command-line plumbing shared by the entry points.
+
+Only train.py, evaluate.py, compare.py and the package's ``python -m``
+commands import this module; everything else in the package takes typed
+configs.  It defines the common flags, turns them into a :class:`RunConfig`
+(filling the paper's per-data-set defaults where a flag is not given), and
+runs a main function so that bad input ends with a one-line error and exit
+status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+
+from dismir_tf.config import (PAPER_DEFAULTS, DataConfig, ModelConfig,
+                              RunConfig, TrainConfig)
+from dismir_tf.errors import EXIT_USER_ERROR, UserInputError
+
+FLAGS = flags.FLAGS
+
+# Defaults of the built-in synthetic data set (the no-flag `python train.py`).
+SYNTHETIC_DEFAULTS = dict(num_interests=4, partition_weight=0.1, max_len=20,
+                          hard_negative_candidates=10)
+
+
+def define_data_flags() -> None:
+    flags.DEFINE_string("dataset", None,
+                        "Named data set: synthetic (default), gowalla, "
+                        "retailrocket, books.")
+    flags.DEFINE_string("dataset_file", None, "A local interactions file.")
+    flags.DEFINE_string("dataset_format", None,
+                        "Format of --dataset_file: recbole_inter, "
+                        "snap_gowalla, user_item_time_tsv, "
+                        "retailrocket_events, amazon_reviews_json, "
+                        "seq_lines, user_item_lines.")
+    flags.DEFINE_string("data_dir", "data",
+                        "Downloads and processed caches go here.")
+    flags.DEFINE_integer("min_item_count", 5, "Keep items with >= this many "
+                         "interactions.")
+    flags.DEFINE_integer("min_user_count", 5, "Keep users with >= this many "
+                         "kept interactions.")
+    flags.DEFINE_bool("kcore", False, "Iterate the filters to a k-core.")
+    flags.DEFINE_integer("split_seed", 1230, "Seed of the user split.")
+
+
+def define_model_flags() -> None:
+    flags.DEFINE_string("model", "dismir", "Model name.")
+    flags.DEFINE_integer("embedding_dim", None, "d = K (default 64).")
+    flags.DEFINE_integer("num_interests", None, "F (paper default per data "
+                         "set).")
+    flags.DEFINE_integer("max_len", None, "History length (paper default "
+                         "per data set).")
+    flags.DEFINE_integer("routing_iterations", None, "Capsule routing passes "
+                         "(0: the model's default).")
+    flags.DEFINE_float("partition_weight", None, "lambda of eq. 6; adds the "
+                       "partition task to any multi-interest model.")
+    flags.DEFINE_integer("partition_negatives", None, "N_o (default 100).")
+    flags.DEFINE_integer("hard_negative_candidates", None, "C (default 10, "
+                         "50 for books).")
+    flags.DEFINE_string("retrieval", None, "merge or fused (default: the "
+                        "model's own readout).")
+
+
+def define_train_flags() -> None:
+    flags.DEFINE_string("output_dir", None, "Run directory (default "
+                        "runs/<dataset>-<model>-seed<seed>).")
+    flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+    flags.DEFINE_integer("max_steps", None, "Training steps (rounded up to a "
+                         "multiple of --eval_every).")
+    flags.DEFINE_integer("eval_every", None, "Evaluate on valid users every "
+                         "this many steps.")
+    flags.DEFINE_integer("patience", 5, "Stop after this many evaluations "
+                         "without improvement.")
+    flags.DEFINE_integer("seed", 0, "Run seed.")
+    flags.DEFINE_integer("eval_batch_size", 512, "Users per evaluation "
+                         "batch.")
+    flags.DEFINE_bool("exclude_history", False, "Do not recommend history "
+                      "items.")
+    flags.DEFINE_string("strategy", "default", "default, mirrored or "
+                        "multi_worker.")
+    flags.DEFINE_integer("logical_cpus", 2, "Logical CPU devices for "
+                         "--strategy=mirrored without GPUs.")
+
+
+def data_config_from_flags() -> DataConfig:
+    dataset = FLAGS.dataset
+    if dataset is None and not FLAGS.dataset_file:
+        dataset = "synthetic"
+    return DataConfig(
+        dataset=dataset or "", dataset_file=FLAGS.dataset_file or "",
+        dataset_format=FLAGS.dataset_format or "", data_dir=FLAGS.data_dir,
+        min_item_count=FLAGS.min_item_count,
+        min_user_count=FLAGS.min_user_count, kcore=FLAGS.kcore,
+        split_seed=FLAGS.split_seed)
+
+
+def dataset_defaults(data: DataConfig) -> dict:
+    if data.dataset == "synthetic":
+        return dict(SYNTHETIC_DEFAULTS)
+    return dict(PAPER_DEFAULTS.get(data.dataset, {}))
+
+
+def model_config_from_flags(data: DataConfig, model: str | None = None
+                            ) -> ModelConfig:
+    values = dataset_defaults(data)
+    for name in ("embedding_dim", "num_interests", "max_len",
+                 "routing_iterations", "partition_weight",
+                 "partition_negatives", "hard_negative_candidates",
+                 "retrieval"):
+        if getattr(FLAGS, name) is not None:
+            values[name] = getattr(FLAGS, name)
+    return ModelConfig(name=model or FLAGS.model, **values)
+
+
+def train_config_from_flags(data: DataConfig, model: ModelConfig,
+                            output_dir: str | None = None,
+                            seed: int | None = None) -> TrainConfig:
+    seed = FLAGS.seed if seed is None else seed
+    synthetic = data.dataset == "synthetic"
+    max_steps = FLAGS.max_steps or (2000 if synthetic else 10000)
+    eval_every = FLAGS.eval_every or (500 if synthetic else 1000)
+    out = output_dir or FLAGS.output_dir or os.path.join(
+        "runs", f"{data.display_name}-{model.name}-seed{seed}")
+    return TrainConfig(
+        output_dir=out, batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate, max_steps=max_steps,
+        eval_every=eval_every, patience=FLAGS.patience, seed=seed,
+        eval_batch_size=FLAGS.eval_batch_size,
+        exclude_history=FLAGS.exclude_history, strategy=FLAGS.strategy,
+        logical_cpus=FLAGS.logical_cpus)
+
+
+def run_config_from_flags() -> RunConfig:
+    data = data_config_from_flags()
+    model = model_config_from_flags(data)
+    return RunConfig(data=data, model=model,
+                     train=train_config_from_flags(data, model))
+
+
+def with_seed(config: RunConfig, seed: int, output_dir: str) -> RunConfig:
+    return dataclasses.replace(config, train=dataclasses.replace(
+        config.train, seed=seed, output_dir=output_dir))
+
+
+def user_errors_exit(main: Callable[[list[str]], None]
+                     ) -> Callable[[list[str]], None]:
+    """Wraps an absl main: UserInputError -> 'error: ...' and exit 2."""
+
+    def wrapped(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except UserInputError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapped
+
+
+def quiet_logs() -> None:
+    """Keeps TensorFlow's and absl's INFO chatter out of the progress output."""
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+
+
+def run_app(main: Callable[[list[str]], None]) -> None:
+    """absl's app.run, with flag errors also exiting with status 2."""
+    try:
+        FLAGS(sys.argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
+    quiet_logs()
+    app.run(user_errors_exit(main), argv=sys.argv)

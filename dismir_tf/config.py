@@ -1,0 +1,258 @@
+"""Typed configuration: what a run is, validated and JSON round-trippable.
+
+Flags live only in the entry points (train.py, evaluate.py, compare.py and
+the package's ``python -m`` commands); they build a :class:`RunConfig`, and
+everything inside the package takes these dataclasses.  The resolved config
+is written next to the checkpoints as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from dismir_tf.errors import ConfigError
+
+# The paper's per-data-set defaults (PROTOCOL.md section 7) and budgets
+# (section 2).  Keys are data set names.
+PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gowalla": dict(num_interests=4, partition_weight=0.01, max_len=40,
+                    hard_negative_candidates=10),
+    "retailrocket": dict(num_interests=8, partition_weight=0.1, max_len=20,
+                         hard_negative_candidates=10),
+    "books": dict(num_interests=6, partition_weight=1.0, max_len=20,
+                  hard_negative_candidates=50),
+}
+
+RETRIEVAL_MODES = ("merge", "fused")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """The built-in planted multi-interest data set.
+
+    Attributes:
+      num_users: Users generated.
+      num_items: Items, split evenly over the groups.
+      num_groups: G, planted item groups (the "true" interests).
+      min_interests, max_interests: each user has between these many groups.
+      min_length, max_length: sequence length range (uniform).
+      stay_probability: chance that the next item stays in the current
+        interest rather than switching to another of the user's interests.
+      popularity_exponent: Zipf exponent of popularity inside a group.
+      seed: generator seed.
+    """
+
+    num_users: int = 6000
+    num_items: int = 2000
+    num_groups: int = 20
+    min_interests: int = 2
+    max_interests: int = 4
+    min_length: int = 20
+    max_length: int = 60
+    stay_probability: float = 0.8
+    popularity_exponent: float = 0.8
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        _check(self.num_users >= 10, "synthetic num_users must be >= 10")
+        _check(self.num_groups >= 1, "synthetic num_groups must be >= 1")
+        _check(self.num_items >= self.num_groups,
+               "synthetic num_items must be >= num_groups")
+        _check(1 <= self.min_interests <= self.max_interests
+               <= self.num_groups,
+               "need 1 <= min_interests <= max_interests <= num_groups")
+        _check(5 <= self.min_length <= self.max_length,
+               "need 5 <= min_length <= max_length")
+        _check(0.0 <= self.stay_probability <= 1.0,
+               "stay_probability must be in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the interactions come from and how they are preprocessed.
+
+    Attributes:
+      dataset: a named data set ('synthetic', 'gowalla', 'retailrocket',
+        'books') or '' when ``dataset_file`` is given.
+      dataset_file: a local file to read instead of a named data set.
+      dataset_format: the format of ``dataset_file`` (see dismir_tf.data).
+      data_dir: where downloads and processed caches live.
+      min_item_count, min_user_count: the >= 5 filters of PROTOCOL.md.
+      kcore: iterate the filters to a fixed point instead of one pass.
+      split_seed: seed of the user shuffle (1230 as the reference code).
+      synthetic: parameters of the synthetic data set.
+    """
+
+    dataset: str = "synthetic"
+    dataset_file: str = ""
+    dataset_format: str = ""
+    data_dir: str = "data"
+    min_item_count: int = 5
+    min_user_count: int = 5
+    kcore: bool = False
+    split_seed: int = 1230
+    synthetic: SyntheticConfig = dataclasses.field(
+        default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.dataset) != bool(self.dataset_file),
+               "give exactly one of --dataset and --dataset_file")
+        _check(not self.dataset_file or bool(self.dataset_format),
+               "--dataset_file needs --dataset_format")
+        _check(self.min_item_count >= 1, "min_item_count must be >= 1")
+        _check(self.min_user_count >= 5,
+               "min_user_count must be >= 5 (training picks a target at "
+               "position >= 4)")
+
+    @property
+    def display_name(self) -> str:
+        if self.dataset:
+            return self.dataset
+        import os
+        return os.path.basename(self.dataset_file).split(".")[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The model and its losses.
+
+    Attributes:
+      name: one of dismir_tf.models.MODEL_NAMES.
+      embedding_dim: d (= K, the number of partition groups, for DisMIR).
+      num_interests: F.
+      max_len: history length kappa.
+      routing_iterations: capsule routing passes; 0 means the model's own
+        default (DisMIR 1, MIND/ComiRec-DR 3).
+      partition_weight: lambda of eq. 6; 0 disables the partition task.
+      partition_negatives: N_o, uniformly sampled negatives of the
+        partition contrastive loss.
+      hard_negative_candidates: C, uniform candidates of which the
+        highest-scoring one is the hard negative (eq. 5's j).
+      retrieval: 'merge' or 'fused'; '' means the model's own readout.
+      sampled_softmax_negatives: negatives of the sampled-softmax loss used
+        by the ComiRec/MIND/REMI reference objectives.
+      remi_beta: REMI's hard-negative temperature.
+      routing_variance_weight: weight of the routing-variation regulariser
+        (REMI, MIR-RV).
+      backward_flow_weight: weight of Re4's backward-flow loss (MIR-BF).
+    """
+
+    name: str = "dismir"
+    embedding_dim: int = 64
+    num_interests: int = 4
+    max_len: int = 20
+    routing_iterations: int = 0
+    partition_weight: float = 0.01
+    partition_negatives: int = 100
+    hard_negative_candidates: int = 10
+    retrieval: str = ""
+    sampled_softmax_negatives: int = 1280
+    remi_beta: float = 1.0
+    routing_variance_weight: float = 100.0
+    backward_flow_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")
+        _check(self.num_interests >= 1, "num_interests (F) must be >= 1")
+        _check(self.max_len >= 1, "max_len must be >= 1")
+        _check(self.routing_iterations >= 0,
+               "routing_iterations must be >= 0")
+        _check(self.partition_weight >= 0.0,
+               "partition_weight (lambda) must be >= 0")
+        _check(self.partition_negatives >= 1,
+               "partition_negatives (N_o) must be >= 1")
+        _check(self.hard_negative_candidates >= 1,
+               "hard_negative_candidates (C) must be >= 1")
+        _check(self.retrieval in ("",) + RETRIEVAL_MODES,
+               f"retrieval must be one of {RETRIEVAL_MODES}")
+        _check(self.sampled_softmax_negatives >= 1,
+               "sampled_softmax_negatives must be >= 1")
+        _check(self.remi_beta >= 0.0, "remi_beta must be >= 0")
+        _check(self.routing_variance_weight >= 0.0,
+               "routing_variance_weight must be >= 0")
+        _check(self.backward_flow_weight >= 0.0,
+               "backward_flow_weight must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training budget, model selection and run directory.
+
+    Attributes:
+      output_dir: run directory (config.json, checkpoints, metrics.json).
+      batch_size: global batch size (split over replicas).
+      learning_rate: Adam learning rate.
+      max_steps: stop after this many steps.
+      eval_every: evaluate on valid users every this many steps.
+      patience: stop after this many evaluations without improvement.
+      seed: seeds the model initialisation and the training sampler.
+      eval_batch_size: users per evaluation batch.
+      exclude_history: remove history items from the ranking.
+      strategy: 'default', 'mirrored' or 'multi_worker'.
+      logical_cpus: with 'mirrored' and no GPU, split the CPU into this many
+        logical devices.
+    """
+
+    output_dir: str = "runs/default"
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    max_steps: int = 3000
+    eval_every: int = 500
+    patience: int = 5
+    seed: int = 0
+    eval_batch_size: int = 512
+    exclude_history: bool = False
+    strategy: str = "default"
+    logical_cpus: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.learning_rate > 0.0, "learning_rate must be > 0")
+        _check(self.max_steps >= 1, "max_steps must be >= 1")
+        _check(self.eval_every >= 1, "eval_every must be >= 1")
+        _check(self.patience >= 1, "patience must be >= 1")
+        _check(self.eval_batch_size >= 1, "eval_batch_size must be >= 1")
+        _check(self.strategy in STRATEGIES,
+               f"strategy must be one of {STRATEGIES}")
+        _check(self.logical_cpus >= 1, "logical_cpus must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        data = dict(d.get("data", {}))
+        if "synthetic" in data:
+            data["synthetic"] = SyntheticConfig(**data["synthetic"])
+        return cls(data=DataConfig(**data),
+                   model=ModelConfig(**d.get("model", {})),
+                   train=TrainConfig(**d.get("train", {})))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace that re-runs validation."""
+    return dataclasses.replace(obj, **changes)

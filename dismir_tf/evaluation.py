@@ -1,0 +1,223 @@
+"""Full-catalogue multi-interest retrieval and the metrics of PROTOCOL.md.
+
+Two readouts (PROTOCOL.md section 4):
+
+* ``fused`` (DisMIR eq. 5): one query ``sum_f a_f m_f`` per user, one top-N.
+* ``merge`` (ComiRec/REMI): every interest retrieves its own top-N, the F*N
+  results are sorted by score, de-duplicated and cut to N.
+
+The merged list equals the top-N of ``max_f m_f . e_i`` over the whole
+catalogue: an item of that top-N has fewer than N items above it under its
+best interest (each of them scores higher under max_f too), so it is in that
+interest's own top-N; and de-duplication keeps an item's highest score.  The
+default ``exact`` backend therefore scores every item with the max over the
+user's query vectors and takes one ``tf.math.top_k``.  The ``tfrs`` backend
+does literally what the reference code does, with a TensorFlow Recommenders
+BruteForce index per interest and an explicit merge; the tests check that the
+two agree.
+
+Metrics are vectorised NumPy over a batch of users (no loop over items).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from dismir_tf.pipeline import EvalExamples
+
+DEFAULT_KS = (20, 50)
+METRICS = ("recall", "ndcg", "hr")
+_NEG_INF = -np.inf
+
+QueryFn = Callable[[tf.Tensor], tf.Tensor]  # history [B, L] -> [B, Q, d]
+
+
+def _score_and_top_k(queries: tf.Tensor, item_embeddings: tf.Tensor,
+                     k: int, exclude: tf.Tensor | None
+                     ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Top-k items by max_q q . e_i over items 1..N.
+
+    Args:
+      queries: [B, Q, d] query vectors.
+      item_embeddings: [N + 1, d]; row 0 (padding) is never returned.
+      k: list length.
+      exclude: optional [B, L] item indices to remove (0 entries ignored).
+
+    Returns:
+      (scores [B, k], items [B, k] int32), best first.
+    """
+    b = tf.shape(queries)[0]
+    q = tf.shape(queries)[1]
+    flat = tf.reshape(queries, [-1, tf.shape(queries)[2]])
+    scores = tf.matmul(flat, item_embeddings[1:], transpose_b=True)
+    scores = tf.reduce_max(tf.reshape(scores, [b, q, -1]), axis=1)  # [B, N]
+    if exclude is not None:
+        rows = tf.repeat(tf.range(b), tf.shape(exclude)[1])
+        cols = tf.reshape(exclude, [-1]) - 1
+        keep = cols >= 0
+        idx = tf.stack([tf.boolean_mask(rows, keep),
+                        tf.boolean_mask(cols, keep)], axis=1)
+        scores = tf.tensor_scatter_nd_update(
+            scores, idx, tf.fill([tf.shape(idx)[0]], float("-inf")))
+    top = tf.math.top_k(scores, k=k, sorted=True)
+    return top.values, top.indices + 1
+
+
+_score_and_top_k_fn = tf.function(_score_and_top_k, reduce_retracing=True)
+
+
+def merge_topk(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The reference merge: sort by score, de-duplicate, keep the first k.
+
+    Args:
+      items: [B, M] candidate items (e.g. F per-interest top-k lists side by
+        side).
+      scores: [B, M] their scores.
+      k: output length; every row must hold at least k distinct items.
+
+    Returns:
+      [B, k] items, best first, each item once.
+    """
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(items, order, axis=1)
+    # A stable sort by item keeps each item's best-scored copy first.
+    by_item = np.argsort(ranked, axis=1, kind="stable")
+    sorted_items = np.take_along_axis(ranked, by_item, axis=1)
+    first = np.ones_like(sorted_items, dtype=bool)
+    first[:, 1:] = sorted_items[:, 1:] != sorted_items[:, :-1]
+    keep = np.empty_like(first)
+    np.put_along_axis(keep, by_item, first, axis=1)
+    keep &= np.cumsum(keep, axis=1) <= k
+    counts = keep.sum(axis=1)
+    if np.any(counts < k):
+        raise ValueError("a row has fewer than k distinct candidates")
+    return ranked[keep].reshape(len(items), k)
+
+
+def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray,
+               k: int) -> np.ndarray:
+    """The reference procedure with a TFRS BruteForce index and a merge.
+
+    Args:
+      queries: [B, Q, d]; item_embeddings: [N + 1, d].
+
+    Returns:
+      [B, k] items.
+    """
+    import tensorflow_recommenders as tfrs
+
+    b, q, d = queries.shape
+    index = tfrs.layers.factorized_top_k.BruteForce(k=k)
+    index.index(tf.constant(item_embeddings[1:]),
+                tf.range(1, item_embeddings.shape[0]))
+    scores, ids = index(tf.constant(queries.reshape(b * q, d)), k=k)
+    if q == 1:
+        return ids.numpy().reshape(b, k)
+    return merge_topk(ids.numpy().reshape(b, q * k),
+                      scores.numpy().reshape(b, q * k), k)
+
+
+def metrics_from_topk(topk: np.ndarray, targets: np.ndarray,
+                      ks: Sequence[int] = DEFAULT_KS
+                      ) -> dict[str, np.ndarray]:
+    """Per-user Recall, HR and NDCG at each k (PROTOCOL.md section 5).
+
+    Args:
+      topk: [U, >= max(ks)] recommended items, best first.
+      targets: [U, T] target items, 0-padded; repeats count in Recall.
+      ks: cut-offs.
+
+    Returns:
+      {'recall@k', 'hr@k', 'ndcg@k'} -> [U] float64 arrays.
+    """
+    out: dict[str, np.ndarray] = {}
+    is_target = targets > 0
+    n_targets = np.maximum(is_target.sum(axis=1), 1)
+    # Distinct targets per user (for the ideal DCG).
+    srt = np.sort(np.where(is_target, targets, -1), axis=1)
+    distinct = ((srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] > 0)).sum(axis=1)
+    distinct += (srt[:, 0] > 0)
+    kmax = max(ks)
+    discount = 1.0 / np.log2(np.arange(kmax) + 2.0)
+    cum_discount = np.concatenate([[0.0], np.cumsum(discount)])
+    for k in ks:
+        top = topk[:, :k]
+        # [U, T, k] membership of each target in the top-k.
+        target_hit = (targets[:, :, None] == top[:, None, :]).any(axis=2)
+        target_hit &= is_target
+        out[f"recall@{k}"] = target_hit.sum(axis=1) / n_targets
+        out[f"hr@{k}"] = target_hit.any(axis=1).astype(np.float64)
+        rel = (top[:, :, None] == targets[:, None, :]).any(axis=2)  # [U, k]
+        dcg = (rel * discount[:k]).sum(axis=1)
+        idcg = cum_discount[np.minimum(distinct, k)]
+        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg,
+                                                             1.0), 0.0)
+    return out
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """Averaged metrics and, on request, each user's top list."""
+
+    metrics: dict[str, float]
+    topk: np.ndarray | None = None
+
+
+def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
+             examples: EvalExamples, ks: Sequence[int] = DEFAULT_KS,
+             batch_size: int = 256, exclude_history: bool = False,
+             keep_topk: bool = False, backend: str = "exact",
+             progress: Callable[[int, int], None] | None = None
+             ) -> EvalResult:
+    """Evaluates a model over all users of ``examples``.
+
+    Args:
+      query_fn: history [B, L] int32 -> query vectors [B, Q, d] (Q = F for
+        'merge', 1 for 'fused' or single-interest models).
+      item_embeddings: [N + 1, d].
+      examples: the split's histories and targets.
+      ks: cut-offs; the top list has length max(ks).
+      batch_size: users per batch (bounds memory: B x N scores).
+      exclude_history: remove each user's history items from the ranking.
+      keep_topk: also return the [U, max(ks)] top lists.
+      backend: 'exact' (one top_k of the max over queries) or 'tfrs'
+        (BruteForce per query and the reference merge).
+      progress: called with (users done, users total) after each batch.
+
+    Returns:
+      EvalResult with metrics averaged over users.
+    """
+    if backend not in ("exact", "tfrs"):
+        raise ValueError(f"unknown backend {backend!r}")
+    if backend == "tfrs" and exclude_history:
+        raise ValueError("the tfrs backend does not exclude history")
+    kmax = max(ks)
+    emb = tf.convert_to_tensor(item_embeddings, tf.float32)
+    if kmax > int(emb.shape[0]) - 1:
+        raise ValueError(f"k={kmax} exceeds the catalogue size")
+    per_user: dict[str, list[np.ndarray]] = {}
+    tops = []
+    for sl in examples.batches(batch_size):
+        hist = tf.constant(examples.history[sl])
+        queries = query_fn(hist)
+        if backend == "exact":
+            _, items = _score_and_top_k_fn(
+                queries, emb, kmax, hist if exclude_history else None)
+            top = items.numpy()
+        else:
+            top = tfrs_top_k(np.asarray(queries), emb.numpy(), kmax)
+        for name, vals in metrics_from_topk(top, examples.targets[sl],
+                                            ks).items():
+            per_user.setdefault(name, []).append(vals)
+        if keep_topk:
+            tops.append(top)
+        if progress is not None:
+            progress(sl.stop, examples.num_users)
+    metrics = {name: float(np.concatenate(v).mean())
+               for name, v in per_user.items()}
+    return EvalResult(metrics=metrics,
+                      topk=np.concatenate(tops) if keep_topk else None)

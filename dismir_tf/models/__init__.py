@@ -1,0 +1,57 @@
+"""Model registry: ``--model`` names -> model classes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from dismir_tf.config import ModelConfig
+from dismir_tf.errors import ConfigError
+from dismir_tf.models.base import Encoded, RetrievalModel
+from dismir_tf.models.dismir import DisMIR
+from dismir_tf.models.dnn import DNN
+
+
+def _dismir(**kw) -> Callable[..., RetrievalModel]:
+    def make(num_items, config, seed):
+        return DisMIR(num_items, config, seed, **kw)
+    return make
+
+
+# name -> (factory, config overrides forced by the variant)
+_REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
+    "dnn": (DNN, {}),
+    "dismir": (_dismir(), {}),
+    "mir": (_dismir(), {"partition_weight": 0.0}),
+    "dismir-wo-dpi": (_dismir(use_attention=False), {}),
+}
+
+MODEL_NAMES = tuple(_REGISTRY)
+
+
+def register(name: str, factory: Callable[..., RetrievalModel],
+             overrides: dict | None = None) -> None:
+    """Adds a model to the registry (used by the baselines' modules)."""
+    _REGISTRY[name] = (factory, dict(overrides or {}))
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def resolve_config(config: ModelConfig) -> ModelConfig:
+    """Applies the overrides that define a variant (e.g. MIR: lambda = 0)."""
+    if config.name not in _REGISTRY:
+        raise ConfigError(f"unknown model {config.name!r}; expected one of "
+                          f"{', '.join(model_names())}")
+    return dataclasses.replace(config, **_REGISTRY[config.name][1])
+
+
+def create_model(num_items: int, config: ModelConfig,
+                 seed: int = 0) -> RetrievalModel:
+    config = resolve_config(config)
+    return _REGISTRY[config.name][0](num_items, config, seed)
+
+
+__all__ = ["DNN", "DisMIR", "Encoded", "MODEL_NAMES", "RetrievalModel",
+           "create_model", "model_names", "register", "resolve_config"]

@@ -1,0 +1,231 @@
+"""The base retrieval model: one custom train_step for every model.
+
+A model says how it turns a history into interests (:meth:`encode`) and, if
+it differs from DisMIR's, how it scores a training example
+(:meth:`rec_loss_per_example`) and what regulariser it adds
+(:meth:`regularization`).  The base class owns the rest, once:
+
+* the item embeddings, which are also the partition weights
+  (e_i = w_i, d = K);
+* the item-partition task (Theorem 4), added with weight lambda to any model
+  (``partition_weight`` > 0), which is what makes it a plugin;
+* the train_step, which reports every loss term separately and scales the
+  loss for tf.distribute (per-replica sums divided by the global batch, so
+  that the replicas' summed gradients are the gradient of the global mean);
+* the retrieval queries used by the evaluator and the export.
+
+All randomness of a step (hard-negative candidates, sampled negatives,
+partition negatives) is drawn with stateless ops from the seed the pipeline
+puts in the batch, folded with the replica id, so a step is reproducible and
+a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from dismir_tf import types
+from dismir_tf.config import ModelConfig
+from dismir_tf.partition_loss import partition_loss_per_example
+
+_NEG_INF = -1e9
+
+
+@dataclasses.dataclass
+class Encoded:
+    """What a model extracts from a batch of histories.
+
+    Attributes:
+      interests: [B, F, d] interest vectors (F = 1 for single-interest).
+      weights: [B, F] attention over interests, or None (equal weights).
+      routing: [B, F, L] item-to-interest routing weights, or None.
+      items: [B, L, d] the history embeddings.
+      mask: [B, L] float mask.
+    """
+
+    interests: tf.Tensor
+    weights: tf.Tensor | None
+    routing: tf.Tensor | None
+    items: tf.Tensor
+    mask: tf.Tensor
+
+    def fused(self) -> tf.Tensor:
+        """[B, d] sum_f a_f m_f (the mean over f when there are no weights)."""
+        if self.weights is None:
+            return tf.reduce_mean(self.interests, axis=1)
+        return tf.einsum("bf,bfd->bd", self.weights, self.interests)
+
+
+class RetrievalModel(tf.keras.Model):
+    """Base class of all models of the project.
+
+    Args:
+      num_items: N (item indices 1..N; 0 is padding).
+      config: the model configuration.
+      seed: seeds every initialiser.
+    """
+
+    default_retrieval = types.MERGE
+    multi_interest = True
+
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_items = num_items
+        self.model_config = config
+        self.seed = seed
+        d = config.embedding_dim
+        self.item_embedding = tf.keras.layers.Embedding(
+            num_items + 1, d, name="item_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(
+                stddev=1.0 / d**0.5, seed=seed))
+        self.retrieval = config.retrieval or self.default_retrieval
+        self.loss_trackers = {
+            name: tf.keras.metrics.Mean(name=name)
+            for name in ("loss", "rec_loss", "partition_loss", "reg_loss")
+        }
+
+    # ------------------------------------------------------------ to override
+    def encode(self, history: tf.Tensor, training: bool = False) -> Encoded:
+        """History [B, L] int32 -> :class:`Encoded`."""
+        raise TypeError(f"{type(self).__name__} does not define encode()")
+
+    def rec_loss_per_example(self, batch: dict[str, tf.Tensor],
+                             enc: Encoded, seed: tf.Tensor) -> tf.Tensor:
+        """[B] recommendation loss; default: DisMIR's eq. 5 pairwise loss.
+
+        score(u, i) = sum_f a_uf m_uf . e_i.  The negative j is the
+        highest-scoring of C uniformly drawn candidates (a candidate equal to
+        the target is skipped); the loss is -log sigmoid(s_ui - s_uj).
+        """
+        user = enc.fused()                                        # [B, d]
+        target = batch[types.TARGET]
+        pos = tf.reduce_sum(user * self.item_embedding(target), -1)
+        hard = self.hard_negative_scores(user, target, seed)
+        return tf.nn.softplus(hard - pos)
+
+    def regularization(self, batch: dict[str, tf.Tensor], enc: Encoded,
+                       seed: tf.Tensor) -> tf.Tensor:
+        """A scalar added to the loss (per replica, already averaged)."""
+        del batch, enc, seed
+        return tf.constant(0.0)
+
+    # ------------------------------------------------------------- shared maths
+    def sample_items(self, shape, seed: tf.Tensor) -> tf.Tensor:
+        """Uniform item indices in 1..N."""
+        return tf.random.stateless_uniform(shape, seed, 1, self.num_items + 1,
+                                           dtype=tf.int32)
+
+    def hard_negative_scores(self, user: tf.Tensor, target: tf.Tensor,
+                             seed: tf.Tensor) -> tf.Tensor:
+        """[B] score of the hardest of C uniform candidates for each user."""
+        c = self.model_config.hard_negative_candidates
+        cand = self.sample_items([tf.shape(user)[0], c], seed)    # [B, C]
+        scores = tf.einsum("bd,bcd->bc", user, self.item_embedding(cand))
+        scores = tf.where(cand == target[:, None], _NEG_INF, scores)
+        return tf.reduce_max(scores, axis=1)
+
+    def partition_loss(self, batch: dict[str, tf.Tensor],
+                       seed: tf.Tensor) -> tf.Tensor:
+        """[B] the item-partition loss of each example's anchors.
+
+        Anchors are the example's target and history items; positives were
+        drawn by the pipeline from S_i; N_o negatives are drawn uniformly
+        per replica and shared by its anchors.
+        """
+        anchors = batch[types.PARTITION_ANCHOR]                   # [B, A]
+        positives = batch[types.PARTITION_POSITIVE]
+        mask = batch[types.PARTITION_MASK]
+        k = self.model_config.embedding_dim
+        negatives = self.sample_items([self.model_config.partition_negatives],
+                                      seed)
+        per_anchor = partition_loss_per_example(
+            tf.reshape(self.item_embedding(anchors), [-1, k]),
+            tf.reshape(self.item_embedding(positives), [-1, k]),
+            self.item_embedding(negatives),
+            tf.reshape(mask, [-1]))
+        per_anchor = tf.reshape(per_anchor, tf.shape(anchors))
+        return tf.reduce_sum(per_anchor, 1) / tf.maximum(
+            tf.reduce_sum(mask, 1), 1.0)
+
+    # ------------------------------------------------------------------ Keras
+    def query_vectors(self, history: tf.Tensor,
+                      retrieval: str | None = None) -> tf.Tensor:
+        """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused')."""
+        enc = self.encode(history, training=False)
+        mode = retrieval or self.retrieval
+        if mode == types.FUSED or not self.multi_interest:
+            return enc.fused()[:, None]
+        return enc.interests
+
+    def call(self, inputs, training=False):
+        history = inputs[types.HISTORY] if isinstance(inputs, dict) else inputs
+        return self.query_vectors(history)
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    def _step_seeds(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        seed = batch[types.SEED][0]
+        ctx = tf.distribute.get_replica_context()
+        replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+        seed = tf.random.experimental.stateless_fold_in(
+            seed, tf.cast(replica, tf.int32))
+        return tf.random.experimental.stateless_split(seed, 3)
+
+    def compute_losses(self, batch: dict[str, tf.Tensor],
+                       training: bool = True) -> dict[str, tf.Tensor]:
+        """Each loss term, scaled for the global batch under tf.distribute."""
+        s_rec, s_reg, s_part = tf.unstack(self._step_seeds(batch))
+        enc = self.encode(batch[types.HISTORY], training=training)
+        rec = tf.nn.compute_average_loss(
+            self.rec_loss_per_example(batch, enc, s_rec))
+        reg = self.regularization(batch, enc, s_reg)
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        reg = reg / tf.cast(num_replicas, reg.dtype)
+        lam = self.model_config.partition_weight
+        if lam > 0 and types.PARTITION_ANCHOR in batch:
+            part = tf.nn.compute_average_loss(
+                self.partition_loss(batch, s_part))
+        else:
+            part = tf.constant(0.0)
+        return {"rec_loss": rec, "partition_loss": part, "reg_loss": reg,
+                "loss": rec + reg + lam * part}
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            losses = self.compute_losses(batch, training=True)
+        grads = tape.gradient(losses["loss"], self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        # Report global means: the scaled per-replica values sum to them.
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in losses.items():
+            self.loss_trackers[name].update_state(
+                value * tf.cast(num_replicas, value.dtype))
+        return {name: t.result() for name, t in self.loss_trackers.items()}
+
+    def test_step(self, batch):
+        losses = self.compute_losses(batch, training=False)
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for name, value in losses.items():
+            self.loss_trackers[name].update_state(
+                value * tf.cast(num_replicas, value.dtype))
+        return {name: t.result() for name, t in self.loss_trackers.items()}
+
+    def build_for(self, max_len: int) -> None:
+        """Creates all weights by running a dummy history."""
+        self(tf.zeros([1, max_len], tf.int32))
+
+    def get_config(self):
+        return {"num_items": self.num_items,
+                "config": dataclasses.asdict(self.model_config),
+                "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(num_items=config["num_items"],
+                   config=ModelConfig(**config["config"]),
+                   seed=config["seed"])

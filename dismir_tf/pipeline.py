@@ -1,0 +1,180 @@
+"""tf.data input pipelines (PROTOCOL.md sections 2 and 3).
+
+Training batches are sampled entirely inside TensorFlow from a seed and the
+step number with stateless random ops: step ``s`` of a run always sees the
+same batch, so a resumed run continues with exactly the batches it would have
+seen, and the whole pipeline parallelises with ``num_parallel_calls``.
+
+Evaluation examples are fixed NumPy arrays: each valid/test user's history
+(the last ``max_len`` items of the first 80% of the sequence) and targets
+(the remaining 20%).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from dismir_tf import types
+from dismir_tf.data.dataset import SequenceDataset
+
+# Targets are drawn at positions k >= MIN_TARGET_POSITION (ComiRec/REMI: the
+# history always has at least four items).
+MIN_TARGET_POSITION = 4
+
+PositiveSampler = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor,
+                                                         tf.Tensor]]
+
+
+def _gather_windows(items: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
+                    max_len: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The last ``max_len`` items of ``items[starts:ends]``, right-padded.
+
+    Args:
+      items: [nnz] int32 flat item sequences.
+      starts, ends: [B] int64 window bounds (absolute positions in items).
+      max_len: L.
+
+    Returns:
+      history [B, L] int32 (0-padded on the right) and mask [B, L] float32.
+    """
+    lo = tf.maximum(starts, ends - max_len)                     # [B]
+    pos = lo[:, None] + tf.range(max_len, dtype=tf.int64)[None]  # [B, L]
+    valid = pos < ends[:, None]
+    safe = tf.where(valid, pos, tf.zeros_like(pos))
+    hist = tf.where(valid, tf.gather(items, safe), 0)
+    return hist, tf.cast(valid, tf.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSampler:
+    """Samples PROTOCOL.md section 2 training batches from a step number.
+
+    Attributes:
+      dataset: the processed data set.
+      max_len: history length L.
+      batch_size: users per batch (the global batch).
+      seed: run seed.
+      positive_sampler: optional co-occurrence sampler (anchors, seed) ->
+        (positives, has_positive); when given, every batch also carries the
+        partition task's anchors (the batch's target items and history items)
+        and their positives.
+    """
+
+    dataset: SequenceDataset
+    max_len: int
+    batch_size: int
+    seed: int
+    positive_sampler: PositiveSampler | None = None
+
+    def __post_init__(self) -> None:
+        ds = self.dataset
+        users = ds.train_users.astype(np.int64)
+        if len(users) == 0:
+            raise ValueError("the data set has no training users")
+        object.__setattr__(self, "_items", tf.constant(ds.items, tf.int32))
+        object.__setattr__(self, "_starts",
+                           tf.constant(ds.offsets[users], tf.int64))
+        object.__setattr__(self, "_lengths",
+                           tf.constant(ds.lengths[users], tf.int64))
+
+    def sample(self, step: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The batch of training step ``step`` (a scalar int64 tensor)."""
+        seed = tf.stack([tf.constant(self.seed, tf.int64),
+                         tf.cast(step, tf.int64)])
+        s_users, s_pos, s_model, s_part = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 4))
+        num_users = tf.shape(self._starts, out_type=tf.int64)[0]
+        if self.batch_size <= int(self._starts.shape[0]):
+            # Distinct users within a batch, as the reference sampler does:
+            # the top-B of i.i.d. uniforms is a uniform B-subset.
+            noise = tf.random.stateless_uniform([num_users], s_users)
+            idx = tf.cast(tf.math.top_k(noise, self.batch_size).indices,
+                          tf.int64)
+        else:
+            idx = tf.random.stateless_uniform(
+                [self.batch_size], s_users, 0, num_users, dtype=tf.int64)
+        start = tf.gather(self._starts, idx)
+        n = tf.gather(self._lengths, idx)
+        # k uniform in {4, ..., n - 1}: the target is s[k], history s[:k].
+        k = tf.random.stateless_uniform(
+            [self.batch_size], s_pos, minval=0, maxval=2**62,
+            dtype=tf.int64) % (n - MIN_TARGET_POSITION) + MIN_TARGET_POSITION
+        hist, mask = _gather_windows(self._items, start, start + k,
+                                     self.max_len)
+        target = tf.gather(self._items, start + k)
+        batch = {
+            types.HISTORY: hist,
+            types.HISTORY_MASK: mask,
+            types.TARGET: target,
+            types.SEED: tf.tile(s_model[None], [self.batch_size, 1]),
+        }
+        if self.positive_sampler is not None:
+            anchors = tf.concat([target[:, None], hist], axis=1)  # [B, 1+L]
+            pos, has = self.positive_sampler(tf.reshape(anchors, [-1]),
+                                             s_part)
+            anchor_mask = tf.concat(
+                [tf.ones([self.batch_size, 1]), mask], axis=1)
+            batch[types.PARTITION_ANCHOR] = anchors
+            batch[types.PARTITION_POSITIVE] = tf.reshape(
+                tf.cast(pos, tf.int32), tf.shape(anchors))
+            batch[types.PARTITION_MASK] = anchor_mask * tf.reshape(
+                tf.cast(has, tf.float32), tf.shape(anchors))
+        return batch
+
+    def dataset_from(self, start_step: int = 0,
+                     num_steps: int | None = None) -> tf.data.Dataset:
+        """Batches for steps start_step, start_step + 1, ... (prefetched)."""
+        stop = -1 if num_steps is None else start_step + num_steps
+        steps = (tf.data.Dataset.range(start_step, stop) if stop >= 0 else
+                 tf.data.Dataset.range(start_step, 2**62))
+        return steps.map(self.sample, num_parallel_calls=tf.data.AUTOTUNE,
+                         deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalExamples:
+    """PROTOCOL.md section 3 evaluation examples of one split.
+
+    Attributes:
+      users: [U] int32 user indices.
+      history: [U, L] int32, right-padded with 0.
+      targets: [U, T] int32, right-padded with 0 (T = the longest target
+        list); targets may repeat items.
+    """
+
+    users: np.ndarray
+    history: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    def batches(self, batch_size: int):
+        for lo in range(0, self.num_users, batch_size):
+            yield slice(lo, min(lo + batch_size, self.num_users))
+
+
+def eval_examples(ds: SequenceDataset, split: str,
+                  max_len: int) -> EvalExamples:
+    """History and targets of every user of ``split`` ('valid' or 'test')."""
+    users = ds.split_users(split).astype(np.int64)
+    starts = ds.offsets[users]
+    n = ds.lengths[users]
+    k = (0.8 * n).astype(np.int64)   # int(0.8 * n), as the reference code.
+    lo = np.maximum(starts, starts + k - max_len)
+    pos = lo[:, None] + np.arange(max_len)[None]
+    valid = pos < (starts + k)[:, None]
+    history = np.where(valid, ds.items[np.where(valid, pos, 0)], 0)
+    t_len = n - k
+    t_max = int(t_len.max()) if len(users) else 1
+    tpos = (starts + k)[:, None] + np.arange(t_max)[None]
+    tvalid = np.arange(t_max)[None] < t_len[:, None]
+    targets = np.where(tvalid, ds.items[np.where(tvalid, tpos, 0)], 0)
+    return EvalExamples(users=users.astype(np.int32),
+                        history=history.astype(np.int32),
+                        targets=targets.astype(np.int32))

@@ -1,0 +1,410 @@
+"""Training runs: fit with early stopping, best checkpoint, resume.
+
+``run(config)`` is the whole job behind train.py.  A run directory holds:
+
+* ``config.json``: the resolved configuration;
+* ``ckpt/``: the latest training checkpoint (model, optimizer, step), written
+  after every evaluation, from which a killed run resumes;
+* ``best/``: the model weights with the best valid Recall@50 so far;
+* ``state.json``: step count, best-so-far, early-stopping counter and the
+  evaluation history, written atomically after the checkpoints it names;
+* ``metrics.json``: valid and test metrics of the best checkpoint;
+* ``logs/``: TensorBoard.
+
+Running the same command again on a run directory resumes it: training
+continues from the last checkpoint with its step count, best-so-far and
+patience counter (batches are a function of the step, so the resumed run
+sees the batches it would have seen); a finished run is not trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from dismir_tf import evaluation, pipeline
+from dismir_tf.config import RunConfig
+from dismir_tf.data import dataset_fingerprint, load_dataset
+from dismir_tf.data.dataset import SequenceDataset
+from dismir_tf.errors import ConfigError, TrainingDivergedError
+from dismir_tf.io_utils import atomic_write_json, read_json
+from dismir_tf.models import RetrievalModel, create_model, resolve_config
+
+Log = Callable[[str], None]
+SELECTION_METRIC = "recall@50"
+
+
+def _stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ devices
+def configure_logical_cpus(n: int) -> None:
+    """Splits the CPU into n logical devices (before TF initialises them)."""
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:
+        # Already initialised (e.g. by an earlier call in this process);
+        # fine if there are enough logical devices.
+        pass
+    have = len(tf.config.list_logical_devices("CPU"))
+    if have < n:
+        raise ConfigError(
+            f"the mirrored strategy needs {n} logical CPU devices but the "
+            f"process has {have}; TensorFlow was initialised before the "
+            "strategy was chosen")
+
+
+def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
+    """The tf.distribute strategy named by ``config.train.strategy``."""
+    name = config.train.strategy
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        n = config.train.logical_cpus
+        configure_logical_cpus(n)
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:n]
+        return tf.distribute.MirroredStrategy(
+            devices=devices,
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"unknown strategy {name!r}")
+
+
+# ----------------------------------------------------------------- helpers
+def build_model(config: RunConfig, num_items: int) -> RetrievalModel:
+    model = create_model(num_items, config.model, seed=config.train.seed)
+    model.build_for(config.model.max_len)
+    return model
+
+
+def make_query_fn(model: RetrievalModel, retrieval: str | None = None):
+    """A compiled history [B, L] -> queries [B, Q, d], cached per model."""
+    cache = model.__dict__.setdefault("_query_fns", {})
+    if retrieval not in cache:
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        def query(history):
+            return model.query_vectors(history, retrieval)
+        cache[retrieval] = query
+    return cache[retrieval]
+
+
+def evaluate_model(model: RetrievalModel, examples: pipeline.EvalExamples,
+                   config: RunConfig, keep_topk: bool = False,
+                   ks=evaluation.DEFAULT_KS) -> evaluation.EvalResult:
+    return evaluation.evaluate(
+        make_query_fn(model), model.item_embedding.embeddings, examples,
+        ks=ks, batch_size=config.train.eval_batch_size,
+        exclude_history=config.train.exclude_history, keep_topk=keep_topk)
+
+
+def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
+                          log: Log):
+    if config.model.partition_weight <= 0:
+        return None
+    from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
+    t0 = time.time()
+    graph = build_cooccurrence(ds)
+    log(f"co-occurrence graph over {len(ds.train_users)} training users: "
+        f"{len(graph.indices):,} edges in {time.time() - t0:.1f}s")
+    return PositiveSampler(graph)
+
+
+def _steps_per_execution(eval_every: int, cap: int = 50) -> int:
+    return max(d for d in range(1, min(cap, eval_every) + 1)
+               if eval_every % d == 0)
+
+
+@dataclasses.dataclass
+class RunState:
+    """What survives a kill: progress, model selection, early stopping."""
+
+    epochs_done: int = 0
+    steps_done: int = 0
+    best_metric: float = -1.0
+    best_step: int = 0
+    best_prefix: str = ""
+    bad_evals: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    train_seconds: float = 0.0
+    fingerprint: str = ""
+    evals: list = dataclasses.field(default_factory=list)
+
+
+class RunDirectory:
+    """File layout and atomic bookkeeping of one run directory."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.config_path = os.path.join(path, "config.json")
+        self.state_path = os.path.join(path, "state.json")
+        self.metrics_path = os.path.join(path, "metrics.json")
+        self.ckpt_dir = os.path.join(path, "ckpt")
+        self.best_dir = os.path.join(path, "best")
+        self.log_dir = os.path.join(path, "logs")
+
+    def load_state(self) -> RunState | None:
+        if not os.path.exists(self.state_path):
+            return None
+        return RunState(**read_json(self.state_path))
+
+    def save_state(self, state: RunState) -> None:
+        atomic_write_json(self.state_path, dataclasses.asdict(state))
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.from_dict(read_json(self.config_path))
+
+
+def _check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
+    if not os.path.exists(run_dir.config_path):
+        return
+    old = read_json(run_dir.config_path)
+    new = config.to_dict()
+    if old != new:
+        diff = sorted(
+            f"{section}.{k}" for section in new
+            for k in set(new[section]) | set(old.get(section, {}))
+            if new[section].get(k) != old.get(section, {}).get(k))
+        raise ConfigError(
+            f"{run_dir.path} holds a run with a different configuration "
+            f"({', '.join(diff)}); use a new --output_dir")
+
+
+# ------------------------------------------------------------------ callback
+class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
+    """Valid evaluation, best checkpoint, resume checkpoint, early stop."""
+
+    def __init__(self, run_dir: RunDirectory, state: RunState,
+                 config: RunConfig, examples: pipeline.EvalExamples,
+                 manager: tf.train.CheckpointManager, step_var: tf.Variable,
+                 best_ckpt: tf.train.Checkpoint, log: Log, is_chief: bool):
+        super().__init__()
+        self.run_dir = run_dir
+        self.state = state
+        self.config = config
+        self.examples = examples
+        self.manager = manager
+        self.step_var = step_var
+        self.best_ckpt = best_ckpt
+        self.log = log
+        self.is_chief = is_chief
+        self.writer = (tf.summary.create_file_writer(
+            os.path.join(run_dir.log_dir, "valid")) if is_chief else None)
+        self._t0 = 0.0
+        self._last_step = state.steps_done
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            step = self.state.steps_done + (batch + 1)
+            raise TrainingDivergedError(
+                f"the loss became {float(loss)} at or before step {step}; "
+                f"the last good checkpoint (step {self.state.steps_done}) is "
+                f"kept in {self.run_dir.ckpt_dir}. Lower --learning_rate or "
+                "--partition_weight")
+
+    def on_epoch_end(self, epoch, logs=None):
+        cfg = self.config.train
+        st = self.state
+        st.train_seconds += time.time() - self._t0
+        st.epochs_done = epoch + 1
+        st.steps_done = st.epochs_done * cfg.eval_every
+        self.step_var.assign(st.steps_done)
+        t_eval = time.time()
+        result = evaluate_model(self.model, self.examples, self.config,
+                                ks=(50,))
+        metric = result.metrics[SELECTION_METRIC]
+        improved = metric > st.best_metric
+        entry = {"step": st.steps_done, "valid": result.metrics,
+                 "train": {k: float(v) for k, v in (logs or {}).items()},
+                 "eval_seconds": round(time.time() - t_eval, 2)}
+        st.evals.append(entry)
+        old_best = st.best_prefix
+        if improved:
+            st.best_metric, st.best_step, st.bad_evals = (metric,
+                                                          st.steps_done, 0)
+            if self.is_chief:
+                st.best_prefix = self.best_ckpt.write(os.path.join(
+                    self.run_dir.best_dir, f"step-{st.steps_done}"))
+        else:
+            st.bad_evals += 1
+        if st.bad_evals >= cfg.patience or st.steps_done >= cfg.max_steps:
+            st.stopped_early = st.steps_done < cfg.max_steps
+            self.model.stop_training = True
+        if self.is_chief:
+            self.manager.save(checkpoint_number=st.steps_done)
+            self.run_dir.save_state(st)
+            if improved and old_best:
+                for f in tf.io.gfile.glob(old_best + ".*"):
+                    tf.io.gfile.remove(f)
+            with self.writer.as_default(step=st.steps_done):
+                for k, v in result.metrics.items():
+                    tf.summary.scalar(k, v)
+        seqs = (st.steps_done - self._last_step) * cfg.batch_size
+        self._last_step = st.steps_done
+        self.log(
+            f"step {st.steps_done}/{cfg.max_steps}  loss {entry['train'].get('loss', float('nan')):.4f}"
+            f"  rec {entry['train'].get('rec_loss', float('nan')):.4f}"
+            f"  partition {entry['train'].get('partition_loss', float('nan')):.4f}"
+            f"  valid recall@50 {metric:.4f}"
+            f"{'  (best)' if improved else f'  (best {st.best_metric:.4f} at {st.best_step})'}"
+            f"  {seqs / max(time.time() - self._t0 - entry['eval_seconds'], 1e-9):,.0f} seq/s")
+
+
+# --------------------------------------------------------------------- run
+def run(config: RunConfig, log: Log = _stderr_log,
+        verbose: int | None = None) -> dict:
+    """Trains (or resumes) the run described by ``config``.
+
+    Returns:
+      The metrics dict written to metrics.json:
+      {"valid": {...}, "test": {...}, "best_step": .., ...}.
+    """
+    config = dataclasses.replace(config, model=resolve_config(config.model))
+    cfg = config.train
+    run_dir = RunDirectory(cfg.output_dir)
+    _check_same_run(run_dir, config)
+    state = run_dir.load_state()
+    if state is not None and state.finished and os.path.exists(
+            run_dir.metrics_path):
+        log(f"{cfg.output_dir} is already finished; metrics.json is there")
+        return read_json(run_dir.metrics_path)
+    strategy = make_strategy(config)
+    tf.keras.utils.set_random_seed(cfg.seed)
+
+    ds = load_dataset(config.data, log=log)
+    if len(ds.valid_users) == 0 or len(ds.test_users) == 0:
+        raise ConfigError("the data set has no valid or no test users; it "
+                          "is too small for the 80/10/10 user split")
+    n_items = ds.num_items
+    valid = pipeline.eval_examples(ds, "valid", config.model.max_len)
+    is_chief = _is_chief(strategy)
+    if is_chief:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        atomic_write_json(run_dir.config_path, config.to_dict())
+
+    sampler = pipeline.TrainSampler(
+        ds, config.model.max_len, cfg.batch_size, cfg.seed,
+        make_positive_sampler(config, ds, log))
+
+    with strategy.scope():
+        model = build_model(config, n_items)
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
+            steps_per_execution=_steps_per_execution(cfg.eval_every))
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                   step=step_var)
+        manager = tf.train.CheckpointManager(ckpt, run_dir.ckpt_dir,
+                                             max_to_keep=1)
+    best_ckpt = tf.train.Checkpoint(model=model)
+
+    if state is None:
+        state = RunState(fingerprint=dataset_fingerprint(ds))
+    else:
+        if state.fingerprint != dataset_fingerprint(ds):
+            raise ConfigError(
+                f"the data set of {cfg.output_dir} has changed since the run "
+                "started; use a new --output_dir")
+        if manager.latest_checkpoint is None:
+            raise ConfigError(f"{run_dir.state_path} exists but "
+                              f"{run_dir.ckpt_dir} has no checkpoint")
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        # The state may be one evaluation behind the checkpoint if the run
+        # was killed between the two writes; the step variable says which.
+        log(f"resuming {cfg.output_dir} from step {state.steps_done} "
+            f"(best valid {SELECTION_METRIC} {state.best_metric:.4f} at step "
+            f"{state.best_step}, {state.bad_evals} evaluation(s) without "
+            "improvement)")
+
+    total_epochs = math.ceil(cfg.max_steps / cfg.eval_every)
+    log(f"training {config.model.name} on {ds.name}: {ds.num_users:,} users, "
+        f"{n_items:,} items, {ds.num_interactions:,} interactions; "
+        f"{cfg.max_steps} steps, batch {cfg.batch_size}, evaluation every "
+        f"{cfg.eval_every} steps on {valid.num_users} valid users")
+    callback = _EvalAndCheckpoint(run_dir, state, config, valid, manager,
+                                  step_var, best_ckpt, log, is_chief)
+    callbacks: list = [callback]
+    if is_chief:
+        callbacks.append(tf.keras.callbacks.TensorBoard(
+            log_dir=run_dir.log_dir, update_freq="epoch",
+            write_graph=False, profile_batch=0))
+    if state.epochs_done < total_epochs and not state.stopped_early:
+        train_data = sampler.dataset_from(state.steps_done)
+        model.fit(train_data, steps_per_epoch=cfg.eval_every,
+                  epochs=total_epochs, initial_epoch=state.epochs_done,
+                  callbacks=callbacks,
+                  verbose=(verbose if verbose is not None else
+                           (1 if sys.stderr.isatty() else 0)))
+
+    # Test once, with the best checkpoint.
+    if state.best_prefix:
+        best_ckpt.read(state.best_prefix).expect_partial()
+    test = pipeline.eval_examples(ds, "test", config.model.max_len)
+    metrics = {
+        "valid": evaluate_model(model, valid, config).metrics,
+        "test": evaluate_model(model, test, config).metrics,
+        "best_step": state.best_step,
+        "steps": state.steps_done,
+        "stopped_early": state.stopped_early,
+        "train_seconds": round(state.train_seconds, 2),
+        "train_sequences_per_second": round(
+            state.steps_done * cfg.batch_size / max(state.train_seconds,
+                                                    1e-9), 1),
+        "model": config.model.name,
+        "dataset": ds.name,
+        "seed": cfg.seed,
+    }
+    if is_chief:
+        atomic_write_json(run_dir.metrics_path, metrics)
+        state.finished = True
+        run_dir.save_state(state)
+    log("test " + "  ".join(f"{k} {v:.4f}" for k, v in
+                            sorted(metrics["test"].items())))
+    return metrics
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def load_run(run_dir_path: str, log: Log = _stderr_log
+             ) -> tuple[RunConfig, SequenceDataset, RetrievalModel]:
+    """A finished run's config, data set and best model (for evaluation)."""
+    run_dir = RunDirectory(run_dir_path)
+    if not os.path.exists(run_dir.config_path):
+        raise ConfigError(f"{run_dir_path} is not a run directory (no "
+                          "config.json)")
+    state = run_dir.load_state()
+    if state is None or not state.best_prefix:
+        raise ConfigError(f"{run_dir_path} has no best checkpoint yet")
+    config = run_dir.read_config()
+    ds = load_dataset(config.data, log=log)
+    model = build_model(config, ds.num_items)
+    tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
+    return config, ds, model
+
+
+def describe_metrics(metrics: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))

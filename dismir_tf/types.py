@@ -1,0 +1,17 @@
+"""Names shared by the pipeline, the models, the evaluator and the export."""
+
+from __future__ import annotations
+
+# Keys of a training batch (all tensors have the per-example batch as their
+# first dimension, so tf.distribute can split every one of them).
+HISTORY = "history"                    # [B, L] int32, right-padded with 0
+HISTORY_MASK = "history_mask"          # [B, L] float32, 1 on real items
+TARGET = "target"                      # [B] int32
+SEED = "seed"                          # [B, 2] int64, the step's RNG seed
+PARTITION_ANCHOR = "partition_anchor"      # [B, A] int32
+PARTITION_POSITIVE = "partition_positive"  # [B, A] int32
+PARTITION_MASK = "partition_mask"          # [B, A] float32
+
+# Retrieval readouts.
+MERGE = "merge"
+FUSED = "fused"

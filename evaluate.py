@@ -1,0 +1,45 @@
+"""Recomputes a finished run's metrics from its best checkpoint.
+
+    python evaluate.py --run_dir runs/synthetic-dismir-seed0 [--split test]
+        [--dump_topk PATH] [--dump_partition PATH]
+
+--dump_topk writes one line per evaluated user:
+  user_raw_id<TAB>top-50 raw item ids, best first<TAB>target raw item ids
+--dump_partition writes one line per item:
+  item_raw_id<TAB>argmax_k w_ik<TAB>w_i1 ... w_iK
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from dismir_tf import cli  # noqa: E402
+
+flags.DEFINE_string("run_dir", None, "A run directory written by train.py.")
+flags.DEFINE_enum("split", "test", ["test", "valid"], "Users to evaluate.")
+flags.DEFINE_string("dump_topk", None, "Write each user's top-50 here.")
+flags.DEFINE_string("dump_partition", None,
+                    "Write each item's partition weights here.")
+flags.mark_flag_as_required("run_dir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from dismir_tf import reports, training
+
+    config, ds, model = training.load_run(FLAGS.run_dir)
+    metrics = reports.evaluate_split(config, ds, model, FLAGS.split,
+                                     dump_topk=FLAGS.dump_topk)
+    if FLAGS.dump_partition:
+        reports.dump_partition(ds, model, FLAGS.dump_partition)
+    print(json.dumps({FLAGS.split: metrics}, sort_keys=True))
+
+
+if __name__ == "__main__":
+    cli.run_app(main)
