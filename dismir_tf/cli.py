@@ -18,7 +18,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 from dismir_tf.config import (PAPER_DEFAULTS, DataConfig, ModelConfig,
-                              RunConfig, TrainConfig)
+                              RunConfig, SyntheticConfig, TrainConfig)
 from dismir_tf.errors import EXIT_USER_ERROR, UserInputError
 
 FLAGS = flags.FLAGS
@@ -46,6 +46,10 @@ def define_data_flags() -> None:
                          "kept interactions.")
     flags.DEFINE_bool("kcore", False, "Iterate the filters to a k-core.")
     flags.DEFINE_integer("split_seed", 1230, "Seed of the user split.")
+    flags.DEFINE_integer("synthetic_users", None, "Synthetic set: users.")
+    flags.DEFINE_integer("synthetic_items", None, "Synthetic set: items.")
+    flags.DEFINE_integer("synthetic_groups", None,
+                         "Synthetic set: planted item groups.")
 
 
 def define_model_flags() -> None:
@@ -92,7 +96,15 @@ def data_config_from_flags() -> DataConfig:
     dataset = FLAGS.dataset
     if dataset is None and not FLAGS.dataset_file:
         dataset = "synthetic"
+    synthetic = SyntheticConfig()
+    overrides = {k: getattr(FLAGS, f"synthetic_{k}") for k in
+                 ("users", "items", "groups")
+                 if getattr(FLAGS, f"synthetic_{k}") is not None}
+    if overrides:
+        synthetic = dataclasses.replace(synthetic, **{
+            f"num_{k}": v for k, v in overrides.items()})
     return DataConfig(
+        synthetic=synthetic,
         dataset=dataset or "", dataset_file=FLAGS.dataset_file or "",
         dataset_format=FLAGS.dataset_format or "", data_dir=FLAGS.data_dir,
         min_item_count=FLAGS.min_item_count,

@@ -1,0 +1,52 @@
+"""Small, deterministic data sets and configs for tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
+                              SyntheticConfig, TrainConfig)
+from dismir_tf.data.dataset import SequenceDataset
+
+TINY_SYNTHETIC = SyntheticConfig(num_users=300, num_items=120, num_groups=6,
+                                 min_length=8, max_length=20, seed=3)
+
+
+def make_dataset(sequences: list[list[int]], num_items: int,
+                 train: list[int], valid: list[int], test: list[int],
+                 name: str = "tiny") -> SequenceDataset:
+    """A SequenceDataset from explicit item sequences (items 1..N)."""
+    lengths = [len(s) for s in sequences]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return SequenceDataset(
+        name=name,
+        item_ids=np.array([""] + [f"item{i}" for i in range(1,
+                                                             num_items + 1)]),
+        user_ids=np.array([f"user{u}" for u in range(len(sequences))]),
+        offsets=offsets,
+        items=np.concatenate([np.asarray(s, np.int32) for s in sequences]),
+        timestamps=None,
+        train_users=np.asarray(train, np.int32),
+        valid_users=np.asarray(valid, np.int32),
+        test_users=np.asarray(test, np.int32))
+
+
+def tiny_run_config(output_dir: str, model: str = "dismir",
+                    **overrides) -> RunConfig:
+    """A run on the tiny synthetic set that trains in a few seconds."""
+    model_kw = dict(name=model, embedding_dim=16, num_interests=3, max_len=10,
+                    partition_weight=0.1, partition_negatives=20)
+    train_kw = dict(output_dir=output_dir, batch_size=32, max_steps=40,
+                    eval_every=20, patience=5, seed=1, eval_batch_size=64)
+    for k, v in overrides.items():
+        if k in model_kw or k in {f.name for f in dataclasses.fields(
+                ModelConfig)}:
+            model_kw[k] = v
+        else:
+            train_kw[k] = v
+    return RunConfig(data=DataConfig(dataset="synthetic",
+                                     synthetic=TINY_SYNTHETIC),
+                     model=ModelConfig(**model_kw),
+                     train=TrainConfig(**train_kw))

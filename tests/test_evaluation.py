@@ -1,0 +1,125 @@
+"""The evaluator against hand-computed cases and a literal reference merge."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dismir_tf import evaluation
+from dismir_tf.pipeline import EvalExamples
+
+
+def test_metrics_hand_computed_with_repeated_targets():
+    # One user, top-5 = [3, 1, 7, 2, 9], targets [1, 1, 4, 9] (1 repeated).
+    topk = np.array([[3, 1, 7, 2, 9]])
+    targets = np.array([[1, 1, 4, 9]])
+    m = evaluation.metrics_from_topk(topk, targets, ks=(2, 5))
+    # @2: top = [3, 1]; target entries in it: 1, 1 -> 2 of 4.
+    assert m["recall@2"][0] == pytest.approx(2 / 4)
+    assert m["hr@2"][0] == 1.0
+    # NDCG@2: rel = [0, 1]; DCG = 1/log2(3); 3 distinct targets, IDCG over
+    # min(3, 2) = 2 ranks: 1 + 1/log2(3).
+    assert m["ndcg@2"][0] == pytest.approx(
+        (1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    # @5: entries 1, 1, 9 hit -> 3/4; rel = [0, 1, 0, 0, 1].
+    assert m["recall@5"][0] == pytest.approx(3 / 4)
+    dcg = 1 / math.log2(3) + 1 / math.log2(6)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert m["ndcg@5"][0] == pytest.approx(dcg / idcg)
+
+
+def test_metrics_fewer_hits_than_n_and_padding():
+    topk = np.array([[5, 6, 7], [1, 2, 3]])
+    targets = np.array([[8, 0, 0], [3, 4, 0]])    # 0 is padding
+    m = evaluation.metrics_from_topk(topk, targets, ks=(3,))
+    np.testing.assert_allclose(m["recall@3"], [0.0, 0.5])
+    np.testing.assert_allclose(m["hr@3"], [0.0, 1.0])
+    # user 2: rel = [0, 0, 1] -> DCG 1/log2(4) = 0.5; IDCG = 1 + 1/log2(3).
+    np.testing.assert_allclose(m["ndcg@3"],
+                               [0.0, 0.5 / (1 + 1 / math.log2(3))])
+
+
+def test_merge_deduplicates_an_item_retrieved_by_two_interests():
+    # Interest A: items 4 (0.9), 2 (0.5); interest B: 4 (0.8), 7 (0.7).
+    items = np.array([[4, 2, 4, 7]])
+    scores = np.array([[0.9, 0.5, 0.8, 0.7]])
+    np.testing.assert_array_equal(evaluation.merge_topk(items, scores, 2),
+                                  [[4, 7]])
+    np.testing.assert_array_equal(evaluation.merge_topk(items, scores, 3),
+                                  [[4, 7, 2]])
+
+
+def _reference_merge(queries, emb, k):
+    """Literal ComiRec procedure: per-interest top-k, sort, dedupe, cut."""
+    out = []
+    for q in queries:
+        cands = []
+        for f in range(q.shape[0]):
+            s = emb[1:] @ q[f]
+            top = np.argsort(-s, kind="stable")[:k]
+            cands += [(s[i], i + 1) for i in top]
+        cands.sort(key=lambda x: -x[0])
+        seen, row = set(), []
+        for _, item in cands:
+            if item not in seen:
+                seen.add(item)
+                row.append(item)
+        out.append(row[:k])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("num_queries", [1, 4])
+def test_exact_and_tfrs_backends_equal_the_reference_merge(seed,
+                                                           num_queries):
+    rng = np.random.RandomState(seed)
+    n, d, users, k = 60, 8, 7, 10
+    emb = rng.randn(n + 1, d).astype(np.float32)
+    queries = rng.randn(users, num_queries, d).astype(np.float32)
+    expected = _reference_merge(queries, emb, k)
+    _, exact = evaluation._score_and_top_k(tf.constant(queries),
+                                           tf.constant(emb), k, None)
+    np.testing.assert_array_equal(exact.numpy(), expected)
+    np.testing.assert_array_equal(
+        evaluation.tfrs_top_k(queries, emb, k), expected)
+
+
+def test_padding_is_never_recommended_and_history_exclusion():
+    # Item 0 (padding) has by far the largest score.
+    emb = np.array([[100.0], [1.0], [3.0], [2.0]], np.float32)
+    queries = np.ones((1, 1, 1), np.float32)
+    _, top = evaluation._score_and_top_k(tf.constant(queries),
+                                         tf.constant(emb), 3, None)
+    np.testing.assert_array_equal(top.numpy(), [[2, 3, 1]])
+    _, top = evaluation._score_and_top_k(
+        tf.constant(queries), tf.constant(emb), 2,
+        tf.constant([[2, 0]], tf.int32))
+    np.testing.assert_array_equal(top.numpy(), [[3, 1]])
+
+
+def test_evaluate_batches_users_and_averages():
+    rng = np.random.RandomState(4)
+    emb = rng.randn(31, 4).astype(np.float32)
+    hist = rng.randint(1, 31, size=(9, 5)).astype(np.int32)
+    targets = rng.randint(1, 31, size=(9, 3)).astype(np.int32)
+    ex = EvalExamples(users=np.arange(9, dtype=np.int32), history=hist,
+                      targets=targets)
+
+    def query_fn(h):
+        # One query per user: the embedding of the first history item.
+        return tf.gather(emb, h[:, :1])
+
+    whole = evaluation.evaluate(query_fn, emb, ex, ks=(5, 10),
+                                batch_size=100, keep_topk=True)
+    batched = evaluation.evaluate(query_fn, emb, ex, ks=(5, 10),
+                                  batch_size=2, keep_topk=True)
+    np.testing.assert_array_equal(whole.topk, batched.topk)
+    for k, v in whole.metrics.items():
+        assert batched.metrics[k] == pytest.approx(v)
+    per_user = evaluation.metrics_from_topk(whole.topk, targets, (5, 10))
+    assert whole.metrics["recall@10"] == pytest.approx(
+        per_user["recall@10"].mean())
+    # Each user's own first history item scores q.q = |q|^2, the largest
+    # possible for that query unless another item is longer in its direction.
+    assert whole.topk.shape == (9, 10)
