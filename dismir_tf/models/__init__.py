@@ -20,7 +20,8 @@ def _dismir(**kw) -> Callable[..., RetrievalModel]:
 
 # name -> (factory, config overrides forced by the variant)
 _REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
-    "dnn": (DNN, {}),
+    # The partition task is for multi-interest models; DNN never takes it.
+    "dnn": (DNN, {"partition_weight": 0.0}),
     "dismir": (_dismir(), {}),
     "mir": (_dismir(), {"partition_weight": 0.0}),
     "dismir-wo-dpi": (_dismir(use_attention=False), {}),
