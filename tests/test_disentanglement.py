@@ -1,0 +1,82 @@
+"""Evidence that the partition does what the paper claims (issue: DisMIR).
+
+On a small synthetic set with planted item groups, DisMIR (lambda > 0)
+recovers the groups far better than MIR (lambda = 0) at the same budget,
+and a trained model's F interests are distinct.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dismir_tf import analysis, pipeline, training
+from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
+                              SyntheticConfig, TrainConfig)
+from dismir_tf.data.synthetic import generate
+
+SYN = SyntheticConfig(num_users=1500, num_items=400, num_groups=8,
+                      min_length=10, max_length=30, seed=5)
+
+
+def _train(tmp_path, lam):
+    cfg = RunConfig(
+        data=DataConfig(dataset="synthetic", synthetic=SYN),
+        model=ModelConfig(name="dismir", partition_weight=lam,
+                          embedding_dim=16, num_interests=3, max_len=10,
+                          partition_negatives=20),
+        train=TrainConfig(output_dir=str(tmp_path / f"lam{lam}"),
+                          max_steps=1000, eval_every=500, batch_size=64,
+                          seed=0))
+    metrics = training.run(cfg, log=lambda m: None)
+    _, ds, model = training.load_run(cfg.train.output_dir,
+                                     log=lambda m: None)
+    return metrics, ds, model
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("disentangle")
+    _, groups = generate(SYN)
+    return groups[1:], {lam: _train(tmp, lam) for lam in (0.0, 2.0)}
+
+
+def _scores(model, groups):
+    w = model.item_embedding.embeddings.numpy()[1:]
+    clusters = analysis.spherical_kmeans(w, int(groups.max()) + 1)
+    return {"nmi": analysis.nmi(clusters, groups),
+            "purity": analysis.purity(clusters, groups),
+            "argmax_nmi": analysis.nmi(analysis.partition_groups(w), groups),
+            "knn": analysis.neighbour_agreement(w, groups)}
+
+
+def test_partition_recovers_planted_groups_better_than_lambda_zero(runs):
+    groups, by_lam = runs
+    mir = _scores(by_lam[0.0][2], groups)
+    dismir = _scores(by_lam[2.0][2], groups)
+    print("lambda=0:", mir, "\nlambda=2:", dismir)
+    # Measured: NMI 0.95 vs 0.09, purity 0.98 vs 0.26 (seed 0).
+    assert dismir["nmi"] > mir["nmi"] + 0.4
+    assert dismir["purity"] > mir["purity"] + 0.3
+    assert dismir["knn"] > 2 * mir["knn"]
+    # The raw argmax partition is weaker (see README) but still better.
+    assert dismir["argmax_nmi"] > mir["argmax_nmi"]
+    # And the recommendation improves at the same budget.
+    assert (by_lam[2.0][0]["test"]["recall@50"]
+            > by_lam[0.0][0]["test"]["recall@50"])
+
+
+def test_trained_interests_are_distinct(runs):
+    _, by_lam = runs
+    _, ds, model = by_lam[2.0]
+    ex = pipeline.eval_examples(ds, "test", 10)
+    enc = model.encode(tf.constant(ex.history))
+    m = enc.interests.numpy()
+    sim = analysis.interest_similarity(m)
+    print("mean cosine between a user's interests:", sim.mean())
+    assert sim.mean() < 0.99
+    # No two interests of any user coincide.
+    for f in range(m.shape[1]):
+        for g in range(f + 1, m.shape[1]):
+            assert np.min(np.abs(m[:, f] - m[:, g]).max(axis=1)) > 1e-4
+    # The attention is not uniform: users weight their interests.
+    assert np.abs(enc.weights.numpy() - 1 / m.shape[1]).max() > 1e-3
