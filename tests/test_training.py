@@ -116,3 +116,13 @@ def test_evaluate_py_on_a_missing_run_is_a_clean_error(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "not a run directory" in proc.stderr
+
+
+def test_mirrored_strategy_run_end_to_end(tmp_path):
+    # conftest split the CPU into two logical devices: two replicas.
+    metrics = training.run(
+        tiny_run_config(str(tmp_path / "mirrored"), strategy="mirrored"),
+        log=lambda m: None)
+    assert set(metrics["test"]) == METRIC_KEYS
+    assert 0.0 < metrics["test"]["recall@50"] <= 1.0
+    assert os.path.exists(tmp_path / "mirrored" / "metrics.json")
