@@ -120,14 +120,21 @@ def dataset_defaults(data: DataConfig) -> dict:
 
 def model_config_from_flags(data: DataConfig, model: str | None = None
                             ) -> ModelConfig:
+    from dismir_tf.models import uses_dataset_partition_weight
+
+    model = model or FLAGS.model
     values = dataset_defaults(data)
+    if not uses_dataset_partition_weight(model):
+        # Baselines and ablations take the partition task (the plugin of
+        # Table 5) only when --partition_weight asks for it.
+        values["partition_weight"] = 0.0
     for name in ("embedding_dim", "num_interests", "max_len",
                  "routing_iterations", "partition_weight",
                  "partition_negatives", "hard_negative_candidates",
                  "retrieval"):
         if getattr(FLAGS, name) is not None:
             values[name] = getattr(FLAGS, name)
-    return ModelConfig(name=model or FLAGS.model, **values)
+    return ModelConfig(name=model, **values)
 
 
 def train_config_from_flags(data: DataConfig, model: ModelConfig,

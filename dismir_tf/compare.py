@@ -1,5 +1,13 @@
 """Side-by-side comparison tables (the paper's Tables 2, 3 and 5).
 
+Three shapes (``MODES``):
+
+* ``table2`` -- metrics as rows, models as columns, improvement of the
+  proposed model over the best baseline (Table 2).
+* ``ablation`` -- methods as rows, metrics as columns (Table 3).
+* ``plugin`` -- each backbone with and without the item-partition task,
+  side by side, with the improvement the task brings (Table 5).
+
 :func:`run_grid` trains every (model, seed) into its own run directory; a
 finished run is found there and not trained again, so an interrupted
 comparison restarts where it stopped.  :func:`summarize` turns the runs'
@@ -19,9 +27,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-from dismir_tf.config import RunConfig
+from dismir_tf.config import ModelConfig, RunConfig
 from dismir_tf.io_utils import atomic_write_text, read_json
 
+MODES = ("table2", "ablation", "plugin")
+# Models of each table when --models is not given (the paper's choices).
+DEFAULT_MODELS = {
+    "table2": ("dnn", "mir", "dismir"),
+    "ablation": ("mir", "mir-rv", "mir-bf", "dismir-wo-dpi", "dismir"),
+    "plugin": ("mind", "comirec-sa", "remi"),
+}
 METRIC_ORDER = ("recall@20", "hr@20", "ndcg@20", "recall@50", "hr@50",
                 "ndcg@50")
 SHORT = {"recall": "R", "hr": "HR", "ndcg": "ND"}
@@ -53,13 +68,24 @@ def run_dir_of(out_dir: str, variant: Variant, seed: int) -> str:
 def run_grid(base: RunConfig, variants: Sequence[Variant],
              seeds: Sequence[int], out_dir: str,
              train: Callable[[RunConfig], dict],
-             log: Callable[[str], None]) -> dict[str, list[dict]]:
-    """Trains every (variant, seed); returns label -> list of metrics."""
+             log: Callable[[str], None],
+             model_base: Callable[[str], ModelConfig] | None = None
+             ) -> dict[str, list[dict]]:
+    """Trains every (variant, seed); returns label -> list of metrics.
+
+    Args:
+      model_base: optional model name -> that model's base config (e.g.
+        the CLI's per-model defaults, where baselines take lambda = 0);
+        by default ``base.model`` with the name replaced.  The variant's
+        overrides are applied on top.
+    """
     jobs = [(v, s) for v in variants for s in seeds]
     results: dict[str, list[dict]] = {v.label: [] for v in variants}
     for n, (variant, seed) in enumerate(jobs, 1):
         path = run_dir_of(out_dir, variant, seed)
-        model = dataclasses.replace(base.model, name=variant.model,
+        model_cfg = (model_base(variant.model) if model_base is not None
+                     else base.model)
+        model = dataclasses.replace(model_cfg, name=variant.model,
                                     **dict(variant.overrides))
         config = dataclasses.replace(
             base, model=model,
@@ -191,9 +217,138 @@ def to_csv(table: Table) -> str:
 
 
 def write_table(table: Table, out_dir: str, name: str,
-                title: str = "") -> tuple[str, str]:
+                title: str = "",
+                markdown: Callable[[Table, str], str] | None = None
+                ) -> tuple[str, str]:
+    """Writes OUT_DIR/NAME.md (``markdown``, default :func:`to_markdown`)
+    and OUT_DIR/NAME.csv."""
+    return write_text(out_dir, name, (markdown or to_markdown)(table, title),
+                      to_csv(table))
+
+
+def write_text(out_dir: str, name: str, markdown: str,
+               csv_text: str) -> tuple[str, str]:
     md = os.path.join(out_dir, f"{name}.md")
     cs = os.path.join(out_dir, f"{name}.csv")
-    atomic_write_text(md, to_markdown(table, title))
-    atomic_write_text(cs, to_csv(table))
+    atomic_write_text(md, markdown)
+    atomic_write_text(cs, csv_text)
     return md, cs
+
+
+# ------------------------------------------------------- Table 3: ablation
+def to_markdown_ablation(table: Table, title: str = "") -> str:
+    """Methods as rows, metrics as columns (the shape of Table 3).
+
+    Bold: the best method per metric; underlined: the best of the other
+    methods (the best variant); the last two rows give the improvement of
+    the proposed method over it and the paired t-test p-value.
+    """
+    head = ["method"] + [short_name(m) for m in METRIC_ORDER]
+    out = io.StringIO()
+    if title:
+        out.write(f"{title}\n\n")
+    out.write("| " + " | ".join(head) + " |\n")
+    out.write("|" + "---|" * len(head) + "\n")
+    best = {m: table.best(m) for m in METRIC_ORDER}
+    for lab in table.labels:
+        row = [lab]
+        for m in METRIC_ORDER:
+            text = _fmt(table.cells[lab][m])
+            if lab == best[m]:
+                text = f"**{text}**"
+            if table.best_baseline.get(m) == lab:
+                text = f"<u>{text}</u>"
+            row.append(text)
+        out.write("| " + " | ".join(row) + " |\n")
+    if table.proposed and table.improvement:
+        out.write("| improve. | " + " | ".join(
+            f"{100 * table.improvement[m]:+.2f}%" for m in METRIC_ORDER)
+            + " |\n")
+        out.write("| p (paired t) | " + " | ".join(
+            f"{table.p_value[m]:.3g}" for m in METRIC_ORDER) + " |\n")
+    out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+              "Bold: best; underlined: best of the other methods"
+              + (f"; improve.: {table.proposed} over it.\n"
+                 if table.proposed else ".\n"))
+    return out.getvalue()
+
+
+# --------------------------------------------------------- Table 5: plugin
+PLUGIN_SUFFIX = " + partition"
+
+
+def plugin_variants(backbones: Sequence[str],
+                    partition_weight: float) -> list[Variant]:
+    """Each backbone without (lambda = 0) and with the partition task."""
+    if partition_weight <= 0:
+        raise ValueError("the plugin table needs a partition weight > 0")
+    variants = []
+    for b in backbones:
+        variants.append(Variant(b, b, (("partition_weight", 0.0),)))
+        variants.append(Variant(b + PLUGIN_SUFFIX, b,
+                                (("partition_weight", partition_weight),)))
+    return variants
+
+
+@dataclasses.dataclass
+class PluginTable:
+    """Per backbone, the two-column summary (with vs without)."""
+
+    backbones: list[str]
+    tables: dict[str, Table]
+
+    @property
+    def seeds(self) -> int:
+        return max(t.seeds for t in self.tables.values())
+
+
+def summarize_plugin(results: dict[str, list[dict]],
+                     backbones: Sequence[str],
+                     split: str = "test") -> PluginTable:
+    """For each backbone: with the task (proposed) vs without (baseline)."""
+    tables = {}
+    for b in backbones:
+        with_task = b + PLUGIN_SUFFIX
+        tables[b] = summarize({with_task: results[with_task],
+                               b: results[b]}, proposed=with_task,
+                              split=split)
+    return PluginTable(list(backbones), tables)
+
+
+def plugin_to_markdown(table: PluginTable, title: str = "") -> str:
+    """Metrics as rows; per backbone, with / without the partition task,
+    the improvement it brings and the paired t-test (shape of Table 5).
+    Bold: the better of each pair."""
+    head = ["metric"]
+    for b in table.backbones:
+        head += [b + PLUGIN_SUFFIX, b, "improve.", "p (paired t)"]
+    out = io.StringIO()
+    if title:
+        out.write(f"{title}\n\n")
+    out.write("| " + " | ".join(head) + " |\n")
+    out.write("|" + "---|" * len(head) + "\n")
+    for m in METRIC_ORDER:
+        row = [short_name(m)]
+        for b in table.backbones:
+            t = table.tables[b]
+            best = t.best(m)
+            for lab in (b + PLUGIN_SUFFIX, b):
+                text = _fmt(t.cells[lab][m])
+                row.append(f"**{text}**" if lab == best else text)
+            row += [f"{100 * t.improvement[m]:+.2f}%",
+                    f"{t.p_value[m]:.3g}"]
+        out.write("| " + " | ".join(row) + " |\n")
+    out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+              f"'{PLUGIN_SUFFIX.strip()}': the backbone trained with the "
+              "item-partition task (lambda > 0). Bold: the better of each "
+              "pair; improve.: with over without.\n")
+    return out.getvalue()
+
+
+def plugin_to_csv(table: PluginTable) -> str:
+    parts = []
+    for n, b in enumerate(table.backbones):
+        text = to_csv(table.tables[b])
+        lines = text.splitlines(keepends=True)
+        parts.extend(lines if n == 0 else lines[1:])
+    return "".join(parts)

@@ -8,8 +8,13 @@ from collections.abc import Callable
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models.base import Encoded, RetrievalModel
+from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
 from dismir_tf.models.dismir import DisMIR
 from dismir_tf.models.dnn import DNN
+from dismir_tf.models.gru4rec import GRU4Rec
+from dismir_tf.models.mind import MIND
+from dismir_tf.models.mir_variants import MIRBF, MIRRV
+from dismir_tf.models.remi import REMI
 
 
 def _dismir(**kw) -> Callable[..., RetrievalModel]:
@@ -22,10 +27,24 @@ def _dismir(**kw) -> Callable[..., RetrievalModel]:
 _REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
     # The partition task is for multi-interest models; DNN never takes it.
     "dnn": (DNN, {"partition_weight": 0.0}),
+    "gru4rec": (GRU4Rec, {"partition_weight": 0.0}),
+    # Table 2's multi-interest baselines: the partition task is a plugin
+    # for them (Table 5), off unless --partition_weight asks for it.
+    "mind": (MIND, {}),
+    "comirec-dr": (ComiRecDR, {}),
+    "comirec-sa": (ComiRecSA, {}),
+    "remi": (REMI, {}),
     "dismir": (_dismir(), {}),
     "mir": (_dismir(), {"partition_weight": 0.0}),
+    # Table 3's ablations: the partition task replaced by another term.
+    "mir-rv": (MIRRV, {"partition_weight": 0.0}),
+    "mir-bf": (MIRBF, {"partition_weight": 0.0}),
     "dismir-wo-dpi": (_dismir(use_attention=False), {}),
 }
+
+# Models that take the data set's partition weight lambda by default; the
+# others take the partition task only when --partition_weight is given.
+_DATASET_LAMBDA_MODELS = frozenset({"dismir", "dismir-wo-dpi"})
 
 MODEL_NAMES = tuple(_REGISTRY)
 
@@ -38,6 +57,11 @@ def register(name: str, factory: Callable[..., RetrievalModel],
 
 def model_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
+
+
+def uses_dataset_partition_weight(name: str) -> bool:
+    """Whether ``name`` takes the data set's lambda when none is given."""
+    return name in _DATASET_LAMBDA_MODELS
 
 
 def resolve_config(config: ModelConfig) -> ModelConfig:
@@ -54,5 +78,7 @@ def create_model(num_items: int, config: ModelConfig,
     return _REGISTRY[config.name][0](num_items, config, seed)
 
 
-__all__ = ["DNN", "DisMIR", "Encoded", "MODEL_NAMES", "RetrievalModel",
-           "create_model", "model_names", "register", "resolve_config"]
+__all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
+           "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
+           "create_model", "model_names", "register", "resolve_config",
+           "uses_dataset_partition_weight"]

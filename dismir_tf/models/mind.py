@@ -1,0 +1,49 @@
+"""MIND (Li et al., CIKM '19): capsule interests, label-aware attention.
+
+* Interests: :class:`CapsuleInterestExtractor` with one shared bilinear
+  matrix (``transform='shared'``, the reference's ``bilinear_type=0``),
+  randomly initialised routing logits and 3 routing iterations.  The random
+  logits are drawn once from the model's seed and kept fixed, so serving
+  scores what evaluation scored; the reference code re-draws them on every
+  forward pass, which also makes its evaluation non-deterministic.
+* Training readout: label-aware attention against the target,
+  softmax_f((m_f . e_t)^p) with p = 1 (soft, as the MIND paper).
+* Objective: sampled softmax with ``sampled_softmax_negatives`` uniform
+  negatives shared by the batch (:mod:`dismir_tf.models.sampled_softmax`).
+* Retrieval: 'merge' (each interest retrieves its own top-N).
+
+The reference code's ReLU projection of the interests is used there on
+Amazon Books only and is left out.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dismir_tf.capsule import CapsuleInterestExtractor
+from dismir_tf.config import ModelConfig
+from dismir_tf.models.base import Encoded
+from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
+
+
+class MIND(SampledSoftmaxModel):
+    """Shared-bilinear dynamic routing, soft label-aware readout."""
+
+    hard_readout = False
+    readout_power = 1.0
+
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
+                 **kwargs):
+        super().__init__(num_items, config, seed, **kwargs)
+        self.capsule = CapsuleInterestExtractor(
+            config.num_interests, config.max_len, transform="shared",
+            routing_init="random",
+            iterations=config.routing_iterations or 3, seed=seed,
+            name="capsule")
+
+    def encode(self, history, training=False):
+        mask = tf.cast(history > 0, tf.float32)
+        items = self.item_embedding(history)
+        interests, routing = self.capsule(items, mask)
+        return Encoded(interests=interests, weights=None, routing=routing,
+                       items=items, mask=mask)

@@ -1,0 +1,45 @@
+"""REMI (Xie et al., RecSys '23): ComiRec-SA + IHN + routing regulariser.
+
+REMI is a training framework on top of a backbone; its reference results
+(and ANCHORS.md) use ComiRec-SA, so this is :class:`ComiRecSA` with
+
+* interest-aware hard negatives (IHN): the sampled softmax weights each
+  shared negative by softmax_j(beta * s_j) (``remi_beta``, the reference's
+  ``--rbeta``); see :func:`sampled_softmax_loss`;
+* routing regularisation (RR): eq. 1 of the DisMIR paper on the
+  self-attention matrix A [F, L] of each user, weight
+  ``routing_variance_weight`` (the reference's ``--rlambda``).  As REMI's
+  code, the per-user terms are summed over the batch, not averaged, so the
+  weight is per example.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dismir_tf.models.comirec import ComiRecSA
+from dismir_tf.models.regularizers import routing_variation
+
+
+def summed_over_batch(per_example: tf.Tensor) -> tf.Tensor:
+    """The per-replica value whose replica sum, after the base class's
+    division by the replica count, is the sum over the global batch."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.reduce_sum(per_example) * tf.cast(replicas, per_example.dtype)
+
+
+class REMI(ComiRecSA):
+    """ComiRec-SA trained with REMI's IHN and RR."""
+
+    @property
+    def negative_beta(self) -> float:
+        return self.model_config.remi_beta
+
+    def regularization(self, batch, enc, seed):
+        del batch, seed
+        weight = self.model_config.routing_variance_weight
+        if weight == 0:
+            return tf.constant(0.0)
+        per_user = routing_variation(enc.routing,
+                                     float(self.model_config.embedding_dim))
+        return weight * summed_over_batch(per_user)

@@ -1,0 +1,232 @@
+"""Comparison tables (Tables 2, 3, 5) on fake metrics, and the resume."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dismir_tf import compare
+from dismir_tf.config import ModelConfig
+from dismir_tf.io_utils import atomic_write_json
+from tests.helpers import tiny_run_config
+
+
+def _metrics(base: float) -> dict:
+    """A fake metrics.json: every metric = base + its position / 100."""
+    return {"test": {m: base + i / 100
+                     for i, m in enumerate(compare.METRIC_ORDER)}}
+
+
+# Three seeds per model; dismir is best, mind the best baseline, dnn worst.
+RESULTS = {
+    "dnn": [_metrics(v) for v in (0.10, 0.11, 0.12)],
+    "mind": [_metrics(v) for v in (0.20, 0.22, 0.21)],
+    "dismir": [_metrics(v) for v in (0.25, 0.26, 0.28)],
+}
+
+
+def _cell(label, metric="recall@20"):
+    values = [r["test"][metric] for r in RESULTS[label]]
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def test_summarize_best_baseline_improvement_and_scipy_t_test():
+    table = compare.summarize(RESULTS, proposed="dismir")
+    for m in compare.METRIC_ORDER:
+        assert table.best(m) == "dismir"
+        assert table.best_baseline[m] == "mind"
+        a = [r["test"][m] for r in RESULTS["dismir"]]
+        b = [r["test"][m] for r in RESULTS["mind"]]
+        assert table.improvement[m] == pytest.approx(
+            (np.mean(a) - np.mean(b)) / np.mean(b))
+        assert table.p_value[m] == pytest.approx(
+            stats.ttest_rel(a, b).pvalue)
+
+
+def test_table2_shape_metrics_as_rows_models_as_columns():
+    table = compare.summarize(RESULTS, proposed="dismir")
+    md = compare.to_markdown(table, "T2")
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert lines[0] == ("| metric | dnn | mind | dismir | improve. | "
+                        "p (paired t) |")
+    assert len(lines) == 2 + len(compare.METRIC_ORDER)
+    row = lines[2].split(" | ")
+    assert row[0] == "| R@20"
+    assert row[1] == _cell("dnn")                        # plain
+    assert row[2] == f"<u>{_cell('mind')}</u>"           # best baseline
+    assert row[3] == f"**{_cell('dismir')}**"            # best
+    imp = table.improvement["recall@20"]
+    assert row[4] == f"{100 * imp:+.2f}%"
+    assert row[5].rstrip(" |") == f"{table.p_value['recall@20']:.3g}"
+
+
+def test_ablation_shape_methods_as_rows_metrics_as_columns():
+    table = compare.summarize(RESULTS, proposed="dismir")
+    md = compare.to_markdown_ablation(table, "T3")
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert lines[0] == "| method | R@20 | HR@20 | ND@20 | R@50 | HR@50 | ND@50 |"
+    labels = [line.split(" | ")[0][2:] for line in lines[2:]]
+    assert labels == ["dnn", "mind", "dismir", "improve.", "p (paired t)"]
+    mind = lines[3].split(" | ")
+    assert mind[1] == f"<u>{_cell('mind')}</u>"
+    dismir = lines[4].split(" | ")
+    assert dismir[1] == f"**{_cell('dismir')}**"
+    assert lines[2].count("**") == 0 and lines[2].count("<u>") == 0
+    p = lines[6].split(" | ")
+    assert p[1] == f"{table.p_value['recall@20']:.3g}"
+    imp = lines[5].split(" | ")
+    assert imp[4] == f"{100 * table.improvement['recall@50']:+.2f}%"
+
+
+def test_plugin_shape_each_backbone_with_and_without_the_task():
+    variants = compare.plugin_variants(["mind", "remi"], 0.1)
+    assert [(v.label, v.model, v.overrides) for v in variants] == [
+        ("mind", "mind", (("partition_weight", 0.0),)),
+        ("mind + partition", "mind", (("partition_weight", 0.1),)),
+        ("remi", "remi", (("partition_weight", 0.0),)),
+        ("remi + partition", "remi", (("partition_weight", 0.1),))]
+    assert len({v.slug for v in variants}) == 4
+    with pytest.raises(ValueError, match="partition weight"):
+        compare.plugin_variants(["mind"], 0.0)
+
+    results = {
+        "mind": [_metrics(v) for v in (0.20, 0.21, 0.22)],
+        "mind + partition": [_metrics(v) for v in (0.22, 0.24, 0.23)],
+        "remi": [_metrics(v) for v in (0.30, 0.31, 0.33)],
+        "remi + partition": [_metrics(v) for v in (0.29, 0.30, 0.31)],
+    }
+    plugin = compare.summarize_plugin(results, ["mind", "remi"])
+    md = compare.plugin_to_markdown(plugin)
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert lines[0] == (
+        "| metric | mind + partition | mind | improve. | p (paired t) | "
+        "remi + partition | remi | improve. | p (paired t) |")
+    row = lines[2].split(" | ")
+    assert row[1].startswith("**") and not row[2].startswith("**")
+    assert not row[5].startswith("**") and row[6].startswith("**")
+    a = [r["test"]["recall@20"] for r in results["mind + partition"]]
+    b = [r["test"]["recall@20"] for r in results["mind"]]
+    assert row[3] == f"{100 * (np.mean(a) - np.mean(b)) / np.mean(b):+.2f}%"
+    assert row[4] == f"{stats.ttest_rel(a, b).pvalue:.3g}"
+    csv_lines = compare.plugin_to_csv(plugin).splitlines()
+    assert csv_lines[0].startswith("model,metric")
+    assert len(csv_lines) == 1 + 4 * len(compare.METRIC_ORDER)
+
+
+def test_single_seed_has_no_p_value():
+    one = {k: v[:1] for k, v in RESULTS.items()}
+    table = compare.summarize(one, proposed="dismir")
+    assert np.isnan(table.p_value["recall@20"])
+    assert "nan" in compare.to_markdown(table)
+
+
+def test_write_table_writes_markdown_and_csv(tmp_path):
+    table = compare.summarize(RESULTS, proposed="dismir")
+    md, cs = compare.write_table(table, str(tmp_path), "t3",
+                                 markdown=compare.to_markdown_ablation)
+    assert open(md).read().startswith("| method |")
+    assert open(cs).read().startswith("model,metric")
+
+
+def test_run_grid_resumes_and_uses_per_model_base_configs(tmp_path):
+    base = tiny_run_config(str(tmp_path / "unused"), model="dismir",
+                           partition_weight=0.3)
+    variants = [compare.Variant("dnn", "dnn"), compare.Variant("mind", "mind"),
+                *compare.plugin_variants(["mind"], 0.2)[1:]]
+    calls = []
+
+    def train(config):
+        calls.append(config)
+        metrics = _metrics(0.1 * len(calls))
+        os.makedirs(config.train.output_dir, exist_ok=True)
+        atomic_write_json(os.path.join(config.train.output_dir,
+                                       "metrics.json"), metrics)
+        return metrics
+
+    def model_base(name):
+        # As the CLI: only DisMIR takes the data set's lambda by default.
+        return dataclasses.replace(base.model, name=name,
+                                   partition_weight=0.0)
+
+    out = str(tmp_path / "grid")
+    first = compare.run_grid(base, variants, [0, 1], out, train,
+                             log=lambda m: None, model_base=model_base)
+    assert len(calls) == 6
+    by_dir = {os.path.basename(c.train.output_dir): c for c in calls}
+    assert set(by_dir) == {"dnn-seed0", "dnn-seed1", "mind-seed0",
+                           "mind-seed1", "mind-partition_weight0.2-seed0",
+                           "mind-partition_weight0.2-seed1"}
+    assert by_dir["mind-seed0"].model.partition_weight == 0.0
+    assert by_dir["mind-partition_weight0.2-seed1"].model.partition_weight \
+        == 0.2
+    assert by_dir["dnn-seed1"].train.seed == 1
+    assert isinstance(by_dir["dnn-seed0"].model, ModelConfig)
+
+    logs = []
+    again = compare.run_grid(base, variants, [0, 1], out, train,
+                             log=logs.append, model_base=model_base)
+    assert len(calls) == 6                       # nothing trained again
+    assert again == first
+    assert all("done before" in line for line in logs)
+
+
+def test_run_grid_without_model_base_keeps_the_base_model():
+    base = tiny_run_config("unused", model="dismir", partition_weight=0.3)
+    seen = []
+
+    def train(config):
+        seen.append(config.model)
+        return _metrics(0.1)
+
+    compare.run_grid(base, [compare.Variant("mind", "mind")], [0],
+                     "/nonexistent-dir-for-test", train, log=lambda m: None)
+    assert seen[0].name == "mind" and seen[0].partition_weight == 0.3
+
+
+# ------------------------------------------------------------ entry points
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_FLAG_PROBE = """
+import json, sys
+import dismir_tf
+from absl import flags
+from dismir_tf import cli
+cli.define_data_flags(); cli.define_model_flags(); cli.define_train_flags()
+flags.FLAGS(sys.argv)
+data = cli.data_config_from_flags()
+print(json.dumps({m: cli.model_config_from_flags(data, model=m)
+                  .partition_weight for m in
+                  ("dismir", "mir", "mind", "comirec-sa", "remi", "gru4rec")}))
+"""
+
+
+def _python(*args):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    return proc
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], {"dismir": 0.01, "mir": 0.0, "mind": 0.0, "comirec-sa": 0.0,
+          "remi": 0.0, "gru4rec": 0.0}),
+    (["--partition_weight", "0.5"],
+     {"dismir": 0.5, "mir": 0.5, "mind": 0.5, "comirec-sa": 0.5,
+      "remi": 0.5, "gru4rec": 0.5}),
+])
+def test_cli_gives_baselines_lambda_only_when_asked(extra, expected):
+    import json
+    proc = _python("-c", _FLAG_PROBE, "--dataset", "gowalla", *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # (mir and gru4rec then force 0 in resolve_config, see test_baselines.)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_compare_plugin_rejects_single_interest_backbones():
+    proc = _python("compare.py", "--mode", "plugin", "--models", "mind,dnn",
+                   "--seeds", "1", "--out_dir", "/nonexistent/x")
+    assert proc.returncode == 2
+    assert "dnn never take" in proc.stderr
