@@ -60,8 +60,9 @@ class TrainSampler:
       seed: run seed.
       positive_sampler: optional co-occurrence sampler (anchors, seed) ->
         (positives, has_positive); when given, every batch also carries the
-        partition task's anchors (the batch's target items and history items)
-        and their positives.
+        partition task's anchors and their positives.
+      anchors: 'items' (each example's target and history items) or
+        'targets' (the target only).
     """
 
     dataset: SequenceDataset
@@ -69,6 +70,7 @@ class TrainSampler:
     batch_size: int
     seed: int
     positive_sampler: PositiveSampler | None = None
+    anchors: str = "items"
 
     def __post_init__(self) -> None:
         ds = self.dataset
@@ -113,11 +115,15 @@ class TrainSampler:
             types.SEED: tf.tile(s_model[None], [self.batch_size, 1]),
         }
         if self.positive_sampler is not None:
-            anchors = tf.concat([target[:, None], hist], axis=1)  # [B, 1+L]
+            if self.anchors == "targets":
+                anchors = target[:, None]                          # [B, 1]
+                anchor_mask = tf.ones([self.batch_size, 1])
+            else:
+                anchors = tf.concat([target[:, None], hist], 1)  # [B, 1+L]
+                anchor_mask = tf.concat(
+                    [tf.ones([self.batch_size, 1]), mask], axis=1)
             pos, has = self.positive_sampler(tf.reshape(anchors, [-1]),
                                              s_part)
-            anchor_mask = tf.concat(
-                [tf.ones([self.batch_size, 1]), mask], axis=1)
             batch[types.PARTITION_ANCHOR] = anchors
             batch[types.PARTITION_POSITIVE] = tf.reshape(
                 tf.cast(pos, tf.int32), tf.shape(anchors))

@@ -100,3 +100,19 @@ def test_partition_anchors_are_targets_and_history():
     np.testing.assert_array_equal(b[types.PARTITION_POSITIVE], anchors + 100)
     expected = (anchors % 2 == 1) & (anchors > 0)
     np.testing.assert_array_equal(b[types.PARTITION_MASK] > 0, expected)
+
+
+def test_partition_anchors_can_be_the_targets_only():
+    ds = _ds()
+
+    def sampler(anchors, seed):
+        del seed
+        return anchors + 100, tf.ones_like(anchors, tf.bool)
+
+    s = pipeline.TrainSampler(ds, 3, 2, seed=0, positive_sampler=sampler,
+                              anchors="targets")
+    b = {k: v.numpy() for k, v in s.sample(tf.constant(0, tf.int64)).items()}
+    np.testing.assert_array_equal(b[types.PARTITION_ANCHOR][:, 0],
+                                  b[types.TARGET])
+    assert b[types.PARTITION_ANCHOR].shape == (2, 1)
+    np.testing.assert_array_equal(b[types.PARTITION_MASK], np.ones((2, 1)))
