@@ -5,19 +5,27 @@
     python train.py --dataset_file ../shared/data/beauty/Beauty.txt.gz \
         --dataset_format seq_lines --model mir
 
-Running the same command again resumes an interrupted run.
+Running the same command again resumes an interrupted run.  With
+--export_dir the best model is then exported for TensorFlow Serving to
+EXPORT_DIR/<version>/ (docs/serving.md).
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
 
 from dismir_tf import cli  # noqa: E402
 
 cli.define_data_flags()
 cli.define_model_flags()
 cli.define_train_flags()
+flags.DEFINE_string("export_dir", None, "After training, export the best "
+                    "model as a SavedModel for TensorFlow Serving to "
+                    "EXPORT_DIR/<version>/ (docs/serving.md).")
 
 
 def main(argv):
@@ -27,6 +35,12 @@ def main(argv):
 
     metrics = training.run(config)
     print(training.describe_metrics(metrics["test"]))
+    # On a cluster only the chief exports (docs/multi_worker.md).
+    if flags.FLAGS.export_dir and metrics.get("chief", True):
+        from dismir_tf import export
+
+        export.export_run(config.train.output_dir, flags.FLAGS.export_dir,
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":

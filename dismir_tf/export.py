@@ -1,0 +1,373 @@
+"""Exports a trained model as a SavedModel that TensorFlow Serving serves.
+
+    python -m dismir_tf.export --run_dir RUN --export_dir DIR [--k 50]
+        [--version N]
+
+writes ``DIR/<version>/`` (by default one more than the largest version
+already there, or 1), the layout TensorFlow Serving's ``--model_base_path``
+expects.  The version is built in a hidden temporary directory beside it and
+renamed into place, so a server watching DIR never sees half a model.
+
+Requests and responses speak raw item ids: the vocabulary travels inside the
+SavedModel as a ``tf.lookup.StaticHashTable`` (raw id -> index) and a string
+constant (index -> raw id).  Loading the model needs TensorFlow only: the
+signatures are concrete functions traced from the model's TF ops, and the
+module saved holds the model's variables, not the Keras model.
+
+Signatures (``B`` requests, ``L`` any history length, ``k`` fixed at export):
+
+* ``serving_default``: ``history`` string [B, L] raw ids, right-padded with
+  '' -> ``item_ids`` string [B, k], ``scores`` float32 [B, k].  The same
+  retrieval as evaluation (``merge``: max over the interests of m_f . e_i;
+  ``fused``: (sum_f a_f m_f) . e_i) over the whole catalogue, the same
+  ``tf.math.top_k`` (ties: lower item index first), and the same history
+  exclusion if the run was trained with ``exclude_history``.
+* ``user_interests``: ``history`` -> ``interests`` float32 [B, F, d],
+  ``attention`` float32 [B, F] (1/F each when the model has no attention),
+  ``fused`` float32 [B, d], ``history_length`` int32 [B] (known items used).
+* ``item_embeddings``: no input -> ``item_ids`` string [N], ``embeddings``
+  float32 [N, d].  TensorFlow Serving's REST API and ``saved_model_cli run``
+  cannot call a signature without inputs, so the same table is also written
+  beside the model, in ``assets.extra/`` (which TensorFlow Serving ignores):
+  ``items.tsv`` (header ``item_id<TAB>train_count``, then one line per item
+  in index order) and ``item_embeddings.npy`` (float32 [N, d], row i is line
+  i + 1 of items.tsv).  ``export.json`` there records the export's settings.
+
+History rules (applied inside the SavedModel):
+
+* '' and ids not in the training vocabulary are dropped; the remaining items
+  keep their order (they are left-compacted);
+* of more than ``max_len`` known items, the last ``max_len`` are used;
+* a history with no known item gets the ``k`` items most often interacted
+  with by the training users, with their interaction counts as scores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+import dismir_tf
+from dismir_tf import evaluation
+from dismir_tf.config import RunConfig
+from dismir_tf.data.dataset import SequenceDataset
+from dismir_tf.errors import ConfigError
+from dismir_tf.models import RetrievalModel
+
+DEFAULT_K = 50
+SERVING_DEFAULT = "serving_default"
+USER_INTERESTS = "user_interests"
+ITEM_EMBEDDINGS = "item_embeddings"
+ITEMS_FILE = "items.tsv"
+EMBEDDINGS_FILE = "item_embeddings.npy"
+METADATA_FILE = "export.json"
+EXTRA_DIR = "assets.extra"
+
+Log = Callable[[str], None]
+_HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name="history")
+# Requests are computed in whole blocks of this many rows (padded with empty
+# histories, which are then dropped).  CPU matmul kernels round differently
+# for small batches and ragged row tails, so the same user could get scores
+# that differ in the last bits (and near-tied items in another order) from
+# one batch size to another.  With whole blocks of 16 (tested on x86-64 with
+# oneDNN), every batch size gives the scores the evaluator computes in its
+# batches of 512.
+ROW_BLOCK = 16
+
+
+def _noop(msg: str) -> None:
+    del msg
+
+
+def compact_history(indices: tf.Tensor, max_len: int
+                    ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Drops index 0 entries, keeps the last ``max_len`` of the rest.
+
+    Args:
+      indices: [B, L] int32 item indices; 0 marks '' or an unknown id.
+      max_len: the model's history length.
+
+    Returns:
+      (history [B, max_len] int32, the known items in order, right-padded
+      with 0 — the evaluator's layout; n [B] int32 known items used).
+    """
+    known = indices > 0
+    known_int = tf.cast(known, tf.int32)
+    total = tf.reduce_sum(known_int, axis=1)                    # [B]
+    first = tf.maximum(total - max_len, 0)                      # dropped
+    position = tf.cumsum(known_int, axis=1) - 1 - first[:, None]
+    keep = known & (position >= 0)
+    rows = tf.broadcast_to(tf.range(tf.shape(indices)[0])[:, None],
+                           tf.shape(indices))
+    coords = tf.stack([tf.boolean_mask(rows, keep),
+                       tf.boolean_mask(position, keep)], axis=1)
+    history = tf.scatter_nd(coords, tf.boolean_mask(indices, keep),
+                            tf.stack([tf.shape(indices)[0], max_len]))
+    return history, tf.minimum(total, max_len)
+
+
+class ServingModule(tf.Module):
+    """What the SavedModel holds: variables, vocabulary, three functions.
+
+    The Keras model is captured by the traced functions, never tracked
+    itself, so nothing Keras-specific is saved.
+
+    Args:
+      model: a built RetrievalModel with the weights to export.
+      item_ids: [N + 1] raw ids, '' at index 0.
+      train_counts: [N + 1] interactions per item over the training users.
+      max_len: the history length the model was trained with.
+      k: the length of the returned lists.
+      exclude_history: remove the (used) history items from the ranking, as
+        the evaluator does for runs trained with ``exclude_history``.
+    """
+
+    def __init__(self, model: RetrievalModel, item_ids: np.ndarray,
+                 train_counts: np.ndarray, max_len: int, k: int = DEFAULT_K,
+                 exclude_history: bool = False):
+        super().__init__(name="dismir_serving")
+        n = len(item_ids) - 1
+        if not 1 <= k <= n:
+            raise ConfigError(f"k must be between 1 and the catalogue size "
+                              f"{n}, got {k}")
+        self.model_variables = list(model.variables)
+        self.vocabulary = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(item_ids[1:]), tf.string),
+                tf.range(1, n + 1, dtype=tf.int64)),
+            default_value=0, name="item_vocabulary")
+        raw_ids = tf.constant(list(item_ids), tf.string)
+        counts = tf.constant(np.asarray(train_counts[1:], np.float32))
+        top = tf.math.top_k(counts, k=k, sorted=True)
+        popular_ids = tf.gather(raw_ids, top.indices + 1)        # [k]
+        popular_scores = top.values                               # [k]
+        embeddings = model.item_embedding.embeddings
+
+        def to_history(history: tf.Tensor
+                       ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            """Compacted indices [B', max_len] padded to whole row blocks,
+            known items used [B], and B."""
+            indices = tf.cast(self.vocabulary.lookup(history), tf.int32)
+            hist, length = compact_history(indices, max_len)
+            batch = tf.shape(hist)[0]
+            rows = tf.maximum(-(-batch // ROW_BLOCK), 1) * ROW_BLOCK
+            return tf.pad(hist, [[0, rows - batch], [0, 0]]), length, batch
+
+        @tf.function(input_signature=[_HISTORY_SPEC])
+        def serve(history):
+            hist, length, batch = to_history(history)
+            queries = model.query_vectors(hist)
+            scores, items = evaluation._score_and_top_k(
+                queries, tf.convert_to_tensor(embeddings), k,
+                hist if exclude_history else None)
+            empty = (length == 0)[:, None]
+            return {
+                "item_ids": tf.where(
+                    empty, tf.broadcast_to(popular_ids, [batch, k]),
+                    tf.gather(raw_ids, items[:batch])),
+                "scores": tf.where(
+                    empty, tf.broadcast_to(popular_scores, [batch, k]),
+                    scores[:batch]),
+            }
+
+        @tf.function(input_signature=[_HISTORY_SPEC])
+        def user_interests(history):
+            hist, length, batch = to_history(history)
+            enc = model.encode(hist, training=False)
+            interests = enc.interests[:batch]
+            if enc.weights is None:
+                f = tf.shape(interests)[1]
+                attention = tf.fill(tf.shape(interests)[:2],
+                                    1.0 / tf.cast(f, interests.dtype))
+            else:
+                attention = enc.weights[:batch]
+            return {"interests": interests, "attention": attention,
+                    "fused": enc.fused()[:batch], "history_length": length}
+
+        @tf.function(input_signature=[])
+        def item_embeddings():
+            return {"item_ids": raw_ids[1:],
+                    "embeddings": tf.convert_to_tensor(embeddings)[1:]}
+
+        self.serve = serve
+        self.user_interests = user_interests
+        self.item_embeddings = item_embeddings
+
+    def signatures(self) -> dict:
+        return {SERVING_DEFAULT: self.serve.get_concrete_function(),
+                USER_INTERESTS: self.user_interests.get_concrete_function(),
+                ITEM_EMBEDDINGS: self.item_embeddings.get_concrete_function()}
+
+
+# ------------------------------------------------------------------ layout
+def existing_versions(export_dir: str) -> list[int]:
+    """The numbered versions in ``export_dir`` (ascending)."""
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(export_dir)
+                  if re.fullmatch(r"[0-9]+", name)
+                  and os.path.isdir(os.path.join(export_dir, name)))
+
+
+def _check_version(export_dir: str, version: int | None) -> None:
+    """Fails early (before the export's work) on a bad --version."""
+    if version is None:
+        return
+    if version < 1:
+        raise ConfigError(f"--version must be >= 1, got {version}")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise ConfigError(f"{final} already exists; choose another "
+                          "--version")
+
+
+def _items_tsv(item_ids: np.ndarray, counts: np.ndarray) -> str:
+    lines = ["item_id\ttrain_count\n"]
+    lines += [f"{item_ids[i]}\t{int(counts[i])}\n"
+              for i in range(1, len(item_ids))]
+    return "".join(lines)
+
+
+def _num_interests(module: ServingModule) -> int | None:
+    """F, from the traced user_interests (None if it is not static)."""
+    spec = module.user_interests.get_concrete_function().structured_outputs
+    f = spec["interests"].shape[1]
+    return int(f) if f is not None else None
+
+
+def export_model(model: RetrievalModel, ds: SequenceDataset,
+                 config: RunConfig, export_dir: str, k: int = DEFAULT_K,
+                 version: int | None = None, log: Log = _noop,
+                 source: str = "") -> str:
+    """Writes ``export_dir/<version>/`` atomically; returns its path.
+
+    Args:
+      model: the model to export (a RetrievalModel with its weights).
+      ds: its data set (vocabulary and training counts).
+      config: its run configuration (max_len, exclude_history).
+      export_dir: TensorFlow Serving's model base path.
+      k: list length of ``serving_default``.
+      version: the version number; default: one more than the largest one
+        in ``export_dir``, or 1.  An existing version is never overwritten.
+      log: progress messages.
+      source: recorded in export.json (e.g. the run directory).
+    """
+    _check_version(export_dir, version)
+    if not 1 <= k <= ds.num_items:
+        raise ConfigError(f"--k must be between 1 and the catalogue size "
+                          f"{ds.num_items}, got {k}")
+    counts = ds.item_counts(ds.train_users)
+    module = ServingModule(model, ds.item_ids, counts, config.model.max_len,
+                           k, config.train.exclude_history)
+    os.makedirs(export_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=export_dir, prefix=".export-")
+    try:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        extra = os.path.join(tmp, EXTRA_DIR)
+        os.makedirs(extra, exist_ok=True)
+        emb = model.item_embedding.embeddings.numpy()
+        with open(os.path.join(extra, ITEMS_FILE), "w",
+                  encoding="utf-8") as f:
+            f.write(_items_tsv(ds.item_ids, counts))
+        np.save(os.path.join(extra, EMBEDDINGS_FILE), emb[1:])
+        metadata = {
+            "model": config.model.name,
+            "retrieval": (model.retrieval if model.multi_interest
+                          else "single"),
+            "k": k, "max_len": config.model.max_len,
+            "num_items": ds.num_items, "embedding_dim": int(emb.shape[1]),
+            "num_interests": _num_interests(module),
+            "exclude_history": config.train.exclude_history,
+            "dataset": ds.name, "source": source,
+            "dismir_tf_version": dismir_tf.__version__,
+            "tensorflow_version": tf.__version__,
+            "exported_at": datetime.datetime.now(
+                datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        with open(os.path.join(extra, METADATA_FILE), "w",
+                  encoding="utf-8") as f:
+            json.dump(metadata, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o755)
+        path = _rename_into_place(tmp, export_dir, version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"exported {config.model.name} (top-{k}, {ds.num_items:,} items) "
+        f"to {path}")
+    return path
+
+
+def _rename_into_place(tmp: str, export_dir: str, version: int | None
+                       ) -> str:
+    """Renames ``tmp`` to the next (or the given) version directory."""
+    for _ in range(100):
+        number = version if version is not None else (
+            max(existing_versions(export_dir), default=0) + 1)
+        final = os.path.join(export_dir, str(number))
+        if os.path.exists(final):
+            if version is not None:
+                raise ConfigError(f"{final} already exists; choose another "
+                                  "--version")
+            continue
+        try:
+            os.rename(tmp, final)
+            return final
+        except OSError:
+            # Another exporter took this number first (rename onto a
+            # non-empty directory fails): try the next one.
+            if version is not None or not os.path.exists(final):
+                raise
+    raise ConfigError(f"could not find a free version number in "
+                      f"{export_dir}")
+
+
+def export_run(run_dir: str, export_dir: str, k: int = DEFAULT_K,
+               version: int | None = None, log: Log = _noop) -> str:
+    """Exports the best checkpoint of a finished run (see export_model)."""
+    from dismir_tf.training import load_run
+
+    _check_version(export_dir, version)
+    config, ds, model = load_run(run_dir, log=log)
+    return export_model(model, ds, config, export_dir, k=k, version=version,
+                        log=log, source=os.path.abspath(run_dir))
+
+
+# --------------------------------------------------------------------- CLI
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("run_dir", None, "A run directory written by "
+                        "train.py.")
+    flags.DEFINE_string("export_dir", None, "TensorFlow Serving's model base "
+                        "path; the model goes to EXPORT_DIR/<version>/.")
+    flags.DEFINE_integer("k", DEFAULT_K, "Items returned per request.")
+    flags.DEFINE_integer("version", None, "Version number (default: one more "
+                         "than the largest in --export_dir, or 1).")
+    flags.mark_flags_as_required(["run_dir", "export_dir"])
+
+
+def _main(argv: list[str]) -> None:
+    from absl import flags
+
+    del argv
+    fl = flags.FLAGS
+    path = export_run(fl.run_dir, fl.export_dir, k=fl.k, version=fl.version,
+                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(path)
+
+
+if __name__ == "__main__":
+    from dismir_tf import cli
+
+    _define_flags()
+    cli.run_app(_main)
