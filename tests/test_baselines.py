@@ -19,7 +19,7 @@ from dismir_tf import pipeline, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
 from dismir_tf.data.synthetic import generate
-from dismir_tf.models import (create_model, resolve_config,
+from dismir_tf.models import (MIND, create_model, resolve_config,
                               uses_dataset_partition_weight)
 from dismir_tf.models.comirec import SelfAttentiveExtractor
 from dismir_tf.models.regularizers import (backward_flow_loss,
@@ -67,8 +67,12 @@ def _batch(b=4, seed=0):
 
 
 def _model(name, **kw):
-    model = create_model(40, dataclasses.replace(CFG, name=name, **kw),
-                         seed=1)
+    if name == "mind-soft":
+        model = MIND(40, dataclasses.replace(CFG, name="mind", **kw), seed=1,
+                     hard_readout=False)
+    else:
+        model = create_model(40, dataclasses.replace(CFG, name=name, **kw),
+                             seed=1)
     model.build_for(CFG.max_len)
     return model
 
@@ -101,8 +105,8 @@ def test_hard_negative_weighting_hand_case():
         math.log(4.0), rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["gru4rec", "mind", "comirec-dr",
-                                  "comirec-sa", "remi"])
+@pytest.mark.parametrize("name", ["gru4rec", "mind", "mind-soft",
+                                  "comirec-dr", "comirec-sa", "remi"])
 def test_model_rec_loss_matches_numpy(name):
     """Readout against the target, S shared uniform negatives from the
     step seed, (weighted) sampled softmax."""
@@ -118,10 +122,10 @@ def test_model_rec_loss_matches_numpy(name):
     logits = np.einsum("bfd,bd->bf", m, t)
     if name == "gru4rec":
         user = m[:, 0]
-    elif name == "mind":                                   # soft, p = 1
+    elif name == "mind-soft":                              # soft, p = 1
         a = np.exp(_np_log_softmax(logits))
         user = np.einsum("bf,bfd->bd", a, m)
-    else:                                                  # hard argmax
+    else:                                 # hard argmax (MIND's default)
         user = m[np.arange(len(m)), logits.argmax(1)]
     negatives = model.sample_items([CFG.sampled_softmax_negatives],
                                    seed).numpy()
@@ -158,7 +162,10 @@ def test_hard_readout_picks_the_interest_closest_to_the_target():
 
 
 def test_mind_soft_readout_hand_case():
-    model = _model("mind")
+    assert _model("mind").hard_readout        # the reference's default
+    model = _model("mind-soft")
+    again = MIND.from_config(model.get_config())
+    assert not again.hard_readout and not again.label_attention.hard
     interests = tf.constant([[[1.0, 0.0], [0.0, 2.0]]])
     target = tf.constant([[math.log(3.0), 0.5 * math.log(2.0)]])
     # logits (log 3, log 2) -> weights (3/5, 2/5) -> (3/5, 4/5).
@@ -342,3 +349,19 @@ def test_which_models_take_the_partition_task_by_default():
     for name in BASELINES:
         assert resolve_config(ModelConfig(
             name=name, partition_weight=1.0)).partition_weight == 1.0
+
+
+@pytest.mark.parametrize("name", ("gru4rec",) + BASELINES)
+def test_baselines_initialise_item_embeddings_as_the_reference(name):
+    # torch kaiming_normal_ on [N, d]: N(0, 2 / d); the base class (DisMIR)
+    # uses N(0, 1 / d).
+    model = create_model(2000, dataclasses.replace(CFG, name=name,
+                                                   embedding_dim=32), seed=0)
+    model.build_for(CFG.max_len)
+    std = model.item_embedding.embeddings.numpy().std()
+    assert std == pytest.approx(math.sqrt(2 / 32), rel=0.03)
+    dismir = create_model(2000, dataclasses.replace(CFG, name="dismir",
+                                                    embedding_dim=32))
+    dismir.build_for(CFG.max_len)
+    assert dismir.item_embedding.embeddings.numpy().std() == pytest.approx(
+        math.sqrt(1 / 32), rel=0.03)
