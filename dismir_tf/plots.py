@@ -179,34 +179,47 @@ class SweepCurve:
 
 
 def plot_sweep(curves: Sequence[SweepCurve], out: str, title: str,
-               ylabel: str = "test metric") -> str:
+               ylabel: str = "test") -> str:
     """Figure 4: one panel per hyper-parameter, one line per metric.
 
-    The x axis is categorical (the swept values, evenly spaced), so lambda
-    = 0 sits next to 0.01; the dashed line marks the value held fixed in
-    the other panels.
+    The first metric reads on the left axis, the second on the right one
+    (Recall@20 and NDCG@20 differ by a factor of two, so one shared axis
+    flattens both), any further ones on the left.  The x axis is
+    categorical (the swept values, evenly spaced), so lambda = 0 sits next
+    to 0.01; the dashed line marks the value held fixed in the other panels.
     """
     plt = pyplot()
     n = len(curves)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 0.4, 3.4),
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 0.4, 3.5),
                              squeeze=False)
     markers = ["o", "s", "^", "D"]
+    colours = _colours(10)
     for ax, cur in zip(axes[0], curves):
         x = np.arange(len(cur.values))
+        handles = []
+        right = ax.twinx() if len(cur.metrics) > 1 else None
         for m, (metric, ys) in enumerate(cur.metrics.items()):
-            ax.plot(x, ys, marker=markers[m % len(markers)], label=metric)
+            target = right if m == 1 else ax
+            handles += target.plot(x, ys, marker=markers[m % len(markers)],
+                                   color=colours[m], label=metric)
+            if m < 2:
+                target.set_ylabel(f"{ylabel} {metric}", color=colours[m],
+                                  fontsize=8)
+                target.tick_params(axis="y", labelsize=7,
+                                   labelcolor=colours[m])
         if cur.base in cur.values:
-            ax.axvline(cur.values.index(cur.base), color="0.6", ls="--",
-                       lw=0.8, label="fixed elsewhere")
+            handles.append(ax.axvline(cur.values.index(cur.base),
+                                      color="0.6", ls="--", lw=0.8,
+                                      label="fixed elsewhere"))
         ax.set_xticks(x)
         ax.set_xticklabels([f"{v:g}" if isinstance(v, float) else str(v)
                             for v in cur.values])
+        ax.set_xlim(-0.3, len(x) - 0.7)
         ax.set_xlabel(cur.name)
-        ax.set_ylabel(ylabel)
         ax.set_title(f"varying {cur.name}", fontsize=9)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(axis="x", labelsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(handles=handles, fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out)

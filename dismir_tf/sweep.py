@@ -167,6 +167,5 @@ def write_outputs(result: SweepResult, out_dir: str, png: str,
     md = os.path.join(out_dir, "sweep.md")
     atomic_write_json(js, result.to_dict(split))
     atomic_write_text(md, result.to_markdown(title, split))
-    plots.plot_sweep(result.curves(split), png, title,
-                     ylabel=f"{split} metric")
+    plots.plot_sweep(result.curves(split), png, title, ylabel=split)
     return [js, md, png]
