@@ -28,6 +28,7 @@ import numpy as np
 from scipy import stats
 
 from dismir_tf.config import ModelConfig, RunConfig
+from dismir_tf.errors import ConfigError
 from dismir_tf.io_utils import atomic_write_text, read_json
 
 MODES = ("table2", "ablation", "plugin")
@@ -92,6 +93,17 @@ def run_grid(base: RunConfig, variants: Sequence[Variant],
             train=dataclasses.replace(base.train, seed=seed,
                                       output_dir=path))
         metrics_path = os.path.join(path, "metrics.json")
+        config_path = os.path.join(path, "config.json")
+        if os.path.exists(metrics_path) and os.path.exists(config_path):
+            # A finished run is reused only if it is the run asked for.
+            from dismir_tf.models import resolve_config
+            wanted = dataclasses.replace(
+                config, model=resolve_config(config.model)).to_dict()
+            # Parsing fills fields added since the run with their defaults.
+            if RunConfig.from_dict(read_json(config_path)).to_dict() != wanted:
+                raise ConfigError(
+                    f"{path} holds a finished run with a different "
+                    "configuration; use another --out_dir")
         if os.path.exists(metrics_path):
             log(f"[{n}/{len(jobs)}] {variant.label} seed {seed}: done "
                 f"before, read {metrics_path}")
