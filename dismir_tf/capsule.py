@@ -33,7 +33,9 @@ import tensorflow as tf
 
 TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "zeros")
+SOFTMAX_AXES = ("interests", "positions")
 _EPS = 1e-9
+_MASKED_LOGIT = -1e9
 
 
 def squash(m: tf.Tensor, axis: int = -1) -> tf.Tensor:
@@ -56,6 +58,12 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
       stop_routing_gradient: bool, default True. As ComiRec/REMI, the
         transformed items that feed the non-final routing passes get no
         gradient; the final pass always gets one.
+      softmax_over: str, default 'interests'. The routing softmax runs over
+        the interests (the paper's b_if, ComiRec's TF code) or over the
+        history positions (REMI's PyTorch capsule, which produced the
+        reference ComiRec-DR figures).
+      kernel_stddev: float or None. Standard deviation of the
+        transformation's normal initialiser; None means 1/sqrt(d).
       seed: int. Seeds the initialisers.
 
     Call args:
@@ -70,6 +78,8 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
     def __init__(self, num_interests: int, max_len: int,
                  transform: str = "identity", routing_init: str = "prototype",
                  iterations: int = 1, stop_routing_gradient: bool = True,
+                 softmax_over: str = "interests",
+                 kernel_stddev: float | None = None,
                  seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if num_interests < 1:
@@ -82,6 +92,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         if routing_init not in ROUTING_INITS:
             raise ValueError(f"routing_init must be one of {ROUTING_INITS}, "
                              f"got {routing_init!r}")
+        if softmax_over not in SOFTMAX_AXES:
+            raise ValueError(f"softmax_over must be one of {SOFTMAX_AXES}, "
+                             f"got {softmax_over!r}")
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if (transform == "identity" and routing_init == "zeros"
@@ -96,12 +109,16 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         self.routing_init = routing_init
         self.iterations = iterations
         self.stop_routing_gradient = stop_routing_gradient
+        self.softmax_over = softmax_over
+        self.kernel_stddev = kernel_stddev
         self.seed = seed
 
     def build(self, input_shape):
         d = int(input_shape[-1])
         f, l = self.num_interests, self.max_len
-        init = tf.keras.initializers.RandomNormal(stddev=1.0 / d**0.5,
+        stddev = (self.kernel_stddev if self.kernel_stddev is not None
+                  else 1.0 / d**0.5)
+        init = tf.keras.initializers.RandomNormal(stddev=stddev,
                                                   seed=self.seed)
         if self.transform == "shared":
             self.kernel = self.add_weight("kernel", [d, d], initializer=init)
@@ -148,8 +165,12 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         valid = mask[:, None, :]                             # [B, 1, L]
         for it in range(self.iterations):
             last = it == self.iterations - 1
-            # b_if: softmax over interests, zero on padding.
-            weights = tf.nn.softmax(logits, axis=1) * valid  # [B, F, L]
+            # b_if: softmax over interests (or positions), zero on padding.
+            if self.softmax_over == "interests":
+                weights = tf.nn.softmax(logits, axis=1) * valid  # [B, F, L]
+            else:
+                weights = tf.nn.softmax(
+                    tf.where(valid > 0, logits, _MASKED_LOGIT), axis=2) * valid
             u_it = u if last else u_routing
             capsules = tf.einsum("bfl,bfld->bfd", weights, u_it)
             interests = squash(capsules)
@@ -165,5 +186,6 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                       routing_init=self.routing_init,
                       iterations=self.iterations,
                       stop_routing_gradient=self.stop_routing_gradient,
-                      seed=self.seed)
+                      softmax_over=self.softmax_over,
+                      kernel_stddev=self.kernel_stddev, seed=self.seed)
         return config

@@ -22,10 +22,14 @@ def _np_softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _np_routing(items, mask, u, logits, iterations):
+def _np_routing(items, mask, u, logits, iterations, axis="interests"):
     """Dynamic routing in NumPy. u: [B, F, L, d]; logits: [B, F, L]."""
     for it in range(iterations):
-        w = _np_softmax(logits, 1) * mask[:, None, :]
+        if axis == "interests":
+            w = _np_softmax(logits, 1) * mask[:, None, :]
+        else:
+            masked = np.where(mask[:, None, :] > 0, logits, -1e9)
+            w = _np_softmax(masked, 2) * mask[:, None, :]
         caps = np.einsum("bfl,bfld->bfd", w, u)
         v = _np_squash(caps)
         if it < iterations - 1:
@@ -43,17 +47,19 @@ def _inputs(seed, b=3, l=5, d=4):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("transform,init,iterations", [
-    ("identity", "prototype", 1),
-    ("identity", "prototype", 3),
-    ("shared", "random", 3),
-    ("per_position_interest", "zeros", 3),
+@pytest.mark.parametrize("transform,init,iterations,axis", [
+    ("identity", "prototype", 1, "interests"),
+    ("identity", "prototype", 3, "interests"),
+    ("shared", "random", 3, "interests"),
+    ("per_position_interest", "zeros", 3, "interests"),
+    ("per_position_interest", "zeros", 3, "positions"),
 ])
-def test_capsule_matches_numpy(seed, transform, init, iterations):
+def test_capsule_matches_numpy(seed, transform, init, iterations, axis):
     items, mask = _inputs(seed)
     layer = CapsuleInterestExtractor(3, 5, transform=transform,
                                      routing_init=init,
-                                     iterations=iterations, seed=seed)
+                                     iterations=iterations, seed=seed,
+                                     softmax_over=axis, kernel_stddev=0.3)
     interests, routing = layer(tf.constant(items), tf.constant(mask))
     if transform == "identity":
         u = np.repeat(items[:, None], 3, axis=1)
@@ -69,7 +75,7 @@ def test_capsule_matches_numpy(seed, transform, init, iterations):
         logits = np.repeat(layer.initial_logits.numpy().T[None], 3, axis=0)
     else:
         logits = np.zeros((3, 3, 5), np.float32)
-    v, w = _np_routing(items, mask, u, logits, iterations)
+    v, w = _np_routing(items, mask, u, logits, iterations, axis)
     np.testing.assert_allclose(interests.numpy(), v, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(routing.numpy(), w, rtol=1e-4, atol=1e-6)
 
