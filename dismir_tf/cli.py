@@ -90,6 +90,8 @@ def define_train_flags() -> None:
                         "multi_worker.")
     flags.DEFINE_integer("logical_cpus", 2, "Logical CPU devices for "
                          "--strategy=mirrored without GPUs.")
+    flags.DEFINE_bool("jit_compile", True, "XLA-compile the train step and "
+                      "the optimizer update (docs/performance.md).")
 
 
 def data_config_from_flags() -> DataConfig:
@@ -152,7 +154,7 @@ def train_config_from_flags(data: DataConfig, model: ModelConfig,
         eval_every=eval_every, patience=FLAGS.patience, seed=seed,
         eval_batch_size=FLAGS.eval_batch_size,
         exclude_history=FLAGS.exclude_history, strategy=FLAGS.strategy,
-        logical_cpus=FLAGS.logical_cpus)
+        logical_cpus=FLAGS.logical_cpus, jit_compile=FLAGS.jit_compile)
 
 
 def run_config_from_flags() -> RunConfig:

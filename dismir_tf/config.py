@@ -199,6 +199,9 @@ class TrainConfig:
       strategy: 'default', 'mirrored' or 'multi_worker'.
       logical_cpus: with 'mirrored' and no GPU, split the CPU into this many
         logical devices.
+      jit_compile: XLA-compile the train step and the optimizer update
+        (the same maths, several times faster on the CPU;
+        docs/performance.md).
     """
 
     output_dir: str = "runs/default"
@@ -212,6 +215,7 @@ class TrainConfig:
     exclude_history: bool = False
     strategy: str = "default"
     logical_cpus: int = 2
+    jit_compile: bool = True
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size must be >= 1")

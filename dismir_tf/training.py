@@ -20,16 +20,19 @@ sees the batches it would have seen); a finished run is not trained again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from dismir_tf import evaluation, pipeline
-from dismir_tf.config import RunConfig
+from dismir_tf.config import RunConfig, TrainConfig
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError, TrainingDivergedError
@@ -79,8 +82,87 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
             devices=devices,
             cross_device_ops=tf.distribute.ReductionToOneDevice())
     if name == "multi_worker":
+        # The cluster and this process's task come from TF_CONFIG
+        # (docs/multi_worker.md).  Without it TensorFlow would quietly train
+        # a one-worker "cluster", which is never what was meant.
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError(
+                "--strategy multi_worker needs the TF_CONFIG environment "
+                "variable (the cluster's addresses and this worker's task); "
+                "see docs/multi_worker.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"unknown strategy {name!r}")
+
+
+def _is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _task_name(strategy: tf.distribute.Strategy) -> str:
+    """'worker-1', 'chief-0', ... or 'local' outside a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return "local"
+    return f"{resolver.task_type}-{resolver.task_id}"
+
+
+def train_input(strategy: tf.distribute.Strategy,
+                sampler: pipeline.TrainSampler, start_step: int):
+    """The training batches from ``start_step`` on, as ``fit`` takes them.
+
+    One device, or several on one machine: the global batches, which Keras
+    splits over the local replicas.  Several workers: every worker samples
+    the step's global batch (it is a function of the seed and the step) and
+    keeps only its own replicas' slices, so replica r of the cluster trains
+    on rows [r * B / R, (r + 1) * B / R) of the same batch a single process
+    would see: the workers' shards are disjoint, cover the batch, and the
+    run does not depend on how the replicas are spread over machines.
+    """
+    data = sampler.dataset_from(start_step)
+    if not _is_multi_worker(strategy):
+        return data
+    replicas = strategy.num_replicas_in_sync
+    if sampler.batch_size % replicas:
+        raise ConfigError(f"--batch_size {sampler.batch_size} is not a "
+                          f"multiple of the {replicas} replicas")
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_replica = ctx.get_per_replica_batch_size(sampler.batch_size)
+        local = replicas // ctx.num_input_pipelines
+        first = ctx.input_pipeline_id * local * per_replica
+
+        def shard(batch):
+            return {k: tf.reshape(v[first:first + local * per_replica],
+                                  [local, per_replica] + v.shape[1:])
+                    for k, v in batch.items()}
+
+        # One element per local replica and step, in replica order.
+        return sampler.dataset_from(start_step).map(shard).unbatch()
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _check_workers_agree(strategy: tf.distribute.Strategy,
+                         steps_done: int) -> None:
+    """Fails on every worker alike if they would resume different steps.
+
+    Each worker reads the run's state from ``--output_dir``; when that is
+    not storage they all share, a restarted cluster would resume the
+    chief's step on one worker and step 0 on another and train on garbage.
+    All workers are equal iff n * sum(x^2) == (sum x)^2.
+    """
+    if not _is_multi_worker(strategy):
+        return
+    x = float(steps_done)
+    sums = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(
+        lambda: tf.constant([1.0, x, x * x], tf.float64)), axis=None)
+    n, total, squares = sums.numpy().tolist()
+    if n * squares != total * total:
+        raise ConfigError(
+            "the workers found different progress in --output_dir (step "
+            f"{steps_done} here); on a cluster it must be storage that "
+            "every worker reads (docs/multi_worker.md)")
+
 
 
 # ----------------------------------------------------------------- helpers
@@ -125,6 +207,62 @@ def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
 def _steps_per_execution(eval_every: int, cap: int = 50) -> int:
     return max(d for d in range(1, min(cap, eval_every) + 1)
                if eval_every % d == 0)
+
+
+class _DenseUpdateAdam(tf.keras.optimizers.Adam):
+    """Adam that adds a sparse gradient into a dense one before the update.
+
+    The item table's gradient is an IndexedSlices (the rows a batch
+    gathered, with repeats).  Keras de-duplicates it (tf.unique and a
+    segment sum) and scatters it into both moments, and Adam then still
+    decays and moves every row of the table (its dense semantics, as the
+    reference code).  Under XLA on the CPU the unique and the scatters cost
+    more than the update itself; summing the rows into a dense gradient and
+    running the dense update, one fused pass over the table, computes the
+    same per-row sums and the same update (docs/performance.md).  Keras
+    calls this after the cross-replica aggregation, so under tf.distribute
+    the all-reduce still moves only the gathered rows.
+    """
+
+    def _deduplicate_sparse_grad(self, grads):
+        return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
+                else g for g in grads]
+
+
+def make_optimizer(cfg: TrainConfig) -> tf.keras.optimizers.Optimizer:
+    """Adam with ``cfg.learning_rate``.
+
+    With ``cfg.jit_compile`` its per-variable update is XLA-compiled, which
+    Keras only does on GPUs by itself, and gets dense gradients
+    (:class:`_DenseUpdateAdam`).  On the CPU that matters: Adam moves every
+    row of the [N + 1, d] item table at every step, which unfused is ~6
+    passes over three table-sized arrays and XLA turns into one.
+    """
+    if not cfg.jit_compile:
+        return tf.keras.optimizers.Adam(cfg.learning_rate)
+    optimizer = _DenseUpdateAdam(cfg.learning_rate)
+    optimizer.jit_compile = True
+    return optimizer
+
+
+def compile_model(model: RetrievalModel, cfg: TrainConfig,
+                  steps_per_execution: int | None = None) -> None:
+    """Compiles ``model`` for training as run() does (inside the scope).
+
+    ``steps_per_execution`` defaults to the largest divisor of
+    ``cfg.eval_every`` up to 50 (fewer Python round trips per step).
+
+    The whole train step is XLA-compiled only on one device.  Under a
+    distribution strategy only the optimizer update (which runs per device
+    after the all-reduce) is: XLA has no CPU kernels for collective ops
+    (multi_worker) and cannot reach the variables of another logical CPU
+    device (mirrored).
+    """
+    step_xla = cfg.jit_compile and not tf.distribute.has_strategy()
+    model.compile(optimizer=make_optimizer(cfg),
+                  steps_per_execution=(steps_per_execution or
+                                       _steps_per_execution(cfg.eval_every)),
+                  jit_compile=step_xla)
 
 
 @dataclasses.dataclass
@@ -173,11 +311,15 @@ def _check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
         return
     old = read_json(run_dir.config_path)
     new = config.to_dict()
-    if old != new:
-        diff = sorted(
-            f"{section}.{k}" for section in new
-            for k in set(new[section]) | set(old.get(section, {}))
-            if new[section].get(k) != old.get(section, {}).get(k))
+    # A field added to the config after the run started is no difference
+    # when the new run leaves it at its default.
+    defaults = RunConfig().to_dict()
+    diff = sorted(
+        f"{section}.{k}" for section in new
+        for k in set(new[section]) | set(old.get(section, {}))
+        if new[section].get(k) != old.get(section, {}).get(
+            k, defaults[section].get(k)))
+    if diff:
         raise ConfigError(
             f"{run_dir.path} holds a run with a different configuration "
             f"({', '.join(diff)}); use a new --output_dir")
@@ -239,20 +381,24 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         if improved:
             st.best_metric, st.best_step, st.bad_evals = (metric,
                                                           st.steps_done, 0)
-            if self.is_chief:
-                st.best_prefix = self.best_ckpt.write(os.path.join(
-                    self.run_dir.best_dir, f"step-{st.steps_done}"))
+            # Every worker writes (a non-chief into its scratch directory):
+            # saving may run collective ops that need all of them.
+            st.best_prefix = self.best_ckpt.write(os.path.join(
+                self.run_dir.best_dir, f"step-{st.steps_done}"))
         else:
             st.bad_evals += 1
         if st.bad_evals >= cfg.patience or st.steps_done >= cfg.max_steps:
             st.stopped_early = st.steps_done < cfg.max_steps
             self.model.stop_training = True
+        self.manager.save(checkpoint_number=st.steps_done)
         if self.is_chief:
-            self.manager.save(checkpoint_number=st.steps_done)
             self.run_dir.save_state(st)
-            if improved and old_best:
-                for f in tf.io.gfile.glob(old_best + ".*"):
-                    tf.io.gfile.remove(f)
+        # Only a best checkpoint of this process's own directory: a resumed
+        # non-chief worker's old_best is the chief's.
+        if improved and old_best.startswith(self.run_dir.best_dir + os.sep):
+            for f in tf.io.gfile.glob(old_best + ".*"):
+                tf.io.gfile.remove(f)
+        if self.is_chief:
             with self.writer.as_default(step=st.steps_done):
                 for k, v in result.metrics.items():
                     tf.summary.scalar(k, v)
@@ -298,6 +444,10 @@ def run(config: RunConfig, log: Log = _stderr_log,
     if is_chief:
         os.makedirs(cfg.output_dir, exist_ok=True)
         atomic_write_json(run_dir.config_path, config.to_dict())
+    # Only the chief writes into the run directory.  Other workers still
+    # save every checkpoint, as the TF multi-worker guide has it (saving
+    # may run collective ops), into a scratch directory of their own.
+    write_dir = run_dir if is_chief else _scratch_dir(strategy, cfg)
 
     sampler = pipeline.TrainSampler(
         ds, config.model.max_len, cfg.batch_size, cfg.seed,
@@ -305,13 +455,11 @@ def run(config: RunConfig, log: Log = _stderr_log,
 
     with strategy.scope():
         model = build_model(config, n_items)
-        model.compile(
-            optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
-            steps_per_execution=_steps_per_execution(cfg.eval_every))
+        compile_model(model, cfg)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    step=step_var)
-        manager = tf.train.CheckpointManager(ckpt, run_dir.ckpt_dir,
+        manager = tf.train.CheckpointManager(ckpt, write_dir.ckpt_dir,
                                              max_to_keep=1)
     best_ckpt = tf.train.Checkpoint(model=model)
 
@@ -322,10 +470,11 @@ def run(config: RunConfig, log: Log = _stderr_log,
             raise ConfigError(
                 f"the data set of {cfg.output_dir} has changed since the run "
                 "started; use a new --output_dir")
-        if manager.latest_checkpoint is None:
+        latest = tf.train.latest_checkpoint(run_dir.ckpt_dir)
+        if latest is None:
             raise ConfigError(f"{run_dir.state_path} exists but "
                               f"{run_dir.ckpt_dir} has no checkpoint")
-        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        ckpt.restore(latest).expect_partial()
         # The state may be one evaluation behind the checkpoint if the run
         # was killed between the two writes; the step variable says which.
         log(f"resuming {cfg.output_dir} from step {state.steps_done} "
@@ -338,20 +487,32 @@ def run(config: RunConfig, log: Log = _stderr_log,
         f"{n_items:,} items, {ds.num_interactions:,} interactions; "
         f"{cfg.max_steps} steps, batch {cfg.batch_size}, evaluation every "
         f"{cfg.eval_every} steps on {valid.num_users} valid users")
-    callback = _EvalAndCheckpoint(run_dir, state, config, valid, manager,
+    callback = _EvalAndCheckpoint(write_dir, state, config, valid, manager,
                                   step_var, best_ckpt, log, is_chief)
     callbacks: list = [callback]
     if is_chief:
         callbacks.append(tf.keras.callbacks.TensorBoard(
             log_dir=run_dir.log_dir, update_freq="epoch",
             write_graph=False, profile_batch=0))
+    _check_workers_agree(strategy, state.steps_done)
     if state.epochs_done < total_epochs and not state.stopped_early:
-        train_data = sampler.dataset_from(state.steps_done)
+        train_data = train_input(strategy, sampler, state.steps_done)
         model.fit(train_data, steps_per_epoch=cfg.eval_every,
                   epochs=total_epochs, initial_epoch=state.epochs_done,
                   callbacks=callbacks,
                   verbose=(verbose if verbose is not None else
                            (1 if sys.stderr.isatty() else 0)))
+
+    _dump_final_weights(model, strategy)
+    if not is_chief:
+        # Every worker ran the valid evaluations (identical weights give
+        # identical early-stopping decisions without a collective); the
+        # test evaluation and all outputs are the chief's.
+        tf.io.gfile.rmtree(write_dir.path)
+        log(f"{_task_name(strategy)}: done at step {state.steps_done}; the "
+            "chief writes the metrics")
+        return {"valid": {}, "test": {}, "best_step": state.best_step,
+                "steps": state.steps_done, "chief": False}
 
     # Test once, with the best checkpoint.
     if state.best_prefix:
@@ -378,6 +539,38 @@ def run(config: RunConfig, log: Log = _stderr_log,
     log("test " + "  ".join(f"{k} {v:.4f}" for k, v in
                             sorted(metrics["test"].items())))
     return metrics
+
+
+def _scratch_dir(strategy: tf.distribute.Strategy,
+                 cfg: TrainConfig) -> RunDirectory:
+    """A non-chief worker's private directory for its checkpoint writes.
+
+    Its name is fixed per (run, task), so a restarted worker replaces what
+    a killed one left instead of piling up copies of the model.
+    """
+    key = hashlib.sha256(os.path.abspath(cfg.output_dir).encode()).hexdigest()
+    path = os.path.join(tempfile.gettempdir(),
+                        f"dismir-{_task_name(strategy)}-{key[:12]}")
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+    tf.io.gfile.makedirs(path)
+    return RunDirectory(path)
+
+
+# Set to a directory, every process of a run (each worker of a cluster)
+# writes its weights at the end of training there as <task>.npz: the check
+# that the workers stayed in sync (tests/test_multi_worker.py).
+DUMP_WEIGHTS_ENV = "DISMIR_DUMP_FINAL_WEIGHTS"
+
+
+def _dump_final_weights(model: RetrievalModel,
+                        strategy: tf.distribute.Strategy) -> None:
+    out = os.environ.get(DUMP_WEIGHTS_ENV)
+    if not out:
+        return
+    os.makedirs(out, exist_ok=True)
+    np.savez(os.path.join(out, f"{_task_name(strategy)}.npz"),
+             **{v.name: v.numpy() for v in model.weights})
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -115,8 +115,11 @@ class RetrievalModel(tf.keras.Model):
     # ------------------------------------------------------------- shared maths
     def sample_items(self, shape, seed: tf.Tensor) -> tf.Tensor:
         """Uniform item indices in 1..N."""
+        # Philox by name: it is what 'auto_select' picks on the CPU, and
+        # under XLA (TrainConfig.jit_compile) 'auto_select' may pick another
+        # generator, which would change the negatives a step draws.
         return tf.random.stateless_uniform(shape, seed, 1, self.num_items + 1,
-                                           dtype=tf.int32)
+                                           dtype=tf.int32, alg="philox")
 
     def hard_negative_scores(self, user: tf.Tensor, target: tf.Tensor,
                              seed: tf.Tensor) -> tf.Tensor:
@@ -172,9 +175,11 @@ class RetrievalModel(tf.keras.Model):
         seed = batch[types.SEED][0]
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+        # alg="philox" as in sample_items: the same seeds with and without
+        # XLA.
         seed = tf.random.experimental.stateless_fold_in(
-            seed, tf.cast(replica, tf.int32))
-        return tf.random.experimental.stateless_split(seed, 3)
+            seed, tf.cast(replica, tf.int32), alg="philox")
+        return tf.random.experimental.stateless_split(seed, 3, alg="philox")
 
     def compute_losses(self, batch: dict[str, tf.Tensor],
                        training: bool = True) -> dict[str, tf.Tensor]:
