@@ -29,8 +29,37 @@ flags.mark_flag_as_required("run_dir")
 FLAGS = flags.FLAGS
 
 
+def _check_paths() -> None:
+    """Flag paths checked before TensorFlow starts; nothing is written yet."""
+    from dismir_tf.errors import ConfigError
+
+    if not os.path.isfile(os.path.join(FLAGS.run_dir, "config.json")):
+        raise ConfigError(f"{FLAGS.run_dir} is not a run directory (no "
+                          "config.json)")
+    own = {os.path.realpath(os.path.join(FLAGS.run_dir, name))
+           for name in ("config.json", "state.json", "metrics.json")}
+    for flag in ("dump_topk", "dump_partition"):
+        path = getattr(FLAGS, flag)
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            raise ConfigError(f"--{flag} is a directory, expected a file "
+                              "name", path=path)
+        if os.path.realpath(path) in own:
+            raise ConfigError(f"--{flag} would overwrite the run's own file",
+                              path=path)
+        parent = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent) or not os.access(parent,
+                                                      os.W_OK | os.X_OK):
+            raise ConfigError(f"--{flag} cannot be written: {parent} is not "
+                              "a writable directory", path=path)
+
+
 def main(argv):
     del argv
+    _check_paths()
     from dismir_tf import reports, training
 
     config, ds, model = training.load_run(FLAGS.run_dir)

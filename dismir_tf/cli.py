@@ -19,9 +19,13 @@ from absl import app, flags
 
 from dismir_tf.config import (PAPER_DEFAULTS, DataConfig, ModelConfig,
                               RunConfig, SyntheticConfig, TrainConfig)
-from dismir_tf.errors import EXIT_USER_ERROR, UserInputError
+from dismir_tf.errors import (EXIT_USER_ERROR, ConfigError,
+                              TrainingDivergedError, UserInputError)
 
 FLAGS = flags.FLAGS
+
+# Exit status when the loss became NaN or infinite (bad input is 2).
+EXIT_DIVERGED = 3
 
 # Defaults of the built-in synthetic data set (the no-flag `python train.py`).
 SYNTHETIC_DEFAULTS = dict(num_interests=4, partition_weight=0.1, max_len=20,
@@ -102,6 +106,11 @@ def data_config_from_flags() -> DataConfig:
     overrides = {k: getattr(FLAGS, f"synthetic_{k}") for k in
                  ("users", "items", "groups")
                  if getattr(FLAGS, f"synthetic_{k}") is not None}
+    if overrides and dataset != "synthetic":
+        raise ConfigError(
+            f"--synthetic_{', --synthetic_'.join(overrides)} "
+            f"{'is' if len(overrides) == 1 else 'are'} only for the "
+            f"synthetic data set, not for {dataset or FLAGS.dataset_file}")
     if overrides:
         synthetic = dataclasses.replace(synthetic, **{
             f"num_{k}": v for k, v in overrides.items()})
@@ -120,6 +129,18 @@ def dataset_defaults(data: DataConfig) -> dict:
     return dict(PAPER_DEFAULTS.get(data.dataset, {}))
 
 
+# ModelConfig fields set by a flag of the same name (when given).
+MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
+                    "routing_iterations", "partition_weight",
+                    "partition_negatives", "hard_negative_candidates",
+                    "retrieval")
+
+
+def _model_flag_values() -> dict:
+    return {name: getattr(FLAGS, name) for name in MODEL_FLAG_NAMES
+            if getattr(FLAGS, name) is not None}
+
+
 def model_config_from_flags(data: DataConfig, model: str | None = None
                             ) -> ModelConfig:
     from dismir_tf.models import uses_dataset_partition_weight
@@ -130,12 +151,7 @@ def model_config_from_flags(data: DataConfig, model: str | None = None
         # Baselines and ablations take the partition task (the plugin of
         # Table 5) only when --partition_weight asks for it.
         values["partition_weight"] = 0.0
-    for name in ("embedding_dim", "num_interests", "max_len",
-                 "routing_iterations", "partition_weight",
-                 "partition_negatives", "hard_negative_candidates",
-                 "retrieval"):
-        if getattr(FLAGS, name) is not None:
-            values[name] = getattr(FLAGS, name)
+    values.update(_model_flag_values())
     return ModelConfig(name=model, **values)
 
 
@@ -144,8 +160,13 @@ def train_config_from_flags(data: DataConfig, model: ModelConfig,
                             seed: int | None = None) -> TrainConfig:
     seed = FLAGS.seed if seed is None else seed
     synthetic = data.dataset == "synthetic"
-    max_steps = FLAGS.max_steps or (2000 if synthetic else 10000)
-    eval_every = FLAGS.eval_every or (500 if synthetic else 1000)
+    # `is None`, not `or`: an explicit 0 must fail validation, not become
+    # the default.  The default evaluation interval never exceeds the
+    # budget (--max_steps 200 alone evaluates every 200 steps).
+    max_steps = FLAGS.max_steps if FLAGS.max_steps is not None else (
+        2000 if synthetic else 10000)
+    eval_every = FLAGS.eval_every if FLAGS.eval_every is not None else min(
+        500 if synthetic else 1000, max(max_steps, 1))
     out = output_dir or FLAGS.output_dir or os.path.join(
         "runs", f"{data.display_name}-{model.name}-seed{seed}")
     return TrainConfig(
@@ -157,7 +178,32 @@ def train_config_from_flags(data: DataConfig, model: ModelConfig,
         logical_cpus=FLAGS.logical_cpus, jit_compile=FLAGS.jit_compile)
 
 
+def check_flags() -> TrainConfig:
+    """Range-checks every flag without importing TensorFlow.
+
+    model_config_from_flags needs the model registry, which imports
+    TensorFlow (seconds of start-up and its log lines); a bad flag is
+    reported before that, and so are an unknown data set or format and a
+    missing data file.  Only the model name is checked later, against the
+    registry.
+    """
+    from dismir_tf.data import readers, registry
+
+    data = data_config_from_flags()
+    if data.dataset:
+        registry.get(data.dataset)
+    else:
+        readers.check_format(data.dataset_format)
+        if not os.path.isfile(data.dataset_file):
+            readers.is_gzip(data.dataset_file)  # says what is wrong with it
+    values = dataset_defaults(data)
+    values.update(_model_flag_values())
+    model = ModelConfig(name=FLAGS.model, **values)
+    return train_config_from_flags(data, model)
+
+
 def run_config_from_flags() -> RunConfig:
+    check_flags()
     data = data_config_from_flags()
     model = model_config_from_flags(data)
     return RunConfig(data=data, model=model,
@@ -179,18 +225,25 @@ def user_errors_exit(main: Callable[[list[str]], None]
         except UserInputError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
+        except TrainingDivergedError as e:
+            print(f"error: training diverged: {e}", file=sys.stderr,
+                  flush=True)
+            sys.exit(EXIT_DIVERGED)
 
     return wrapped
 
 
 def quiet_logs() -> None:
     """Keeps TensorFlow's and absl's INFO chatter out of the progress output."""
+    import logging as std_logging
+
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
+    # tf.get_logger() is the standard 'tensorflow' logger; setting its level
+    # here, without importing TensorFlow, lets the entry points check their
+    # flags before paying TensorFlow's start-up.
+    std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
 
 
 def run_app(main: Callable[[list[str]], None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from dismir_tf.errors import ConfigError
@@ -165,8 +166,9 @@ class ModelConfig:
         _check(self.max_len >= 1, "max_len must be >= 1")
         _check(self.routing_iterations >= 0,
                "routing_iterations must be >= 0")
-        _check(self.partition_weight >= 0.0,
-               "partition_weight (lambda) must be >= 0")
+        _check(math.isfinite(self.partition_weight)
+               and self.partition_weight >= 0.0,
+               "partition_weight (lambda) must be finite and >= 0")
         _check(self.partition_negatives >= 1,
                "partition_negatives (N_o) must be >= 1")
         _check(self.hard_negative_candidates >= 1,
@@ -219,9 +221,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(self.learning_rate > 0.0, "learning_rate must be > 0")
+        _check(math.isfinite(self.learning_rate)
+               and self.learning_rate > 0.0,
+               "learning_rate must be finite and > 0")
         _check(self.max_steps >= 1, "max_steps must be >= 1")
         _check(self.eval_every >= 1, "eval_every must be >= 1")
+        _check(self.eval_every <= self.max_steps,
+               f"eval_every ({self.eval_every}) must be <= max_steps "
+               f"({self.max_steps})")
+        # NumPy and Keras seed their generators with a uint32.
+        _check(0 <= self.seed < 2**32, "seed must be in [0, 2**32)")
         _check(self.patience >= 1, "patience must be >= 1")
         _check(self.eval_batch_size >= 1, "eval_batch_size must be >= 1")
         _check(self.strategy in STRATEGIES,

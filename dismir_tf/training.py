@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import sys
@@ -297,19 +298,120 @@ class RunDirectory:
     def load_state(self) -> RunState | None:
         if not os.path.exists(self.state_path):
             return None
-        return RunState(**read_json(self.state_path))
+        values = _read_run_json(self.state_path)
+        try:
+            state = RunState(**values)
+        except TypeError as e:
+            raise ConfigError(f"not a state file of this version ({e})",
+                              path=self.state_path) from None
+        if state.best_prefix:
+            # The best checkpoint is looked up in this directory's best/
+            # whatever path the file names: the run directory may have been
+            # moved since, and old best checkpoints are deleted by this name,
+            # so a path read from a file must not point anywhere else.
+            state.best_prefix = os.path.join(
+                self.best_dir, os.path.basename(state.best_prefix))
+        return state
 
     def save_state(self, state: RunState) -> None:
         atomic_write_json(self.state_path, dataclasses.asdict(state))
 
     def read_config(self) -> RunConfig:
-        return RunConfig.from_dict(read_json(self.config_path))
+        values = _read_run_json(self.config_path)
+        try:
+            return RunConfig.from_dict(values)
+        except (TypeError, AttributeError) as e:
+            raise ConfigError(f"not a config file of this version ({e})",
+                              path=self.config_path) from None
+
+
+def _read_run_json(path: str) -> dict:
+    """A JSON object from a run directory; a damaged file is a ConfigError.
+
+    The run's own writes are atomic, so this only happens to a file edited
+    or truncated by something else.
+    """
+    try:
+        values = read_json(path)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"not valid JSON ({e.msg}, column {e.colno}); "
+                          "was it edited by hand?", path=path,
+                          line=e.lineno) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not valid UTF-8", path=path) from None
+    if not isinstance(values, dict):
+        raise ConfigError("expected a JSON object", path=path, line=1)
+    return values
+
+
+def _check_output_dir(path: str) -> None:
+    """Fails before any work if ``path`` cannot become the run directory."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError("--output_dir exists and is not a directory",
+                          path=path)
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"--output_dir cannot be created: {parent} is not "
+                          "a directory", path=path)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output_dir cannot be written: {parent} is not "
+                          "writable", path=path)
+
+
+def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
+                        run_dir: RunDirectory, state: RunState,
+                        cfg: TrainConfig, log: Log, clean: bool) -> None:
+    """Restores the checkpoint of the step state.json records.
+
+    Each evaluation saves ckpt-<step> and then state.json, and the manager
+    keeps the last two checkpoints, so a run killed between the two writes
+    still has the checkpoint its state names: it is restored, the newer one
+    is ignored (and overwritten when that evaluation is redone), and the
+    resumed run is exactly the uninterrupted one.  With ``clean``, leftovers
+    of a kill in this run's own file names are removed: best checkpoints
+    state.json does not name and temporary files of atomic writes.
+    """
+    wanted = os.path.join(run_dir.ckpt_dir, f"ckpt-{state.steps_done}")
+    if tf.io.gfile.exists(wanted + ".index"):
+        ckpt.restore(wanted).expect_partial()
+    else:
+        latest = tf.train.latest_checkpoint(run_dir.ckpt_dir)
+        if latest is None:
+            raise ConfigError(f"{run_dir.state_path} exists but "
+                              f"{run_dir.ckpt_dir} has no checkpoint")
+        ckpt.restore(latest).expect_partial()
+        step = int(step_var.numpy())
+        if step < state.steps_done or step % cfg.eval_every:
+            raise ConfigError(
+                f"{run_dir.ckpt_dir} holds step {step} but "
+                f"{run_dir.state_path} says {state.steps_done}; the run "
+                "directory is inconsistent, use a new --output_dir")
+        if step > state.steps_done:
+            # Only a run directory from before two checkpoints were kept.
+            log(f"warning: {run_dir.state_path} is behind the checkpoint "
+                f"(step {state.steps_done} < {step}); continuing from step "
+                f"{step} without that evaluation")
+            state.steps_done = step
+            state.epochs_done = step // cfg.eval_every
+    if not clean:
+        return
+    keep = state.best_prefix + "."
+    for f in tf.io.gfile.glob(os.path.join(run_dir.best_dir, "step-*")):
+        if not (state.best_prefix and f.startswith(keep)):
+            tf.io.gfile.remove(f)
+    for name in ("config.json", "state.json", "metrics.json"):
+        for f in tf.io.gfile.glob(os.path.join(run_dir.path,
+                                               f".{name}.*.tmp")):
+            tf.io.gfile.remove(f)
 
 
 def _check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
     if not os.path.exists(run_dir.config_path):
         return
-    old = read_json(run_dir.config_path)
+    # Parsing fills fields added to the config since the run started.
+    old = run_dir.read_config().to_dict()
     new = config.to_dict()
     # A field added to the config after the run started is no difference
     # when the new run leaves it at its default.
@@ -350,16 +452,32 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.time()
+        self._checked_batch = -1
 
     def on_train_batch_end(self, batch, logs=None):
+        # logs['loss'] is the epoch's running mean, reported once per
+        # steps_per_execution: it turns NaN/inf in the chunk where the first
+        # bad step is, and nothing of that epoch has been saved.
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            step = self.state.steps_done + (batch + 1)
-            raise TrainingDivergedError(
-                f"the loss became {float(loss)} at or before step {step}; "
-                f"the last good checkpoint (step {self.state.steps_done}) is "
-                f"kept in {self.run_dir.ckpt_dir}. Lower --learning_rate or "
-                "--partition_weight")
+        first = self.state.steps_done + getattr(self, "_checked_batch",
+                                                -1) + 2
+        self._checked_batch = batch
+        if loss is None or math.isfinite(float(loss)):
+            return
+        step = self.state.steps_done + batch + 1
+        where = (f"at step {step}" if first >= step else
+                 f"between steps {first} and {step}")
+        if self.state.steps_done > 0:
+            kept = (f"the last good checkpoint, step {self.state.steps_done}"
+                    f", is kept in {self.run_dir.ckpt_dir} and the run "
+                    "directory is left as it was then")
+        else:
+            kept = ("no checkpoint had been written yet (the first is at "
+                    f"step {self.config.train.eval_every})")
+        raise TrainingDivergedError(
+            f"the loss became {float(loss)} {where}; {kept}. Start again "
+            "with a lower --learning_rate (or --partition_weight) in a new "
+            "--output_dir")
 
     def on_epoch_end(self, epoch, logs=None):
         cfg = self.config.train
@@ -415,29 +533,57 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
 
 # --------------------------------------------------------------------- run
 def run(config: RunConfig, log: Log = _stderr_log,
-        verbose: int | None = None) -> dict:
+        verbose: int | None = None, resume: bool = True,
+        dataset: SequenceDataset | None = None) -> dict:
     """Trains (or resumes) the run described by ``config``.
+
+    Args:
+      config: the run.
+      log: progress lines.
+      verbose: Keras fit verbosity (default: a progress bar on a terminal).
+      resume: continue the run found in ``config.train.output_dir`` (the
+        default); with False a directory that already holds a run is an
+        error instead (nothing is ever deleted).
+      dataset: ``load_dataset(config.data)`` when the caller has already
+        loaded it (train.py does, before TensorFlow starts).
 
     Returns:
       The metrics dict written to metrics.json:
       {"valid": {...}, "test": {...}, "best_step": .., ...}.
+
+    Raises:
+      UserInputError: bad configuration or data (nothing is written).
+      TrainingDivergedError: the loss became NaN or infinite.
     """
     config = dataclasses.replace(config, model=resolve_config(config.model))
     cfg = config.train
     run_dir = RunDirectory(cfg.output_dir)
+    _check_output_dir(cfg.output_dir)
+    if not resume and (os.path.exists(run_dir.config_path)
+                       or os.path.exists(run_dir.state_path)):
+        raise ConfigError(
+            "already holds a run and --noresume was given; drop --noresume "
+            "to resume it, or choose a new --output_dir",
+            path=cfg.output_dir)
     _check_same_run(run_dir, config)
     state = run_dir.load_state()
     if state is not None and state.finished and os.path.exists(
             run_dir.metrics_path):
         log(f"{cfg.output_dir} is already finished; metrics.json is there")
-        return read_json(run_dir.metrics_path)
+        return _read_run_json(run_dir.metrics_path)
     strategy = make_strategy(config)
     tf.keras.utils.set_random_seed(cfg.seed)
 
-    ds = load_dataset(config.data, log=log)
+    ds = dataset if dataset is not None else load_dataset(config.data,
+                                                          log=log)
     if len(ds.valid_users) == 0 or len(ds.test_users) == 0:
         raise ConfigError("the data set has no valid or no test users; it "
                           "is too small for the 80/10/10 user split")
+    if ds.num_items < max(evaluation.DEFAULT_KS):
+        raise ConfigError(
+            f"the data set has {ds.num_items} items after preprocessing; the "
+            f"evaluation ranks the top {max(evaluation.DEFAULT_KS)}, so it "
+            "needs at least that many")
     n_items = ds.num_items
     valid = pipeline.eval_examples(ds, "valid", config.model.max_len)
     is_chief = _is_chief(strategy)
@@ -460,7 +606,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
         ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    step=step_var)
         manager = tf.train.CheckpointManager(ckpt, write_dir.ckpt_dir,
-                                             max_to_keep=1)
+                                             max_to_keep=2)
     best_ckpt = tf.train.Checkpoint(model=model)
 
     if state is None:
@@ -470,13 +616,8 @@ def run(config: RunConfig, log: Log = _stderr_log,
             raise ConfigError(
                 f"the data set of {cfg.output_dir} has changed since the run "
                 "started; use a new --output_dir")
-        latest = tf.train.latest_checkpoint(run_dir.ckpt_dir)
-        if latest is None:
-            raise ConfigError(f"{run_dir.state_path} exists but "
-                              f"{run_dir.ckpt_dir} has no checkpoint")
-        ckpt.restore(latest).expect_partial()
-        # The state may be one evaluation behind the checkpoint if the run
-        # was killed between the two writes; the step variable says which.
+        _restore_for_resume(ckpt, step_var, run_dir, state, cfg, log,
+                            clean=is_chief)
         log(f"resuming {cfg.output_dir} from step {state.steps_done} "
             f"(best valid {SELECTION_METRIC} {state.best_metric:.4f} at step "
             f"{state.best_step}, {state.bad_evals} evaluation(s) without "
@@ -594,6 +735,11 @@ def load_run(run_dir_path: str, log: Log = _stderr_log
         raise ConfigError(f"{run_dir_path} has no best checkpoint yet")
     config = run_dir.read_config()
     ds = load_dataset(config.data, log=log)
+    if state.fingerprint and state.fingerprint != dataset_fingerprint(ds):
+        raise ConfigError(
+            f"the data set ({config.data.dataset or config.data.dataset_file}"
+            ") has changed since this run was trained; its checkpoint does "
+            "not belong to the data as it is now", path=run_dir_path)
     model = build_model(config, ds.num_items)
     tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
     return config, ds, model

@@ -136,10 +136,16 @@ def _try_load(cache: str, raw_path: str | None, say: Log
     """The cached data set, or None when absent, unreadable or stale."""
     if not os.path.isfile(cache):
         return None
-    if raw_path is not None and os.path.isfile(_sidecar(cache)):
+    if raw_path is not None:
         # A named data set's key cannot include its raw file (the cache must
         # load even after the raw file is deleted), so the sidecar records
-        # which file it was built from, and a replaced file rebuilds.
+        # which file it was built from, and a replaced file rebuilds.  The
+        # sidecar is written after the cache: a cache without one is what
+        # a kill between the two writes leaves, and is rebuilt too.
+        if not os.path.isfile(_sidecar(cache)):
+            say(f"data: {cache} has no {os.path.basename(_sidecar(cache))}"
+                f"; rebuilding")
+            return None
         try:
             built_from = read_json(_sidecar(cache)).get("source", {})
         except (OSError, ValueError):
@@ -198,6 +204,18 @@ def ensure_raw(name: str, data_dir: str, log: Log | None = None,
     say(f"data: downloaded and verified {dest} "
         f"({os.path.getsize(dest) / 1e6:,.1f} MB)")
     return dest, source.fmt
+
+
+def _check_cache_dir(cache: str) -> None:
+    """Fails before reading anything if the cache cannot be written."""
+    directory = os.path.abspath(os.path.dirname(cache))
+    while not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory) or not os.access(directory,
+                                                     os.W_OK | os.X_OK):
+        raise UserInputError(
+            f"not a writable directory, so the processed cache {cache} "
+            f"cannot be written (check --data_dir)", path=directory)
 
 
 def _build(path: str, fmt: str, name: str, cfg: DataConfig, say: Log
@@ -267,6 +285,7 @@ def load_dataset(cfg: DataConfig, log: Log | None = None) -> SequenceDataset:
         ds = _try_load(cache, found[0] if found else None, say)
         if ds is not None:
             return ds
+        _check_cache_dir(cache)
         path, fmt = ensure_raw(cfg.dataset, cfg.data_dir, log=say)
         ds = _build(path, fmt, cfg.dataset, cfg, say)
         default = (cfg.min_item_count, cfg.min_user_count, cfg.kcore,
@@ -283,6 +302,7 @@ def load_dataset(cfg: DataConfig, log: Log | None = None) -> SequenceDataset:
     ds = _try_load(cache, None, say)
     if ds is not None:
         return ds
+    _check_cache_dir(cache)
     ds = _build(cfg.dataset_file, cfg.dataset_format, cfg.display_name, cfg,
                 say)
     _save(ds, cache, cfg.dataset_file, cfg.dataset_format, cfg, say)
