@@ -67,11 +67,18 @@ def define_model_flags() -> None:
                          "(0: the model's default).")
     flags.DEFINE_float("partition_weight", None, "lambda of eq. 6; adds the "
                        "partition task to any multi-interest model.")
+    flags.DEFINE_float("default_partition_weight", None, "The data set's "
+                       "lambda for the DisMIR models (dismir, "
+                       "dismir-wo-dpi) when --partition_weight is not given; "
+                       "baselines ignore it (for data sets without a paper "
+                       "default, e.g. a --dataset_file).")
     flags.DEFINE_integer("partition_negatives", None, "N_o (default 100).")
     flags.DEFINE_integer("hard_negative_candidates", None, "C (default 10, "
                          "50 for books).")
     flags.DEFINE_string("retrieval", None, "merge or fused (default: the "
                         "model's own readout).")
+    flags.DEFINE_string("partition_anchors", None, "Partition anchors: items "
+                        "(target and history, default) or targets.")
 
 
 def define_train_flags() -> None:
@@ -125,15 +132,19 @@ def data_config_from_flags() -> DataConfig:
 
 def dataset_defaults(data: DataConfig) -> dict:
     if data.dataset == "synthetic":
-        return dict(SYNTHETIC_DEFAULTS)
-    return dict(PAPER_DEFAULTS.get(data.dataset, {}))
+        values = dict(SYNTHETIC_DEFAULTS)
+    else:
+        values = dict(PAPER_DEFAULTS.get(data.dataset, {}))
+    if FLAGS.default_partition_weight is not None:
+        values["partition_weight"] = FLAGS.default_partition_weight
+    return values
 
 
 # ModelConfig fields set by a flag of the same name (when given).
 MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "routing_iterations", "partition_weight",
                     "partition_negatives", "hard_negative_candidates",
-                    "retrieval")
+                    "retrieval", "partition_anchors")
 
 
 def _model_flag_values() -> dict:

@@ -27,6 +27,7 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 RETRIEVAL_MODES = ("merge", "fused")
+PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
@@ -144,6 +145,8 @@ class ModelConfig:
       routing_variance_weight: weight of the routing-variation regulariser
         (REMI, MIR-RV).
       backward_flow_weight: weight of Re4's backward-flow loss (MIR-BF).
+      partition_anchors: the partition task's anchors i: 'items' (each
+        example's target and history items) or 'targets' (its target only).
     """
 
     name: str = "dismir"
@@ -159,6 +162,7 @@ class ModelConfig:
     remi_beta: float = 1.0
     routing_variance_weight: float = 100.0
     backward_flow_weight: float = 0.1
+    partition_anchors: str = "items"
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")
@@ -169,6 +173,8 @@ class ModelConfig:
         _check(math.isfinite(self.partition_weight)
                and self.partition_weight >= 0.0,
                "partition_weight (lambda) must be finite and >= 0")
+        _check(self.partition_anchors in PARTITION_ANCHORS,
+               f"partition_anchors must be one of {PARTITION_ANCHORS}")
         _check(self.partition_negatives >= 1,
                "partition_negatives (N_o) must be >= 1")
         _check(self.hard_negative_candidates >= 1,

@@ -165,7 +165,6 @@ def _check_workers_agree(strategy: tf.distribute.Strategy,
             "every worker reads (docs/multi_worker.md)")
 
 
-
 # ----------------------------------------------------------------- helpers
 def build_model(config: RunConfig, num_items: int) -> RetrievalModel:
     model = create_model(num_items, config.model, seed=config.train.seed)
@@ -597,7 +596,8 @@ def run(config: RunConfig, log: Log = _stderr_log,
 
     sampler = pipeline.TrainSampler(
         ds, config.model.max_len, cfg.batch_size, cfg.seed,
-        make_positive_sampler(config, ds, log))
+        make_positive_sampler(config, ds, log),
+        anchors=config.model.partition_anchors)
 
     with strategy.scope():
         model = build_model(config, n_items)
