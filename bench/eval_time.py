@@ -18,7 +18,8 @@ readouts, ``merge`` (F queries per user, the max over interests) and
 Every (size, readout, batch) runs in a fresh child process, so that its
 peak resident memory (``ru_maxrss``) is its own; a child that dies (out of
 memory) is reported as such.  Each figure is the median of ``--repeats``
-timed passes after one untimed pass (tracing).
+timed passes over all test users, after an untimed warm-up on two batches
+(tracing).
 
 Usage:
 
@@ -84,15 +85,20 @@ def child(size: str, readout: str, batch: int, repeats: int,
     model.build_for(max_len)
     query = training.make_query_fn(model)
     rss_before = peak_rss_mib()
+    # Warm-up (tracing) on the first two batches only.
+    warm = pipeline.EvalExamples(users=examples.users[:2 * batch],
+                                 history=examples.history[:2 * batch],
+                                 targets=examples.targets[:2 * batch])
+    evaluation.evaluate(query, model.item_embedding.embeddings, warm,
+                        batch_size=batch)
     seconds = []
     metrics = {}
-    for r in range(1 + repeats):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         metrics = evaluation.evaluate(
             query, model.item_embedding.embeddings, examples,
             batch_size=batch).metrics
-        if r:
-            seconds.append(time.perf_counter() - t0)
+        seconds.append(time.perf_counter() - t0)
     return {"size": size, "readout": readout, "batch": batch,
             "users": examples.num_users, "items": items,
             "queries_per_user": int(query(tf.constant(

@@ -2,16 +2,19 @@
 
 Trains each model of ``dismir_tf.models.model_names()`` (whatever is
 registered when it runs) at the paper's defaults (batch 128, d = 64,
-max_len 40, F = 4, C = 10, N_o = 100; the partition task on wherever the
-model's registry entry keeps lambda > 0) on
+max_len 40, F = 4, C = 10, N_o = 100; the partition task on for the models
+that take the data set's lambda by default, DisMIR and its w/o-DPI
+ablation, as train.py) on
 
 * a synthetic log of Gowalla size (Table 1: 165,506 users, 174,605 items,
   2,061,264 interactions; heavy-tailed user lengths and Zipf item
   popularity, made by ``synthetic_books`` of bench/cooccurrence_books.py),
   or
-* a real file (``--dataset_file ../shared/data/beauty/Beauty.txt.gz
-  --dataset_format seq_lines --max_len 20``), to compare with
-  ../shared/ANCHORS.md.
+* a real file, to compare with ../shared/ANCHORS.md:
+  ``--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format
+  seq_lines --max_len 20`` or ``--dataset_file
+  ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz
+  --dataset_format user_item_time_tsv``.
 
 Each figure is ``batch * steps / seconds`` of ``model.fit`` over
 ``--steps`` steps (one fit epoch), timed ``--repeats`` times after one
@@ -326,8 +329,10 @@ def main(argv: list[str] | None = None) -> None:
                      "jit_compile": args.jit_compile,
                      "steps_per_execution": args.steps_per_execution,
                      "models": {}, "breakdown": {}}
-    reference = (REFERENCE_BEAUTY if "beauty" in ds.name.lower()
-                 else REFERENCE_GOWALLA_LBSN)
+    # The reference figures are for those two files only (ANCHORS.md).
+    name = ds.name.lower()
+    reference = (REFERENCE_BEAUTY if "beauty" in name else
+                 REFERENCE_GOWALLA_LBSN if "lbsn" in name else {})
     print(f"\n{'model':16s} {'partition':>9s} {'seq/s median':>13s} "
           f"{'(min-max)':>17s} {'CPU ms/step':>11s} {'reference':>9s} "
           f"{'x ref':>6s}", flush=True)

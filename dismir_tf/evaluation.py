@@ -63,8 +63,50 @@ def _score_and_top_k(queries: tf.Tensor, item_embeddings: tf.Tensor,
                         tf.boolean_mask(cols, keep)], axis=1)
         scores = tf.tensor_scatter_nd_update(
             scores, idx, tf.fill([tf.shape(idx)[0]], float("-inf")))
-    top = tf.math.top_k(scores, k=k, sorted=True)
-    return top.values, top.indices + 1
+    values, indices = exact_top_k(scores, k)
+    return values, indices + 1
+
+
+# Items per block of exact_top_k.
+_TOP_K_BLOCK = 64
+
+
+def exact_top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``tf.math.top_k(scores, k)`` over the last axis, faster for large N.
+
+    The items are cut into blocks of 64.  Every item of the top k lies in a
+    block whose maximum is at least its score, and k blocks ranked above
+    that block would hold k items ranked above the item; so the k blocks
+    with the largest maxima (ties to the lower block) hold the whole top k.
+    One top-k over the block maxima and one over their k * 64 items, kept in
+    item order, give exactly tf.math.top_k's values and indices, ties (lower
+    index first) included, while reading the N scores only once: on the CPU
+    the top-k over N = 175k items is the larger part of a fused evaluation
+    otherwise (docs/performance.md).
+
+    Args:
+      scores: [B, N] with a static N (smaller N falls back to top_k).
+      k: list length, <= N.
+
+    Returns:
+      (values [B, k], indices [B, k] int32), best first.
+    """
+    n = scores.shape[-1]
+    if n is None or n < 8 * k * _TOP_K_BLOCK:
+        top = tf.math.top_k(scores, k=k, sorted=True)
+        return top.values, top.indices
+    num_blocks = -(-n // _TOP_K_BLOCK)
+    rows = tf.shape(scores)[0]
+    padded = tf.pad(scores, [[0, 0], [0, num_blocks * _TOP_K_BLOCK - n]],
+                    constant_values=float("-inf"))
+    blocks = tf.reshape(padded, [rows, num_blocks, _TOP_K_BLOCK])
+    best = tf.sort(tf.math.top_k(tf.reduce_max(blocks, axis=2), k=k).indices,
+                   axis=1)                                          # [B, k]
+    candidates = tf.reshape(tf.gather(blocks, best, batch_dims=1),
+                            [rows, k * _TOP_K_BLOCK])
+    top = tf.math.top_k(candidates, k=k, sorted=True)
+    block = tf.gather(best, top.indices // _TOP_K_BLOCK, batch_dims=1)
+    return top.values, block * _TOP_K_BLOCK + top.indices % _TOP_K_BLOCK
 
 
 _score_and_top_k_fn = tf.function(_score_and_top_k, reduce_retracing=True)
