@@ -100,7 +100,12 @@ def run_grid(base: RunConfig, variants: Sequence[Variant],
             wanted = dataclasses.replace(
                 config, model=resolve_config(config.model)).to_dict()
             # Parsing fills fields added since the run with their defaults.
-            if RunConfig.from_dict(read_json(config_path)).to_dict() != wanted:
+            # XLA compilation is a speed knob (the same maths, tested), not
+            # part of a run's identity.
+            found = RunConfig.from_dict(read_json(config_path)).to_dict()
+            for d in (found, wanted):
+                d["train"].pop("jit_compile", None)
+            if found != wanted:
                 raise ConfigError(
                     f"{path} holds a finished run with a different "
                     "configuration; use another --out_dir")
