@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
                               SyntheticConfig, TrainConfig)
@@ -50,3 +53,17 @@ def tiny_run_config(output_dir: str, model: str = "dismir",
                                      synthetic=TINY_SYNTHETIC),
                      model=ModelConfig(**model_kw),
                      train=TrainConfig(**train_kw))
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data; skipped when absent, failed under CI."""
+    path = SHARED / relative
+    if not path.is_file():
+        message = f"shared data file {path} is absent"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true requires the shared data)")
+        pytest.skip(message)
+    return path

@@ -21,22 +21,11 @@ from dismir_tf.data import (
     load_dataset,
     read_interactions,
 )
+from tests.helpers import shared_file
 from dismir_tf.errors import DataFormatError, UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 GOWALLA_LBSN = "gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz"
-
-
-def shared_file(relative: str) -> Path:
-    """A file of ../shared/data; skipped when absent, failed under CI."""
-    path = SHARED / relative
-    if not path.is_file():
-        message = f"shared data file {path} is absent"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true requires the shared data)")
-        pytest.skip(message)
-    return path
 
 
 def _log_file(tmp_path: Path, users: int = 12, per_user: int = 6) -> Path:

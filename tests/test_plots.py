@@ -51,6 +51,8 @@ def test_user_and_catalogue_and_sweep_figures(tmp_path):
               plots.SweepCurve("F", [2, 4], {"recall@20": [0.1, 0.2],
                                              "ndcg@20": [0.1, 0.1]}, base=4)]
     _assert_png(plots.plot_sweep(curves, str(tmp_path / "s.png"), "t"))
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "c.png", "s.png", "u.png"]
 
 
 # ---------------------------------------------------------- the commands

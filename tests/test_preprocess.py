@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import gzip
-import os
 import random
 from pathlib import Path
 
@@ -13,20 +12,9 @@ import pytest
 
 from dismir_tf.data.preprocess import build_dataset, split_users
 from dismir_tf.data.readers import RawInteractions, read_interactions
+from tests.helpers import shared_file
 from dismir_tf.errors import UserInputError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared_file(relative: str) -> Path:
-    """A file of ../shared/data; skipped when absent, failed under CI."""
-    path = SHARED / relative
-    if not path.is_file():
-        message = f"shared data file {path} is absent"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true requires the shared data)")
-        pytest.skip(message)
-    return path
 
 
 def raw_from(rows: list[tuple], timed: bool = True) -> RawInteractions:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import os
 import shutil
 from pathlib import Path
 
@@ -12,21 +11,10 @@ import numpy as np
 import pytest
 
 from dismir_tf.data.readers import FORMATS, RawInteractions, read_interactions
+from tests.helpers import shared_file
 from dismir_tf.errors import DataFormatError, UserInputError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared_file(relative: str) -> Path:
-    """A file of ../shared/data; skipped when absent, failed under CI."""
-    path = SHARED / relative
-    if not path.is_file():
-        message = f"shared data file {path} is absent"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true requires the shared data)")
-        pytest.skip(message)
-    return path
 
 
 def fixture(name: str) -> str:
@@ -345,7 +333,7 @@ def test_copy_of_shared_file_without_gz_name_still_reads(tmp_path):
 
 def test_shared_file_helper_fails_under_ci_and_skips_otherwise(monkeypatch,
                                                                tmp_path):
-    monkeypatch.setattr(f"{__name__}.SHARED", tmp_path / "absent")
+    monkeypatch.setattr("tests.helpers.SHARED", tmp_path / "absent")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
         shared_file("beauty/Beauty.txt.gz")
