@@ -195,7 +195,12 @@ class _Collector:
         if self.times is not None:
             self.times.append(time)
 
-    def result(self, path: str) -> RawInteractions:
+    def result(self, path: str,
+               empty: DataFormatError | None = None) -> RawInteractions:
+        """The collected interactions; ``empty`` (default: the file is
+        empty) is raised when there are none."""
+        if not self.users:
+            raise empty if empty is not None else _empty(path)
         times = None
         if self.times is not None:
             times = np.frombuffer(self.times, dtype=np.float64).copy()
@@ -278,10 +283,8 @@ def read_recbole_inter(path: str) -> RawInteractions:
         t = _parse_time(fields[tcol], path, lineno) if tcol is not None \
             else None
         out.add(user, item, t)
-    if not out.users:
-        raise DataFormatError("no interactions after the header", path=path,
-                              line=2)
-    return out.result(path)
+    return out.result(path, DataFormatError(
+        "no interactions after the header", path=path, line=2))
 
 
 def read_snap_gowalla(path: str) -> RawInteractions:
@@ -310,8 +313,6 @@ def read_snap_gowalla(path: str) -> RawInteractions:
         user, when, item = fields[0], fields[1], fields[4]
         _check_ids(path, lineno, user, item)
         out.add(user, item, _parse_iso_time(when, path, lineno))
-    if not out.users:
-        raise _empty(path)
     return out.result(path)
 
 
@@ -336,8 +337,6 @@ def read_user_item_time_tsv(path: str) -> RawInteractions:
             raise _field_count_error(path, lineno, 3, len(fields), "tab")
         _check_ids(path, lineno, fields[0], fields[1])
         out.add(fields[0], fields[1], _parse_time(fields[2], path, lineno))
-    if not out.users:
-        raise _empty(path)
     return out.result(path)
 
 
@@ -385,9 +384,8 @@ def read_retailrocket_events(path: str) -> RawInteractions:
         _check_ids(path, lineno, fields[ucol], fields[icol])
         ms = _parse_time(fields[tcol], path, lineno)
         out.add(fields[ucol], fields[icol], ms / 1000.0)
-    if not out.users:
-        raise DataFormatError(f"no 'view' events in {last} lines", path=path)
-    return out.result(path)
+    return out.result(path, DataFormatError(
+        f"no 'view' events in {last} lines", path=path))
 
 
 def read_amazon_reviews_json(path: str) -> RawInteractions:
@@ -431,8 +429,6 @@ def read_amazon_reviews_json(path: str) -> RawInteractions:
         user, item = str(user), str(item)
         _check_ids(path, lineno, user, item)
         out.add(user, item, _parse_time(str(when), path, lineno))
-    if not out.users:
-        raise _empty(path)
     return out.result(path)
 
 
@@ -462,8 +458,6 @@ def read_seq_lines(path: str) -> RawInteractions:
         user = fields[0]
         for item in fields[1:]:
             out.add(user, item)
-    if not out.users:
-        raise _empty(path)
     return out.result(path)
 
 
@@ -488,8 +482,6 @@ def read_user_item_lines(path: str) -> RawInteractions:
             raise _field_count_error(path, lineno, 2, len(fields),
                                      "whitespace")
         out.add(fields[0], fields[1])
-    if not out.users:
-        raise _empty(path)
     return out.result(path)
 
 
