@@ -19,8 +19,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dismir_tf.models.dismir import DisMIR
-from dismir_tf.models.regularizers import backward_flow_loss, routing_variation
-from dismir_tf.models.remi import summed_over_batch
+from dismir_tf.models.regularizers import (backward_flow_loss,
+                                          weighted_routing_variation)
 
 
 class MIRRV(DisMIR):
@@ -28,12 +28,7 @@ class MIRRV(DisMIR):
 
     def regularization(self, batch, enc, seed):
         del batch, seed
-        weight = self.model_config.routing_variance_weight
-        if weight == 0:
-            return tf.constant(0.0)
-        per_user = routing_variation(enc.routing,
-                                     float(self.model_config.embedding_dim))
-        return weight * summed_over_batch(per_user)
+        return weighted_routing_variation(enc.routing, self.model_config)
 
 
 class MIRBF(DisMIR):

@@ -69,3 +69,20 @@ def backward_flow_loss(interests: tf.Tensor, items: tf.Tensor,
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
                                                         logits=logits)
     return tf.reduce_sum(ce, axis=1)
+
+
+def summed_over_batch(per_example: tf.Tensor) -> tf.Tensor:
+    """The per-replica value whose replica sum, after the base class's
+    division by the replica count, is the sum over the global batch."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return tf.reduce_sum(per_example) * tf.cast(replicas, per_example.dtype)
+
+
+def weighted_routing_variation(routing: tf.Tensor, config) -> tf.Tensor:
+    """Eq. 1 as REMI applies it: ``routing_variance_weight`` times the
+    per-user routing variation, summed over the batch (REMI, MIR-RV)."""
+    weight = config.routing_variance_weight
+    if weight == 0:
+        return tf.constant(0.0)
+    per_user = routing_variation(routing, float(config.embedding_dim))
+    return weight * summed_over_batch(per_user)

@@ -15,17 +15,9 @@ REMI is a training framework on top of a backbone; its reference results
 
 from __future__ import annotations
 
-import tensorflow as tf
 
 from dismir_tf.models.comirec import ComiRecSA
-from dismir_tf.models.regularizers import routing_variation
-
-
-def summed_over_batch(per_example: tf.Tensor) -> tf.Tensor:
-    """The per-replica value whose replica sum, after the base class's
-    division by the replica count, is the sum over the global batch."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return tf.reduce_sum(per_example) * tf.cast(replicas, per_example.dtype)
+from dismir_tf.models.regularizers import weighted_routing_variation
 
 
 class REMI(ComiRecSA):
@@ -37,9 +29,4 @@ class REMI(ComiRecSA):
 
     def regularization(self, batch, enc, seed):
         del batch, seed
-        weight = self.model_config.routing_variance_weight
-        if weight == 0:
-            return tf.constant(0.0)
-        per_user = routing_variation(enc.routing,
-                                     float(self.model_config.embedding_dim))
-        return weight * summed_over_batch(per_user)
+        return weighted_routing_variation(enc.routing, self.model_config)
