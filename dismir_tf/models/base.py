@@ -92,6 +92,16 @@ class RetrievalModel(tf.keras.Model):
         """History [B, L] int32 -> :class:`Encoded`."""
         raise TypeError(f"{type(self).__name__} does not define encode()")
 
+    def encode_with(self, extractor: tf.keras.layers.Layer,
+                    history: tf.Tensor) -> Encoded:
+        """Encodes through a layer (items [B,L,d], mask [B,L]) ->
+        (interests [B,F,d], routing [B,F,L]); no attention weights."""
+        mask = tf.cast(history > 0, tf.float32)
+        items = self.item_embedding(history)
+        interests, routing = extractor(items, mask)
+        return Encoded(interests=interests, weights=None, routing=routing,
+                       items=items, mask=mask)
+
     def rec_loss_per_example(self, batch: dict[str, tf.Tensor],
                              enc: Encoded, seed: tf.Tensor) -> tf.Tensor:
         """[B] recommendation loss; default: DisMIR's eq. 5 pairwise loss.

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
-from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel, he_normal
 
 _NEG_INF = -1e9
@@ -124,11 +123,7 @@ class ComiRecDR(SampledSoftmaxModel):
             seed=seed, name="capsule")
 
     def encode(self, history, training=False):
-        mask = tf.cast(history > 0, tf.float32)
-        items = self.item_embedding(history)
-        interests, routing = self.capsule(items, mask)
-        return Encoded(interests=interests, weights=None, routing=routing,
-                       items=items, mask=mask)
+        return self.encode_with(self.capsule, history)
 
 
 class ComiRecSA(SampledSoftmaxModel):
@@ -144,8 +139,4 @@ class ComiRecSA(SampledSoftmaxModel):
             name="self_attention")
 
     def encode(self, history, training=False):
-        mask = tf.cast(history > 0, tf.float32)
-        items = self.item_embedding(history)
-        interests, attention = self.extractor(items, mask)
-        return Encoded(interests=interests, weights=None, routing=attention,
-                       items=items, mask=mask)
+        return self.encode_with(self.extractor, history)

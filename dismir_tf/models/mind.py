@@ -24,11 +24,9 @@ Amazon Books only and is left out.
 
 from __future__ import annotations
 
-import tensorflow as tf
 
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
-from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 
@@ -49,8 +47,4 @@ class MIND(SampledSoftmaxModel):
             name="capsule")
 
     def encode(self, history, training=False):
-        mask = tf.cast(history > 0, tf.float32)
-        items = self.item_embedding(history)
-        interests, routing = self.capsule(items, mask)
-        return Encoded(interests=interests, weights=None, routing=routing,
-                       items=items, mask=mask)
+        return self.encode_with(self.capsule, history)
