@@ -180,16 +180,22 @@ def _fmt(cell: Cell) -> str:
     return f"{cell.mean:.4f} ± {cell.std:.4f}"
 
 
-def to_markdown(table: Table, title: str = "") -> str:
-    """Metrics as rows, models as columns (the shape of the paper's Table 2)."""
-    head = ["metric"] + table.labels
-    if table.proposed:
-        head += ["improve.", "p (paired t)"]
+def _markdown_head(title: str, head: list[str]) -> io.StringIO:
+    """A buffer holding the optional title and a table's header rows."""
     out = io.StringIO()
     if title:
         out.write(f"{title}\n\n")
     out.write("| " + " | ".join(head) + " |\n")
     out.write("|" + "---|" * len(head) + "\n")
+    return out
+
+
+def to_markdown(table: Table, title: str = "") -> str:
+    """Metrics as rows, models as columns (the shape of the paper's Table 2)."""
+    head = ["metric"] + table.labels
+    if table.proposed:
+        head += ["improve.", "p (paired t)"]
+    out = _markdown_head(title, head)
     for m in METRIC_ORDER:
         row = [short_name(m)]
         best = table.best(m)
@@ -261,11 +267,7 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
     the proposed method over it and the paired t-test p-value.
     """
     head = ["method"] + [short_name(m) for m in METRIC_ORDER]
-    out = io.StringIO()
-    if title:
-        out.write(f"{title}\n\n")
-    out.write("| " + " | ".join(head) + " |\n")
-    out.write("|" + "---|" * len(head) + "\n")
+    out = _markdown_head(title, head)
     best = {m: table.best(m) for m in METRIC_ORDER}
     for lab in table.labels:
         row = [lab]
@@ -339,11 +341,7 @@ def plugin_to_markdown(table: PluginTable, title: str = "") -> str:
     head = ["metric"]
     for b in table.backbones:
         head += [b + PLUGIN_SUFFIX, b, "improve.", "p (paired t)"]
-    out = io.StringIO()
-    if title:
-        out.write(f"{title}\n\n")
-    out.write("| " + " | ".join(head) + " |\n")
-    out.write("|" + "---|" * len(head) + "\n")
+    out = _markdown_head(title, head)
     for m in METRIC_ORDER:
         row = [short_name(m)]
         for b in table.backbones:
