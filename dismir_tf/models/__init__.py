@@ -14,6 +14,7 @@ from dismir_tf.models.dnn import DNN
 from dismir_tf.models.gru4rec import GRU4Rec
 from dismir_tf.models.mind import MIND
 from dismir_tf.models.mir_variants import MIRBF, MIRRV
+from dismir_tf.models.re4 import Re4
 from dismir_tf.models.remi import REMI
 
 
@@ -34,6 +35,7 @@ _REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
     "comirec-dr": (ComiRecDR, {}),
     "comirec-sa": (ComiRecSA, {}),
     "remi": (REMI, {}),
+    "re4": (Re4, {}),
     "dismir": (_dismir(), {}),
     "mir": (_dismir(), {"partition_weight": 0.0}),
     # Table 3's ablations: the partition task replaced by another term.
@@ -81,4 +83,4 @@ def create_model(num_items: int, config: ModelConfig,
 __all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
            "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
            "create_model", "model_names", "register", "resolve_config",
-           "uses_dataset_partition_weight"]
+           "uses_dataset_partition_weight", "Re4"]
