@@ -16,6 +16,7 @@ from dismir_tf.models.mind import MIND
 from dismir_tf.models.mir_variants import MIRBF, MIRRV
 from dismir_tf.models.re4 import Re4
 from dismir_tf.models.remi import REMI
+from dismir_tf.models.umi import UMI
 
 
 def _dismir(**kw) -> Callable[..., RetrievalModel]:
@@ -36,6 +37,7 @@ _REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
     "comirec-sa": (ComiRecSA, {}),
     "remi": (REMI, {}),
     "re4": (Re4, {}),
+    "umi": (UMI, {}),
     "dismir": (_dismir(), {}),
     "mir": (_dismir(), {"partition_weight": 0.0}),
     # Table 3's ablations: the partition task replaced by another term.
@@ -82,5 +84,5 @@ def create_model(num_items: int, config: ModelConfig,
 
 __all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
            "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
-           "create_model", "model_names", "register", "resolve_config",
+           "UMI", "create_model", "model_names", "register", "resolve_config",
            "uses_dataset_partition_weight", "Re4"]
