@@ -174,6 +174,14 @@ class ModelConfig:
     re4_construct_weight: float = 0.1
     re4_temperature: float = 0.02
     re4_threshold: float = 0.0
+    # PIMIRec (Chen et al., IJCAI '21; dismir_tf/models/pimirec.py): K, the
+    # clip of the interval matrix (the reference's --time_span default);
+    # the seconds per time unit of the intervals (timestamped data only;
+    # order-only data counts one unit per interaction); and the rounds of
+    # the star-graph interactivity module.
+    pimirec_time_span: int = 64
+    pimirec_time_unit: float = 86400.0
+    pimirec_graph_layers: int = 3
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")
@@ -209,6 +217,13 @@ class ModelConfig:
                and self.re4_temperature > 0.0, "re4_temperature must be > 0")
         _check(0.0 <= self.re4_threshold < 1.0,
                "re4_threshold must be in [0, 1) (0: 1/|history|)")
+        # PIMIRec.
+        _check(self.pimirec_time_span >= 1, "pimirec_time_span must be >= 1")
+        _check(math.isfinite(self.pimirec_time_unit)
+               and self.pimirec_time_unit > 0.0,
+               "pimirec_time_unit must be finite and > 0")
+        _check(self.pimirec_graph_layers >= 1,
+               "pimirec_graph_layers must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -245,7 +245,10 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     tops = []
     for sl in examples.batches(batch_size):
         hist = tf.constant(examples.history[sl])
-        queries = query_fn(hist)
+        if examples.times is None:
+            queries = query_fn(hist)
+        else:   # a model that takes the history times (PIMIRec)
+            queries = query_fn(hist, tf.constant(examples.times[sl]))
         if backend == "exact":
             _, items = _score_and_top_k_fn(
                 queries, emb, kmax, hist if exclude_history else None)

@@ -29,6 +29,20 @@ PositiveSampler = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor,
                                                          tf.Tensor]]
 
 
+def _window_positions(starts: tf.Tensor, ends: tf.Tensor, max_len: int
+                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Absolute positions of the last ``max_len`` items of [starts, ends).
+
+    Returns:
+      lo [B] int64 (the window's first position), safe [B, L] int64
+      positions (0 where padded) and valid [B, L] bool.
+    """
+    lo = tf.maximum(starts, ends - max_len)                     # [B]
+    pos = lo[:, None] + tf.range(max_len, dtype=tf.int64)[None]  # [B, L]
+    valid = pos < ends[:, None]
+    return lo, tf.where(valid, pos, tf.zeros_like(pos)), valid
+
+
 def _gather_windows(items: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
                     max_len: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The last ``max_len`` items of ``items[starts:ends]``, right-padded.
@@ -41,12 +55,27 @@ def _gather_windows(items: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
     Returns:
       history [B, L] int32 (0-padded on the right) and mask [B, L] float32.
     """
-    lo = tf.maximum(starts, ends - max_len)                     # [B]
-    pos = lo[:, None] + tf.range(max_len, dtype=tf.int64)[None]  # [B, L]
-    valid = pos < ends[:, None]
-    safe = tf.where(valid, pos, tf.zeros_like(pos))
+    _, safe, valid = _window_positions(starts, ends, max_len)
     hist = tf.where(valid, tf.gather(items, safe), 0)
     return hist, tf.cast(valid, tf.float32)
+
+
+def _gather_window_times(timestamps: tf.Tensor | None, starts: tf.Tensor,
+                         ends: tf.Tensor, max_len: int,
+                         time_unit: float) -> tf.Tensor:
+    """[B, L] float32 times of the windows of :func:`_gather_windows`.
+
+    (t - t_first) / time_unit with t_first the window's first item, or the
+    position in the window (0, 1, ...) when ``timestamps`` is None (order
+    only: every interaction one unit after the previous); 0 on padding.
+    """
+    lo, safe, valid = _window_positions(starts, ends, max_len)
+    if timestamps is None:
+        rel = tf.cast(safe - lo[:, None], tf.float64)
+    else:
+        rel = (tf.gather(timestamps, safe)
+               - tf.gather(timestamps, lo)[:, None]) / time_unit
+    return tf.cast(tf.where(valid, rel, tf.zeros_like(rel)), tf.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +92,9 @@ class TrainSampler:
         partition task's anchors and their positives.
       anchors: 'items' (each example's target and history items) or
         'targets' (the target only).
+      time_unit: None (no time features, the default), or seconds per
+        time unit: every batch then also carries ``types.HISTORY_TIME``
+        (only models with ``uses_time`` ask for it).
     """
 
     dataset: SequenceDataset
@@ -71,9 +103,12 @@ class TrainSampler:
     seed: int
     positive_sampler: PositiveSampler | None = None
     anchors: str = "items"
+    time_unit: float | None = None
 
     def __post_init__(self) -> None:
         ds = self.dataset
+        if self.time_unit is not None and not self.time_unit > 0:
+            raise ValueError(f"time_unit must be > 0, got {self.time_unit}")
         users = ds.train_users.astype(np.int64)
         if len(users) == 0:
             raise ValueError("the data set has no training users")
@@ -82,6 +117,10 @@ class TrainSampler:
                            tf.constant(ds.offsets[users], tf.int64))
         object.__setattr__(self, "_lengths",
                            tf.constant(ds.lengths[users], tf.int64))
+        object.__setattr__(
+            self, "_timestamps",
+            None if self.time_unit is None or ds.timestamps is None else
+            tf.constant(ds.timestamps, tf.float64))
 
     def sample(self, step: tf.Tensor) -> dict[str, tf.Tensor]:
         """The batch of training step ``step`` (a scalar int64 tensor)."""
@@ -114,6 +153,10 @@ class TrainSampler:
             types.TARGET: target,
             types.SEED: tf.tile(s_model[None], [self.batch_size, 1]),
         }
+        if self.time_unit is not None:
+            batch[types.HISTORY_TIME] = _gather_window_times(
+                self._timestamps, start, start + k, self.max_len,
+                self.time_unit)
         if self.positive_sampler is not None:
             if self.anchors == "targets":
                 anchors = target[:, None]                          # [B, 1]
@@ -150,11 +193,14 @@ class EvalExamples:
       history: [U, L] int32, right-padded with 0.
       targets: [U, T] int32, right-padded with 0 (T = the longest target
         list); targets may repeat items.
+      times: [U, L] float32 history times (see ``types.HISTORY_TIME``), or
+        None when the examples were built without a time unit.
     """
 
     users: np.ndarray
     history: np.ndarray
     targets: np.ndarray
+    times: np.ndarray | None = None
 
     @property
     def num_users(self) -> int:
@@ -165,9 +211,11 @@ class EvalExamples:
             yield slice(lo, min(lo + batch_size, self.num_users))
 
 
-def eval_examples(ds: SequenceDataset, split: str,
-                  max_len: int) -> EvalExamples:
-    """History and targets of every user of ``split`` ('valid' or 'test')."""
+def eval_examples(ds: SequenceDataset, split: str, max_len: int,
+                  time_unit: float | None = None) -> EvalExamples:
+    """History and targets of every user of ``split`` ('valid' or 'test');
+    with a ``time_unit`` (seconds), also the history times, as the
+    training batches of a :class:`TrainSampler` with that unit."""
     users = ds.split_users(split).astype(np.int64)
     starts = ds.offsets[users]
     n = ds.lengths[users]
@@ -181,6 +229,14 @@ def eval_examples(ds: SequenceDataset, split: str,
     tpos = (starts + k)[:, None] + np.arange(t_max)[None]
     tvalid = np.arange(t_max)[None] < t_len[:, None]
     targets = np.where(tvalid, ds.items[np.where(tvalid, tpos, 0)], 0)
+    times = None
+    if time_unit is not None:
+        if ds.timestamps is None:
+            rel = (pos - lo[:, None]).astype(np.float64)
+        else:
+            ts = ds.timestamps
+            rel = (ts[np.where(valid, pos, 0)] - ts[lo][:, None]) / time_unit
+        times = np.where(valid, rel, 0.0).astype(np.float32)
     return EvalExamples(users=users.astype(np.int32),
                         history=history.astype(np.int32),
-                        targets=targets.astype(np.int32))
+                        targets=targets.astype(np.int32), times=times)

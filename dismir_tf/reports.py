@@ -8,7 +8,7 @@ from dismir_tf import pipeline
 from dismir_tf.config import RunConfig
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.io_utils import atomic_write_text
-from dismir_tf.models import RetrievalModel
+from dismir_tf.models import RetrievalModel, time_unit
 
 TOPK_DUMP_LENGTH = 50
 
@@ -23,7 +23,10 @@ def evaluate_split(config: RunConfig, ds: SequenceDataset,
     """
     from dismir_tf.training import evaluate_model
 
-    examples = pipeline.eval_examples(ds, split, config.model.max_len)
+    # With the history times for a model that takes them (PIMIRec), as in
+    # training's own evaluation.
+    examples = pipeline.eval_examples(ds, split, config.model.max_len,
+                                      time_unit(config.model))
     result = evaluate_model(model, examples, config,
                             keep_topk=dump_topk is not None)
     if dump_topk is not None:

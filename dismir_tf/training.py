@@ -38,7 +38,8 @@ from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json, read_json
-from dismir_tf.models import RetrievalModel, create_model, resolve_config
+from dismir_tf.models import (RetrievalModel, create_model, resolve_config,
+                              time_unit)
 
 Log = Callable[[str], None]
 SELECTION_METRIC = "recall@50"
@@ -173,13 +174,28 @@ def build_model(config: RunConfig, num_items: int) -> RetrievalModel:
 
 
 def make_query_fn(model: RetrievalModel, retrieval: str | None = None):
-    """A compiled history [B, L] -> queries [B, Q, d], cached per model."""
+    """A compiled history [B, L] -> queries [B, Q, d], cached per model.
+
+    For a model with ``uses_time`` (PIMIRec) it is history, times=None ->
+    queries, times [B, L] being the examples' history times."""
     cache = model.__dict__.setdefault("_query_fns", {})
     if retrieval not in cache:
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
         def query(history):
             return model.query_vectors(history, retrieval)
         cache[retrieval] = query
+        if getattr(model, "uses_time", False):
+            @tf.function(input_signature=[
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([None, None], tf.float32)])
+            def timed_query(history, times):
+                return model.query_vectors(history, retrieval, times=times)
+
+            def query_with_times(history, times=None):
+                if times is None:
+                    return query(history)
+                return timed_query(history, times)
+            cache[retrieval] = query_with_times
     return cache[retrieval]
 
 
@@ -584,7 +600,9 @@ def run(config: RunConfig, log: Log = _stderr_log,
             f"evaluation ranks the top {max(evaluation.DEFAULT_KS)}, so it "
             "needs at least that many")
     n_items = ds.num_items
-    valid = pipeline.eval_examples(ds, "valid", config.model.max_len)
+    # History times only for models that ask for them (PIMIRec).
+    unit = time_unit(config.model)
+    valid = pipeline.eval_examples(ds, "valid", config.model.max_len, unit)
     is_chief = _is_chief(strategy)
     if is_chief:
         os.makedirs(cfg.output_dir, exist_ok=True)
@@ -597,7 +615,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
     sampler = pipeline.TrainSampler(
         ds, config.model.max_len, cfg.batch_size, cfg.seed,
         make_positive_sampler(config, ds, log),
-        anchors=config.model.partition_anchors)
+        anchors=config.model.partition_anchors, time_unit=unit)
 
     with strategy.scope():
         model = build_model(config, n_items)
@@ -658,7 +676,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
     # Test once, with the best checkpoint.
     if state.best_prefix:
         best_ckpt.read(state.best_prefix).expect_partial()
-    test = pipeline.eval_examples(ds, "test", config.model.max_len)
+    test = pipeline.eval_examples(ds, "test", config.model.max_len, unit)
     metrics = {
         "valid": evaluate_model(model, valid, config).metrics,
         "test": evaluate_model(model, test, config).metrics,

@@ -11,6 +11,11 @@ SEED = "seed"                          # [B, 2] int64, the step's RNG seed
 PARTITION_ANCHOR = "partition_anchor"      # [B, A] int32
 PARTITION_POSITIVE = "partition_positive"  # [B, A] int32
 PARTITION_MASK = "partition_mask"          # [B, A] float32
+# Only for models that ask for time (``uses_time``, e.g. PIMIRec): the time
+# of each history item since the window's first item, in the model's time
+# units (timestamps / time_unit), or its position in the window (0, 1, ...)
+# when the data set has only an order; 0 on padding.
+HISTORY_TIME = "history_time"          # [B, L] float32
 
 # Retrieval readouts.
 MERGE = "merge"

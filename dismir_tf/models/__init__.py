@@ -14,6 +14,7 @@ from dismir_tf.models.dnn import DNN
 from dismir_tf.models.gru4rec import GRU4Rec
 from dismir_tf.models.mind import MIND
 from dismir_tf.models.mir_variants import MIRBF, MIRRV
+from dismir_tf.models.pimirec import PIMIRec
 from dismir_tf.models.re4 import Re4
 from dismir_tf.models.remi import REMI
 from dismir_tf.models.umi import UMI
@@ -35,6 +36,7 @@ _REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
     "mind": (MIND, {}),
     "comirec-dr": (ComiRecDR, {}),
     "comirec-sa": (ComiRecSA, {}),
+    "pimirec": (PIMIRec, {}),
     "remi": (REMI, {}),
     "re4": (Re4, {}),
     "umi": (UMI, {}),
@@ -61,6 +63,16 @@ def register(name: str, factory: Callable[..., RetrievalModel],
 
 def model_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
+
+
+def time_unit(config: ModelConfig) -> float | None:
+    """Seconds per time unit of the history times the pipeline adds for
+    ``config``'s model, or None when the model takes no time (the class
+    attribute ``uses_time``; only PIMIRec has it)."""
+    factory = _REGISTRY[resolve_config(config).name][0]
+    if not getattr(factory, "uses_time", False):
+        return None
+    return config.pimirec_time_unit
 
 
 def uses_dataset_partition_weight(name: str) -> bool:
