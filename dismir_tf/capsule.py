@@ -62,6 +62,17 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         the interests (the paper's b_if, ComiRec's TF code) or over the
         history positions (REMI's PyTorch capsule, which produced the
         reference ComiRec-DR figures).
+      padding_in_softmax: bool, default False. Only with
+        ``softmax_over='positions'``.  False: padded positions are left
+        out of the routing softmax (their logits are masked before it), so
+        an interest's weights sum to 1 over the real items.  True: as
+        REMI's capsule (BasicModel.py, ``CapsuleNetwork.forward``), the
+        transformed items are zeroed on padding (REMI multiplies the item
+        embeddings by the mask), the softmax runs over all L positions and
+        the padded weights are zeroed after it without renormalising; the
+        padded logits never change from their start (0, or the random
+        draw), so padding keeps part of the softmax mass and a short
+        history gives a proportionally smaller capsule before the squash.
       kernel_stddev: float or None. Standard deviation of the
         transformation's normal initialiser; None means 1/sqrt(d).
       seed: int. Seeds the initialisers.
@@ -79,6 +90,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                  transform: str = "identity", routing_init: str = "prototype",
                  iterations: int = 1, stop_routing_gradient: bool = True,
                  softmax_over: str = "interests",
+                 padding_in_softmax: bool = False,
                  kernel_stddev: float | None = None,
                  seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -95,6 +107,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         if softmax_over not in SOFTMAX_AXES:
             raise ValueError(f"softmax_over must be one of {SOFTMAX_AXES}, "
                              f"got {softmax_over!r}")
+        if padding_in_softmax and softmax_over != "positions":
+            raise ValueError("padding_in_softmax needs softmax_over="
+                             "'positions'")
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if (transform == "identity" and routing_init == "zeros"
@@ -110,6 +125,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         self.iterations = iterations
         self.stop_routing_gradient = stop_routing_gradient
         self.softmax_over = softmax_over
+        self.padding_in_softmax = padding_in_softmax
         self.kernel_stddev = kernel_stddev
         self.seed = seed
 
@@ -150,6 +166,8 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
     def call(self, items, mask):
         mask = tf.cast(mask, items.dtype)
         u = self._transformed(items)                         # [B, F, L, d]
+        if self.padding_in_softmax:
+            u = u * mask[:, None, :, None]
         b_size = tf.shape(items)[0]
         length = tf.shape(items)[1]
         if self.routing_init == "prototype":
@@ -168,6 +186,8 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
             # b_if: softmax over interests (or positions), zero on padding.
             if self.softmax_over == "interests":
                 weights = tf.nn.softmax(logits, axis=1) * valid  # [B, F, L]
+            elif self.padding_in_softmax:
+                weights = tf.nn.softmax(logits, axis=2) * valid
             else:
                 weights = tf.nn.softmax(
                     tf.where(valid > 0, logits, _MASKED_LOGIT), axis=2) * valid
@@ -187,5 +207,6 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                       iterations=self.iterations,
                       stop_routing_gradient=self.stop_routing_gradient,
                       softmax_over=self.softmax_over,
+                      padding_in_softmax=self.padding_in_softmax,
                       kernel_stddev=self.kernel_stddev, seed=self.seed)
         return config

@@ -2,10 +2,18 @@
 
 * Interests: :class:`CapsuleInterestExtractor` with one shared bilinear
   matrix (``transform='shared'``, the reference's ``bilinear_type=0``),
-  randomly initialised routing logits and 3 routing iterations.  The random
-  logits are drawn once from the model's seed and kept fixed, so serving
-  scores what evaluation scored; the reference code re-draws them on every
-  forward pass, which also makes its evaluation non-deterministic.
+  randomly initialised routing logits and 3 routing iterations, routed as
+  REMI's ``CapsuleNetwork`` (which produced ANCHORS.md): the routing
+  softmax runs over the history positions with padding kept in it
+  (``softmax_over='positions'``, ``padding_in_softmax=True``), and the
+  matrix starts as torch's kaiming_normal_ on a Linear(d, d) weight,
+  N(0, 2/d).  With the earlier softmax over the interests, padding masked
+  out and N(0, 1/d), seed 0 on beauty scored R@50 0.1035 / HR@50 0.1828
+  (3 seeds 0.0999 / 0.1730); with REMI's routing 0.1041 / 0.1779
+  (results/beauty-faithfulness/NOTES.md).  The random logits are drawn
+  once from the model's seed and kept fixed, so serving scores what
+  evaluation scored; the reference code re-draws them on every forward
+  pass, which also makes its evaluation non-deterministic.
 * Training readout: label-aware attention against the target.  The
   default is the *hard* readout (the interest with the largest
   m_f . e_t), which is what both reference codes (ComiRec's TF Model_MIND
@@ -13,7 +21,8 @@
   ANCHORS.md measured; ``hard_readout=False`` gives the MIND paper's soft
   label-aware attention with p = 1.  On beauty at the ANCHORS budget the
   soft readout scores about 12% higher R@50 than the reference figure, the
-  hard one lands within 5% of it (docs/models.md).
+  hard one lands within 5% of it (docs/models.md; measured with
+  the earlier routing).
 * Objective: sampled softmax with ``sampled_softmax_negatives`` uniform
   negatives shared by the batch (:mod:`dismir_tf.models.sampled_softmax`).
 * Retrieval: 'merge' (each interest retrieves its own top-N).
@@ -24,6 +33,7 @@ Amazon Books only and is left out.
 
 from __future__ import annotations
 
+import math
 
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
@@ -43,6 +53,8 @@ class MIND(SampledSoftmaxModel):
         self.capsule = CapsuleInterestExtractor(
             config.num_interests, config.max_len, transform="shared",
             routing_init="random",
+            softmax_over="positions", padding_in_softmax=True,
+            kernel_stddev=math.sqrt(2.0 / config.embedding_dim),
             iterations=config.routing_iterations or 3, seed=seed,
             name="capsule")
 
