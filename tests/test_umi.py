@@ -123,6 +123,33 @@ def test_shapes():
     assert model.query_vectors(hist).shape == (4, 3, 8)
 
 
+def test_initialisation_is_the_reference_tf1_defaults():
+    # The UMI reference is TF1: a bare tf.get_variable for the item
+    # embeddings and fully_connected kernels, both Glorot uniform -- not
+    # the kaiming N(0, 2/d) of the torch reference baselines.
+    num_items, d, f = 3000, 16, 4
+    model = create_model(num_items, dataclasses.replace(
+        CFG, embedding_dim=d, num_interests=f), seed=0)
+    model.build_for(CFG.max_len)
+
+    def check(values, limit):
+        values = np.asarray(values).ravel()
+        assert np.abs(values).max() <= limit
+        # Uniform on [-limit, limit]: std limit / sqrt(3), not the
+        # std sqrt(2/fan_in) of kaiming.
+        np.testing.assert_allclose(values.std(), limit / np.sqrt(3),
+                                   rtol=0.1)
+
+    emb = model.item_embedding.embeddings.numpy()
+    check(emb, np.sqrt(6.0 / (num_items + 1 + d)))
+    assert emb.std() < 0.05 < np.sqrt(2.0 / d)
+    check(model.dual_routing.kernel.numpy(), np.sqrt(6.0 / (d + f * d)))
+    hidden = model.refinement.user_hidden.kernel.numpy()
+    check(hidden, np.sqrt(6.0 / sum(hidden.shape)))
+    np.testing.assert_array_equal(model.refinement.user_hidden.bias.numpy(),
+                                  0.0)
+
+
 def test_encoder_matches_numpy_reference():
     model = _model()
     hist = _history(5, seed=2)

@@ -49,12 +49,22 @@ What differs, and why:
 * The routing logits are drawn once from the model's seed and kept fixed
   (as our MIND), not re-drawn on every call as the reference does, so
   serving returns what evaluation scored.
-* Initialisation as the other reference-code baselines: every kernel
-  N(0, 2 / fan_in) (torch's ``kaiming_normal_``), biases zero (the
-  reference's ``biases_initializer``).
+
+Initialisation follows the UMI reference, which is TF1 code with the
+library defaults, not REMI's torch ``kaiming_normal_`` used by the other
+reference-code baselines: the item embeddings are a bare
+``tf.get_variable`` (default initializer: Glorot uniform, U(+-sqrt(6 /
+(N + d))), i.e. tiny, std ~0.013 on beauty), every ``fully_connected``
+kernel is Glorot uniform (``xavier_initializer``), the capsule transform
+included (one [d, F*d] kernel: U(+-sqrt(6 / (d + F d)))), biases zero.
+It matters: with N(0, 2/d) item embeddings and kernels, beauty test R@50
+at 3,000 steps was 0.055 (valid plateau ~0.05), with the reference's
+Glorot initialisation 0.084 (seed 0).
 """
 
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 
@@ -62,7 +72,7 @@ from dismir_tf.capsule import squash
 from dismir_tf.config import ModelConfig
 from dismir_tf.interest_attention import masked_mean
 from dismir_tf.models.base import Encoded
-from dismir_tf.models.sampled_softmax import SampledSoftmaxModel, he_normal
+from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 # The reference's profile: three categorical fields of 8 dims each.
 PROFILE_FIELDS = 3
@@ -71,11 +81,23 @@ PROFILE_FIELD_DIM = 8
 ATTENTION_UNITS = 8
 
 
-def _dense(units: int, fan_in: int, seed: int, activation=None,
+def _dense(units: int, seed: int, activation=None,
            name: str | None = None) -> tf.keras.layers.Dense:
-    return tf.keras.layers.Dense(units, activation=activation,
-                                 kernel_initializer=he_normal(fan_in, seed),
-                                 bias_initializer="zeros", name=name)
+    """A ``fully_connected`` layer as the reference's: Glorot-uniform
+    kernel (TF1's ``xavier_initializer``), zero bias."""
+    return tf.keras.layers.Dense(
+        units, activation=activation,
+        kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
+        bias_initializer="zeros", name=name)
+
+
+def capsule_kernel_initializer(dim: int, num_interests: int, seed: int
+                               ) -> tf.keras.initializers.Initializer:
+    """Glorot uniform of the reference's [d, F*d] capsule transform,
+    U(+-sqrt(6 / (d + F d))), for our [d, F, d] kernel (Keras'
+    GlorotUniform would take the fans of a 3-D shape differently)."""
+    limit = math.sqrt(6.0 / (dim + num_interests * dim))
+    return tf.keras.initializers.RandomUniform(-limit, limit, seed=seed)
 
 
 @tf.keras.utils.register_keras_serializable(package="dismir_tf")
@@ -120,13 +142,13 @@ class UserGuidedRouting(tf.keras.layers.Layer):
     def build(self, input_shape):
         d = int(input_shape[-1])
         f = self.num_interests
-        self.kernel = self.add_weight("kernel", [d, f, d],
-                                      initializer=he_normal(d, self.seed))
+        self.kernel = self.add_weight(
+            "kernel", [d, f, d],
+            initializer=capsule_kernel_initializer(d, f, self.seed))
         self.attention_hidden = _dense(
-            self.attention_units, d + self.profile_dim, self.seed + 1,
-            activation="relu", name="attention_hidden")
-        self.attention_out = _dense(1, self.attention_units, self.seed + 2,
-                                    activation="sigmoid",
+            self.attention_units, self.seed + 1, activation="relu",
+            name="attention_hidden")
+        self.attention_out = _dense(1, self.seed + 2, activation="sigmoid",
                                     name="attention_out")
         self.attention_hidden.build([None, None, d + self.profile_dim])
         self.attention_out.build([None, None, self.attention_units])
@@ -210,14 +232,13 @@ class InterestRefinement(tf.keras.layers.Layer):
     def build(self, input_shape):
         d, p = int(input_shape[-1]), self.profile_dim
         hidden = self.output_dim // 2
-        self.gate_hidden = _dense(self.gate_units, p + d, self.seed,
+        self.gate_hidden = _dense(self.gate_units, self.seed,
                                   activation="relu", name="gate_hidden")
-        self.gate_out = _dense(self.num_fields, self.gate_units,
-                               self.seed + 1, activation="sigmoid",
-                               name="gate_out")
-        self.user_hidden = _dense(hidden, p + d, self.seed + 2,
-                                  activation="relu", name="user_hidden")
-        self.user_out = _dense(self.output_dim, hidden, self.seed + 3,
+        self.gate_out = _dense(self.num_fields, self.seed + 1,
+                               activation="sigmoid", name="gate_out")
+        self.user_hidden = _dense(hidden, self.seed + 2, activation="relu",
+                                  name="user_hidden")
+        self.user_out = _dense(self.output_dim, self.seed + 3,
                                name="user_out")
         for layer, fan_in in ((self.gate_hidden, p + d),
                               (self.gate_out, self.gate_units),
@@ -255,11 +276,16 @@ class UMI(SampledSoftmaxModel):
                  **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         d = config.embedding_dim
+        # The reference's item embeddings: a bare tf.get_variable, whose
+        # default initializer is Glorot uniform over [N, d] (the layer is
+        # not built yet, so this takes effect at build).
+        self.item_embedding.embeddings_initializer = (
+            tf.keras.initializers.GlorotUniform(seed=seed))
         profile_dim = PROFILE_FIELDS * PROFILE_FIELD_DIM
         # The profile stand-in: an MLP on the mean history embedding.
-        self.profile_hidden = _dense(profile_dim, d, seed + 10,
+        self.profile_hidden = _dense(profile_dim, seed + 10,
                                      activation="relu", name="profile_hidden")
-        self.profile_out = _dense(profile_dim, profile_dim, seed + 11,
+        self.profile_out = _dense(profile_dim, seed + 11,
                                   name="profile_out")
         self.dual_routing = UserGuidedRouting(
             config.num_interests, config.max_len, profile_dim,
