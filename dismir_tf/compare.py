@@ -298,12 +298,21 @@ PLUGIN_SUFFIX = " + partition"
 
 def plugin_variants(backbones: Sequence[str],
                     partition_weight: float) -> list[Variant]:
-    """Each backbone without (lambda = 0) and with the partition task."""
+    """Each backbone without (lambda = 0) and with the partition task.
+
+    A backbone whose default is lambda = 0 (every baseline) runs "without"
+    as it is, so that run is its Table 2 run, in the same directory, and is
+    trained once for both tables; a backbone that takes the data set's
+    lambda by default (DisMIR) gets an explicit ``partition_weight 0``.
+    """
+    from dismir_tf.models import uses_dataset_partition_weight
     if partition_weight <= 0:
         raise ValueError("the plugin table needs a partition weight > 0")
     variants = []
     for b in backbones:
-        variants.append(Variant(b, b, (("partition_weight", 0.0),)))
+        off = ((("partition_weight", 0.0),)
+               if uses_dataset_partition_weight(b) else ())
+        variants.append(Variant(b, b, off))
         variants.append(Variant(b + PLUGIN_SUFFIX, b,
                                 (("partition_weight", partition_weight),)))
     return variants

@@ -81,13 +81,18 @@ def test_ablation_shape_methods_as_rows_metrics_as_columns():
 
 
 def test_plugin_shape_each_backbone_with_and_without_the_task():
-    variants = compare.plugin_variants(["mind", "remi"], 0.1)
+    variants = compare.plugin_variants(["mind", "remi", "dismir"], 0.1)
+    # A baseline's "without" run is its plain (Table 2) run: same slug.
     assert [(v.label, v.model, v.overrides) for v in variants] == [
-        ("mind", "mind", (("partition_weight", 0.0),)),
+        ("mind", "mind", ()),
         ("mind + partition", "mind", (("partition_weight", 0.1),)),
-        ("remi", "remi", (("partition_weight", 0.0),)),
-        ("remi + partition", "remi", (("partition_weight", 0.1),))]
-    assert len({v.slug for v in variants}) == 4
+        ("remi", "remi", ()),
+        ("remi + partition", "remi", (("partition_weight", 0.1),)),
+        ("dismir", "dismir", (("partition_weight", 0.0),)),
+        ("dismir + partition", "dismir", (("partition_weight", 0.1),))]
+    assert [v.slug for v in variants[:2]] == [
+        "mind", "mind-partition_weight0.1"]
+    assert len({v.slug for v in variants}) == 6
     with pytest.raises(ValueError, match="partition weight"):
         compare.plugin_variants(["mind"], 0.0)
 
