@@ -16,17 +16,7 @@ def call(self, items, mask):
     if self.routing_init != "random":
         return _orig_call(self, items, mask)
     shape = [tf.shape(items)[0], tf.shape(items)[1], self.num_interests]
-    fresh = tf.random.normal(shape)                      # [B, L, F]
-    saved = self.initial_logits
-    # The original call tiles initial_logits [L, F] over the batch; feed it
-    # a per-example draw instead through a thin stand-in.
-    class _PerExample:
-        pass
-    try:
-        object.__setattr__(self, "_fresh", fresh)
-        return _per_example_call(self, items, mask, fresh)
-    finally:
-        del saved
+    return _per_example_call(self, items, mask, tf.random.normal(shape))
 
 
 def _per_example_call(self, items, mask, fresh):
