@@ -67,3 +67,18 @@ def shared_file(relative: str) -> Path:
             pytest.fail(message + " (CI=true requires the shared data)")
         pytest.skip(message)
     return path
+
+
+def losses_before_after(model, sampler, batches: int, repeats: int,
+                        learning_rate: float = 0.01) -> tuple[dict, dict]:
+    """Compiles ``model``, fits it ``repeats`` times on the sampler's first
+    ``batches`` batches and returns its evaluated losses before and after."""
+    import tensorflow as tf
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
+    first = model.evaluate(sampler.dataset_from(0, batches), verbose=0,
+                           return_dict=True)
+    model.fit(sampler.dataset_from(0, batches).repeat(repeats), epochs=1,
+              verbose=0)
+    after = model.evaluate(sampler.dataset_from(0, batches), verbose=0,
+                           return_dict=True)
+    return first, after

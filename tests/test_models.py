@@ -12,7 +12,7 @@ from dismir_tf.config import ModelConfig
 from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
 from dismir_tf.data.synthetic import generate
 from dismir_tf.models import create_model, model_names
-from tests.helpers import TINY_SYNTHETIC
+from tests.helpers import TINY_SYNTHETIC, losses_before_after
 
 CFG = ModelConfig(name="dismir", embedding_dim=16, num_interests=3,
                   max_len=10, partition_weight=0.5, partition_negatives=20)
@@ -41,14 +41,8 @@ def test_every_model_gives_queries_and_its_loss_falls(tiny, name):
     expected_q = 1 if (model.retrieval == types.FUSED
                        or not model.multi_interest) else CFG.num_interests
     assert q.shape == (2, expected_q, CFG.embedding_dim)
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     # The same 5 batches, repeatedly: the training loss must fall.
-    data = sampler.dataset_from(0, 5).repeat(8)
-    first = model.evaluate(sampler.dataset_from(0, 5), verbose=0,
-                           return_dict=True)
-    model.fit(data, epochs=1, verbose=0)
-    after = model.evaluate(sampler.dataset_from(0, 5), verbose=0,
-                           return_dict=True)
+    first, after = losses_before_after(model, sampler, 5, 8)
     assert after["rec_loss"] < first["rec_loss"]
     assert np.isfinite(after["loss"])
 

@@ -24,7 +24,7 @@ from dismir_tf.models import (create_model, model_names, resolve_config,
 from dismir_tf.models.re4 import (InterestReconstructor, positive_items,
                                   re_attend_loss, re_construct_loss,
                                   re_contrast_loss)
-from tests.helpers import tiny_run_config
+from tests.helpers import losses_before_after, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = ModelConfig(name="re4", embedding_dim=8, num_interests=3, max_len=6,
@@ -341,12 +341,7 @@ def test_loss_falls_on_tiny_data():
     tf.keras.utils.set_random_seed(0)
     model = create_model(ds.num_items, run_cfg.model, seed=0)
     model.build_for(run_cfg.model.max_len)
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-    first = model.evaluate(sampler.dataset_from(0, 3), verbose=0,
-                           return_dict=True)
-    model.fit(sampler.dataset_from(0, 3).repeat(5), epochs=1, verbose=0)
-    after = model.evaluate(sampler.dataset_from(0, 3), verbose=0,
-                           return_dict=True)
+    first, after = losses_before_after(model, sampler, 3, 5)
     assert first["reg_loss"] > 0
     assert after["loss"] < first["loss"]
     assert after["rec_loss"] < first["rec_loss"]

@@ -20,7 +20,7 @@ from dismir_tf.data.synthetic import generate
 from dismir_tf.models import UMI, create_model, resolve_config
 from dismir_tf.models.umi import (PROFILE_FIELD_DIM, PROFILE_FIELDS,
                                   InterestRefinement, UserGuidedRouting)
-from tests.helpers import TINY_SYNTHETIC
+from tests.helpers import TINY_SYNTHETIC, losses_before_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = ModelConfig(name="umi", embedding_dim=8, num_interests=3, max_len=6,
@@ -290,12 +290,7 @@ def test_loss_falls_on_tiny_data():
     tf.keras.utils.set_random_seed(0)
     model = create_model(ds.num_items, cfg, seed=0)
     model.build_for(cfg.max_len)
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-    first = model.evaluate(sampler.dataset_from(0, 5), verbose=0,
-                           return_dict=True)
-    model.fit(sampler.dataset_from(0, 5).repeat(8), epochs=1, verbose=0)
-    after = model.evaluate(sampler.dataset_from(0, 5), verbose=0,
-                           return_dict=True)
+    first, after = losses_before_after(model, sampler, 5, 8)
     assert after["rec_loss"] < 0.9 * first["rec_loss"]
     assert np.isfinite(after["loss"])
 
