@@ -62,7 +62,6 @@ sys.path.insert(0, _BENCH)
 
 import dismir_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from cooccurrence_books import synthetic_books  # noqa: E402

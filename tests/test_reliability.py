@@ -408,7 +408,6 @@ def test_sigkilled_run_resumes_and_matches_an_uninterrupted_one(
     proc = subprocess.Popen(command, cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    state_path = os.path.join(out, "state.json")
     deadline = time.monotonic() + 600
     evals = 0
     try:
