@@ -92,6 +92,14 @@ class RetrievalModel(tf.keras.Model):
         """History [B, L] int32 -> :class:`Encoded`."""
         raise TypeError(f"{type(self).__name__} does not define encode()")
 
+    def encode_timed(self, history: tf.Tensor, times: tf.Tensor | None,
+                     training: bool = False) -> Encoded:
+        """Encodes a history with its times [B, L] (``types.HISTORY_TIME``)
+        or None.  Only models with ``uses_time`` (PIMIRec) read the times;
+        the others encode the history alone."""
+        del times
+        return self.encode(history, training=training)
+
     def encode_with(self, extractor: tf.keras.layers.Layer,
                     history: tf.Tensor) -> Encoded:
         """Encodes through a layer (items [B,L,d], mask [B,L]) ->
@@ -165,17 +173,21 @@ class RetrievalModel(tf.keras.Model):
 
     # ------------------------------------------------------------------ Keras
     def query_vectors(self, history: tf.Tensor,
-                      retrieval: str | None = None) -> tf.Tensor:
-        """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused')."""
-        enc = self.encode(history, training=False)
+                      retrieval: str | None = None,
+                      times: tf.Tensor | None = None) -> tf.Tensor:
+        """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused');
+        ``times``: the history times, for a model that takes them."""
+        enc = self.encode_timed(history, times, training=False)
         mode = retrieval or self.retrieval
         if mode == types.FUSED or not self.multi_interest:
             return enc.fused()[:, None]
         return enc.interests
 
     def call(self, inputs, training=False):
-        history = inputs[types.HISTORY] if isinstance(inputs, dict) else inputs
-        return self.query_vectors(history)
+        if isinstance(inputs, dict):
+            return self.query_vectors(inputs[types.HISTORY],
+                                      times=inputs.get(types.HISTORY_TIME))
+        return self.query_vectors(inputs)
 
     @property
     def metrics(self):
@@ -195,7 +207,8 @@ class RetrievalModel(tf.keras.Model):
                        training: bool = True) -> dict[str, tf.Tensor]:
         """Each loss term, scaled for the global batch under tf.distribute."""
         s_rec, s_reg, s_part = tf.unstack(self._step_seeds(batch))
-        enc = self.encode(batch[types.HISTORY], training=training)
+        enc = self.encode_timed(batch[types.HISTORY],
+                                batch.get(types.HISTORY_TIME), training)
         rec = tf.nn.compute_average_loss(
             self.rec_loss_per_example(batch, enc, s_rec))
         reg = self.regularization(batch, enc, s_reg)

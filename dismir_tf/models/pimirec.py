@@ -62,7 +62,6 @@ import math
 
 import tensorflow as tf
 
-from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded
 from dismir_tf.models.comirec import SelfAttentiveExtractor
@@ -277,39 +276,13 @@ class PIMIRec(SampledSoftmaxModel):
         self.extractor = SelfAttentiveExtractor(
             config.num_interests, length, add_positions=False,
             seed=seed + 40, name="self_attention")
-        # The current batch's history times, set around the base class's
-        # compute_losses / query_vectors (whose encode() takes the history
-        # only); object.__setattr__ keeps Keras from tracking the tensor.
-        object.__setattr__(self, "_pending_times", None)
 
-    def _with_times(self, times, fn, *args):
-        object.__setattr__(self, "_pending_times", times)
-        try:
-            return fn(*args)
-        finally:
-            object.__setattr__(self, "_pending_times", None)
-
-    def compute_losses(self, batch, training=True):
-        return self._with_times(batch.get(types.HISTORY_TIME),
-                                super().compute_losses, batch, training)
-
-    def query_vectors(self, history, retrieval=None, times=None):
-        """As the base class; ``times`` [B, L] (types.HISTORY_TIME) or None
-        for the order-only fallback."""
-        return self._with_times(times, super().query_vectors, history,
-                                retrieval)
-
-    def call(self, inputs, training=False):
-        if isinstance(inputs, dict):
-            return self.query_vectors(inputs[types.HISTORY],
-                                      times=inputs.get(types.HISTORY_TIME))
-        return self.query_vectors(inputs)
+    def encode_timed(self, history, times, training=False):
+        return self.encode(history, training, times=times)
 
     def item_features(self, history, times=None):
         """(graph item features H [B, L, d], plain embeddings [B, L, d],
         mask [B, L], interval attention [B, L, L])."""
-        if times is None:
-            times = self._pending_times
         if times is None:
             times = position_times(history)
         mask = tf.cast(history > 0, tf.float32)
@@ -326,7 +299,7 @@ class PIMIRec(SampledSoftmaxModel):
         return nodes, items, mask, interval_attention
 
     def encode(self, history, training=False, times=None):
-        """History [B, L] (+ times [B, L], else the batch's, else positions)
+        """History [B, L] (+ times [B, L], else the positions)
         -> interests [B, F, d] = A E, routing = A [B, F, L]."""
         nodes, items, mask, _ = self.item_features(history, times)
         _, attention = self.extractor(nodes, mask)
