@@ -231,12 +231,12 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
     targets = np.where(tvalid, ds.items[np.where(tvalid, tpos, 0)], 0)
     times = None
     if time_unit is not None:
-        if ds.timestamps is None:
-            rel = (pos - lo[:, None]).astype(np.float64)
-        else:
-            ts = ds.timestamps
-            rel = (ts[np.where(valid, pos, 0)] - ts[lo][:, None]) / time_unit
-        times = np.where(valid, rel, 0.0).astype(np.float32)
+        # The training batches' own function, so both see the same times.
+        timestamps = (None if ds.timestamps is None
+                      else tf.constant(ds.timestamps, tf.float64))
+        times = _gather_window_times(
+            timestamps, tf.constant(starts, tf.int64),
+            tf.constant(starts + k, tf.int64), max_len, time_unit).numpy()
     return EvalExamples(users=users.astype(np.int32),
                         history=history.astype(np.int32),
                         targets=targets.astype(np.int32), times=times)
