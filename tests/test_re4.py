@@ -88,6 +88,17 @@ def _history(b=5, seed=0):
     return hist
 
 
+def _random_inputs(seed):
+    """mask [5, 6], interests m [5, 3, 4], items e [5, 6, 4] and an
+    attention [5, 3, 6] summing to 1 over each user's real items."""
+    rng = np.random.RandomState(seed)
+    mask = (_history() > 0).astype(np.float32)
+    m = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    e = rng.normal(size=(5, 6, 4)).astype(np.float32)
+    att = rng.dirichlet(np.ones(6), size=(5, 3)) * mask[:, None]
+    return mask, m, e, (att / att.sum(-1, keepdims=True)).astype(np.float32)
+
+
 def _batch(b=5, seed=0):
     hist = tf.constant(_history(b, seed))
     return {types.HISTORY: hist,
@@ -222,13 +233,7 @@ def test_positive_items_hand_case():
 
 @pytest.mark.parametrize("threshold", [0.0, 0.2])
 def test_re_contrast_matches_numpy(threshold):
-    rng = np.random.RandomState(2)
-    hist = _history()
-    mask = (hist > 0).astype(np.float32)
-    m = rng.normal(size=(5, 3, 4)).astype(np.float32)
-    e = rng.normal(size=(5, 6, 4)).astype(np.float32)
-    att = rng.dirichlet(np.ones(6), size=(5, 3)) * mask[:, None]
-    att = (att / att.sum(-1, keepdims=True)).astype(np.float32)
+    mask, m, e, att = _random_inputs(2)
     pos = positive_items(tf.constant(att), tf.constant(mask), threshold)
     np.testing.assert_array_equal(pos.numpy(),
                                   _np_positives(att, mask, threshold))
@@ -258,13 +263,7 @@ def test_re_contrast_hand_case():
 
 
 def test_re_attend_matches_numpy_and_is_zero_when_they_agree():
-    rng = np.random.RandomState(4)
-    hist = _history()
-    mask = (hist > 0).astype(np.float32)
-    m = rng.normal(size=(5, 3, 4)).astype(np.float32)
-    e = rng.normal(size=(5, 6, 4)).astype(np.float32)
-    att = rng.dirichlet(np.ones(6), size=(5, 3)) * mask[:, None]
-    att = (att / att.sum(-1, keepdims=True)).astype(np.float32)
+    mask, m, e, att = _random_inputs(4)
     got = re_attend_loss(tf.constant(m), tf.constant(e), tf.constant(att),
                          tf.constant(mask)).numpy()
     assert got.shape == (5, 3)
@@ -282,17 +281,11 @@ def test_re_attend_matches_numpy_and_is_zero_when_they_agree():
 
 def test_reconstructor_and_re_construct_match_numpy():
     layer = InterestReconstructor(7, seed=3)
-    rng = np.random.RandomState(5)
-    hist = _history()
-    mask = (hist > 0).astype(np.float32)                 # L = 6 < 7
-    m = rng.normal(size=(5, 3, 4)).astype(np.float32)
+    mask, m, e, att = _random_inputs(5)                 # L = 6 < 7
     out = layer(tf.constant(m), tf.constant(mask)).numpy()
     assert out.shape == (5, 3, 6, 4)
     np.testing.assert_allclose(out, _np_reconstruct(layer, m, mask),
                                rtol=1e-4, atol=1e-5)
-    e = rng.normal(size=(5, 6, 4)).astype(np.float32)
-    att = rng.dirichlet(np.ones(6), size=(5, 3)) * mask[:, None]
-    att = (att / att.sum(-1, keepdims=True)).astype(np.float32)
     pos = _np_positives(att, mask)
     got = re_construct_loss(tf.constant(out), tf.constant(e),
                             tf.constant(pos)).numpy()
