@@ -32,7 +32,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 TRANSFORMS = ("identity", "shared", "per_position_interest")
-ROUTING_INITS = ("prototype", "random", "zeros")
+ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
+SIMILARITIES = ("dot", "cosine")
 SOFTMAX_AXES = ("interests", "positions")
 _EPS = 1e-9
 _MASKED_LOGIT = -1e9
@@ -73,6 +74,23 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         padded logits never change from their start (0, or the random
         draw), so padding keeps part of the softmax mass and a short
         history gives a proportionally smaller capsule before the squash.
+      temperature: float, default 1. The routing logits are divided by it
+        before every routing softmax (< 1 sharpens the routing).
+      similarity: str, default 'dot'.  How ``prototype`` logits compare an
+        item with a prototype: 'dot' c_if = u_{f|i} . squash(p_f) (the
+        paper's formula at a learned capsule), 'cosine' c_if =
+        cos(u_{f|i}, p_f), which is bounded in [-1, 1] whatever the
+        embeddings' scale (pair it with a temperature).
+      detach_routed_items: bool, default False.  True: the final pass, too,
+        sums transformed items that get no gradient through the routing
+        (REMI's CapsuleNetwork with one pass: its passes ``i < 2`` use the
+        detached items), so with the identity transformation the interests
+        carry no gradient back into the history embeddings.
+      squash_output: bool, default True.  True: the layer returns the
+        squashed capsules v_f (ComiRec, MIND, REMI).  False: it returns the
+        capsules m_f = sum_i b_if u_{f|i} before the squash, as section 3.2
+        of the DisMIR paper defines the interests (v_f = squash(m_f) is
+        then only the routing's vector in c_if = e_i . v_f).
       kernel_stddev: float or None. Standard deviation of the
         transformation's normal initialiser; None means 1/sqrt(d).
       seed: int. Seeds the initialisers.
@@ -80,10 +98,17 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
     Call args:
       items: [B, L, d] history item embeddings.
       mask: [B, L] 1 for real items, 0 for padding.
+      seed: optional [2] int32 stateless seed.  Only ``random_per_call``
+        reads it: with a seed (training) the logits are a fresh N(0, 1)
+        draw [B, F, L] from it, as REMI's MIND path draws ``torch.randn``
+        on every forward pass; without one (evaluation, serving) they are
+        one fixed N(0, 1) draw [F, L] from the layer's seed, shared by all
+        users, so a user's interests do not depend on the batch.
 
     Returns:
-      (interests [B, F, d] squashed capsules, routing [B, F, L] the final
-      routing weights b_if, 0 on padding).
+      (interests [B, F, d] the squashed capsules v_f, or the capsules m_f
+      with ``squash_output=False``; routing [B, F, L] the final routing
+      weights b_if, 0 on padding).
     """
 
     def __init__(self, num_interests: int, max_len: int,
@@ -91,6 +116,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                  iterations: int = 1, stop_routing_gradient: bool = True,
                  softmax_over: str = "interests",
                  padding_in_softmax: bool = False,
+                 temperature: float = 1.0, similarity: str = "dot",
+                 detach_routed_items: bool = False,
+                 squash_output: bool = True,
                  kernel_stddev: float | None = None,
                  seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -112,6 +140,11 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                              "'positions'")
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, "
+                             f"got {similarity!r}")
         if (transform == "identity" and routing_init == "zeros"
                 and num_interests > 1):
             raise ValueError(
@@ -126,6 +159,10 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         self.stop_routing_gradient = stop_routing_gradient
         self.softmax_over = softmax_over
         self.padding_in_softmax = padding_in_softmax
+        self.temperature = float(temperature)
+        self.similarity = similarity
+        self.detach_routed_items = detach_routed_items
+        self.squash_output = squash_output
         self.kernel_stddev = kernel_stddev
         self.seed = seed
 
@@ -146,7 +183,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                 "prototypes", [f, d],
                 initializer=tf.keras.initializers.RandomNormal(
                     stddev=1.0, seed=self.seed + 1))
-        elif self.routing_init == "random":
+        elif self.routing_init in ("random", "random_per_call"):
             self.initial_logits = self.add_weight(
                 "initial_logits", [l, f], trainable=False,
                 initializer=tf.keras.initializers.RandomNormal(
@@ -163,16 +200,23 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
             return tf.tile(u, [1, self.num_interests, 1, 1])
         return tf.einsum("bld,lfed->bfle", items, self.kernel)
 
-    def call(self, items, mask):
+    def call(self, items, mask, seed=None):
         mask = tf.cast(mask, items.dtype)
         u = self._transformed(items)                         # [B, F, L, d]
         if self.padding_in_softmax:
             u = u * mask[:, None, :, None]
         b_size = tf.shape(items)[0]
         length = tf.shape(items)[1]
-        if self.routing_init == "prototype":
+        if self.routing_init == "prototype" and self.similarity == "cosine":
+            logits = tf.einsum("bfld,fd->bfl", tf.math.l2_normalize(u, -1),
+                               tf.math.l2_normalize(self.prototypes, -1))
+        elif self.routing_init == "prototype":
             logits = tf.einsum("bfld,fd->bfl", u, squash(self.prototypes))
-        elif self.routing_init == "random":
+        elif self.routing_init == "random_per_call" and seed is not None:
+            logits = tf.random.stateless_normal(
+                [b_size, self.num_interests, length], seed, dtype=items.dtype,
+                alg="philox")
+        elif self.routing_init in ("random", "random_per_call"):
             logits = tf.tile(tf.transpose(self.initial_logits)[None,
                                                                :, :length],
                              [b_size, 1, 1])
@@ -183,17 +227,24 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         valid = mask[:, None, :]                             # [B, 1, L]
         for it in range(self.iterations):
             last = it == self.iterations - 1
+            scaled = (logits if self.temperature == 1.0
+                      else logits / self.temperature)
             # b_if: softmax over interests (or positions), zero on padding.
             if self.softmax_over == "interests":
-                weights = tf.nn.softmax(logits, axis=1) * valid  # [B, F, L]
+                weights = tf.nn.softmax(scaled, axis=1) * valid  # [B, F, L]
             elif self.padding_in_softmax:
-                weights = tf.nn.softmax(logits, axis=2) * valid
+                weights = tf.nn.softmax(scaled, axis=2) * valid
             else:
                 weights = tf.nn.softmax(
-                    tf.where(valid > 0, logits, _MASKED_LOGIT), axis=2) * valid
-            u_it = u if last else u_routing
+                    tf.where(valid > 0, scaled, _MASKED_LOGIT), axis=2) * valid
+            if last and self.detach_routed_items:
+                u_it = tf.stop_gradient(u)
+            else:
+                u_it = u if last else u_routing
             capsules = tf.einsum("bfl,bfld->bfd", weights, u_it)
             interests = squash(capsules)
+            if last and not self.squash_output:
+                interests = capsules
             if not last:
                 logits = logits + tf.einsum("bfld,bfd->bfl", u_routing,
                                             interests)
@@ -208,5 +259,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                       stop_routing_gradient=self.stop_routing_gradient,
                       softmax_over=self.softmax_over,
                       padding_in_softmax=self.padding_in_softmax,
+                      temperature=self.temperature,
+                      similarity=self.similarity,
+                      detach_routed_items=self.detach_routed_items,
+                      squash_output=self.squash_output,
                       kernel_stddev=self.kernel_stddev, seed=self.seed)
         return config

@@ -79,6 +79,31 @@ def define_model_flags() -> None:
                         "model's own readout).")
     flags.DEFINE_string("partition_anchors", None, "Partition anchors: items "
                         "(target and history, default) or targets.")
+    # DisMIR's capsule (the DisMIR family only; docs/models.md).
+    flags.DEFINE_string("capsule_preset", None, "DisMIR family: a named "
+                        "capsule configuration (paper-remi: the authors' "
+                        "most likely one on REMI's code).")
+    flags.DEFINE_string("routing_init", None, "DisMIR family: how routing "
+                        "logits start: prototype, random (one fixed draw) or "
+                        "random_per_call (a new draw every training step).")
+    flags.DEFINE_string("routing_softmax", None, "DisMIR family: the routing "
+                        "softmax's axis: interests (paper 3.2) or positions "
+                        "(REMI's code).")
+    flags.DEFINE_bool("routing_padding_in_softmax", None, "DisMIR family, "
+                      "with --routing_softmax=positions: padding stays inside "
+                      "the softmax (REMI's code).")
+    flags.DEFINE_string("routing_similarity", None, "DisMIR family: "
+                        "prototype logits by dot product or cosine.")
+    flags.DEFINE_float("routing_temperature", None, "DisMIR family: routing "
+                       "logits are divided by it (default 1).")
+    flags.DEFINE_bool("routing_detach", None, "DisMIR family: the routed "
+                      "items of the last pass get no gradient (REMI's code "
+                      "with one pass).")
+    flags.DEFINE_string("interest_norm", None, "DisMIR family: squash "
+                        "(the squashed capsules v_f) or none (the capsules "
+                        "m_f of paper 3.2).")
+    flags.DEFINE_string("readout", None, "DisMIR family: fused (eq. 5), max "
+                        "or weighted_max, in training and retrieval.")
 
 
 def define_train_flags() -> None:
@@ -144,7 +169,11 @@ def dataset_defaults(data: DataConfig) -> dict:
 MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "routing_iterations", "partition_weight",
                     "partition_negatives", "hard_negative_candidates",
-                    "retrieval", "partition_anchors")
+                    "retrieval", "partition_anchors", "capsule_preset",
+                    "routing_init", "routing_softmax",
+                    "routing_padding_in_softmax", "routing_similarity",
+                    "routing_temperature", "routing_detach",
+                    "interest_norm", "readout")
 
 
 def _model_flag_values() -> dict:

@@ -27,6 +27,13 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 RETRIEVAL_MODES = ("merge", "fused")
+# DisMIR's capsule design space (dismir_tf/models/dismir.py, docs/models.md).
+ROUTING_INITS = ("prototype", "random", "random_per_call")
+ROUTING_SOFTMAX = ("interests", "positions")
+ROUTING_SIMILARITIES = ("dot", "cosine")
+READOUTS = ("fused", "max", "weighted_max")
+INTEREST_NORMS = ("squash", "none")
+CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -147,6 +154,23 @@ class ModelConfig:
       backward_flow_weight: weight of Re4's backward-flow loss (MIR-BF).
       partition_anchors: the partition task's anchors i: 'items' (each
         example's target and history items) or 'targets' (its target only).
+      routing_init, routing_softmax, routing_padding_in_softmax,
+      routing_similarity, routing_temperature, routing_detach: DisMIR's
+        capsule (the DisMIR family only: dismir, mir, dismir-wo-dpi,
+        mir-rv, mir-bf); '' / 0 means the model's default, filled in by
+        ``dismir_tf.models.resolve_config`` (see
+        :class:`dismir_tf.capsule.CapsuleInterestExtractor` for each).
+      interest_norm: the DisMIR family's interests: 'squash' (the
+        squashed capsules v_f, as ComiRec/MIND) or 'none' (the capsules
+        m_f of section 3.2 before the squash); '' is the model's default.
+      readout: how the DisMIR family scores an item from its interests,
+        in training and in retrieval: 'fused' (eq. 5, sum_f a_f m_f . e_i,
+        one query), 'max' (max_f m_f . e_i: merge retrieval) or
+        'weighted_max' (max_f a_f m_f . e_i: merge retrieval of the
+        attention-scaled interests); '' is the model's default.
+      capsule_preset: '' or a named capsule configuration
+        (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
+        configuration on REMI's code, docs/models.md).
     """
 
     name: str = "dismir"
@@ -182,6 +206,16 @@ class ModelConfig:
     pimirec_time_span: int = 64
     pimirec_time_unit: float = 86400.0
     pimirec_graph_layers: int = 3
+    # DisMIR's capsule and readout ('' / 0: the model's default).
+    routing_init: str = ""
+    routing_softmax: str = ""
+    routing_padding_in_softmax: bool = False
+    routing_similarity: str = ""
+    routing_temperature: float = 0.0
+    routing_detach: bool = False
+    interest_norm: str = ""
+    readout: str = ""
+    capsule_preset: str = ""
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")
@@ -224,6 +258,24 @@ class ModelConfig:
                "pimirec_time_unit must be finite and > 0")
         _check(self.pimirec_graph_layers >= 1,
                "pimirec_graph_layers must be >= 1")
+        # DisMIR's capsule.
+        for field, allowed in (("routing_init", ROUTING_INITS),
+                               ("routing_softmax", ROUTING_SOFTMAX),
+                               ("routing_similarity", ROUTING_SIMILARITIES),
+                               ("readout", READOUTS),
+                               ("interest_norm", INTEREST_NORMS),
+                               ("capsule_preset", CAPSULE_PRESETS)):
+            value = getattr(self, field)
+            _check(value in ("",) + allowed,
+                   f"{field} must be one of {', '.join(allowed)}, got "
+                   f"{value!r}")
+        _check(math.isfinite(self.routing_temperature)
+               and self.routing_temperature >= 0.0,
+               "routing_temperature must be finite and > 0 (0: the model's "
+               "default)")
+        _check(not self.routing_padding_in_softmax
+               or self.routing_softmax in ("", "positions"),
+               "routing_padding_in_softmax needs routing_softmax=positions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +332,18 @@ class TrainConfig:
         _check(self.logical_cpus >= 1, "logical_cpus must be >= 1")
 
 
+# The DisMIR family's capsule before the capsule options existed (version
+# 1: prototype logits, softmax over interests, fused readout); a config.json
+# without a 'readout' field is read with it.
+_LEGACY_CAPSULE_MODELS = frozenset({"dismir", "mir", "dismir-wo-dpi",
+                                    "mir-rv", "mir-bf"})
+_LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
+                       routing_padding_in_softmax=False,
+                       routing_similarity="dot", routing_temperature=1.0,
+                       routing_detach=False, interest_norm="squash",
+                       readout="fused", capsule_preset="")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one training run."""
@@ -299,8 +363,14 @@ class RunConfig:
         data = dict(d.get("data", {}))
         if "synthetic" in data:
             data["synthetic"] = SyntheticConfig(**data["synthetic"])
+        model = dict(d.get("model", {}))
+        if (model.get("name", "dismir") in _LEGACY_CAPSULE_MODELS
+                and "readout" not in model):
+            # Written before the capsule options existed: the capsule that
+            # the DisMIR family had then.
+            model.update(_LEGACY_CAPSULE)
         return cls(data=DataConfig(**data),
-                   model=ModelConfig(**d.get("model", {})),
+                   model=ModelConfig(**model),
                    train=TrainConfig(**d.get("train", {})))
 
     @classmethod

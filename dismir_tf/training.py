@@ -36,6 +36,7 @@ from dismir_tf import evaluation, pipeline
 from dismir_tf.config import RunConfig, TrainConfig
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
+from dismir_tf.diagnostics import FIGURES, collapse_diagnostics
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json, read_json
 from dismir_tf.models import (RetrievalModel, create_model, resolve_config,
@@ -506,7 +507,10 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
                                 ks=(50,))
         metric = result.metrics[SELECTION_METRIC]
         improved = metric > st.best_metric
+        diag = collapse_diagnostics(self.model, self.examples,
+                                    self.config.train.eval_batch_size)
         entry = {"step": st.steps_done, "valid": result.metrics,
+                 "collapse": diag.to_dict(),
                  "train": {k: float(v) for k, v in (logs or {}).items()},
                  "eval_seconds": round(time.time() - t_eval, 2)}
         st.evals.append(entry)
@@ -535,6 +539,9 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
             with self.writer.as_default(step=st.steps_done):
                 for k, v in result.metrics.items():
                     tf.summary.scalar(k, v)
+                for k, v in diag.to_dict().items():
+                    if k in FIGURES and v is not None:
+                        tf.summary.scalar(f"collapse/{k}", v)
         seqs = (st.steps_done - self._last_step) * cfg.batch_size
         self._last_step = st.steps_done
         self.log(
@@ -544,6 +551,8 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
             f"  valid recall@50 {metric:.4f}"
             f"{'  (best)' if improved else f'  (best {st.best_metric:.4f} at {st.best_step})'}"
             f"  {seqs / max(time.time() - self._t0 - entry['eval_seconds'], 1e-9):,.0f} seq/s")
+        if diag.num_interests > 1:
+            self.log(f"  collapse (valid): {diag.summary()}")
 
 
 # --------------------------------------------------------------------- run
@@ -691,12 +700,16 @@ def run(config: RunConfig, log: Log = _stderr_log,
         "dataset": ds.name,
         "seed": cfg.seed,
     }
+    test_collapse = collapse_diagnostics(model, test, cfg.eval_batch_size)
+    metrics["collapse"] = {"test": test_collapse.to_dict()}
     if is_chief:
         atomic_write_json(run_dir.metrics_path, metrics)
         state.finished = True
         run_dir.save_state(state)
     log("test " + "  ".join(f"{k} {v:.4f}" for k, v in
                             sorted(metrics["test"].items())))
+    if test_collapse.num_interests > 1:
+        log(f"test collapse: {test_collapse.summary()}")
     return metrics
 
 

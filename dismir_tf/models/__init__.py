@@ -9,7 +9,8 @@ from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
-from dismir_tf.models.dismir import DisMIR
+from dismir_tf.models.dismir import (DisMIR, check_no_capsule_options,
+                                     resolve_capsule)
 from dismir_tf.models.dnn import DNN
 from dismir_tf.models.gru4rec import GRU4Rec
 from dismir_tf.models.mind import MIND
@@ -54,6 +55,11 @@ _DATASET_LAMBDA_MODELS = frozenset({"dismir", "dismir-wo-dpi"})
 
 MODEL_NAMES = tuple(_REGISTRY)
 
+# The models built on DisMIR's capsule: they take the routing_* / readout
+# / capsule_preset options.
+CAPSULE_MODELS = frozenset({"dismir", "mir", "dismir-wo-dpi", "mir-rv",
+                            "mir-bf"})
+
 
 def register(name: str, factory: Callable[..., RetrievalModel],
              overrides: dict | None = None) -> None:
@@ -85,7 +91,11 @@ def resolve_config(config: ModelConfig) -> ModelConfig:
     if config.name not in _REGISTRY:
         raise ConfigError(f"unknown model {config.name!r}; expected one of "
                           f"{', '.join(model_names())}")
-    return dataclasses.replace(config, **_REGISTRY[config.name][1])
+    config = dataclasses.replace(config, **_REGISTRY[config.name][1])
+    if config.name in CAPSULE_MODELS:
+        return resolve_capsule(config)
+    check_no_capsule_options(config)
+    return config
 
 
 def create_model(num_items: int, config: ModelConfig,

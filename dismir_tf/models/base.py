@@ -69,6 +69,8 @@ class RetrievalModel(tf.keras.Model):
 
     default_retrieval = types.MERGE
     multi_interest = True
+    # encode() takes the step's seed (``encode(history, training, seed)``).
+    uses_step_seed = False
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  **kwargs):
@@ -93,11 +95,17 @@ class RetrievalModel(tf.keras.Model):
         raise TypeError(f"{type(self).__name__} does not define encode()")
 
     def encode_timed(self, history: tf.Tensor, times: tf.Tensor | None,
-                     training: bool = False) -> Encoded:
+                     training: bool = False,
+                     seed: tf.Tensor | None = None) -> Encoded:
         """Encodes a history with its times [B, L] (``types.HISTORY_TIME``)
         or None.  Only models with ``uses_time`` (PIMIRec) read the times;
-        the others encode the history alone."""
+        the others encode the history alone.  ``seed``: the step's [2]
+        stateless seed in training (None in evaluation and serving), passed
+        on to models with ``uses_step_seed`` (DisMIR's per-call routing
+        draw)."""
         del times
+        if self.uses_step_seed:
+            return self.encode(history, training=training, seed=seed)
         return self.encode(history, training=training)
 
     def encode_with(self, extractor: tf.keras.layers.Layer,
@@ -207,8 +215,14 @@ class RetrievalModel(tf.keras.Model):
                        training: bool = True) -> dict[str, tf.Tensor]:
         """Each loss term, scaled for the global batch under tf.distribute."""
         s_rec, s_reg, s_part = tf.unstack(self._step_seeds(batch))
+        # The encoder's own draws (DisMIR's per-call routing logits), from
+        # a seed folded out of the recommendation one, so the three seeds
+        # above stay what they were.
+        s_enc = tf.random.experimental.stateless_fold_in(s_rec, 1,
+                                                         alg="philox")
         enc = self.encode_timed(batch[types.HISTORY],
-                                batch.get(types.HISTORY_TIME), training)
+                                batch.get(types.HISTORY_TIME), training,
+                                seed=s_enc if training else None)
         rec = tf.nn.compute_average_loss(
             self.rec_loss_per_example(batch, enc, s_rec))
         reg = self.regularization(batch, enc, s_reg)

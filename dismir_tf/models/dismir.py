@@ -1,54 +1,186 @@
 """DisMIR (KDD '24): capsule interests, interest attention, item partition.
 
 * Interests: :class:`CapsuleInterestExtractor` with the identity
-  transformation and one routing pass (paper 5.1.4).
+  transformation and one routing pass (paper 5.1.4).  How the routing
+  logits start, the routing softmax's axis, a temperature and whether the
+  routed items pass gradient are options (``ModelConfig.routing_*``);
+  ``DEFAULT_CAPSULE`` is the project's default and ``CAPSULE_PRESETS`` the
+  named configurations (docs/models.md says why each).
 * Attention: a_uf = softmax_f(m_uf . mean(history)) (section 4.3).
-* Loss: eq. 5's pairwise loss with a hard negative, plus lambda times the
-  item-partition loss of Theorem 4 (eq. 6), which the base class adds for
-  every model when ``partition_weight`` > 0.  MIR is this model with
-  lambda = 0; "w/o DPI" replaces the attention by equal weights.
+* Readout (``ModelConfig.readout``), the same in training and retrieval:
+  'fused', eq. 5: score(u, i) = sum_f a_uf m_uf . e_i (one query);
+  'max': max_f m_uf . e_i (merge retrieval, as REMI's evaluator);
+  'weighted_max': max_f a_uf m_uf . e_i (merge of the attention-scaled
+  interests).
+* Loss: eq. 5's pairwise loss with a hard negative (scored with the
+  readout), plus lambda times the item-partition loss of Theorem 4
+  (eq. 6), which the base class adds for every model when
+  ``partition_weight`` > 0.  MIR is this model with lambda = 0; "w/o DPI"
+  replaces the attention by equal weights.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
+from dismir_tf.errors import ConfigError
 from dismir_tf.interest_attention import InterestAttention
-from dismir_tf.models.base import Encoded, RetrievalModel
+from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
+
+# The routing fields of ModelConfig and their "model default" markers.
+CAPSULE_FIELDS = ("routing_init", "routing_softmax",
+                  "routing_padding_in_softmax", "routing_similarity",
+                  "routing_temperature", "routing_detach", "interest_norm",
+                  "readout")
+_UNSET = {"routing_init": "", "routing_softmax": "",
+          "routing_padding_in_softmax": False, "routing_similarity": "",
+          "routing_temperature": 0.0, "routing_detach": False,
+          "interest_norm": "", "readout": ""}
+
+# The project's default DisMIR capsule (docs/models.md, "Choosing the
+# capsule").
+DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
+                       routing_padding_in_softmax=False,
+                       routing_similarity="dot", routing_temperature=1.0,
+                       routing_detach=False, interest_norm="squash",
+                       readout="fused")
+
+# Named configurations.  'paper-remi': "identity transformation, one
+# routing pass" on REMI's code base (the paper's footnote 6), i.e. REMI's
+# CapsuleNetwork MIND path (bilinear_type 0) with W = I: N(0, 1) routing
+# logits drawn on every forward pass, the routing softmax over the history
+# positions with padding inside it, and the single pass summing detached
+# items (REMI's passes i < 2 use item_eb_hat_iter); eq. 5's fused score in
+# training and REMI's evaluator in retrieval (every interest retrieves,
+# merged by score).
+CAPSULE_PRESETS = {
+    "paper-remi": dict(routing_init="random_per_call",
+                       routing_softmax="positions",
+                       routing_padding_in_softmax=True,
+                       routing_similarity="dot", routing_temperature=1.0,
+                       routing_detach=True, interest_norm="squash",
+                       readout="fused",
+                       retrieval=types.MERGE),
+}
+
+
+def resolve_capsule(config: ModelConfig) -> ModelConfig:
+    """Fills the DisMIR family's unset capsule fields from the preset (if
+    ``capsule_preset`` names one) or ``DEFAULT_CAPSULE``.
+
+    Raises:
+      ConfigError: a field set explicitly contradicts the preset.
+    """
+    if config.capsule_preset:
+        base = CAPSULE_PRESETS[config.capsule_preset]
+        for field, value in base.items():
+            given = getattr(config, field)
+            unset = _UNSET.get(field, "")
+            if given != unset and given != value:
+                raise ConfigError(
+                    f"capsule_preset {config.capsule_preset!r} sets {field}="
+                    f"{value!r}; drop --{field} (given {given!r}) or the "
+                    "preset")
+    else:
+        base = DEFAULT_CAPSULE
+    changes = {field: value for field, value in base.items()
+               if getattr(config, field) == _UNSET.get(field, "")}
+    return dataclasses.replace(config, **changes)
+
+
+def check_no_capsule_options(config: ModelConfig) -> None:
+    """Raises ConfigError when a model outside the DisMIR family is given
+    DisMIR's capsule options (they would be ignored)."""
+    given = [f for f in CAPSULE_FIELDS if getattr(config, f) != _UNSET[f]]
+    if config.capsule_preset:
+        given.append("capsule_preset")
+    if given:
+        raise ConfigError(
+            f"{', '.join('--' + g for g in given)} only apply to the DisMIR "
+            f"family (dismir, mir, dismir-wo-dpi, mir-rv, mir-bf), not to "
+            f"{config.name!r}")
 
 
 class DisMIR(RetrievalModel):
     """The paper's model.
 
     Args:
-      num_items, config, seed: see RetrievalModel.
+      num_items, config, seed: see RetrievalModel.  ``config`` must be
+        resolved (``dismir_tf.models.resolve_config``).
       use_attention: False gives the "w/o DPI" ablation (equal weights).
     """
 
     default_retrieval = types.FUSED
+    uses_step_seed = True
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  use_attention: bool = True, **kwargs):
+        if not config.readout:
+            config = resolve_capsule(config)
         super().__init__(num_items, config, seed, **kwargs)
         self.use_attention = use_attention
+        self.readout = config.readout
+        self.retrieval = config.retrieval or (
+            types.FUSED if self.readout == "fused" else types.MERGE)
         self.capsule = CapsuleInterestExtractor(
             config.num_interests, config.max_len, transform="identity",
-            routing_init="prototype",
+            routing_init=config.routing_init,
+            softmax_over=config.routing_softmax,
+            padding_in_softmax=config.routing_padding_in_softmax,
+            similarity=config.routing_similarity,
+            temperature=config.routing_temperature,
+            detach_routed_items=config.routing_detach,
+            squash_output=config.interest_norm == "squash",
             iterations=config.routing_iterations or 1, seed=seed,
             name="capsule")
         self.attention = InterestAttention(name="interest_attention")
 
-    def encode(self, history, training=False):
+    def encode(self, history, training=False, seed=None):
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
-        interests, routing = self.capsule(items, mask)
+        interests, routing = self.capsule(items, mask, seed=seed)
         weights = (self.attention(interests, items, mask)
                    if self.use_attention else None)
         return Encoded(interests=interests, weights=weights, routing=routing,
                        items=items, mask=mask)
+
+    def readout_queries(self, enc: Encoded) -> tf.Tensor:
+        """[B, Q, d]: the vectors whose inner products with e_i give the
+        readout's per-interest scores (fused: Q = 1)."""
+        if self.readout == "fused":
+            return enc.fused()[:, None]
+        if self.readout == "weighted_max" and enc.weights is not None:
+            f = tf.cast(tf.shape(enc.interests)[1], enc.interests.dtype)
+            # Scaled by F so that equal weights give the plain interests.
+            return enc.interests * (f * enc.weights)[:, :, None]
+        return enc.interests
+
+    def rec_loss_per_example(self, batch, enc, seed):
+        """Eq. 5's pairwise loss with the hard negative, scored with the
+        readout: score(u, i) = max_q (query_q . e_i)."""
+        queries = self.readout_queries(enc)                   # [B, Q, d]
+        target = batch[types.TARGET]
+        pos = tf.reduce_max(tf.einsum("bqd,bd->bq", queries,
+                                      self.item_embedding(target)), 1)
+        c = self.model_config.hard_negative_candidates
+        cand = self.sample_items([tf.shape(target)[0], c], seed)
+        scores = tf.reduce_max(tf.einsum("bqd,bcd->bqc", queries,
+                                         self.item_embedding(cand)), 1)
+        scores = tf.where(cand == target[:, None], _NEG_INF, scores)
+        return tf.nn.softplus(tf.reduce_max(scores, 1) - pos)
+
+    def query_vectors(self, history, retrieval=None, times=None):
+        enc = self.encode_timed(history, times, training=False)
+        mode = retrieval or self.retrieval
+        if mode == types.FUSED:
+            return enc.fused()[:, None]
+        return self.readout_queries(enc) if self.readout != "fused" \
+            else enc.interests
 
     def get_config(self):
         config = super().get_config()

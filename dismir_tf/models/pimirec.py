@@ -277,7 +277,8 @@ class PIMIRec(SampledSoftmaxModel):
             config.num_interests, length, add_positions=False,
             seed=seed + 40, name="self_attention")
 
-    def encode_timed(self, history, times, training=False):
+    def encode_timed(self, history, times, training=False, seed=None):
+        del seed
         return self.encode(history, training, times=times)
 
     def item_features(self, history, times=None):

@@ -1,0 +1,253 @@
+"""Collapse diagnostics: is a multi-interest model really multi-interest?
+
+One function, :func:`collapse_diagnostics`, reads any model of the project
+over the users of a split and returns figures that a collapsed model cannot
+hide (issue: DisMIR's interests collapse into one on real data):
+
+``routing_max``
+  Mean over real history items of the share of the item's routing mass
+  that goes to its strongest interest, max_f b_if / sum_f b_if.  With the
+  routing softmax over interests (paper 3.2) this is max_f b_if; with it
+  over positions (REMI's code) the column is renormalised first.  Uniform
+  routing gives exactly 1/F; hard routing 1.  nan for models without
+  routing weights.
+``interest_cosine``
+  Mean over users of the mean pairwise cosine between the user's F interest
+  vectors (1: all interests point the same way).
+``attention_max``, ``attention_entropy``
+  Mean over users of max_f a_uf and of -sum_f a_uf log a_uf (nats; uniform
+  gives log F, in ``attention_entropy_uniform``).  nan for models without
+  an interest attention.
+``query_history_cosine``
+  Mean over users of the cosine between the retrieval query and the mean
+  of the user's history embeddings, averaged over the user's queries when
+  retrieval merges several (each interest, or each attention-scaled
+  interest, is a query).  1 means the model ranks as mean pooling.
+``fused_history_cosine``
+  The same for the fused vector sum_f a_uf m_uf (the mean over f without
+  an attention), whatever the retrieval.
+``interest_history_cosine``
+  Mean over users and interests of cos(m_uf, history mean).
+``top_k_interests``
+  With merge retrieval: mean over users of the number of distinct
+  interests that contribute items to the user's top-k (an item is
+  contributed by the interest that scores it highest; k = 50).  1 for
+  fused retrieval and single-interest models.
+
+Interests and scores are read exactly as the evaluator reads them
+(``model.encode_timed`` in inference mode, ``model.query_vectors`` for the
+retrieval queries), in batches of users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+FIGURES = ("routing_max", "interest_cosine", "attention_max",
+           "attention_entropy", "query_history_cosine",
+           "fused_history_cosine", "interest_history_cosine",
+           "top_k_interests")
+
+
+@dataclasses.dataclass
+class CollapseDiagnostics:
+    """The figures of the module doc, averaged over ``users`` users."""
+
+    routing_max: float
+    interest_cosine: float
+    attention_max: float
+    attention_entropy: float
+    attention_entropy_uniform: float
+    query_history_cosine: float
+    fused_history_cosine: float
+    interest_history_cosine: float
+    top_k_interests: float
+    top_k: int
+    num_interests: int
+    retrieval: str
+    users: int
+
+    def to_dict(self) -> dict:
+        """JSON-able: nan (a figure the model does not have) is None."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+    def summary(self) -> str:
+        """One line for logs and reports."""
+        def num(x, digits=3):
+            return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+        return (f"interest cosine {num(self.interest_cosine)}  "
+                f"query~history-mean cosine {num(self.query_history_cosine)}"
+                f"  routing max {num(self.routing_max)} (uniform "
+                f"{1 / self.num_interests:.3f})  attention max "
+                f"{num(self.attention_max)}  interests in top-{self.top_k} "
+                f"{num(self.top_k_interests, 2)}/{self.num_interests}")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def routing_max_share(routing: np.ndarray, mask: np.ndarray
+                      ) -> tuple[float, int]:
+    """(sum over real items of max_f b_if / sum_f b_if, number of real
+    items with routing mass) for routing [B, F, L] and mask [B, L]."""
+    col = routing.sum(axis=1)                                 # [B, L]
+    ok = (mask > 0) & (col > 0)
+    share = routing.max(axis=1) / np.where(col > 0, col, 1.0)
+    return float(share[ok].sum()), int(ok.sum())
+
+
+def pairwise_cosine(interests: np.ndarray) -> np.ndarray:
+    """[B, F, d] -> [B] mean cosine over the pairs f < f' (nan if F = 1)."""
+    f = interests.shape[1]
+    if f < 2:
+        return np.full(interests.shape[0], np.nan)
+    u = _unit(interests)
+    gram = np.einsum("bfd,bgd->bfg", u, u)
+    iu = np.triu_indices(f, 1)
+    return gram[:, iu[0], iu[1]].mean(axis=1)
+
+
+def attention_figures(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[B, F] -> ([B] max_f a_f, [B] entropy in nats)."""
+    w = np.clip(weights, 1e-12, 1.0)
+    return weights.max(axis=1), -(weights * np.log(w)).sum(axis=1)
+
+
+def history_mean(items: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[B, L, d], [B, L] -> [B, d] mean of the real items."""
+    total = np.einsum("bld,bl->bd", items, mask)
+    return total / np.maximum(mask.sum(1, keepdims=True), 1.0)
+
+
+def top_k_contributors(queries: np.ndarray, item_embeddings: np.ndarray,
+                       k: int) -> np.ndarray:
+    """[B] number of distinct queries that contribute to the merged top-k.
+
+    The merged top-k is the top-k of max_q queries_q . e_i over items
+    1..N (row 0 of ``item_embeddings`` is padding); each of its items is
+    contributed by its argmax q.
+    """
+    scores = np.asarray(queries, np.float32) @ np.asarray(
+        item_embeddings[1:], np.float32).T                    # [B, Q, N]
+    best = scores.max(axis=1)                                 # [B, N]
+    k = min(k, best.shape[1])
+    top = np.argpartition(-best, k - 1, axis=1)[:, :k]        # [B, k]
+    who = np.take_along_axis(scores.argmax(axis=1), top, axis=1)
+    return np.array([len(np.unique(row)) for row in who], dtype=np.float64)
+
+
+def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
+                        routing: np.ndarray | None, items: np.ndarray,
+                        mask: np.ndarray, queries: np.ndarray,
+                        item_embeddings: np.ndarray, retrieval: str,
+                        top_k: int = 50) -> dict:
+    """Per-batch sums of the figures (see :func:`collapse_diagnostics`).
+
+    Args:
+      interests: [B, F, d]; weights: [B, F] or None; routing: [B, F, L] or
+        None; items: [B, L, d]; mask: [B, L]; queries: [B, Q, d] retrieval
+        queries; item_embeddings: [N + 1, d]; retrieval: 'merge' or 'fused'.
+
+    Returns:
+      A dict of sums and counts, combined by :func:`_finish`.
+    """
+    mask = mask.astype(np.float64)
+    mean = history_mean(items, mask)
+    if weights is None:
+        fused = interests.mean(axis=1)
+    else:
+        fused = np.einsum("bf,bfd->bd", weights, interests)
+    out = {"users": interests.shape[0]}
+    out["interest_cosine"] = float(np.nansum(pairwise_cosine(interests)))
+    out["fused_history_cosine"] = float(
+        np.sum((_unit(fused) * _unit(mean)).sum(-1)))
+    out["query_history_cosine"] = float(np.sum(
+        (_unit(np.asarray(queries, np.float64))
+         * _unit(mean)[:, None]).sum(-1).mean(1)))
+    out["interest_history_cosine"] = float(
+        np.sum((_unit(interests) * _unit(mean)[:, None]).sum(-1).mean(1)))
+    if routing is not None:
+        out["routing_sum"], out["routing_items"] = routing_max_share(
+            routing, mask)
+    if weights is not None:
+        amax, ent = attention_figures(weights)
+        out["attention_max"], out["attention_entropy"] = (float(amax.sum()),
+                                                          float(ent.sum()))
+    if retrieval == "merge" and queries.shape[1] > 1:
+        out["top_k_interests"] = float(top_k_contributors(
+            queries, item_embeddings, top_k).sum())
+    else:
+        out["top_k_interests"] = float(interests.shape[0])
+    return out
+
+
+def _finish(parts: list[dict], num_interests: int, retrieval: str,
+            top_k: int) -> CollapseDiagnostics:
+    users = sum(p["users"] for p in parts)
+
+    def mean_of(key, count="users"):
+        if not all(key in p for p in parts) or users == 0:
+            return math.nan
+        n = sum(p[count] for p in parts)
+        return sum(p[key] for p in parts) / n if n else math.nan
+
+    return CollapseDiagnostics(
+        routing_max=mean_of("routing_sum", "routing_items"),
+        interest_cosine=(mean_of("interest_cosine") if num_interests > 1
+                         else math.nan),
+        attention_max=mean_of("attention_max"),
+        attention_entropy=mean_of("attention_entropy"),
+        attention_entropy_uniform=math.log(num_interests),
+        query_history_cosine=mean_of("query_history_cosine"),
+        fused_history_cosine=mean_of("fused_history_cosine"),
+        interest_history_cosine=mean_of("interest_history_cosine"),
+        top_k_interests=mean_of("top_k_interests"), top_k=top_k,
+        num_interests=num_interests, retrieval=retrieval, users=users)
+
+
+def collapse_diagnostics(model, examples, batch_size: int = 512,
+                         top_k: int = 50, retrieval: str | None = None,
+                         max_users: int | None = None
+                         ) -> CollapseDiagnostics:
+    """The collapse figures of ``model`` over the users of ``examples``.
+
+    Args:
+      model: a :class:`dismir_tf.models.RetrievalModel`.
+      examples: :class:`dismir_tf.pipeline.EvalExamples` of a split (their
+        ``times`` are used by models that take history times).
+      batch_size: users per batch.
+      top_k: k of ``top_k_interests`` (the protocol's largest cut-off, 50).
+      retrieval: 'merge' or 'fused'; default the model's own.
+      max_users: read only the first this many users (None: all).
+
+    Returns:
+      :class:`CollapseDiagnostics`.
+    """
+    import tensorflow as tf
+
+    mode = retrieval or model.retrieval
+    n = examples.num_users if max_users is None else min(max_users,
+                                                         examples.num_users)
+    emb = model.item_embedding.embeddings.numpy()
+    parts = []
+    num_interests = 1
+    for lo in range(0, n, batch_size):
+        sl = slice(lo, min(lo + batch_size, n))
+        hist = tf.constant(examples.history[sl], tf.int32)
+        times = (None if examples.times is None
+                 else tf.constant(examples.times[sl], tf.float32))
+        enc = model.encode_timed(hist, times, training=False)
+        queries = model.query_vectors(hist, mode, times=times)
+        num_interests = int(enc.interests.shape[1])
+        parts.append(figures_from_arrays(
+            enc.interests.numpy().astype(np.float64),
+            None if enc.weights is None else enc.weights.numpy(),
+            None if enc.routing is None else enc.routing.numpy(),
+            enc.items.numpy().astype(np.float64), enc.mask.numpy(),
+            queries.numpy(), emb, mode, top_k))
+    return _finish(parts, num_interests, mode, top_k)

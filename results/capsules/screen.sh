@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Capsule screening for the collapse issue: MIR and DisMIR with each
+# candidate capsule, on beauty and ml-1m-odd, at the reference budget.
+# Resumable (compare.py skips finished runs); SEEDS=3 extends to 3 seeds.
+# Usage: bash results/capsules/screen.sh QUEUE   (QUEUE = a or b)
+set -u
+cd "$(dirname "$0")/../.."
+SEEDS=${SEEDS:-1}
+BEAUTY="--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format seq_lines --max_len 20 --max_steps 10000 --eval_every 1000 --patience 5 --num_interests 4 --embedding_dim 64 --default_partition_weight 0.1"
+ML1M="--dataset_file ../shared/data/ml-1m-odd/ml-1m-odd.seq.txt.gz --dataset_format seq_lines --max_len 50 --max_steps 10000 --eval_every 1000 --patience 5 --num_interests 4 --embedding_dim 64 --default_partition_weight 0.1"
+declare -A CAPSULE=(
+  [prototype]=""
+  [paper-remi]="--capsule_preset paper-remi"
+  [cos01-max]="--routing_similarity cosine --routing_temperature 0.1 --readout max"
+  [pos-cos01-wmax]="--routing_softmax positions --routing_similarity cosine --routing_temperature 0.1 --readout weighted_max"
+)
+run() {  # data-name data-flags capsule
+  python compare.py $2 ${CAPSULE[$3]} --mode table2 --models mir,dismir \
+    --seeds "$SEEDS" --out_dir "results/capsules/$1/$3" --table_name mir_dismir
+}
+case "$1" in
+  a) run ml-1m-odd "$ML1M" prototype; run ml-1m-odd "$ML1M" cos01-max
+     run beauty "$BEAUTY" paper-remi; run ml-1m-odd "$ML1M" pos-cos01-wmax ;;
+  b) run beauty "$BEAUTY" cos01-max; run ml-1m-odd "$ML1M" paper-remi
+     run beauty "$BEAUTY" pos-cos01-wmax ;;
+esac
