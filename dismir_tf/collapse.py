@@ -211,6 +211,14 @@ def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
                           f"{min_history} or more history items")
     pick = eligible[sample_users(len(eligible), num_users, seed)]
     enc = encode_numpy(model, examples.history[pick])
+    from dismir_tf.diagnostics import collapse_diagnostics
+    from dismir_tf.pipeline import EvalExamples
+    sampled = EvalExamples(
+        users=examples.users[pick], history=examples.history[pick],
+        targets=examples.targets[pick],
+        times=None if examples.times is None else examples.times[pick])
+    diag = collapse_diagnostics(model, sampled)
+    whole = collapse_diagnostics(model, examples)
     assign, source = assign_items(enc["routing"], enc["mask"],
                                   enc["interests"], enc["items"])
     f = enc["interests"].shape[1]
@@ -222,6 +230,8 @@ def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
             "split": split, "seed": seed, "assigned_by": source,
             "min_history": min_history, "eligible_users": int(len(eligible)),
             "users_sampled": [int(u) for u in examples.users[pick]],
+            "diagnostics": diag.to_dict(),
+            "diagnostics_all_users": whole.to_dict(),
             **stats.to_dict()}
 
 
@@ -250,6 +260,20 @@ def to_markdown(results: Sequence[dict], title: str = "") -> str:
          lambda r: f"{r['users']} ({r['users_with_similarity']})"),
         ("items assigned by", lambda r: SOURCES[r["assigned_by"]]),
     ]
+    def diag(key, digits=3):
+        def cell(r):
+            v = r.get("diagnostics", {}).get(key)
+            return "n/a" if v is None else f"{v:.{digits}f}"
+        return cell
+
+    rows += [
+        ("routing max share (uniform = 1/F)", diag("routing_max")),
+        ("interest cosine (mean over pairs)", diag("interest_cosine")),
+        ("attention max", diag("attention_max")),
+        ("attention entropy (nats)", diag("attention_entropy")),
+        ("query ~ history-mean cosine", diag("query_history_cosine")),
+        ("interests in the top-50", diag("top_k_interests", 2)),
+    ]
     for name, cell in rows:
         out.write(f"| {name} | " + " | ".join(cell(r) for r in results)
                   + " |\n")
@@ -269,5 +293,9 @@ def to_markdown(results: Sequence[dict], title: str = "") -> str:
         "vectors. MIN/MAX/STD: items per interest (empty = 0; population "
         "std), per user, averaged over users. Lower similarity: less "
         "item-level collapse; lower STD and a smaller MIN-MAX gap: less "
-        "facet-level collapse.\n")
+        "facet-level collapse.  The last six rows are the collapse "
+        "diagnostics (dismir_tf/diagnostics.py) on the same users: where the "
+        "routing max share is close to 1/F the assignment above is an argmax "
+        "over near-equal weights and MIN/MAX/STD say little; read the "
+        "interest and query cosines instead.\n")
     return out.getvalue()

@@ -40,6 +40,13 @@ DEFAULT_MODELS = {
 }
 METRIC_ORDER = ("recall@20", "hr@20", "ndcg@20", "recall@50", "hr@50",
                 "ndcg@50")
+# Collapse figures of the test users (metrics.json "collapse", written by
+# training.run; dismir_tf/diagnostics.py) shown beside the metrics.
+COLLAPSE_ORDER = ("interest_cosine", "query_history_cosine",
+                  "top_k_interests")
+COLLAPSE_SHORT = {"interest_cosine": "interest cos",
+                  "query_history_cosine": "query~hist cos",
+                  "top_k_interests": "interests in top-50"}
 SHORT = {"recall": "R", "hr": "HR", "ndcg": "ND"}
 
 
@@ -138,6 +145,10 @@ class Table:
     improvement: dict[str, float]
     p_value: dict[str, float]
     seeds: int
+    # label -> collapse figure -> Cell, or None (runs from before the
+    # diagnostics, or a figure the model does not have).
+    collapse: dict[str, dict[str, Cell | None]] = dataclasses.field(
+        default_factory=dict)
 
     def best(self, metric: str) -> str:
         return max(self.labels, key=lambda lab: self.cells[lab][metric].mean)
@@ -172,8 +183,43 @@ def summarize(results: dict[str, list[dict]], proposed: str | None,
                 p_value[m] = float(stats.ttest_rel(a, b).pvalue)
             else:
                 p_value[m] = float("nan")
+    collapse = {lab: {k: _collapse_cell(results[lab], split, k)
+                      for k in COLLAPSE_ORDER} for lab in labels}
     return Table(labels, cells, proposed, best_baseline, improvement,
-                 p_value, max(len(r) for r in results.values()))
+                 p_value, max(len(r) for r in results.values()), collapse)
+
+
+def _collapse_cell(runs: list[dict], split: str, key: str) -> Cell | None:
+    vals = [((r.get("collapse") or {}).get(split) or {}).get(key)
+            for r in runs]
+    if not vals or any(v is None for v in vals):
+        return None
+    vals = [float(v) for v in vals]
+    return Cell(float(np.mean(vals)),
+                float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, vals)
+
+
+def _fmt_collapse(cell: Cell | None) -> str:
+    return "n/a" if cell is None else f"{cell.mean:.3f} ± {cell.std:.3f}"
+
+
+def _collapse_rows(table: Table, out: io.StringIO, extra: int) -> None:
+    """Rows of collapse figures under a metrics-as-rows table."""
+    if not any(c is not None for lab in table.labels
+               for c in table.collapse.get(lab, {}).values()):
+        return
+    for k in COLLAPSE_ORDER:
+        row = [COLLAPSE_SHORT[k]] + [
+            _fmt_collapse(table.collapse.get(lab, {}).get(k))
+            for lab in table.labels] + [""] * extra
+        out.write("| " + " | ".join(row) + " |\n")
+
+
+COLLAPSE_NOTE = (
+    "Collapse rows (where the runs have them; dismir_tf/diagnostics.py): "
+    "mean pairwise cosine of a user's interests, cosine of the retrieval "
+    "query (each merged query) with the history mean (1: mean pooling), "
+    "interests contributing to the merged top-50. ")
 
 
 def _fmt(cell: Cell) -> str:
@@ -211,7 +257,9 @@ def to_markdown(table: Table, title: str = "") -> str:
             p = table.p_value.get(m, float("nan"))
             row += [f"{100 * imp:+.2f}%", f"{p:.3g}"]
         out.write("| " + " | ".join(row) + " |\n")
+    _collapse_rows(table, out, 2 if table.proposed else 0)
     out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+              f"{COLLAPSE_NOTE}"
               "Bold: best; underlined: best baseline; improve.: proposed "
               f"({table.proposed}) over the best baseline.\n"
               if table.proposed else
@@ -266,7 +314,11 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
     methods (the best variant); the last two rows give the improvement of
     the proposed method over it and the paired t-test p-value.
     """
-    head = ["method"] + [short_name(m) for m in METRIC_ORDER]
+    with_collapse = any(c is not None for lab in table.labels
+                        for c in table.collapse.get(lab, {}).values())
+    collapse_keys = COLLAPSE_ORDER if with_collapse else ()
+    head = (["method"] + [short_name(m) for m in METRIC_ORDER]
+            + [COLLAPSE_SHORT[k] for k in collapse_keys])
     out = _markdown_head(title, head)
     best = {m: table.best(m) for m in METRIC_ORDER}
     for lab in table.labels:
@@ -278,14 +330,19 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
             if table.best_baseline.get(m) == lab:
                 text = f"<u>{text}</u>"
             row.append(text)
+        row += [_fmt_collapse(table.collapse.get(lab, {}).get(k))
+                for k in collapse_keys]
         out.write("| " + " | ".join(row) + " |\n")
+    pad = [""] * len(collapse_keys)
     if table.proposed and table.improvement:
         out.write("| improve. | " + " | ".join(
-            f"{100 * table.improvement[m]:+.2f}%" for m in METRIC_ORDER)
-            + " |\n")
+            [f"{100 * table.improvement[m]:+.2f}%" for m in METRIC_ORDER]
+            + pad) + " |\n")
         out.write("| p (paired t) | " + " | ".join(
-            f"{table.p_value[m]:.3g}" for m in METRIC_ORDER) + " |\n")
+            [f"{table.p_value[m]:.3g}" for m in METRIC_ORDER] + pad)
+            + " |\n")
     out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+              + (COLLAPSE_NOTE if with_collapse else "") +
               "Bold: best; underlined: best of the other methods"
               + (f"; improve.: {table.proposed} over it.\n"
                  if table.proposed else ".\n"))

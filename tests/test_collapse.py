@@ -155,6 +155,19 @@ def test_run_collapse_on_a_finished_run(tiny_run):
         r["similarity"]
     md = collapse.to_markdown([r, dict(r, label="other")], "t")
     assert "| MIN/MAX |" in md and "| metric | DisMIR | other |" in md
+    # The collapse diagnostics of the same users sit beside Table 4, and
+    # agree with the state.json history's figures' kind.
+    d = r["diagnostics"]
+    assert d["users"] == 20 and d["num_interests"] == 3
+    assert 1 / 3 <= d["routing_max"] <= 1
+    assert -1 <= d["interest_cosine"] <= 1
+    assert r["diagnostics_all_users"]["users"] >= 20
+    assert f"| interest cosine (mean over pairs) | {d['interest_cosine']:.3f}" \
+        in md
+    state = json.load(open(os.path.join(tiny_run, "state.json")))
+    assert all("collapse" in e for e in state["evals"])
+    metrics = json.load(open(os.path.join(tiny_run, "metrics.json")))
+    assert metrics["collapse"]["test"]["num_interests"] == 3
     # Only users with long histories: every sampled user has >= 9 items.
     long = collapse.run_collapse(tiny_run, 5, 1, min_history=9)
     assert long["users"] == min(5, long["eligible_users"])
@@ -189,3 +202,24 @@ def test_analyze_rejects_bad_commands():
         [sys.executable, "-m", "dismir_tf.analyze", "collapse", "--out",
          "x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--run_dirs" in proc.stderr
+
+
+def test_collapse_figures_are_tensorboard_scalars_at_every_validation(
+        tiny_run):
+    import glob
+
+    import tensorflow as tf
+
+    steps = {}
+    for path in glob.glob(os.path.join(tiny_run, "logs", "valid",
+                                       "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag.startswith("collapse/"):
+                    steps.setdefault(value.tag, set()).add(event.step)
+    state = json.load(open(os.path.join(tiny_run, "state.json")))
+    eval_steps = {e["step"] for e in state["evals"]}
+    for tag in ("collapse/interest_cosine", "collapse/query_history_cosine",
+                "collapse/routing_max", "collapse/attention_max",
+                "collapse/attention_entropy", "collapse/top_k_interests"):
+        assert steps.get(tag) == eval_steps, tag

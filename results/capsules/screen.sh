@@ -3,6 +3,7 @@
 # candidate capsule, on beauty and ml-1m-odd, at the reference budget.
 # Resumable (compare.py skips finished runs); SEEDS=3 extends to 3 seeds.
 # Usage: bash results/capsules/screen.sh QUEUE   (QUEUE = a or b)
+#        bash results/capsules/screen.sh one DATA CAPSULE
 set -u
 cd "$(dirname "$0")/../.."
 SEEDS=${SEEDS:-1}
@@ -13,12 +14,26 @@ declare -A CAPSULE=(
   [paper-remi]="--capsule_preset paper-remi"
   [cos01-max]="--routing_similarity cosine --routing_temperature 0.1 --readout max"
   [pos-cos01-wmax]="--routing_softmax positions --routing_similarity cosine --routing_temperature 0.1 --readout weighted_max"
+  [pos-cos01-max]="--routing_softmax positions --routing_similarity cosine --routing_temperature 0.1 --readout max"
+  [cos01-fused]="--routing_similarity cosine --routing_temperature 0.1"
+  [cos01-wmax]="--routing_similarity cosine --routing_temperature 0.1 --readout weighted_max"
+  [unsq-fused]="--interest_norm none"
+  [unsq-cos01-fused]="--interest_norm none --routing_similarity cosine --routing_temperature 0.1"
+  [unsq-cos01-max]="--interest_norm none --routing_similarity cosine --routing_temperature 0.1 --readout max"
 )
+# The hard negative's candidate count C (paper: 10; 50 on Books).
+for c in 50 200; do
+  CAPSULE[prototype-c$c]="--hard_negative_candidates $c"
+  CAPSULE[cos01-max-c$c]="${CAPSULE[cos01-max]} --hard_negative_candidates $c"
+  CAPSULE[paper-remi-c$c]="${CAPSULE[paper-remi]} --hard_negative_candidates $c"
+done
+declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M")
 run() {  # data-name data-flags capsule
   python compare.py $2 ${CAPSULE[$3]} --mode table2 --models mir,dismir \
     --seeds "$SEEDS" --out_dir "results/capsules/$1/$3" --table_name mir_dismir
 }
 case "$1" in
+  one) run "$2" "${DATA[$2]}" "$3" ;;  # one DATA CAPSULE
   a) run ml-1m-odd "$ML1M" prototype; run ml-1m-odd "$ML1M" cos01-max
      run beauty "$BEAUTY" paper-remi; run ml-1m-odd "$ML1M" pos-cos01-wmax ;;
   b) run beauty "$BEAUTY" cos01-max; run ml-1m-odd "$ML1M" paper-remi
