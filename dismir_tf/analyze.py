@@ -18,6 +18,11 @@ Usage (``python -m dismir_tf.analyze COMMAND --flags``):
              one row per run, coloured by spherical k-means clusters of the
              partition weights, by argmax_k w_ik, and on the synthetic set
              by the planted groups.
+  variants   [--variants_root results/capsules] [--out STEM]
+             The capsule study (results/capsules/screen.sh): per data set,
+             variant and model (mir, dismir, dismir-wo-dpi), valid and test
+             Recall@50, test collapse figures and DisMIR / MIR, to
+             STEM.json and STEM.md (default ROOT/summary).
   sweep      <data/model/train flags as train.py> [--lambdas ..]
              [--interests ..] [--negatives ..] [--dims ..] [--seeds 1]
              [--out_dir results/<data>-sweep] [--out PNG] [--plot_only]
@@ -42,7 +47,7 @@ from absl import flags
 from dismir_tf import cli
 from dismir_tf.errors import ConfigError
 
-COMMANDS = ("collapse", "tsne", "catalogue", "sweep")
+COMMANDS = ("collapse", "tsne", "catalogue", "sweep", "variants")
 FLAGS = flags.FLAGS
 
 
@@ -78,6 +83,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seeds", 1, "sweep: seeds 0..N-1 per point.")
     flags.DEFINE_string("out_dir", None, "sweep: runs and tables (default "
                         "results/<dataset>-sweep).")
+    flags.DEFINE_string("variants_root", "results/capsules", "variants: "
+                        "the DATA/VARIANT/runs tree of a capsule study.")
     flags.DEFINE_bool("plot_only", False, "sweep: read finished runs, train "
                       "nothing.")
 
@@ -126,6 +133,27 @@ def cmd_collapse() -> None:
              + ", ".join(r["label"] for r in results))
     atomic_write_json(stem + ".json", {"runs": results})
     md = collapse.to_markdown(results, title)
+    atomic_write_text(stem + ".md", md)
+    print(md)
+    _log(f"wrote {stem}.json and {stem}.md")
+
+
+# ------------------------------------------------------------------ variants
+def cmd_variants() -> None:
+    from dismir_tf import compare
+    from dismir_tf.io_utils import atomic_write_json, atomic_write_text
+
+    root = FLAGS.variants_root
+    if not os.path.isdir(root):
+        raise ConfigError(f"{root} is not a directory (give --variants_root "
+                          "DIR holding DATA/VARIANT/runs/)")
+    rows = compare.variant_rows(root)
+    if not rows:
+        raise ConfigError(f"no finished runs under {root}/DATA/VARIANT/runs")
+    stem = FLAGS.out or os.path.join(root, "summary")
+    md = compare.variants_to_markdown(
+        rows, "DisMIR capsule variants: MIR, DisMIR, w/o DPI per variant")
+    atomic_write_json(stem + ".json", {"rows": rows})
     atomic_write_text(stem + ".md", md)
     print(md)
     _log(f"wrote {stem}.json and {stem}.md")
@@ -290,7 +318,7 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"expected one command, one of {', '.join(COMMANDS)}"
                           f"; got {got} (see --help)")
     {"collapse": cmd_collapse, "tsne": cmd_tsne, "catalogue": cmd_catalogue,
-     "sweep": cmd_sweep}[argv[1]]()
+     "sweep": cmd_sweep, "variants": cmd_variants}[argv[1]]()
 
 
 if __name__ == "__main__":

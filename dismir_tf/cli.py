@@ -102,6 +102,13 @@ def define_model_flags() -> None:
     flags.DEFINE_string("interest_norm", None, "DisMIR family: squash "
                         "(the squashed capsules v_f) or none (the capsules "
                         "m_f of paper 3.2).")
+    flags.DEFINE_string("rec_loss", None, "DisMIR family: pairwise (eq. 5, "
+                        "the hardest of C candidates) or sampled_softmax "
+                        "(REMI's IHN over --sampled_softmax_negatives).")
+    flags.DEFINE_integer("sampled_softmax_negatives", None, "Negatives of "
+                         "the sampled softmax (default 1280).")
+    flags.DEFINE_float("remi_beta", None, "REMI's hard-negative temperature "
+                       "beta of the sampled softmax (default 1).")
     flags.DEFINE_string("readout", None, "DisMIR family: fused (eq. 5), max "
                         "or weighted_max, in training and retrieval.")
 
@@ -173,7 +180,8 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "routing_init", "routing_softmax",
                     "routing_padding_in_softmax", "routing_similarity",
                     "routing_temperature", "routing_detach",
-                    "interest_norm", "readout")
+                    "interest_norm", "readout", "rec_loss",
+                    "sampled_softmax_negatives", "remi_beta")
 
 
 def _model_flag_values() -> dict:
@@ -286,8 +294,31 @@ def quiet_logs() -> None:
     std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
 
 
+HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+
+
+def print_help() -> None:
+    """The entry point's docstring and every flag of the project with its
+    default (absl's own --help lists only the main module's flags, and
+    these are defined in dismir_tf.cli)."""
+    main_module = sys.modules.get("__main__")
+    doc = (getattr(main_module, "__doc__", None) or "").strip()
+    if doc:
+        print(doc + "\n")
+    print("Flags:")
+    by_module = FLAGS.flags_by_module_dict()
+    for module in sorted(by_module):
+        if module.startswith("absl."):
+            continue
+        print(FLAGS.module_help(module))
+
+
 def run_app(main: Callable[[list[str]], None]) -> None:
-    """absl's app.run, with flag errors also exiting with status 2."""
+    """absl's app.run, with flag errors also exiting with status 2, and
+    -h / --help / --helpfull printing the flags and exiting with 0."""
+    if any(arg in HELP_ARGS for arg in sys.argv[1:]):
+        print_help()
+        sys.exit(0)
     try:
         FLAGS(sys.argv)
     except flags.Error as e:

@@ -433,3 +433,93 @@ def plugin_to_csv(table: PluginTable) -> str:
         lines = text.splitlines(keepends=True)
         parts.extend(lines if n == 0 else lines[1:])
     return "".join(parts)
+
+
+# ------------------------------------------------ capsule variants (issue 13)
+def variant_rows(root: str, models: Sequence[str] = ("mir", "dismir",
+                                                     "dismir-wo-dpi")
+                 ) -> list[dict]:
+    """One row per (data set, variant, model) of a capsule study.
+
+    ``root`` holds DATA/VARIANT/runs/MODEL-seedS/ directories, as
+    results/capsules/screen.sh writes them.  Each row: n seeds, the mean
+    best valid Recall@50 (what selection may look at), test Recall@50 and
+    HR@50 (mean, std, values), and the test collapse figures.  A run
+    without metrics.json (unfinished) is left out.
+    """
+    rows = []
+    for data in sorted(os.listdir(root)):
+        ddir = os.path.join(root, data)
+        if not os.path.isdir(ddir):
+            continue
+        for variant in sorted(os.listdir(ddir)):
+            runs_dir = os.path.join(ddir, variant, "runs")
+            if not os.path.isdir(runs_dir):
+                continue
+            for model in models:
+                found = []
+                for name in sorted(os.listdir(runs_dir)):
+                    head, _, seed = name.rpartition("-seed")
+                    path = os.path.join(runs_dir, name, "metrics.json")
+                    if head == model and os.path.exists(path):
+                        found.append((int(seed), read_json(path)))
+                if not found:
+                    continue
+                found.sort()
+                row = {"data": data, "variant": variant, "model": model,
+                       "seeds": [s for s, _ in found]}
+                for split, key in (("valid", "recall@50"),
+                                   ("test", "recall@50"), ("test", "hr@50")):
+                    vals = [float(m[split][key]) for _, m in found]
+                    row[f"{split}_{key}"] = vals
+                for k in COLLAPSE_ORDER:
+                    cell = _collapse_cell([m for _, m in found], "test", k)
+                    row[k] = None if cell is None else cell.values
+                rows.append(row)
+    return rows
+
+
+def variants_to_markdown(rows: list[dict], title: str = "") -> str:
+    """The capsule study as one table per data set, with DisMIR / MIR."""
+    out = io.StringIO()
+    if title:
+        out.write(f"{title}\n\n")
+
+    def mean(v):
+        return float(np.mean(v)) if v else float("nan")
+
+    def fmt(v, digits=4):
+        if v is None:
+            return "n/a"
+        if len(v) == 1:
+            return f"{v[0]:.{digits}f}"
+        return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
+
+    by = {(r["data"], r["variant"], r["model"]): r for r in rows}
+    for data in sorted({r["data"] for r in rows}):
+        out.write(f"**{data}**\n\n| variant | model | seeds | valid R@50 | "
+                  "test R@50 | test HR@50 | interest cos | query~hist cos "
+                  "| interests in top-50 | test R@50 / MIR (p) |\n")
+        out.write("|" + "---|" * 10 + "\n")
+        for r in [r for r in rows if r["data"] == data]:
+            mir = by.get((data, r["variant"], "mir"))
+            ratio = ""
+            if r["model"] != "mir" and mir is not None:
+                a, b = r["test_recall@50"], mir["test_recall@50"]
+                ratio = f"{mean(a) / mean(b):.3f}"
+                if len(a) > 1 and len(a) == len(b) and r["seeds"] == \
+                        mir["seeds"]:
+                    ratio += f" (p {stats.ttest_rel(a, b).pvalue:.3g})"
+            out.write(
+                f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | "
+                f"{fmt(r['valid_recall@50'])} | {fmt(r['test_recall@50'])} | "
+                f"{fmt(r['test_hr@50'])} | {fmt(r['interest_cosine'], 3)} | "
+                f"{fmt(r['query_history_cosine'], 3)} | "
+                f"{fmt(r['top_k_interests'], 2)} | {ratio} |\n")
+        out.write("\n")
+    out.write("valid R@50: the best validation Recall@50 of each run (the "
+              "selection figure); test figures: the best-on-valid "
+              "checkpoint; mean ± sample std over the seeds listed. "
+              "Collapse columns: test users (dismir_tf/diagnostics.py). "
+              "p: paired t-test over seeds.\n")
+    return out.getvalue()

@@ -33,6 +33,7 @@ ROUTING_SOFTMAX = ("interests", "positions")
 ROUTING_SIMILARITIES = ("dot", "cosine")
 READOUTS = ("fused", "max", "weighted_max")
 INTEREST_NORMS = ("squash", "none")
+REC_LOSSES = ("pairwise", "sampled_softmax")
 CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -168,6 +169,14 @@ class ModelConfig:
         one query), 'max' (max_f m_f . e_i: merge retrieval) or
         'weighted_max' (max_f a_f m_f . e_i: merge retrieval of the
         attention-scaled interests); '' is the model's default.
+      rec_loss: the DisMIR family's recommendation objective: 'pairwise'
+        (eq. 5: -log sigmoid(s_ui - s_uj), j the highest-scoring of
+        ``hard_negative_candidates`` uniform candidates) or
+        'sampled_softmax' (the ComiRec/REMI objective: a softmax of the
+        target against ``sampled_softmax_negatives`` uniform negatives
+        shared by the batch, each weighted by softmax_j(remi_beta * s_uj),
+        REMI's interest-aware hard negatives); both score with the
+        readout; '' is the model's default.
       capsule_preset: '' or a named capsule configuration
         (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
         configuration on REMI's code, docs/models.md).
@@ -215,6 +224,7 @@ class ModelConfig:
     routing_detach: bool = False
     interest_norm: str = ""
     readout: str = ""
+    rec_loss: str = ""
     capsule_preset: str = ""
 
     def __post_init__(self) -> None:
@@ -264,6 +274,7 @@ class ModelConfig:
                                ("routing_similarity", ROUTING_SIMILARITIES),
                                ("readout", READOUTS),
                                ("interest_norm", INTEREST_NORMS),
+                               ("rec_loss", REC_LOSSES),
                                ("capsule_preset", CAPSULE_PRESETS)):
             value = getattr(self, field)
             _check(value in ("",) + allowed,
@@ -341,7 +352,8 @@ _LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=False, interest_norm="squash",
-                       readout="fused", capsule_preset="")
+                       readout="fused", rec_loss="pairwise",
+                       capsule_preset="")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -290,3 +290,31 @@ def test_legacy_default_is_unchanged_by_the_refactor():
         model, {types.TARGET: target}, enc, seed)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5)
     assert dataclasses.asdict(model.model_config)["readout"] == "fused"
+
+
+@pytest.mark.parametrize("readout", ["fused", "max", "weighted_max"])
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_sampled_softmax_objective_matches_numpy(readout, beta):
+    """rec_loss='sampled_softmax': REMI's IHN loss on the readout scores,
+    -log(e^{s+} / (e^{s+} + S sum_j w_j e^{s_j})), w = softmax(beta s)."""
+    s_neg = 7
+    model = _model(readout, rec_loss="sampled_softmax",
+                   sampled_softmax_negatives=s_neg, remi_beta=beta)
+    rng = np.random.RandomState(5)
+    history = rng.randint(1, 31, size=(4, L)).astype(np.int32)
+    target = rng.randint(1, 31, size=4).astype(np.int32)
+    enc = model.encode(tf.constant(history))
+    seed = tf.constant([8, 9], tf.int32)
+    got = model.rec_loss_per_example({types.TARGET: tf.constant(target)},
+                                     enc, seed).numpy()
+    emb = model.item_embedding.embeddings.numpy()
+    queries = model.readout_queries(enc).numpy()
+    scores = np.einsum("bqd,nd->bqn", queries, emb).max(1)   # [B, N+1]
+    negs = model.sample_items([s_neg], seed).numpy()
+    pos = scores[np.arange(4), target]
+    neg = scores[:, negs]                                     # [B, S]
+    w = np.exp(beta * neg - (beta * neg).max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    denom = np.exp(pos) + s_neg * (w * np.exp(neg)).sum(1)
+    np.testing.assert_allclose(got, -np.log(np.exp(pos) / denom), rtol=1e-4,
+                               atol=1e-5)

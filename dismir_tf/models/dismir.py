@@ -36,11 +36,11 @@ from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 CAPSULE_FIELDS = ("routing_init", "routing_softmax",
                   "routing_padding_in_softmax", "routing_similarity",
                   "routing_temperature", "routing_detach", "interest_norm",
-                  "readout")
+                  "readout", "rec_loss")
 _UNSET = {"routing_init": "", "routing_softmax": "",
           "routing_padding_in_softmax": False, "routing_similarity": "",
           "routing_temperature": 0.0, "routing_detach": False,
-          "interest_norm": "", "readout": ""}
+          "interest_norm": "", "readout": "", "rec_loss": ""}
 
 # The project's default DisMIR capsule (docs/models.md, "Choosing the
 # capsule").
@@ -48,7 +48,7 @@ DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=False, interest_norm="squash",
-                       readout="fused")
+                       readout="fused", rec_loss="pairwise")
 
 # Named configurations.  'paper-remi': "identity transformation, one
 # routing pass" on REMI's code base (the paper's footnote 6), i.e. REMI's
@@ -64,7 +64,7 @@ CAPSULE_PRESETS = {
                        routing_padding_in_softmax=True,
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=True, interest_norm="squash",
-                       readout="fused",
+                       readout="fused", rec_loss="pairwise",
                        retrieval=types.MERGE),
 }
 
@@ -161,12 +161,25 @@ class DisMIR(RetrievalModel):
         return enc.interests
 
     def rec_loss_per_example(self, batch, enc, seed):
-        """Eq. 5's pairwise loss with the hard negative, scored with the
-        readout: score(u, i) = max_q (query_q . e_i)."""
+        """[B] the recommendation loss, scored with the readout:
+        score(u, i) = max_q (query_q . e_i).
+
+        'pairwise' (eq. 5): softplus(s_uj - s_ui), j the highest-scoring of
+        C uniform candidates (one equal to the target is skipped).
+        'sampled_softmax': REMI's IHN sampled softmax of the target against
+        S shared uniform negatives (:func:`sampled_softmax_loss`).
+        """
         queries = self.readout_queries(enc)                   # [B, Q, d]
         target = batch[types.TARGET]
         pos = tf.reduce_max(tf.einsum("bqd,bd->bq", queries,
                                       self.item_embedding(target)), 1)
+        if self.model_config.rec_loss == "sampled_softmax":
+            from dismir_tf.models.sampled_softmax import sampled_softmax_loss
+            negatives = self.item_embedding(self.sample_items(
+                [self.model_config.sampled_softmax_negatives], seed))
+            neg = tf.reduce_max(tf.einsum("bqd,sd->bqs", queries, negatives),
+                                1)                            # [B, S]
+            return sampled_softmax_loss(pos, neg, self.model_config.remi_beta)
         c = self.model_config.hard_negative_candidates
         cand = self.sample_items([tf.shape(target)[0], c], seed)
         scores = tf.reduce_max(tf.einsum("bqd,bcd->bqc", queries,

@@ -22,10 +22,14 @@ declare -A CAPSULE=(
   [unsq-cos01-max]="--interest_norm none --routing_similarity cosine --routing_temperature 0.1 --readout max"
 )
 # The hard negative's candidate count C (paper: 10; 50 on Books).
-for c in 50 200; do
+for c in 3 50 200; do
   CAPSULE[prototype-c$c]="--hard_negative_candidates $c"
   CAPSULE[cos01-max-c$c]="${CAPSULE[cos01-max]} --hard_negative_candidates $c"
   CAPSULE[paper-remi-c$c]="${CAPSULE[paper-remi]} --hard_negative_candidates $c"
+done
+# The objective: REMI's IHN sampled softmax instead of eq. 5's pairwise loss.
+for v in prototype cos01-max cos01-wmax pos-cos01-wmax; do
+  CAPSULE[ss-$v]="${CAPSULE[$v]} --rec_loss sampled_softmax"
 done
 declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M")
 run() {  # data-name data-flags capsule
