@@ -18,6 +18,10 @@ Usage (``python -m dismir_tf.analyze COMMAND --flags``):
              one row per run, coloured by spherical k-means clusters of the
              partition weights, by argmax_k w_ik, and on the synthetic set
              by the planted groups.
+  diagnose   --run_dirs A,B,.. [--split test] [--update_metrics]
+             The collapse diagnostics (dismir_tf/diagnostics.py) of each
+             run's best checkpoint over all users of the split: one line
+             each (and the JSON), or written into metrics.json.
   variants   [--variants_root results/capsules] [--out STEM]
              The capsule study (results/capsules/screen.sh): per data set,
              variant and model (mir, dismir, dismir-wo-dpi), valid and test
@@ -47,7 +51,8 @@ from absl import flags
 from dismir_tf import cli
 from dismir_tf.errors import ConfigError
 
-COMMANDS = ("collapse", "tsne", "catalogue", "sweep", "variants")
+COMMANDS = ("collapse", "diagnose", "tsne", "catalogue", "sweep",
+            "variants")
 FLAGS = flags.FLAGS
 
 
@@ -83,6 +88,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seeds", 1, "sweep: seeds 0..N-1 per point.")
     flags.DEFINE_string("out_dir", None, "sweep: runs and tables (default "
                         "results/<dataset>-sweep).")
+    flags.DEFINE_bool("update_metrics", False, "diagnose: write the figures "
+                      "into each run's metrics.json (collapse.<split>).")
     flags.DEFINE_string("variants_root", "results/capsules", "variants: "
                         "the DATA/VARIANT/runs tree of a capsule study.")
     flags.DEFINE_bool("plot_only", False, "sweep: read finished runs, train "
@@ -136,6 +143,31 @@ def cmd_collapse() -> None:
     atomic_write_text(stem + ".md", md)
     print(md)
     _log(f"wrote {stem}.json and {stem}.md")
+
+
+# ------------------------------------------------------------------ diagnose
+def cmd_diagnose() -> None:
+    import json
+
+    from dismir_tf import pipeline
+    from dismir_tf.diagnostics import collapse_diagnostics
+    from dismir_tf.io_utils import atomic_write_json, read_json
+    from dismir_tf.models import time_unit
+    from dismir_tf.training import load_run
+
+    for run_dir, _ in _runs_and_labels():
+        config, ds, model = load_run(run_dir, log=lambda m: None)
+        ex = pipeline.eval_examples(ds, FLAGS.split, config.model.max_len,
+                                    time_unit(config.model))
+        diag = collapse_diagnostics(model, ex, config.train.eval_batch_size)
+        print(f"{run_dir} ({FLAGS.split}): {diag.summary()}", flush=True)
+        path = os.path.join(run_dir, "metrics.json")
+        if FLAGS.update_metrics and os.path.exists(path):
+            metrics = read_json(path)
+            metrics.setdefault("collapse", {})[FLAGS.split] = diag.to_dict()
+            atomic_write_json(path, metrics)
+        elif not FLAGS.update_metrics:
+            print(json.dumps(diag.to_dict()))
 
 
 # ------------------------------------------------------------------ variants
@@ -318,7 +350,8 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"expected one command, one of {', '.join(COMMANDS)}"
                           f"; got {got} (see --help)")
     {"collapse": cmd_collapse, "tsne": cmd_tsne, "catalogue": cmd_catalogue,
-     "sweep": cmd_sweep, "variants": cmd_variants}[argv[1]]()
+     "sweep": cmd_sweep, "variants": cmd_variants,
+     "diagnose": cmd_diagnose}[argv[1]]()
 
 
 if __name__ == "__main__":

@@ -102,6 +102,9 @@ def define_model_flags() -> None:
     flags.DEFINE_string("interest_norm", None, "DisMIR family: squash "
                         "(the squashed capsules v_f) or none (the capsules "
                         "m_f of paper 3.2).")
+    flags.DEFINE_string("capsule_transform", None, "DisMIR family: W of "
+                        "the capsule: identity (paper 5.1.4) or shared (a "
+                        "learned d x d matrix).")
     flags.DEFINE_string("rec_loss", None, "DisMIR family: pairwise (eq. 5, "
                         "the hardest of C candidates) or sampled_softmax "
                         "(REMI's IHN over --sampled_softmax_negatives).")
@@ -181,7 +184,8 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "routing_padding_in_softmax", "routing_similarity",
                     "routing_temperature", "routing_detach",
                     "interest_norm", "readout", "rec_loss",
-                    "sampled_softmax_negatives", "remi_beta")
+                    "sampled_softmax_negatives", "remi_beta",
+                    "capsule_transform")
 
 
 def _model_flag_values() -> dict:

@@ -34,6 +34,7 @@ ROUTING_SIMILARITIES = ("dot", "cosine")
 READOUTS = ("fused", "max", "weighted_max")
 INTEREST_NORMS = ("squash", "none")
 REC_LOSSES = ("pairwise", "sampled_softmax")
+CAPSULE_TRANSFORMS = ("identity", "shared")
 CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -177,6 +178,9 @@ class ModelConfig:
         shared by the batch, each weighted by softmax_j(remi_beta * s_uj),
         REMI's interest-aware hard negatives); both score with the
         readout; '' is the model's default.
+      capsule_transform: the DisMIR family's W in m_f = sum_i b_if W e_i:
+        'identity' (paper 5.1.4) or 'shared' (one learned d x d matrix, as
+        MIND); '' is the model's default.
       capsule_preset: '' or a named capsule configuration
         (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
         configuration on REMI's code, docs/models.md).
@@ -225,6 +229,7 @@ class ModelConfig:
     interest_norm: str = ""
     readout: str = ""
     rec_loss: str = ""
+    capsule_transform: str = ""
     capsule_preset: str = ""
 
     def __post_init__(self) -> None:
@@ -275,6 +280,7 @@ class ModelConfig:
                                ("readout", READOUTS),
                                ("interest_norm", INTEREST_NORMS),
                                ("rec_loss", REC_LOSSES),
+                               ("capsule_transform", CAPSULE_TRANSFORMS),
                                ("capsule_preset", CAPSULE_PRESETS)):
             value = getattr(self, field)
             _check(value in ("",) + allowed,
@@ -353,7 +359,7 @@ _LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=False, interest_norm="squash",
                        readout="fused", rec_loss="pairwise",
-                       capsule_preset="")
+                       capsule_transform="identity", capsule_preset="")
 
 
 @dataclasses.dataclass(frozen=True)

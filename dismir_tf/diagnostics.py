@@ -20,7 +20,10 @@ hide (issue: DisMIR's interests collapse into one on real data):
   an interest attention.
 ``query_history_cosine``
   Mean over users of the cosine between the retrieval query and the mean
-  of the user's history embeddings, averaged over the user's queries when
+  of the user's history embeddings (of the transformed items W e_i that
+  the interests pool, for a model with a learned transformation:
+  ``Encoded.routed_items``, so that a rotation alone cannot hide mean
+  pooling), averaged over the user's queries when
   retrieval merges several (each interest, or each attention-scaled
   interest, is a query).  1 means the model ranks as mean pooling.
 ``fused_history_cosine``
@@ -248,6 +251,8 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
             enc.interests.numpy().astype(np.float64),
             None if enc.weights is None else enc.weights.numpy(),
             None if enc.routing is None else enc.routing.numpy(),
-            enc.items.numpy().astype(np.float64), enc.mask.numpy(),
+            (enc.items if enc.routed_items is None
+             else enc.routed_items).numpy().astype(np.float64),
+            enc.mask.numpy(),
             queries.numpy(), emb, mode, top_k))
     return _finish(parts, num_interests, mode, top_k)

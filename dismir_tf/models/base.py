@@ -43,6 +43,9 @@ class Encoded:
       routing: [B, F, L] item-to-interest routing weights, or None.
       items: [B, L, d] the history embeddings.
       mask: [B, L] float mask.
+      routed_items: [B, L, d] what the interests are pooled from, when it
+        is not ``items`` (DisMIR with a learned transformation: W e_i), or
+        None.  The collapse diagnostics compare the query with its mean.
     """
 
     interests: tf.Tensor
@@ -50,6 +53,7 @@ class Encoded:
     routing: tf.Tensor | None
     items: tf.Tensor
     mask: tf.Tensor
+    routed_items: tf.Tensor | None = None
 
     def fused(self) -> tf.Tensor:
         """[B, d] sum_f a_f m_f (the mean over f when there are no weights)."""

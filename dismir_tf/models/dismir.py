@@ -36,11 +36,12 @@ from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 CAPSULE_FIELDS = ("routing_init", "routing_softmax",
                   "routing_padding_in_softmax", "routing_similarity",
                   "routing_temperature", "routing_detach", "interest_norm",
-                  "readout", "rec_loss")
+                  "readout", "rec_loss", "capsule_transform")
 _UNSET = {"routing_init": "", "routing_softmax": "",
           "routing_padding_in_softmax": False, "routing_similarity": "",
           "routing_temperature": 0.0, "routing_detach": False,
-          "interest_norm": "", "readout": "", "rec_loss": ""}
+          "interest_norm": "", "readout": "", "rec_loss": "",
+          "capsule_transform": ""}
 
 # The project's default DisMIR capsule (docs/models.md, "Choosing the
 # capsule").
@@ -48,7 +49,8 @@ DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=False, interest_norm="squash",
-                       readout="fused", rec_loss="pairwise")
+                       readout="fused", rec_loss="pairwise",
+                       capsule_transform="identity")
 
 # Named configurations.  'paper-remi': "identity transformation, one
 # routing pass" on REMI's code base (the paper's footnote 6), i.e. REMI's
@@ -65,7 +67,7 @@ CAPSULE_PRESETS = {
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=True, interest_norm="squash",
                        readout="fused", rec_loss="pairwise",
-                       retrieval=types.MERGE),
+                       capsule_transform="identity", retrieval=types.MERGE),
 }
 
 
@@ -128,7 +130,8 @@ class DisMIR(RetrievalModel):
         self.retrieval = config.retrieval or (
             types.FUSED if self.readout == "fused" else types.MERGE)
         self.capsule = CapsuleInterestExtractor(
-            config.num_interests, config.max_len, transform="identity",
+            config.num_interests, config.max_len,
+            transform=config.capsule_transform,
             routing_init=config.routing_init,
             softmax_over=config.routing_softmax,
             padding_in_softmax=config.routing_padding_in_softmax,
@@ -146,8 +149,10 @@ class DisMIR(RetrievalModel):
         interests, routing = self.capsule(items, mask, seed=seed)
         weights = (self.attention(interests, items, mask)
                    if self.use_attention else None)
+        routed = (tf.einsum("bld,de->ble", items, self.capsule.kernel)
+                  if self.capsule.transform == "shared" else None)
         return Encoded(interests=interests, weights=weights, routing=routing,
-                       items=items, mask=mask)
+                       items=items, mask=mask, routed_items=routed)
 
     def readout_queries(self, enc: Encoded) -> tf.Tensor:
         """[B, Q, d]: the vectors whose inner products with e_i give the

@@ -20,6 +20,9 @@ declare -A CAPSULE=(
   [unsq-fused]="--interest_norm none"
   [unsq-cos01-fused]="--interest_norm none --routing_similarity cosine --routing_temperature 0.1"
   [unsq-cos01-max]="--interest_norm none --routing_similarity cosine --routing_temperature 0.1 --readout max"
+  [unsq-cos01-wmax]="--interest_norm none --routing_similarity cosine --routing_temperature 0.1 --readout weighted_max"
+  [unsq-pos-cos01-wmax]="--interest_norm none --routing_softmax positions --routing_similarity cosine --routing_temperature 0.1 --readout weighted_max"
+  [unsq-pos-cos01-max]="--interest_norm none --routing_softmax positions --routing_similarity cosine --routing_temperature 0.1 --readout max"
 )
 # The hard negative's candidate count C (paper: 10; 50 on Books).
 for c in 3 50 200; do
@@ -30,6 +33,10 @@ done
 # The objective: REMI's IHN sampled softmax instead of eq. 5's pairwise loss.
 for v in prototype cos01-max cos01-wmax pos-cos01-wmax; do
   CAPSULE[ss-$v]="${CAPSULE[$v]} --rec_loss sampled_softmax"
+done
+# A learned shared transformation W (the paper sets W = I).
+for v in prototype cos01-wmax cos01-max pos-cos01-wmax cos01-fused; do
+  CAPSULE[w-$v]="${CAPSULE[$v]} --capsule_transform shared"
 done
 declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M")
 run() {  # data-name data-flags capsule
