@@ -91,6 +91,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         capsules m_f = sum_i b_if u_{f|i} before the squash, as section 3.2
         of the DisMIR paper defines the interests (v_f = squash(m_f) is
         then only the routing's vector in c_if = e_i . v_f).
+      kernel_init: str, default 'normal'.  How the 'shared' kernel starts:
+        'normal' (N(0, kernel_stddev^2)) or 'identity' (W = I, the paper's
+        choice, then learned).
       kernel_stddev: float or None. Standard deviation of the
         transformation's normal initialiser; None means 1/sqrt(d).
       seed: int. Seeds the initialisers.
@@ -118,7 +121,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                  padding_in_softmax: bool = False,
                  temperature: float = 1.0, similarity: str = "dot",
                  detach_routed_items: bool = False,
-                 squash_output: bool = True,
+                 squash_output: bool = True, kernel_init: str = "normal",
                  kernel_stddev: float | None = None,
                  seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -163,6 +166,10 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         self.similarity = similarity
         self.detach_routed_items = detach_routed_items
         self.squash_output = squash_output
+        if kernel_init not in ("normal", "identity"):
+            raise ValueError("kernel_init must be 'normal' or 'identity', "
+                             f"got {kernel_init!r}")
+        self.kernel_init = kernel_init
         self.kernel_stddev = kernel_stddev
         self.seed = seed
 
@@ -174,7 +181,10 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         init = tf.keras.initializers.RandomNormal(stddev=stddev,
                                                   seed=self.seed)
         if self.transform == "shared":
-            self.kernel = self.add_weight("kernel", [d, d], initializer=init)
+            self.kernel = self.add_weight(
+                "kernel", [d, d],
+                initializer=(tf.keras.initializers.Identity()
+                             if self.kernel_init == "identity" else init))
         elif self.transform == "per_position_interest":
             self.kernel = self.add_weight("kernel", [l, f, d, d],
                                           initializer=init)
@@ -263,5 +273,6 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                       similarity=self.similarity,
                       detach_routed_items=self.detach_routed_items,
                       squash_output=self.squash_output,
+                      kernel_init=self.kernel_init,
                       kernel_stddev=self.kernel_stddev, seed=self.seed)
         return config

@@ -34,7 +34,7 @@ ROUTING_SIMILARITIES = ("dot", "cosine")
 READOUTS = ("fused", "max", "weighted_max")
 INTEREST_NORMS = ("squash", "none")
 REC_LOSSES = ("pairwise", "sampled_softmax")
-CAPSULE_TRANSFORMS = ("identity", "shared")
+CAPSULE_TRANSFORMS = ("identity", "shared", "shared_from_identity")
 CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -179,8 +179,9 @@ class ModelConfig:
         REMI's interest-aware hard negatives); both score with the
         readout; '' is the model's default.
       capsule_transform: the DisMIR family's W in m_f = sum_i b_if W e_i:
-        'identity' (paper 5.1.4) or 'shared' (one learned d x d matrix, as
-        MIND); '' is the model's default.
+        'identity' (paper 5.1.4), 'shared' (one learned d x d matrix, as
+        MIND, started at N(0, 1/d)) or 'shared_from_identity' (the same
+        matrix started at W = I); '' is the model's default.
       capsule_preset: '' or a named capsule configuration
         (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
         configuration on REMI's code, docs/models.md).

@@ -318,3 +318,26 @@ def test_sampled_softmax_objective_matches_numpy(readout, beta):
     denom = np.exp(pos) + s_neg * (w * np.exp(neg)).sum(1)
     np.testing.assert_allclose(got, -np.log(np.exp(pos) / denom), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_learned_transform_starts_at_identity_or_normal():
+    history = tf.constant(np.random.RandomState(3).randint(
+        1, 31, size=(4, L)).astype(np.int32))
+    ident = _model("max", routing_similarity="cosine",
+                   routing_temperature=0.1)
+    from_i = _model("max", routing_similarity="cosine",
+                    routing_temperature=0.1,
+                    capsule_transform="shared_from_identity")
+    normal = _model("max", routing_similarity="cosine",
+                    routing_temperature=0.1, capsule_transform="shared")
+    np.testing.assert_array_equal(from_i.capsule.kernel.numpy(), np.eye(D))
+    assert from_i.capsule.kernel.trainable
+    q_ident = ident.query_vectors(history).numpy()
+    np.testing.assert_allclose(from_i.query_vectors(history).numpy(),
+                               q_ident, rtol=1e-5, atol=1e-6)
+    # A learned W: the routed items are W e_i, which the diagnostics see.
+    enc = normal.encode(history)
+    w = normal.capsule.kernel.numpy()
+    np.testing.assert_allclose(enc.routed_items.numpy(),
+                               enc.items.numpy() @ w, rtol=1e-5, atol=1e-6)
+    assert ident.encode(history).routed_items is None

@@ -131,7 +131,11 @@ class DisMIR(RetrievalModel):
             types.FUSED if self.readout == "fused" else types.MERGE)
         self.capsule = CapsuleInterestExtractor(
             config.num_interests, config.max_len,
-            transform=config.capsule_transform,
+            transform=("identity" if config.capsule_transform == "identity"
+                       else "shared"),
+            kernel_init=("identity"
+                         if config.capsule_transform == "shared_from_identity"
+                         else "normal"),
             routing_init=config.routing_init,
             softmax_over=config.routing_softmax,
             padding_in_softmax=config.routing_padding_in_softmax,
