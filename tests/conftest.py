@@ -36,6 +36,11 @@ def pytest_configure(config):
 @pytest.fixture
 def shared_data():
     """Path of ../shared/data; skips where absent, but fails in CI."""
+    return require_shared_data()
+
+
+def require_shared_data() -> str:
+    """shared_data for module-scoped fixtures."""
     if not os.path.isdir(SHARED_DATA):
         if IN_CI:
             pytest.fail(f"CI=true but the shared data is missing at "

@@ -47,10 +47,18 @@ _UNSET = {"routing_init": "", "routing_softmax": "",
 # capsule").
 DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
-                       routing_similarity="dot", routing_temperature=1.0,
+                       routing_similarity="cosine", routing_temperature=0.1,
                        routing_detach=False, interest_norm="squash",
-                       readout="fused", rec_loss="pairwise",
-                       capsule_transform="identity")
+                       readout="max", rec_loss="pairwise",
+                       capsule_transform="shared_from_identity")
+# The default before the collapse study (prototype logits by dot product,
+# W = I, the fused eq. 5 readout): on real data it ranks as mean pooling.
+LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
+                      routing_padding_in_softmax=False,
+                      routing_similarity="dot", routing_temperature=1.0,
+                      routing_detach=False, interest_norm="squash",
+                      readout="fused", rec_loss="pairwise",
+                      capsule_transform="identity")
 
 # Named configurations.  'paper-remi': "identity transformation, one
 # routing pass" on REMI's code base (the paper's footnote 6), i.e. REMI's

@@ -43,9 +43,20 @@ done
 for v in prototype cos01-max cos01-wmax; do
   CAPSULE[wi-$v]="${CAPSULE[$v]} --capsule_transform shared_from_identity"
 done
+# Temperature and lambda around wi-cos01-max.
+WI="--capsule_transform shared_from_identity --routing_similarity cosine"
+CAPSULE[wi-cos005-max]="$WI --routing_temperature 0.05 --readout max"
+CAPSULE[wi-cos02-max]="$WI --routing_temperature 0.2 --readout max"
+CAPSULE[wi-cos01-max-lam0.01]="${CAPSULE[wi-cos01-max]} --partition_weight 0.01"
+CAPSULE[wi-cos01-max-lam1]="${CAPSULE[wi-cos01-max]} --partition_weight 1"
 declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M" [gowalla-lbsn]="$GOWALLA")
+# Every capsule field not named by a variant is the first default's (the
+# legacy capsule), whatever the package's default is now.
+LEGACY="--capsule_transform identity --routing_init prototype --routing_softmax interests --routing_similarity dot --routing_temperature 1 --interest_norm squash --readout fused --rec_loss pairwise"
 run() {  # data-name data-flags capsule
-  python compare.py $2 ${CAPSULE[$3]} --mode table2 --models mir,dismir \
+  local base="$LEGACY"
+  case "$3" in paper-remi*) base="" ;; esac
+  python compare.py $2 $base ${CAPSULE[$3]} --mode table2 --models ${MODELS:-mir,dismir} \
     --seeds "$SEEDS" --out_dir "results/capsules/$1/$3" --table_name mir_dismir
 }
 case "$1" in
