@@ -324,7 +324,7 @@ def test_learned_transform_starts_at_identity_or_normal():
     history = tf.constant(np.random.RandomState(3).randint(
         1, 31, size=(4, L)).astype(np.int32))
     ident = _model("max", routing_similarity="cosine",
-                   routing_temperature=0.1)
+                   routing_temperature=0.1, capsule_transform="identity")
     from_i = _model("max", routing_similarity="cosine",
                     routing_temperature=0.1,
                     capsule_transform="shared_from_identity")

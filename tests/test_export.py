@@ -366,8 +366,10 @@ def test_every_registered_model_traces(exported):
     run = exported["runs"]["dismir"]
     ds, config = run["ds"], run["config"]
     hist = pipeline.eval_examples(ds, "test", config.model.max_len).history
+    from dismir_tf.models.dismir import clear_capsule_options
     for name in model_names():
-        cfg = resolve_config(dataclasses.replace(config.model, name=name))
+        cfg = resolve_config(dataclasses.replace(
+            clear_capsule_options(config.model), name=name))
         model = create_model(ds.num_items, cfg, seed=0)
         model.build_for(cfg.max_len)
         module = export.ServingModule(model, ds.item_ids,

@@ -43,13 +43,20 @@ def test_every_model_gives_queries_and_its_loss_falls(tiny, name):
     assert q.shape == (2, expected_q, CFG.embedding_dim)
     # The same 5 batches, repeatedly: the training loss must fall.
     first, after = losses_before_after(model, sampler, 5, 8)
-    assert after["rec_loss"] < first["rec_loss"]
+    assert after["loss"] < first["loss"]
+    if first["reg_loss"] == 0:
+        # (A regulariser, MIR-RV's weight-100 routing variance, may trade
+        # some of the recommendation loss in these 40 steps.)
+        assert after["rec_loss"] < first["rec_loss"]
     assert np.isfinite(after["loss"])
 
 
 def test_pairwise_hard_negative_loss_matches_numpy(tiny):
+    """Eq. 5 with the fused readout (the other readouts:
+    tests/test_capsule_options.py)."""
     ds, sampler = tiny
-    model = create_model(ds.num_items, CFG, seed=3)
+    model = create_model(ds.num_items,
+                         dataclasses.replace(CFG, readout="fused"), seed=3)
     model.build_for(CFG.max_len)
     batch = _batch(sampler, 7)
     seed = tf.constant([11, 12], tf.int64)

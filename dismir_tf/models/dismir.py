@@ -103,6 +103,12 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
     return dataclasses.replace(config, **changes)
 
 
+def clear_capsule_options(config: ModelConfig) -> ModelConfig:
+    """``config`` with the DisMIR family's capsule fields unset (to reuse a
+    resolved DisMIR config for another model)."""
+    return dataclasses.replace(config, capsule_preset="", **_UNSET)
+
+
 def check_no_capsule_options(config: ModelConfig) -> None:
     """Raises ConfigError when a model outside the DisMIR family is given
     DisMIR's capsule options (they would be ignored)."""
