@@ -1,4 +1,4 @@
-"""Trains several models over several seeds and writes a comparison table.
+r"""Trains several models over several seeds and writes a comparison table.
 
     python compare.py --dataset_file ../shared/data/beauty/Beauty.txt.gz \
         --dataset_format seq_lines --models dnn,mir,dismir --seeds 3 \
