@@ -355,7 +355,7 @@ class TrainConfig:
 # without a 'readout' field is read with it.
 _LEGACY_CAPSULE_MODELS = frozenset({"dismir", "mir", "dismir-wo-dpi",
                                     "mir-rv", "mir-bf"})
-_LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
+LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=False, interest_norm="squash",
@@ -387,7 +387,7 @@ class RunConfig:
                 and "readout" not in model):
             # Written before the capsule options existed: the capsule that
             # the DisMIR family had then.
-            model.update(_LEGACY_CAPSULE)
+            model.update(LEGACY_CAPSULE)
         return cls(data=DataConfig(**data),
                    model=ModelConfig(**model),
                    train=TrainConfig(**d.get("train", {})))

@@ -20,10 +20,7 @@ from dismir_tf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from dismir_tf.diagnostics import collapse_diagnostics
 from tests.conftest import require_shared_data
 
-LEGACY = dict(routing_init="prototype", routing_softmax="interests",
-              routing_similarity="dot", routing_temperature=1.0,
-              interest_norm="squash", readout="fused", rec_loss="pairwise",
-              capsule_transform="identity")
+from dismir_tf.models.dismir import LEGACY_CAPSULE as LEGACY  # noqa: E402
 
 
 def _run(tmp_path, shared_data, name, **capsule):

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.capsule import CapsuleInterestExtractor
+from dismir_tf import config as config_lib
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.interest_attention import InterestAttention
@@ -53,12 +54,8 @@ DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        capsule_transform="shared_from_identity")
 # The default before the collapse study (prototype logits by dot product,
 # W = I, the fused eq. 5 readout): on real data it ranks as mean pooling.
-LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
-                      routing_padding_in_softmax=False,
-                      routing_similarity="dot", routing_temperature=1.0,
-                      routing_detach=False, interest_norm="squash",
-                      readout="fused", rec_loss="pairwise",
-                      capsule_transform="identity")
+LEGACY_CAPSULE = {k: v for k, v in config_lib.LEGACY_CAPSULE.items()
+                  if k != "capsule_preset"}
 
 # Named configurations.  'paper-remi': "identity transformation, one
 # routing pass" on REMI's code base (the paper's footnote 6), i.e. REMI's
