@@ -436,8 +436,8 @@ def plugin_to_csv(table: PluginTable) -> str:
 
 
 # ------------------------------------------------ capsule variants (issue 13)
-def variant_rows(root: str, models: Sequence[str] = ("mir", "dismir",
-                                                     "dismir-wo-dpi")
+def variant_rows(root: str, models: Sequence[str] = (
+        "mir", "mir-rv", "mir-bf", "dismir", "dismir-wo-dpi")
                  ) -> list[dict]:
     """One row per (data set, variant, model) of a capsule study.
 
