@@ -24,7 +24,7 @@ Usage (``python -m dismir_tf.analyze COMMAND --flags``):
              each (and the JSON), or written into metrics.json.
   variants   [--variants_root results/capsules] [--out STEM]
              The capsule study (results/capsules/screen.sh): per data set,
-             variant and model (mir, dismir, dismir-wo-dpi), valid and test
+             variant and model (MIR, MIR-RV, MIR-BF, DisMIR, w/o DPI), valid and test
              Recall@50, test collapse figures and DisMIR / MIR, to
              STEM.json and STEM.md (default ROOT/summary).
   sweep      <data/model/train flags as train.py> [--lambdas ..]
