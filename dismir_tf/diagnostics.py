@@ -35,7 +35,10 @@ hide (issue: DisMIR's interests collapse into one on real data):
   With merge retrieval: mean over users of the number of distinct
   interests that contribute items to the user's top-k (an item is
   contributed by the interest that scores it highest; k = 50).  1 for
-  fused retrieval and single-interest models.
+  fused retrieval and single-interest models.  Read it with
+  ``interest_cosine``: interests that coincide up to rounding split their
+  near-tied items among themselves (MIR-RV on beauty: cosine 1.000 and 3.5
+  "contributing" interests).
 
 Interests and scores are read exactly as the evaluator reads them
 (``model.encode_timed`` in inference mode, ``model.query_vectors`` for the
