@@ -33,16 +33,14 @@ from dismir_tf.errors import ConfigError
 from dismir_tf.interest_attention import InterestAttention
 from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 
-# The routing fields of ModelConfig and their "model default" markers.
+# The capsule fields of ModelConfig and their "model default" markers (the
+# dataclass defaults).
 CAPSULE_FIELDS = ("routing_init", "routing_softmax",
                   "routing_padding_in_softmax", "routing_similarity",
                   "routing_temperature", "routing_detach", "interest_norm",
                   "readout", "rec_loss", "capsule_transform")
-_UNSET = {"routing_init": "", "routing_softmax": "",
-          "routing_padding_in_softmax": False, "routing_similarity": "",
-          "routing_temperature": 0.0, "routing_detach": False,
-          "interest_norm": "", "readout": "", "rec_loss": "",
-          "capsule_transform": ""}
+_UNSET = {f: ModelConfig.__dataclass_fields__[f].default
+          for f in CAPSULE_FIELDS}
 
 # The project's default DisMIR capsule (docs/models.md, "Choosing the
 # capsule").
