@@ -41,8 +41,8 @@ hide (issue: DisMIR's interests collapse into one on real data):
   "contributing" interests).
 
 Interests and scores are read exactly as the evaluator reads them
-(``model.encode_timed`` in inference mode, ``model.query_vectors`` for the
-retrieval queries), in batches of users.
+(``model.encode_timed`` in inference mode, ``model.retrieval_queries`` of
+the same encoding for the retrieval queries), in batches of users.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
         times = (None if examples.times is None
                  else tf.constant(examples.times[sl], tf.float32))
         enc = model.encode_timed(hist, times, training=False)
-        queries = model.query_vectors(hist, mode, times=times)
+        queries = model.retrieval_queries(enc, mode)
         num_interests = int(enc.interests.shape[1])
         parts.append(figures_from_arrays(
             enc.interests.numpy().astype(np.float64),

@@ -44,14 +44,12 @@ class _FakeModel:
         # Users are identified by their first history item (1-based row).
         return history.numpy()[:, 0] - 1
 
-    def query_vectors(self, history, retrieval=None, times=None):
-        idx = self._rows(history)
+    def retrieval_queries(self, enc, retrieval=None):
         if (retrieval or self.retrieval) == "fused":
-            enc = self.encode_timed(history, None)
             return tf.reduce_mean(enc.interests, 1)[:, None] \
-                if self.weights is None else tf.einsum(
+                if enc.weights is None else tf.einsum(
                     "bf,bfd->bd", enc.weights, enc.interests)[:, None]
-        return tf.constant(self.interests[idx])
+        return enc.interests
 
 
 def _examples(num_users, length):

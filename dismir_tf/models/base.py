@@ -190,6 +190,12 @@ class RetrievalModel(tf.keras.Model):
         """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused');
         ``times``: the history times, for a model that takes them."""
         enc = self.encode_timed(history, times, training=False)
+        return self.retrieval_queries(enc, retrieval)
+
+    def retrieval_queries(self, enc: Encoded,
+                          retrieval: str | None = None) -> tf.Tensor:
+        """[B, Q, d] the retrieval queries of encoded histories (see
+        :meth:`query_vectors`)."""
         mode = retrieval or self.retrieval
         if mode == types.FUSED or not self.multi_interest:
             return enc.fused()[:, None]

@@ -205,8 +205,7 @@ class DisMIR(RetrievalModel):
         scores = tf.where(cand == target[:, None], _NEG_INF, scores)
         return tf.nn.softplus(tf.reduce_max(scores, 1) - pos)
 
-    def query_vectors(self, history, retrieval=None, times=None):
-        enc = self.encode_timed(history, times, training=False)
+    def retrieval_queries(self, enc, retrieval=None):
         mode = retrieval or self.retrieval
         if mode == types.FUSED:
             return enc.fused()[:, None]
