@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dismir_tf.initializers import weight_seed
+
 TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
 SIMILARITIES = ("dot", "cosine")
@@ -96,7 +98,8 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         choice, then learned).
       kernel_stddev: float or None. Standard deviation of the
         transformation's normal initialiser; None means 1/sqrt(d).
-      seed: int. Seeds the initialisers.
+      seed: int. The layer's seed; each weight's initialiser seed is
+        derived from it and the weight's name (``initializers.weight_seed``).
 
     Call args:
       items: [B, L, d] history item embeddings.
@@ -178,8 +181,8 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         f, l = self.num_interests, self.max_len
         stddev = (self.kernel_stddev if self.kernel_stddev is not None
                   else 1.0 / d**0.5)
-        init = tf.keras.initializers.RandomNormal(stddev=stddev,
-                                                  seed=self.seed)
+        init = tf.keras.initializers.RandomNormal(
+            stddev=stddev, seed=weight_seed(self.seed, "kernel"))
         if self.transform == "shared":
             self.kernel = self.add_weight(
                 "kernel", [d, d],
@@ -192,12 +195,13 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
             self.prototypes = self.add_weight(
                 "prototypes", [f, d],
                 initializer=tf.keras.initializers.RandomNormal(
-                    stddev=1.0, seed=self.seed + 1))
+                    stddev=1.0, seed=weight_seed(self.seed, "prototypes")))
         elif self.routing_init in ("random", "random_per_call"):
             self.initial_logits = self.add_weight(
                 "initial_logits", [l, f], trainable=False,
                 initializer=tf.keras.initializers.RandomNormal(
-                    stddev=1.0, seed=self.seed + 2))
+                    stddev=1.0,
+                    seed=weight_seed(self.seed, "initial_logits")))
         super().build(input_shape)
 
     def _transformed(self, items: tf.Tensor) -> tf.Tensor:

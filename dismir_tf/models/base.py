@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
 from dismir_tf.partition_loss import partition_loss_per_example
 
 _NEG_INF = -1e9
@@ -86,7 +87,8 @@ class RetrievalModel(tf.keras.Model):
         self.item_embedding = tf.keras.layers.Embedding(
             num_items + 1, d, name="item_embedding",
             embeddings_initializer=tf.keras.initializers.RandomNormal(
-                stddev=1.0 / d**0.5, seed=seed))
+                stddev=1.0 / d**0.5,
+                seed=weight_seed(seed, "item_embedding")))
         self.retrieval = config.retrieval or self.default_retrieval
         self.loss_trackers = {
             name: tf.keras.metrics.Mean(name=name)

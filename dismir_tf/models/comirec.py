@@ -25,7 +25,8 @@ import tensorflow as tf
 
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
-from dismir_tf.models.sampled_softmax import SampledSoftmaxModel, he_normal
+from dismir_tf.initializers import he_normal, weight_seed
+from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 _NEG_INF = -1e9
 
@@ -73,14 +74,17 @@ class SelfAttentiveExtractor(tf.keras.layers.Layer):
         d = int(input_shape[-1])
         hidden = self.hidden_factor * d
         self.w1 = self.add_weight("w1", [d, hidden],
-                                  initializer=he_normal(d, self.seed))
+                                  initializer=he_normal(
+                                      d, weight_seed(self.seed, "w1")))
         self.w2 = self.add_weight("w2", [hidden, self.num_interests],
-                                  initializer=he_normal(hidden, self.seed + 1))
+                                  initializer=he_normal(
+                                      hidden, weight_seed(self.seed, "w2")))
         if self.add_positions:
             # torch's fan_in of a [1, L, d] tensor is L * d.
             self.positions = self.add_weight(
                 "positions", [self.max_len, d],
-                initializer=he_normal(self.max_len * d, self.seed + 2))
+                initializer=he_normal(self.max_len * d,
+                                      weight_seed(self.seed, "positions")))
         super().build(input_shape)
 
     def call(self, items, mask):
@@ -133,7 +137,7 @@ class ComiRecDR(SampledSoftmaxModel):
             softmax_over="positions", padding_in_softmax=True,
             kernel_stddev=reference_kernel_stddev(
                 config.max_len, config.num_interests, config.embedding_dim),
-            seed=seed, name="capsule")
+            seed=weight_seed(seed, "capsule"), name="capsule")
 
     def encode(self, history, training=False):
         return self.encode_with(self.capsule, history)
@@ -148,8 +152,8 @@ class ComiRecSA(SampledSoftmaxModel):
                  **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.extractor = SelfAttentiveExtractor(
-            config.num_interests, config.max_len, seed=seed,
-            name="self_attention")
+            config.num_interests, config.max_len,
+            seed=weight_seed(seed, "self_attention"), name="self_attention")
 
     def encode(self, history, training=False):
         return self.encode_with(self.extractor, history)

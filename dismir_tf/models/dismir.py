@@ -29,6 +29,7 @@ from dismir_tf import types
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf import config as config_lib
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
 from dismir_tf.errors import ConfigError
 from dismir_tf.interest_attention import InterestAttention
 from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
@@ -152,7 +153,8 @@ class DisMIR(RetrievalModel):
             temperature=config.routing_temperature,
             detach_routed_items=config.routing_detach,
             squash_output=config.interest_norm == "squash",
-            iterations=config.routing_iterations or 1, seed=seed,
+            iterations=config.routing_iterations or 1,
+            seed=weight_seed(seed, "capsule"),
             name="capsule")
         self.attention = InterestAttention(name="interest_attention")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
 from dismir_tf.interest_attention import masked_mean
 from dismir_tf.models.base import Encoded, RetrievalModel
 
@@ -24,7 +25,8 @@ class DNN(RetrievalModel):
         super().__init__(num_items, config, seed, **kwargs)
         self.dense = tf.keras.layers.Dense(
             config.embedding_dim, name="user_dense",
-            kernel_initializer=tf.keras.initializers.GlorotUniform(seed))
+            kernel_initializer=tf.keras.initializers.GlorotUniform(
+                weight_seed(seed, "user_dense")))
 
     def encode(self, history, training=False):
         mask = tf.cast(history > 0, tf.float32)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
 from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
@@ -33,12 +34,14 @@ class GRU4Rec(SampledSoftmaxModel):
         d = config.embedding_dim
         self.gru = tf.keras.layers.GRU(
             2 * d, use_bias=False, name="gru",
-            kernel_initializer=tf.keras.initializers.GlorotUniform(seed),
+            kernel_initializer=tf.keras.initializers.GlorotUniform(
+                weight_seed(seed, "gru/kernel")),
             recurrent_initializer=tf.keras.initializers.Orthogonal(
-                seed=seed + 1))
+                seed=weight_seed(seed, "gru/recurrent_kernel")))
         self.dense = tf.keras.layers.Dense(
             d, name="user_dense",
-            kernel_initializer=tf.keras.initializers.GlorotUniform(seed + 2))
+            kernel_initializer=tf.keras.initializers.GlorotUniform(
+                weight_seed(seed, "user_dense")))
 
     def encode(self, history, training=False):
         mask = history > 0

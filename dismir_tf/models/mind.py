@@ -37,6 +37,7 @@ import math
 
 from dismir_tf.capsule import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 
@@ -55,7 +56,8 @@ class MIND(SampledSoftmaxModel):
             routing_init="random",
             softmax_over="positions", padding_in_softmax=True,
             kernel_stddev=math.sqrt(2.0 / config.embedding_dim),
-            iterations=config.routing_iterations or 3, seed=seed,
+            iterations=config.routing_iterations or 3,
+            seed=weight_seed(seed, "capsule"),
             name="capsule")
 
     def encode(self, history, training=False):

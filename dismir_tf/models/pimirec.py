@@ -65,7 +65,8 @@ import tensorflow as tf
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded
 from dismir_tf.models.comirec import SelfAttentiveExtractor
-from dismir_tf.models.sampled_softmax import SampledSoftmaxModel, he_normal
+from dismir_tf.initializers import he_normal, weight_seed
+from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 _NEG_INF = -1e9
 
@@ -119,10 +120,11 @@ class IntervalAttention(tf.keras.layers.Layer):
     def build(self, input_shape):
         self.table = self.add_weight(
             "interval_embedding", [self.max_interval + 1, self.dim],
-            initializer=he_normal(self.dim, self.seed))
+            initializer=he_normal(
+                self.dim, weight_seed(self.seed, "interval_embedding")))
         self.w = self.add_weight("w", [self.dim],
-                                 initializer=he_normal(self.dim,
-                                                       self.seed + 1))
+                                 initializer=he_normal(
+                                     self.dim, weight_seed(self.seed, "w")))
         super().build(input_shape)
 
     def call(self, buckets, mask):
@@ -184,10 +186,9 @@ class StarGraphInteraction(tf.keras.layers.Layer):
                 store.append([
                     self.add_weight(
                         f"{kind}{layer}_{name}", [d, d],
-                        initializer=he_normal(
-                            d, self.seed + 6 * layer + 3 * (kind == "centre")
-                            + i))
-                    for i, name in enumerate(("wq", "wk", "wv"))])
+                        initializer=he_normal(d, weight_seed(
+                            self.seed, f"{kind}{layer}_{name}")))
+                    for name in ("wq", "wk", "wv")])
         super().build(input_shape)
 
     @staticmethod
@@ -267,15 +268,18 @@ class PIMIRec(SampledSoftmaxModel):
         d, length = config.embedding_dim, config.max_len
         self.position_embedding = tf.keras.layers.Embedding(
             length, d, name="position_embedding",
-            embeddings_initializer=he_normal(d, seed + 11))
+            embeddings_initializer=he_normal(
+                d, weight_seed(seed, "position_embedding")))
         self.periodicity = IntervalAttention(
-            config.pimirec_time_span, d, seed=seed + 12, name="periodicity")
+            config.pimirec_time_span, d, seed=weight_seed(seed, "periodicity"),
+            name="periodicity")
         self.interactivity = StarGraphInteraction(
-            config.pimirec_graph_layers, seed=seed + 14,
+            config.pimirec_graph_layers,
+            seed=weight_seed(seed, "interactivity"),
             name="interactivity")
         self.extractor = SelfAttentiveExtractor(
             config.num_interests, length, add_positions=False,
-            seed=seed + 40, name="self_attention")
+            seed=weight_seed(seed, "self_attention"), name="self_attention")
 
     def encode_timed(self, history, times, training=False, seed=None):
         del seed

@@ -65,7 +65,7 @@ import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.comirec import ComiRecSA
-from dismir_tf.models.sampled_softmax import he_normal
+from dismir_tf.initializers import he_normal, weight_seed
 
 _NEG_INF = -1e9
 _TINY = float(np.finfo(np.float32).tiny)
@@ -171,15 +171,20 @@ class InterestReconstructor(tf.keras.layers.Layer):
     def build(self, input_shape):
         d = int(input_shape[-1])
         self.dense = tf.keras.layers.Dense(
-            self.max_len * d, kernel_initializer=he_normal(d, self.seed),
+            self.max_len * d,
+            kernel_initializer=he_normal(d, weight_seed(self.seed,
+                                                        "proposals")),
             name="proposals")
         self.dense.build(tf.TensorShape([None, d]))
         self.w3 = self.add_weight("w3", [d, d],
-                                  initializer=he_normal(d, self.seed + 1))
+                                  initializer=he_normal(
+                                      d, weight_seed(self.seed, "w3")))
         self.query = self.add_weight("query", [self.max_len, d],
-                                     initializer=he_normal(d, self.seed + 2))
+                                     initializer=he_normal(
+                                         d, weight_seed(self.seed, "query")))
         self.w5 = self.add_weight("w5", [d, d],
-                                  initializer=he_normal(d, self.seed + 3))
+                                  initializer=he_normal(
+                                      d, weight_seed(self.seed, "w5")))
         super().build(input_shape)
 
     def call(self, interests, mask):
@@ -208,7 +213,8 @@ class Re4(ComiRecSA):
                  **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.reconstructor = InterestReconstructor(
-            config.max_len, seed=seed + 10, name="re_construct")
+            config.max_len, seed=weight_seed(seed, "re_construct"),
+            name="re_construct")
         # Built now: the decoder is only called by the training loss, and
         # checkpoints must find its weights before the first step.
         self.reconstructor.build(tf.TensorShape(

@@ -32,14 +32,13 @@ or soft (MIND's label-aware attention).
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.interest_attention import LabelAwareAttention
 from dismir_tf.models.base import Encoded, RetrievalModel
+from dismir_tf.initializers import he_normal, weight_seed
 
 
 def sampled_softmax_logits(user: tf.Tensor, target: tf.Tensor,
@@ -112,7 +111,8 @@ class SampledSoftmaxModel(RetrievalModel):
         # with N(0, 2/d) within 5% (docs/models.md).
         self.item_embedding = tf.keras.layers.Embedding(
             num_items + 1, d, name="item_embedding",
-            embeddings_initializer=he_normal(d, seed))
+            embeddings_initializer=he_normal(
+                d, weight_seed(seed, "item_embedding")))
         self.label_attention = LabelAwareAttention(
             hard=self.hard_readout, power=self.readout_power,
             name="label_aware_attention")
@@ -147,10 +147,3 @@ class SampledSoftmaxModel(RetrievalModel):
             [self.model_config.sampled_softmax_negatives], seed))  # [S, d]
         positive, negative = sampled_softmax_logits(user, target, negatives)
         return sampled_softmax_loss(positive, negative, self.negative_beta)
-
-
-def he_normal(fan_in: int, seed: int) -> tf.keras.initializers.Initializer:
-    """N(0, 2 / fan_in): torch's ``kaiming_normal_``, used by the reference
-    code's ``reset_parameters`` for every weight."""
-    return tf.keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / fan_in),
-                                              seed=seed)

@@ -70,6 +70,7 @@ import tensorflow as tf
 
 from dismir_tf.capsule import squash
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
 from dismir_tf.interest_attention import masked_mean
 from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
@@ -144,18 +145,21 @@ class UserGuidedRouting(tf.keras.layers.Layer):
         f = self.num_interests
         self.kernel = self.add_weight(
             "kernel", [d, f, d],
-            initializer=capsule_kernel_initializer(d, f, self.seed))
+            initializer=capsule_kernel_initializer(
+                d, f, weight_seed(self.seed, "kernel")))
         self.attention_hidden = _dense(
-            self.attention_units, self.seed + 1, activation="relu",
+            self.attention_units, weight_seed(self.seed, "attention_hidden"),
+            activation="relu",
             name="attention_hidden")
-        self.attention_out = _dense(1, self.seed + 2, activation="sigmoid",
-                                    name="attention_out")
+        self.attention_out = _dense(
+            1, weight_seed(self.seed, "attention_out"), activation="sigmoid",
+            name="attention_out")
         self.attention_hidden.build([None, None, d + self.profile_dim])
         self.attention_out.build([None, None, self.attention_units])
         self.initial_logits = self.add_weight(
             "initial_logits", [self.max_len, f], trainable=False,
             initializer=tf.keras.initializers.TruncatedNormal(
-                stddev=1.0, seed=self.seed + 3))
+                stddev=1.0, seed=weight_seed(self.seed, "initial_logits")))
         super().build(input_shape)
 
     def user_attention(self, items, profile):
@@ -232,13 +236,17 @@ class InterestRefinement(tf.keras.layers.Layer):
     def build(self, input_shape):
         d, p = int(input_shape[-1]), self.profile_dim
         hidden = self.output_dim // 2
-        self.gate_hidden = _dense(self.gate_units, self.seed,
+        self.gate_hidden = _dense(self.gate_units,
+                                  weight_seed(self.seed, "gate_hidden"),
                                   activation="relu", name="gate_hidden")
-        self.gate_out = _dense(self.num_fields, self.seed + 1,
+        self.gate_out = _dense(self.num_fields,
+                               weight_seed(self.seed, "gate_out"),
                                activation="sigmoid", name="gate_out")
-        self.user_hidden = _dense(hidden, self.seed + 2, activation="relu",
+        self.user_hidden = _dense(hidden, weight_seed(self.seed, "user_hidden"),
+                                  activation="relu",
                                   name="user_hidden")
-        self.user_out = _dense(self.output_dim, self.seed + 3,
+        self.user_out = _dense(self.output_dim,
+                               weight_seed(self.seed, "user_out"),
                                name="user_out")
         for layer, fan_in in ((self.gate_hidden, p + d),
                               (self.gate_out, self.gate_units),
@@ -280,19 +288,24 @@ class UMI(SampledSoftmaxModel):
         # default initializer is Glorot uniform over [N, d] (the layer is
         # not built yet, so this takes effect at build).
         self.item_embedding.embeddings_initializer = (
-            tf.keras.initializers.GlorotUniform(seed=seed))
+            tf.keras.initializers.GlorotUniform(
+                seed=weight_seed(seed, "item_embedding")))
         profile_dim = PROFILE_FIELDS * PROFILE_FIELD_DIM
         # The profile stand-in: an MLP on the mean history embedding.
-        self.profile_hidden = _dense(profile_dim, seed + 10,
+        self.profile_hidden = _dense(profile_dim,
+                                     weight_seed(seed, "profile_hidden"),
                                      activation="relu", name="profile_hidden")
-        self.profile_out = _dense(profile_dim, seed + 11,
+        self.profile_out = _dense(profile_dim,
+                                  weight_seed(seed, "profile_out"),
                                   name="profile_out")
         self.dual_routing = UserGuidedRouting(
             config.num_interests, config.max_len, profile_dim,
-            iterations=config.routing_iterations or 3, seed=seed + 20,
+            iterations=config.routing_iterations or 3,
+            seed=weight_seed(seed, "user_guided_routing"),
             name="user_guided_routing")
         self.refinement = InterestRefinement(
-            PROFILE_FIELDS, profile_dim, d, seed=seed + 30,
+            PROFILE_FIELDS, profile_dim, d,
+            seed=weight_seed(seed, "interest_refinement"),
             name="interest_refinement")
 
     @property
