@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's Table 2 / ablation / plugin grids with the default capsule
+# and per-weight initialiser seeds, on beauty, ml-1m-odd and gowalla-lbsn
+# (3 seeds each, reference budget). Resumable: compare.py skips finished
+# runs, so the same command continues an interrupted grid.
+# Usage: bash results/tables.sh job DATA MODE MODEL   # one model's 3 seeds
+#        bash results/tables.sh table DATA             # the tables from the runs
+#        bash results/tables.sh all DATA               # every job, then tables
+set -eu
+cd "$(dirname "$0")/.."
+COMMON="--num_interests 4 --embedding_dim 64 --patience 5 --seeds 3"
+declare -A FLAGS=(
+  [beauty]="--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format seq_lines --max_len 20 --max_steps 10000 --eval_every 1000 --default_partition_weight 0.1"
+  [ml-1m-odd]="--dataset_file ../shared/data/ml-1m-odd/ml-1m-odd.seq.txt.gz --dataset_format seq_lines --max_len 50 --max_steps 10000 --eval_every 1000 --default_partition_weight 0.1"
+  [gowalla-lbsn]="--dataset_file ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz --dataset_format user_item_time_tsv --max_len 40 --max_steps 8000 --eval_every 500 --default_partition_weight 0.01"
+)
+TABLE2=dnn,gru4rec,mind,comirec-dr,comirec-sa,re4,umi,pimirec,remi,dismir
+ABLATION=mir,mir-rv,mir-bf,dismir
+PLUGIN=mind,comirec-dr,comirec-sa,remi
+compare() {  # DATA MODE MODELS TABLE
+  python compare.py ${FLAGS[$1]} $COMMON --mode "$2" --models "$3" \
+    --out_dir "results/$1" --table_name "$4"
+}
+case "$1" in
+  job) compare "$2" "$3" "$4" "job-$4"; rm -f "results/$2/job-$4".{md,csv} ;;
+  table) compare "$2" table2 "$TABLE2" table2
+         compare "$2" ablation "$ABLATION" ablation
+         compare "$2" plugin "$PLUGIN" plugin ;;
+  all) for m in ${TABLE2//,/ }; do bash "$0" job "$2" table2 "$m"; done
+       for m in mir mir-rv mir-bf; do bash "$0" job "$2" ablation "$m"; done
+       for m in ${PLUGIN//,/ }; do bash "$0" job "$2" plugin "$m"; done
+       bash "$0" table "$2" ;;
+  *) echo "usage: $0 job DATA MODE MODEL | table DATA | all DATA" >&2; exit 2 ;;
+esac
