@@ -4,7 +4,8 @@ r"""Trains several models over several seeds and writes a comparison table.
         --dataset_format seq_lines --models dnn,mir,dismir --seeds 3 \
         --out_dir results/beauty
 
-Writes OUT_DIR/<table>.md and .csv (mean ± std over seeds, best in bold,
+Writes OUT_DIR/<table>.md and .csv (OUT_DIR defaults to
+runs/compare-<dataset>) (mean ± std over seeds, best in bold,
 best baseline underlined, improvement of --proposed over the best baseline
 and a paired t-test).  Each (model, seed) trains in OUT_DIR/runs/...; an
 interrupted comparison resumes: finished runs are read, not retrained.
@@ -44,6 +45,7 @@ flags.DEFINE_list("models", ["dnn", "mir", "dismir"], "Models to compare "
                   "(default: the mode's models; table2: dnn,mir,dismir).")
 flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per model.")
 flags.DEFINE_string("out_dir", None, "Where runs and tables go (default "
+                    "runs/compare-<dataset>; the committed tables use "
                     "results/<dataset>).")
 flags.DEFINE_string("proposed", "dismir", "The model compared against the "
                     "best of the others.")
@@ -51,9 +53,16 @@ flags.DEFINE_string("table_name", "table", "File name of the table "
                     "(default: table, ablation or plugin by --mode).")
 FLAGS = flags.FLAGS
 
+# Shared run flags that compare.py sets itself for every (model, seed).
+IGNORED = {"output_dir": "--out_dir; each run goes to OUT_DIR/runs/",
+           "seed": "--seeds N for seeds 0..N-1",
+           "model": "--models"}
+
 
 def main(argv):
     del argv
+    cli.refuse_inactive_flags(
+        cli.project_flags() - set(IGNORED), "compare.py", IGNORED)
     from dismir_tf import compare, training
     from dismir_tf.errors import ConfigError
     from dismir_tf.config import ModelConfig
@@ -69,8 +78,10 @@ def main(argv):
         raise ConfigError(f"unknown model(s) {', '.join(unknown)}; expected "
                           f"some of {', '.join(model_names())}")
     base = cli.run_config_from_flags()
-    out_dir = FLAGS.out_dir or os.path.join("results",
-                                            base.data.display_name)
+    # Not results/: committed tables live there, and a default must never
+    # mix a user's runs into them.
+    out_dir = FLAGS.out_dir or os.path.join(
+        "runs", f"compare-{base.data.display_name}")
     table_name = (FLAGS.table_name if FLAGS["table_name"].present else
                   {"table2": "table", "ablation": "ablation",
                    "plugin": "plugin"}[mode])

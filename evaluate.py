@@ -3,10 +3,12 @@
     python evaluate.py --run_dir runs/synthetic-dismir-seed0 [--split test]
         [--dump_topk PATH] [--dump_partition PATH]
 
---dump_topk writes one line per evaluated user:
-  user_raw_id<TAB>top-50 raw item ids, best first<TAB>target raw item ids
+--dump_topk writes JSON lines, one object per evaluated user:
+  {"user": raw id, "top50": [raw item ids, best first], "targets": [...]}
 --dump_partition writes one line per item:
-  item_raw_id<TAB>argmax_k w_ik<TAB>w_i1 ... w_iK
+  item_raw_id<TAB>argmax_k w_ik (0-based)<TAB>w_i1 ... w_iK
+Raw ids may contain spaces: both files give every id back exactly
+(dismir_tf.reports.read_topk_dump / read_partition_dump).
 """
 
 import os

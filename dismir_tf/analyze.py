@@ -56,10 +56,30 @@ COMMANDS = ("collapse", "diagnose", "tsne", "catalogue", "sweep",
 FLAGS = flags.FLAGS
 
 
+# The flags each command acts on; any other flag given is refused
+# (cli.refuse_inactive_flags).  The shared run flags act only in sweep.
+_RUNS = frozenset({"run_dirs", "run_dir"})
+ACTING = {
+    "collapse": _RUNS | {"labels", "out", "num_users", "min_history",
+                         "sample_seed", "split"},
+    "diagnose": _RUNS | {"split", "update_metrics"},
+    "tsne": _RUNS | {"labels", "out", "user_index", "sample_seed", "split"},
+    "catalogue": _RUNS | {"labels", "out", "clusters", "catalogue_sample",
+                          "sample_seed"},
+    "variants": frozenset({"variants_root", "out"}),
+    "sweep": frozenset({"lambdas", "interests", "negatives", "dims",
+                        "seeds", "out_dir", "out", "plot_only", "split"}),
+}
+# Shared run flags that sweep sets itself for every point and seed.
+SWEEP_HINTS = {"output_dir": "--out_dir", "seed": "--seeds N"}
+_SHARED: set[str] = set()
+
+
 def define_flags() -> None:
     cli.define_data_flags()
     cli.define_model_flags()
     cli.define_train_flags()
+    _SHARED.update(FLAGS)
     flags.DEFINE_list("run_dirs", [], "Finished run directories.")
     flags.DEFINE_alias("run_dir", "run_dirs")
     flags.DEFINE_list("labels", [], "A label per run (default: the model "
@@ -87,7 +107,7 @@ def define_flags() -> None:
     flags.DEFINE_list("dims", ["16", "32", "64"], "sweep: K = d values.")
     flags.DEFINE_integer("seeds", 1, "sweep: seeds 0..N-1 per point.")
     flags.DEFINE_string("out_dir", None, "sweep: runs and tables (default "
-                        "results/<dataset>-sweep).")
+                        "runs/sweep-<dataset>).")
     flags.DEFINE_bool("update_metrics", False, "diagnose: write the figures "
                       "into each run's metrics.json (collapse.<split>).")
     flags.DEFINE_string("variants_root", "results/capsules", "variants: "
@@ -325,7 +345,7 @@ def cmd_sweep() -> None:
     if not grid:
         raise ConfigError("nothing to sweep: every value list is empty")
     out_dir = FLAGS.out_dir or os.path.join(
-        "results", f"{base.data.display_name}-sweep")
+        "runs", f"sweep-{base.data.display_name}")
     png = FLAGS.out or os.path.join(out_dir, "sweep.png")
 
     def train(config):
@@ -349,6 +369,12 @@ def main(argv: list[str]) -> None:
         got = " ".join(argv[1:]) or "nothing"
         raise ConfigError(f"expected one command, one of {', '.join(COMMANDS)}"
                           f"; got {got} (see --help)")
+    command = argv[1]
+    acting = set(ACTING[command])
+    if command == "sweep":
+        acting |= _SHARED - set(SWEEP_HINTS)
+    cli.refuse_inactive_flags(acting, f"analyze {command}",
+                              SWEEP_HINTS if command == "sweep" else None)
     {"collapse": cmd_collapse, "tsne": cmd_tsne, "catalogue": cmd_catalogue,
      "sweep": cmd_sweep, "variants": cmd_variants,
      "diagnose": cmd_diagnose}[argv[1]]()

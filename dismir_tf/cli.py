@@ -50,6 +50,18 @@ def define_data_flags() -> None:
                          "kept interactions.")
     flags.DEFINE_bool("kcore", False, "Iterate the filters to a k-core.")
     flags.DEFINE_integer("split_seed", 1230, "Seed of the user split.")
+    flags.DEFINE_string("user_id_field", None,
+                        "recbole_inter: header name of the user column "
+                        "(RecBole's USER_ID_FIELD; default user_id, "
+                        "visitor_id or session_id).")
+    flags.DEFINE_string("item_id_field", None,
+                        "recbole_inter: header name of the item column "
+                        "(RecBole's ITEM_ID_FIELD; default item_id, "
+                        "venue_id or product_id).")
+    flags.DEFINE_string("time_field", None,
+                        "recbole_inter: header name of the time column "
+                        "(RecBole's TIME_FIELD; default timestamp; without "
+                        "one, file order is used and said).")
     flags.DEFINE_integer("synthetic_users", None, "Synthetic set: users.")
     flags.DEFINE_integer("synthetic_items", None, "Synthetic set: items.")
     flags.DEFINE_integer("synthetic_groups", None,
@@ -162,7 +174,10 @@ def data_config_from_flags() -> DataConfig:
         dataset_format=FLAGS.dataset_format or "", data_dir=FLAGS.data_dir,
         min_item_count=FLAGS.min_item_count,
         min_user_count=FLAGS.min_user_count, kcore=FLAGS.kcore,
-        split_seed=FLAGS.split_seed)
+        split_seed=FLAGS.split_seed,
+        user_id_field=FLAGS.user_id_field or "",
+        item_id_field=FLAGS.item_id_field or "",
+        time_field=FLAGS.time_field or "")
 
 
 def dataset_defaults(data: DataConfig) -> dict:
@@ -315,6 +330,38 @@ def print_help() -> None:
         if module.startswith("absl."):
             continue
         print(FLAGS.module_help(module))
+
+
+def project_flags() -> set[str]:
+    """Names of the flags this project defined (absl's own excluded)."""
+    return {f.name for module, defined in FLAGS.flags_by_module_dict().items()
+            if not module.startswith("absl")
+            for f in defined}
+
+
+def refuse_inactive_flags(acting: set[str] | frozenset[str], where: str,
+                          hints: dict[str, str] | None = None) -> None:
+    """Refuses a flag given on the command line that does not act in
+    ``where`` (an entry point, or one of its commands).
+
+    Args:
+      acting: the flags that act there.
+      where: for the message, e.g. 'compare.py'.
+      hints: per flag, what to use instead (e.g. {'seed': '--seeds N'}).
+
+    Raises:
+      ConfigError: naming every inactive flag given, and the hints.
+    """
+    given = sorted(name for name in project_flags() - set(acting)
+                   if FLAGS[name].present)
+    if not given:
+        return
+    hints = hints or {}
+    parts = [f"--{n}" + (f" (use {hints[n]})" if n in hints else "")
+             for n in given]
+    raise ConfigError(f"{', '.join(parts)} "
+                      f"{'does' if len(given) == 1 else 'do'} not act in "
+                      f"{where}; remove {'it' if len(given) == 1 else 'them'}")
 
 
 def run_app(main: Callable[[list[str]], None]) -> None:

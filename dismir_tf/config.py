@@ -100,6 +100,10 @@ class DataConfig:
       kcore: iterate the filters to a fixed point instead of one pass.
       split_seed: seed of the user shuffle (1230 as the reference code).
       synthetic: parameters of the synthetic data set.
+      user_id_field, item_id_field, time_field: header names of a RecBole
+        atomic file's columns (RecBole's USER_ID_FIELD, ITEM_ID_FIELD and
+        TIME_FIELD); '' takes the usual names (user_id, item_id,
+        timestamp and their aliases, dismir_tf.data.readers).
     """
 
     dataset: str = "synthetic"
@@ -112,8 +116,18 @@ class DataConfig:
     split_seed: int = 1230
     synthetic: SyntheticConfig = dataclasses.field(
         default_factory=SyntheticConfig)
+    user_id_field: str = ""
+    item_id_field: str = ""
+    time_field: str = ""
 
     def __post_init__(self) -> None:
+        _check(not (self.dataset_file and self.dataset_format
+                    and self.dataset_format != "recbole_inter"
+                    and (self.user_id_field or self.item_id_field
+                         or self.time_field)),
+               "--user_id_field, --item_id_field and --time_field name the "
+               "columns of a RecBole file (--dataset_format recbole_inter), "
+               f"not of {self.dataset_format}")
         _check(bool(self.dataset) != bool(self.dataset_file),
                "give exactly one of --dataset and --dataset_file")
         _check(not self.dataset_file or bool(self.dataset_format),
@@ -122,6 +136,14 @@ class DataConfig:
         _check(self.min_user_count >= 5,
                "min_user_count must be >= 5 (training picks a target at "
                "position >= 4)")
+
+    @property
+    def recbole_fields(self) -> dict[str, str | None]:
+        """The RecBole column names as ``RecboleFields`` keyword arguments
+        (None: the usual names)."""
+        return {"user": self.user_id_field or None,
+                "item": self.item_id_field or None,
+                "time": self.time_field or None}
 
     @property
     def display_name(self) -> str:

@@ -133,7 +133,7 @@ def exported(tmp_path_factory):
                 config.data.synthetic, num_users=TEST_USERS * 10)))
         training.run(config, log=lambda m: None)
         config, ds, model = training.load_run(run_dir, log=lambda m: None)
-        dump = str(base / f"dump-{name}.tsv")
+        dump = str(base / f"dump-{name}.jsonl")
         reports.evaluate_split(config, ds, model, "test", dump_topk=dump)
         ex = pipeline.eval_examples(ds, "test", config.model.max_len)
         hist = tf.constant(ex.history)
@@ -149,8 +149,7 @@ def exported(tmp_path_factory):
         runs[name] = dict(
             run_dir=run_dir, config=config, ds=ds, path=path,
             export_dir=export_dir, prefixes=prefixes, requests=req,
-            dump=[line.rstrip("\n").split("\t")
-                  for line in open(dump, encoding="utf-8")],
+            dump=reports.read_topk_dump(dump),
             ref_ids=ds.item_ids[ref_items.numpy()],
             ref_scores=ref_scores.numpy(),
             interests=enc.interests.numpy(), fused=enc.fused().numpy(),
@@ -189,7 +188,7 @@ def exported(tmp_path_factory):
 
 
 def _dump_ids(run):
-    return np.array([row[1].split() for row in run["dump"]])
+    return np.array([row["top50"] for row in run["dump"]])
 
 
 @pytest.mark.parametrize("name", list(RUNS))

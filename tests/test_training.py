@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from dismir_tf import evaluation, training
+from dismir_tf import evaluation, reports, training
 from tests.helpers import tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ def test_evaluate_py_agrees_with_metrics_json_and_its_dump(tmp_path):
     _python("train.py", *SMALL, "--max_steps", "60", "--eval_every", "30",
             "--output_dir", out)
     metrics = json.load(open(os.path.join(out, "metrics.json")))
-    dump = str(tmp_path / "top.tsv")
+    dump = str(tmp_path / "top.jsonl")
     part = str(tmp_path / "partition.tsv")
     proc = _python("evaluate.py", "--run_dir", out, "--dump_topk", dump,
                    "--dump_partition", part)
@@ -88,26 +88,26 @@ def test_evaluate_py_agrees_with_metrics_json_and_its_dump(tmp_path):
     for k in METRIC_KEYS:
         assert printed[k] == pytest.approx(metrics["test"][k], abs=1e-9)
     # Recompute the metrics from the dump (raw ids) alone.
-    rows = [line.rstrip("\n").split("\t") for line in open(dump)]
+    rows = reports.read_topk_dump(dump)
     ids = {}
     def code(x):
         return ids.setdefault(x, len(ids) + 1)
-    tops = np.array([[code(x) for x in r[1].split()] for r in rows])
-    tmax = max(len(r[2].split()) for r in rows)
-    targets = np.array([[code(x) for x in r[2].split()]
-                        + [0] * (tmax - len(r[2].split())) for r in rows])
+    tops = np.array([[code(x) for x in r["top50"]] for r in rows])
+    tmax = max(len(r["targets"]) for r in rows)
+    targets = np.array([[code(x) for x in r["targets"]]
+                        + [0] * (tmax - len(r["targets"])) for r in rows])
     assert tops.shape[1] == 50
     recomputed = evaluation.metrics_from_topk(tops, targets)
     for k in METRIC_KEYS:
         assert recomputed[k].mean() == pytest.approx(printed[k], abs=1e-9)
-    # Partition dump: one line per item, argmax matches the weights.
-    lines = open(part).read().splitlines()
-    num_items = len({x for r in rows for x in r[1].split() + r[2].split()})
+    # Partition dump: one line per item, argmax (0-based) matches the
+    # weights.
+    lines = reports.read_partition_dump(part)
+    num_items = len({x for r in rows for x in r["top50"] + r["targets"]})
     assert len(lines) >= num_items and len(lines) <= 150
-    assert len({line.split("\t")[0] for line in lines}) == len(lines)
-    item, group, weights = lines[0].split("\t")
-    w = np.array(weights.split(), float)
-    assert len(w) == 16 and int(group) == int(np.argmax(w))
+    assert len({item for item, _, _ in lines}) == len(lines)
+    item, group, w = lines[0]
+    assert len(w) == 16 and group == int(np.argmax(w))
 
 
 def test_evaluate_py_on_a_missing_run_is_a_clean_error(tmp_path):

@@ -33,6 +33,7 @@ from dismir_tf.data.preprocess import build_dataset
 from dismir_tf.data.readers import (
     FORMATS,
     RawInteractions,
+    RecboleFields,
     check_format,
     read_interactions,
 )
@@ -42,6 +43,7 @@ from dismir_tf.io_utils import atomic_write_json, read_json
 __all__ = [
     "FORMATS",
     "RawInteractions",
+    "RecboleFields",
     "SequenceDataset",
     "build_dataset",
     "cache_path",
@@ -55,7 +57,7 @@ Log = Callable[[str], None]
 
 # Part of every cache key: bump it whenever build_dataset's output for the
 # same input changes, so stale caches are never read.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2   # 2: exact time order (integer / decimal times)
 
 
 def _quiet(message: str) -> None:
@@ -69,6 +71,8 @@ def _options(cfg: DataConfig) -> dict[str, object]:
         "kcore": cfg.kcore,
         "split_seed": cfg.split_seed,
         "preprocess_version": PREPROCESS_VERSION,
+        **{f"recbole_{k}_field": v for k, v in cfg.recbole_fields.items()
+           if v is not None},
     }
 
 
@@ -162,6 +166,12 @@ def _try_load(cache: str, raw_path: str | None, say: Log
         say(f"data: cannot read cache {cache} ({e}); rebuilding")
         return None
     say(f"data: loaded {cache}: {_counts(ds)}")
+    try:
+        notes = read_json(_sidecar(cache)).get("notes", [])
+    except (OSError, ValueError):
+        notes = []
+    for note in notes:
+        say(f"data: note: {note}")
     return ds
 
 
@@ -219,26 +229,33 @@ def _check_cache_dir(cache: str) -> None:
 
 
 def _build(path: str, fmt: str, name: str, cfg: DataConfig, say: Log
-           ) -> SequenceDataset:
+           ) -> tuple[SequenceDataset, tuple[str, ...]]:
+    """The data set of ``path`` and the reader's notes (which order is used
+    without times, a format that seems not to fit), which are printed and
+    kept in the cache's sidecar to be printed again on every load."""
     say(f"data: reading {path} ({fmt})")
     start = time.monotonic()
-    raw = read_interactions(path, fmt)
+    raw = read_interactions(path, fmt,
+                            RecboleFields(**cfg.recbole_fields))
     say(f"data: read {len(raw):,} interactions "
         f"({len(set(raw.users)):,} users, {len(set(raw.items)):,} items) "
         f"in {time.monotonic() - start:.1f} s")
+    for note in raw.notes:
+        say(f"data: note: {note}")
     start = time.monotonic()
     ds = build_dataset(raw, name=name, min_item_count=cfg.min_item_count,
                        min_user_count=cfg.min_user_count, kcore=cfg.kcore,
                        split_seed=cfg.split_seed)
     say(f"data: preprocessed in {time.monotonic() - start:.1f} s: "
         f"{_counts(ds)}")
-    return ds
+    return ds, raw.notes
 
 
 def _save(ds: SequenceDataset, cache: str, raw_path: str, fmt: str,
-          cfg: DataConfig, say: Log) -> None:
+          cfg: DataConfig, say: Log, notes: tuple[str, ...] = ()) -> None:
     ds.save(cache)
     atomic_write_json(_sidecar(cache), {
+        "notes": list(notes),
         "source": {**_file_identity(raw_path), "format": fmt},
         "options": _options(cfg),
         "stats": ds.stats(),
@@ -287,14 +304,14 @@ def load_dataset(cfg: DataConfig, log: Log | None = None) -> SequenceDataset:
             return ds
         _check_cache_dir(cache)
         path, fmt = ensure_raw(cfg.dataset, cfg.data_dir, log=say)
-        ds = _build(path, fmt, cfg.dataset, cfg, say)
+        ds, notes = _build(path, fmt, cfg.dataset, cfg, say)
         default = (cfg.min_item_count, cfg.min_user_count, cfg.kcore,
                    cfg.split_seed) == (5, 5, False, 1230)
         warning = registry.count_mismatch(spec, ds.stats()) if default \
             else None
         if warning:
             say(f"data: {warning}")
-        _save(ds, cache, path, fmt, cfg, say)
+        _save(ds, cache, path, fmt, cfg, say, notes)
         return ds
 
     check_format(cfg.dataset_format)
@@ -303,9 +320,9 @@ def load_dataset(cfg: DataConfig, log: Log | None = None) -> SequenceDataset:
     if ds is not None:
         return ds
     _check_cache_dir(cache)
-    ds = _build(cfg.dataset_file, cfg.dataset_format, cfg.display_name, cfg,
-                say)
-    _save(ds, cache, cfg.dataset_file, cfg.dataset_format, cfg, say)
+    ds, notes = _build(cfg.dataset_file, cfg.dataset_format,
+                       cfg.display_name, cfg, say)
+    _save(ds, cache, cfg.dataset_file, cfg.dataset_format, cfg, say, notes)
     return ds
 
 

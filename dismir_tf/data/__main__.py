@@ -49,6 +49,15 @@ _KCORE = flags.DEFINE_boolean(
     "kcore", False, "Iterate the filters to a fixed point (k-core).")
 _SPLIT_SEED = flags.DEFINE_integer(
     "split_seed", 1230, "Seed of the user shuffle of the split.")
+_USER_ID_FIELD = flags.DEFINE_string(
+    "user_id_field", "", "recbole_inter: header name of the user column "
+    "(RecBole's USER_ID_FIELD).")
+_ITEM_ID_FIELD = flags.DEFINE_string(
+    "item_id_field", "", "recbole_inter: header name of the item column "
+    "(RecBole's ITEM_ID_FIELD).")
+_TIME_FIELD = flags.DEFINE_string(
+    "time_field", "", "recbole_inter: header name of the time column "
+    "(RecBole's TIME_FIELD; default timestamp).")
 _QUIET = flags.DEFINE_boolean(
     "quiet", False, "Do not print progress lines on stderr.")
 
@@ -71,6 +80,9 @@ def _config() -> DataConfig:
         min_user_count=_MIN_USER_COUNT.value,
         kcore=_KCORE.value,
         split_seed=_SPLIT_SEED.value,
+        user_id_field=_USER_ID_FIELD.value,
+        item_id_field=_ITEM_ID_FIELD.value,
+        time_field=_TIME_FIELD.value,
     )
 
 

@@ -131,9 +131,12 @@ def build_dataset(raw: RawInteractions, name: str, min_item_count: int = 5,
     # user's interactions by time.  Both sorts are stable, so ties and
     # order-only files keep file order.
     if raw.timestamps is not None:
-        # lexsort sorts by the last key first: user, then time.
-        order = np.lexsort((np.asarray(raw.timestamps, np.float64),
-                            user_codes))
+        # lexsort sorts by the last key first: user, then time.  The exact
+        # order key when the reader gives one (integer times beyond 2**53,
+        # long decimals), else the float seconds.
+        key = (raw.time_order if raw.time_order is not None
+               else np.asarray(raw.timestamps, np.float64))
+        order = np.lexsort((key, user_codes))
     else:
         order = np.argsort(user_codes, kind="stable")
     user_codes = user_codes[order]

@@ -12,6 +12,18 @@ the two gzip magic bytes, so ``events.csv`` that is really gzip, or
 Every problem with a file is a :class:`~dismir_tf.errors.DataFormatError`
 naming the file and the 1-based line, so a user can open the file at the
 right place; a missing file is a :class:`~dismir_tf.errors.UserInputError`.
+
+Times are ordered exactly: integer times (Unix seconds, milliseconds or
+nanoseconds, any size) are kept as integers and fractional ones as exact
+decimals, so two times that differ only beyond a float64's 53 bits (e.g.
+nanosecond epochs 1 ns apart) keep their order (``time_order``); the float
+seconds in ``timestamps`` are for models that read intervals (PIMIRec).
+
+Ids may contain any character except control characters and Unicode line
+or paragraph separators (``UNSAFE_ID_CHARACTERS``): every file the project
+writes with raw ids (top-K dumps, partition dumps, the export's items.tsv)
+is line- and tab-delimited, so such an id could not be written back; a
+reader refuses it with the file and line.
 """
 
 from __future__ import annotations
@@ -19,10 +31,11 @@ from __future__ import annotations
 import array
 import dataclasses
 import datetime
+import decimal
 import gzip
 import json
-import math
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -56,6 +69,28 @@ _RECBOLE_USER_FIELDS = ("user_id", "visitor_id", "session_id")
 _RECBOLE_ITEM_FIELDS = ("item_id", "venue_id", "product_id")
 _RECBOLE_TIME_FIELDS = ("timestamp",)
 
+# Characters no id may contain (C0/C1 controls, tab and newlines included,
+# DEL, and the Unicode line/paragraph separators that str.splitlines
+# breaks on): the project's outputs delimit ids by tabs and lines.
+UNSAFE_ID_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_INT64 = 2**63
+
+
+@dataclasses.dataclass(frozen=True)
+class RecboleFields:
+    """Header names of a RecBole atomic file's columns (RecBole's
+    ``USER_ID_FIELD``, ``ITEM_ID_FIELD`` and ``TIME_FIELD`` settings).
+
+    None means the usual names: user_id / visitor_id / session_id, item_id /
+    venue_id / product_id, and timestamp.  A named field must exist.
+    """
+
+    user: str | None = None
+    item: str | None = None
+    time: str | None = None
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class RawInteractions:
@@ -67,12 +102,19 @@ class RawInteractions:
       timestamps: [n] float64 seconds (any origin; only the order within a
         user matters), or None when the format records only an order.
       source: the file the interactions were read from (for messages).
+      time_order: [n] int64 keys in exactly the order of the file's times
+        (the integer times themselves, or the dense rank of exact decimal
+        times), or None to order by ``timestamps``.
+      notes: one-line remarks for the user (e.g. which order is used when
+        the file has no time column), printed before training.
     """
 
     users: list[str]
     items: list[str]
     timestamps: np.ndarray | None
     source: str
+    time_order: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.users) != len(self.items):
@@ -80,6 +122,10 @@ class RawInteractions:
         if self.timestamps is not None and len(self.timestamps) != len(
                 self.users):
             raise ValueError("timestamps and users differ in length")
+        if self.time_order is not None and (
+                self.timestamps is None
+                or len(self.time_order) != len(self.users)):
+            raise ValueError("time_order needs timestamps of the same length")
 
     def __len__(self) -> int:
         return len(self.users)
@@ -149,21 +195,33 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
                               line=lineno + 1) from None
 
 
-def _parse_time(text: str, path: str, lineno: int) -> float:
-    """A finite float timestamp, or a DataFormatError naming the line."""
+Time = int | decimal.Decimal
+
+
+def _parse_time(text: str, path: str, lineno: int) -> Time:
+    """The exact value of a timestamp: an int when it is integral (also
+    '1.5e9' or '978300760.0'), else a Decimal; a DataFormatError naming the
+    line when it is not a finite number."""
     try:
-        value = float(text)
+        return int(text)
     except ValueError:
+        pass
+    try:
+        value = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
         raise DataFormatError(f"timestamp {text!r} is not a number",
                               path=path, line=lineno) from None
-    if not math.isfinite(value):
+    if not value.is_finite():
         raise DataFormatError(f"timestamp {text!r} is not finite",
                               path=path, line=lineno)
+    if value == value.to_integral_value():
+        return int(value)
     return value
 
 
-def _parse_iso_time(text: str, path: str, lineno: int) -> float:
-    """Seconds since the epoch of an ISO-8601 time (naive means UTC)."""
+def _parse_iso_time(text: str, path: str, lineno: int) -> int:
+    """Microseconds since the epoch of an ISO-8601 time (naive means UTC),
+    exactly."""
     try:
         t = datetime.datetime.fromisoformat(text)
     except ValueError:
@@ -171,41 +229,84 @@ def _parse_iso_time(text: str, path: str, lineno: int) -> float:
                               path=path, line=lineno) from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=datetime.UTC)
-    return t.timestamp()
+    return (t - _EPOCH) // datetime.timedelta(microseconds=1)
 
 
 class _Collector:
     """Accumulates parallel columns with little memory.
 
     Raw ids repeat a lot (a user has many interactions), so each distinct
-    string is stored once and the lists hold references; timestamps go into
-    a compact C double array instead of a list of Python floats.
+    string is stored once (and checked once, ``UNSAFE_ID_CHARACTERS``) and
+    the lists hold references.  Times are exact: integers that fit in int64
+    go into a compact C array; the first time that does not (a fraction, or
+    an integer beyond int64) switches the column to a list of exact Python
+    values.
+
+    Args:
+      with_time: whether the format has a time column.
+      units_per_second: the file's time units per second (1000 for
+        milliseconds, 10**6 for the ISO reader's microseconds).
     """
 
-    def __init__(self, with_time: bool):
+    def __init__(self, path: str, with_time: bool,
+                 units_per_second: int = 1):
+        self.path = path
         self.users: list[str] = []
         self.items: list[str] = []
-        self.times = array.array("d") if with_time else None
+        self.times = array.array("q") if with_time else None
+        self.exact: list[Time] | None = None
+        self.units_per_second = units_per_second
+        self.notes: list[str] = []
         self._strings: dict[str, str] = {}
 
-    def add(self, user: str, item: str, time: float | None = None) -> None:
-        strings = self._strings
-        self.users.append(strings.setdefault(user, user))
-        self.items.append(strings.setdefault(item, item))
-        if self.times is not None:
-            self.times.append(time)
+    def _intern(self, value: str, lineno: int) -> str:
+        known = self._strings.get(value)
+        if known is not None:
+            return known
+        bad = UNSAFE_ID_CHARACTERS.search(value)
+        if bad is not None:
+            raise DataFormatError(
+                f"id {value!r} contains the control character "
+                f"{bad.group()!r}; ids may not contain tabs, line breaks or "
+                f"other control characters", path=self.path, line=lineno)
+        self._strings[value] = value
+        return value
 
-    def result(self, path: str,
-               empty: DataFormatError | None = None) -> RawInteractions:
+    def add(self, lineno: int, user: str, item: str,
+            time: Time | None = None) -> None:
+        self.users.append(self._intern(user, lineno))
+        self.items.append(self._intern(item, lineno))
+        if self.times is None:
+            return
+        if self.exact is None and type(time) is int and \
+                -_INT64 <= time < _INT64:
+            self.times.append(time)
+            return
+        if self.exact is None:
+            self.exact = list(self.times)
+        self.exact.append(time)
+
+    def result(self, empty: DataFormatError | None = None
+               ) -> RawInteractions:
         """The collected interactions; ``empty`` (default: the file is
         empty) is raised when there are none."""
         if not self.users:
-            raise empty if empty is not None else _empty(path)
-        times = None
-        if self.times is not None:
-            times = np.frombuffer(self.times, dtype=np.float64).copy()
+            raise empty if empty is not None else _empty(self.path)
+        seconds = order = None
+        if self.exact is not None:
+            distinct = sorted(set(self.exact))
+            rank = {v: r for r, v in enumerate(distinct)}
+            order = np.fromiter((rank[v] for v in self.exact), np.int64,
+                                len(self.exact))
+            seconds = np.array([float(v) for v in self.exact], np.float64)
+        elif self.times is not None:
+            order = np.frombuffer(self.times, dtype=np.int64).copy()
+            seconds = order.astype(np.float64)
+        if seconds is not None and self.units_per_second != 1:
+            seconds = seconds / self.units_per_second
         return RawInteractions(users=self.users, items=self.items,
-                               timestamps=times, source=path)
+                               timestamps=seconds, source=self.path,
+                               time_order=order, notes=tuple(self.notes))
 
 
 def _empty(path: str) -> DataFormatError:
@@ -245,45 +346,150 @@ def _find_column(names: list[str], candidates: tuple[str, ...], path: str,
     return None
 
 
-def read_recbole_inter(path: str) -> RawInteractions:
-    """Reads a RecBole atomic ``.inter`` file.
+# Lower-case column names that mark a header row (RecBole's and the
+# usual ones); a RecBole type suffix (':token', ':float') marks one too.
+_HEADER_NAMES = frozenset({
+    "user", "user_id", "userid", "uid", "visitor_id", "visitorid",
+    "session_id", "item", "item_id", "itemid", "iid", "movie_id", "movieid",
+    "product_id", "asin", "venue_id", "location_id", "timestamp", "time",
+    "rating", "label"})
+_RECBOLE_TYPE = re.compile(r":(token|float)(_seq)?$")
 
-    The user, item and (optional) timestamp columns are found by their header
-    names, so column order and extra columns (rating, count, ...) do not
-    matter.
+# Integers in these ranges read as item ids are most likely Unix times:
+# seconds, milliseconds, microseconds or nanoseconds of 1998-2039.
+_EPOCH_RANGES = tuple((9 * 10**(8 + k), 22 * 10**(8 + k))
+                      for k in (0, 3, 6, 9))
+
+
+def _looks_like_header(fields: list[str]) -> bool:
+    """Whether a row is a header: two known column names, or a RecBole
+    type suffix."""
+    names = [f.strip().lower() for f in fields]
+    if any(_RECBOLE_TYPE.search(n) for n in names):
+        return True
+    return sum(n.split(":", 1)[0] in _HEADER_NAMES for n in names) >= 2
+
+
+_DECIMAL = re.compile(r"\d+(\.\d*)?")
+
+
+def _epoch_like(value: str) -> bool:
+    """'1287503727' or '1287503727.0' (and the same in ms, us, ns)."""
+    if not _DECIMAL.fullmatch(value):
+        return False
+    v = int(value.split(".")[0])
+    return any(lo <= v < hi for lo, hi in _EPOCH_RANGES)
+
+
+SNIFF_LINES = 50
+
+
+def sniff(path: str, fmt: str, raw: RawInteractions) -> list[str]:
+    """One-line notes when the content plainly does not fit ``fmt``.
+
+    Looks at the first :data:`SNIFF_LINES` lines and interactions: a
+    tab-separated file read by a whitespace format, item ids that look like
+    Unix times (a time column read as items), a header row read as data.
+    Reading goes on (the file did parse); the notes say what was seen and
+    which format would fit.
 
     Args:
       path: the file.
+      fmt: the format it was read with.
+      raw: what the reader returned.
 
     Returns:
-      The interactions; timestamps are None when there is no timestamp
-      column.
+      The notes (empty when nothing looks wrong).
+    """
+    notes = []
+    if fmt in ("seq_lines", "user_item_lines"):
+        head = []
+        for _, text in iter_lines(path):
+            if text.strip():
+                head.append(text)
+            if len(head) >= SNIFF_LINES:
+                break
+        tabbed = [t for t in head if "\t" in t.strip()]
+        if head and len(tabbed) * 2 > len(head):
+            columns = len(tabbed[0].split("\t"))
+            notes.append(
+                f"{path}: {len(tabbed)} of the first {len(head)} lines are "
+                f"tab-separated ({columns} columns), but {fmt} reads "
+                f"whitespace-separated 'user item ...' lines; a 'user<TAB>"
+                f"item<TAB>time' file is --dataset_format user_item_time_tsv"
+                f", a RecBole file recbole_inter")
+        if head and _looks_like_header(head[0].split()):
+            notes.append(
+                f"{path}: line 1 looks like a header ({head[0][:60]!r}) but "
+                f"{fmt} has none, so it was read as an interaction; a "
+                f"RecBole file is --dataset_format recbole_inter")
+    sample = raw.items[:SNIFF_LINES * 20]
+    epoch = sum(_epoch_like(item) for item in sample)
+    if sample and epoch * 5 >= len(sample):
+        example = next(item for item in sample if _epoch_like(item))
+        notes.append(
+            f"{path}: {epoch} of the first {len(sample)} item ids look like "
+            f"Unix times (e.g. {example}); is a time column being read as "
+            f"items? check --dataset_format ({fmt}: "
+            f"{FORMAT_DESCRIPTIONS[fmt]})")
+    return notes
+
+
+def read_recbole_inter(path: str, fields: RecboleFields | None = None
+                       ) -> RawInteractions:
+    """Reads a RecBole atomic ``.inter`` file.
+
+    The user, item and (optional) time columns are found by their header
+    names, so column order and extra columns (rating, count, ...) do not
+    matter.  As in RecBole, the names can be set (``fields``; the
+    ``--user_id_field``, ``--item_id_field`` and ``--time_field`` flags):
+    a file whose time column is called ``time`` is read with
+    ``RecboleFields(time="time")``.  Without a time column the file order is
+    kept and a note says so (never silently).
+
+    Args:
+      path: the file.
+      fields: the header names; None fields take the usual names.
+
+    Returns:
+      The interactions; timestamps are None when there is no time column.
 
     Raises:
-      UserInputError, DataFormatError: see :func:`read_interactions`.
+      UserInputError, DataFormatError: see :func:`read_interactions`; also
+        when a named field is not in the header.
     """
+    fields = fields or RecboleFields()
     lines = iter_lines(path)
     first = next(lines, None)
     if first is None or not first[1].strip():
         raise _empty(path)
     names = [_header_name(f) for f in first[1].split("\t")]
-    ucol = _find_column(names, _RECBOLE_USER_FIELDS, path, True)
-    icol = _find_column(names, _RECBOLE_ITEM_FIELDS, path, True)
-    tcol = _find_column(names, _RECBOLE_TIME_FIELDS, path, False)
+    ucol = _find_column(names, (fields.user,) if fields.user
+                        else _RECBOLE_USER_FIELDS, path, True)
+    icol = _find_column(names, (fields.item,) if fields.item
+                        else _RECBOLE_ITEM_FIELDS, path, True)
+    tcol = _find_column(names, (fields.time,) if fields.time
+                        else _RECBOLE_TIME_FIELDS, path,
+                        required=fields.time is not None)
     width = len(names)
-    out = _Collector(with_time=tcol is not None)
+    out = _Collector(path, with_time=tcol is not None)
+    if tcol is None:
+        out.notes.append(
+            f"{path}: no 'timestamp' column (columns: {', '.join(names)}); "
+            f"each user's interactions keep their file order (name the time "
+            f"column with --time_field)")
     for lineno, text in lines:
         if not text.strip():
             continue
-        fields = text.split("\t")
-        if len(fields) != width:
-            raise _field_count_error(path, lineno, width, len(fields), "tab")
-        user, item = fields[ucol], fields[icol]
+        row = text.split("\t")
+        if len(row) != width:
+            raise _field_count_error(path, lineno, width, len(row), "tab")
+        user, item = row[ucol], row[icol]
         _check_ids(path, lineno, user, item)
-        t = _parse_time(fields[tcol], path, lineno) if tcol is not None \
+        t = _parse_time(row[tcol], path, lineno) if tcol is not None \
             else None
-        out.add(user, item, t)
-    return out.result(path, DataFormatError(
+        out.add(lineno, user, item, t)
+    return out.result(DataFormatError(
         "no interactions after the header", path=path, line=2))
 
 
@@ -303,7 +509,7 @@ def read_snap_gowalla(path: str) -> RawInteractions:
     Raises:
       UserInputError, DataFormatError: see :func:`read_interactions`.
     """
-    out = _Collector(with_time=True)
+    out = _Collector(path, with_time=True, units_per_second=10**6)
     for lineno, text in iter_lines(path):
         if not text.strip():
             continue
@@ -312,8 +518,8 @@ def read_snap_gowalla(path: str) -> RawInteractions:
             raise _field_count_error(path, lineno, 5, len(fields), "tab")
         user, when, item = fields[0], fields[1], fields[4]
         _check_ids(path, lineno, user, item)
-        out.add(user, item, _parse_iso_time(when, path, lineno))
-    return out.result(path)
+        out.add(lineno, user, item, _parse_iso_time(when, path, lineno))
+    return out.result()
 
 
 def read_user_item_time_tsv(path: str) -> RawInteractions:
@@ -328,7 +534,7 @@ def read_user_item_time_tsv(path: str) -> RawInteractions:
     Raises:
       UserInputError, DataFormatError: see :func:`read_interactions`.
     """
-    out = _Collector(with_time=True)
+    out = _Collector(path, with_time=True)
     for lineno, text in iter_lines(path):
         if not text.strip():
             continue
@@ -336,8 +542,14 @@ def read_user_item_time_tsv(path: str) -> RawInteractions:
         if len(fields) != 3:
             raise _field_count_error(path, lineno, 3, len(fields), "tab")
         _check_ids(path, lineno, fields[0], fields[1])
-        out.add(fields[0], fields[1], _parse_time(fields[2], path, lineno))
-    return out.result(path)
+        if lineno == 1 and _looks_like_header(fields):
+            raise DataFormatError(
+                f"line 1 looks like a header ({text!r}); this format has "
+                f"none (a RecBole .inter file is --dataset_format "
+                f"recbole_inter)", path=path, line=1)
+        out.add(lineno, fields[0], fields[1],
+                _parse_time(fields[2], path, lineno))
+    return out.result()
 
 
 def read_retailrocket_events(path: str) -> RawInteractions:
@@ -369,7 +581,7 @@ def read_retailrocket_events(path: str) -> RawInteractions:
     tcol, ucol, ecol, icol = (cols["timestamp"], cols["visitorid"],
                               cols["event"], cols["itemid"])
     width = len(names)
-    out = _Collector(with_time=True)
+    out = _Collector(path, with_time=True, units_per_second=1000)
     last = 1
     for lineno, text in lines:
         last = lineno
@@ -383,8 +595,8 @@ def read_retailrocket_events(path: str) -> RawInteractions:
             continue
         _check_ids(path, lineno, fields[ucol], fields[icol])
         ms = _parse_time(fields[tcol], path, lineno)
-        out.add(fields[ucol], fields[icol], ms / 1000.0)
-    return out.result(path, DataFormatError(
+        out.add(lineno, fields[ucol], fields[icol], ms)
+    return out.result(DataFormatError(
         f"no 'view' events in {last} lines", path=path))
 
 
@@ -403,12 +615,13 @@ def read_amazon_reviews_json(path: str) -> RawInteractions:
     Raises:
       UserInputError, DataFormatError: see :func:`read_interactions`.
     """
-    out = _Collector(with_time=True)
+    out = _Collector(path, with_time=True)
     for lineno, text in iter_lines(path):
         if not text.strip():
             continue
         try:
-            record = json.loads(text)
+            # Decimal keeps fractional times exact (float would round).
+            record = json.loads(text, parse_float=decimal.Decimal)
         except json.JSONDecodeError as e:
             raise DataFormatError(f"invalid JSON: {e.msg} (column {e.colno})",
                                   path=path, line=lineno) from None
@@ -422,14 +635,15 @@ def read_amazon_reviews_json(path: str) -> RawInteractions:
                                       line=lineno)
             values.append(record[key])
         user, item, when = values
-        if isinstance(when, bool) or not isinstance(when, (int, float, str)):
+        if isinstance(when, bool) or not isinstance(
+                when, (int, decimal.Decimal, str)):
             raise DataFormatError(
                 f"unixReviewTime {when!r} is not a number", path=path,
                 line=lineno)
         user, item = str(user), str(item)
         _check_ids(path, lineno, user, item)
-        out.add(user, item, _parse_time(str(when), path, lineno))
-    return out.result(path)
+        out.add(lineno, user, item, _parse_time(str(when), path, lineno))
+    return out.result()
 
 
 def read_seq_lines(path: str) -> RawInteractions:
@@ -446,7 +660,7 @@ def read_seq_lines(path: str) -> RawInteractions:
     Raises:
       UserInputError, DataFormatError: see :func:`read_interactions`.
     """
-    out = _Collector(with_time=False)
+    out = _Collector(path, with_time=False)
     for lineno, text in iter_lines(path):
         fields = text.split()
         if not fields:
@@ -457,8 +671,8 @@ def read_seq_lines(path: str) -> RawInteractions:
                 path=path, line=lineno)
         user = fields[0]
         for item in fields[1:]:
-            out.add(user, item)
-    return out.result(path)
+            out.add(lineno, user, item)
+    return out.result()
 
 
 def read_user_item_lines(path: str) -> RawInteractions:
@@ -473,7 +687,7 @@ def read_user_item_lines(path: str) -> RawInteractions:
     Raises:
       UserInputError, DataFormatError: see :func:`read_interactions`.
     """
-    out = _Collector(with_time=False)
+    out = _Collector(path, with_time=False)
     for lineno, text in iter_lines(path):
         fields = text.split()
         if not fields:
@@ -481,8 +695,8 @@ def read_user_item_lines(path: str) -> RawInteractions:
         if len(fields) != 2:
             raise _field_count_error(path, lineno, 2, len(fields),
                                      "whitespace")
-        out.add(fields[0], fields[1])
-    return out.result(path)
+        out.add(lineno, fields[0], fields[1])
+    return out.result()
 
 
 _READERS: dict[str, Callable[[str], RawInteractions]] = {
@@ -505,15 +719,20 @@ def check_format(fmt: str) -> None:
             f"{', '.join(FORMATS)}")
 
 
-def read_interactions(path: str, fmt: str) -> RawInteractions:
+def read_interactions(path: str, fmt: str,
+                      recbole_fields: RecboleFields | None = None
+                      ) -> RawInteractions:
     """Reads an interaction file of format ``fmt``.
 
     Args:
       path: the file, plain or gzip-compressed (detected from its content).
       fmt: one of :data:`FORMATS`.
+      recbole_fields: column names of a ``recbole_inter`` file (None: the
+        usual names); refused for the other formats.
 
     Returns:
-      The interactions in file order.
+      The interactions in file order, with ``notes``: the reader's (which
+      order is used without times) and :func:`sniff`'s.
 
     Raises:
       UserInputError: unknown format, or the file is missing.
@@ -523,4 +742,19 @@ def read_interactions(path: str, fmt: str) -> RawInteractions:
         corrupt gzip stream.  The message names the file and line.
     """
     check_format(fmt)
-    return _READERS[fmt](os.fspath(path))
+    path = os.fspath(path)
+    if fmt == "recbole_inter":
+        raw = read_recbole_inter(path, recbole_fields)
+    else:
+        if recbole_fields is not None and recbole_fields != RecboleFields():
+            raise UserInputError(
+                "--user_id_field, --item_id_field and --time_field name the "
+                f"columns of a RecBole file (--dataset_format recbole_inter),"
+                f" not of {fmt}")
+        raw = _READERS[fmt](path)
+    notes = list(raw.notes)
+    if raw.timestamps is None and fmt != "recbole_inter":
+        notes.append(f"{path}: {fmt} has no times; each user's items keep "
+                     f"their file order")
+    notes += sniff(path, fmt, raw)
+    return dataclasses.replace(raw, notes=tuple(notes))
