@@ -17,12 +17,17 @@ module saved holds the model's variables, not the Keras model.
 Signatures (``B`` requests, ``L`` any history length, ``k`` fixed at export):
 
 * ``serving_default``: ``history`` string [B, L] raw ids, right-padded with
-  '' -> ``item_ids`` string [B, k], ``scores`` float32 [B, k].  The same
+  '' (and, for a model that reads times, PIMIRec, ``history_times``
+  float64 [B, L] Unix seconds, or [B, 0] when the times are unknown: then
+  the positions, which for a timestamped run are not what evaluate.py
+  used; see ``ServingModule``) -> ``item_ids`` string [B, k], ``scores``
+  float32 [B, k].  The same
   retrieval as evaluation (``merge``: max over the interests of m_f . e_i;
   ``fused``: (sum_f a_f m_f) . e_i) over the whole catalogue, the same
   ``tf.math.top_k`` (ties: lower item index first), and the same history
   exclusion if the run was trained with ``exclude_history``.
-* ``user_interests``: ``history`` -> ``interests`` float32 [B, F, d],
+* ``user_interests``: ``history`` (``history_times``) -> ``interests``
+  float32 [B, F, d],
   ``attention`` float32 [B, F] (1/F each when the model has no attention),
   ``fused`` float32 [B, d], ``history_length`` int32 [B] (known items used).
 * ``item_embeddings``: no input -> ``item_ids`` string [N], ``embeddings``
@@ -61,7 +66,7 @@ from dismir_tf import evaluation
 from dismir_tf.config import RunConfig
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError
-from dismir_tf.models import RetrievalModel
+from dismir_tf.models import RetrievalModel, time_unit
 
 DEFAULT_K = 50
 SERVING_DEFAULT = "serving_default"
@@ -74,6 +79,9 @@ EXTRA_DIR = "assets.extra"
 
 Log = Callable[[str], None]
 _HISTORY_SPEC = tf.TensorSpec([None, None], tf.string, name="history")
+# Models that read the history times (PIMIRec) also take these: Unix
+# seconds of each history entry, parallel to ``history``.
+_TIMES_SPEC = tf.TensorSpec([None, None], tf.float64, name="history_times")
 # Requests are computed in whole blocks of this many rows (padded with empty
 # histories, which are then dropped).  CPU matmul kernels round differently
 # for small batches and ragged row tails, so the same user could get scores
@@ -88,17 +96,22 @@ def _noop(msg: str) -> None:
     del msg
 
 
-def compact_history(indices: tf.Tensor, max_len: int
-                    ) -> tuple[tf.Tensor, tf.Tensor]:
+def compact_history(indices: tf.Tensor, max_len: int,
+                    times: tf.Tensor | None = None
+                    ) -> tuple[tf.Tensor, tf.Tensor] | tuple[
+                        tf.Tensor, tf.Tensor, tf.Tensor]:
     """Drops index 0 entries, keeps the last ``max_len`` of the rest.
 
     Args:
       indices: [B, L] int32 item indices; 0 marks '' or an unknown id.
       max_len: the model's history length.
+      times: optional [B, L] float64 times parallel to ``indices``,
+        compacted the same way.
 
     Returns:
       (history [B, max_len] int32, the known items in order, right-padded
-      with 0 — the evaluator's layout; n [B] int32 known items used).
+      with 0 — the evaluator's layout; n [B] int32 known items used), and
+      with ``times`` also their times [B, max_len] float64 (0 on padding).
     """
     known = indices > 0
     known_int = tf.cast(known, tf.int32)
@@ -110,9 +123,31 @@ def compact_history(indices: tf.Tensor, max_len: int
                            tf.shape(indices))
     coords = tf.stack([tf.boolean_mask(rows, keep),
                        tf.boolean_mask(position, keep)], axis=1)
-    history = tf.scatter_nd(coords, tf.boolean_mask(indices, keep),
-                            tf.stack([tf.shape(indices)[0], max_len]))
-    return history, tf.minimum(total, max_len)
+    shape = tf.stack([tf.shape(indices)[0], max_len])
+    history = tf.scatter_nd(coords, tf.boolean_mask(indices, keep), shape)
+    if times is None:
+        return history, tf.minimum(total, max_len)
+    return (history, tf.minimum(total, max_len),
+            tf.scatter_nd(coords, tf.boolean_mask(times, keep), shape))
+
+
+def relative_times(times: tf.Tensor, history: tf.Tensor,
+                   time_unit: float) -> tf.Tensor:
+    """The model's history times, exactly as the training and evaluation
+    pipeline computes them (``pipeline._gather_window_times``): (t -
+    t_first) / time_unit in float64, then float32, 0 on padding.
+
+    Args:
+      times: [B, L] float64 seconds of a compacted history.
+      history: [B, L] int32, 0 on padding.
+      time_unit: seconds per time unit.
+
+    Returns:
+      [B, L] float32.
+    """
+    rel = (times - times[:, :1]) / time_unit
+    return tf.cast(tf.where(history > 0, rel, tf.zeros_like(rel)),
+                   tf.float32)
 
 
 class ServingModule(tf.Module):
@@ -129,11 +164,20 @@ class ServingModule(tf.Module):
       k: the length of the returned lists.
       exclude_history: remove the (used) history items from the ranking, as
         the evaluator does for runs trained with ``exclude_history``.
+      time_unit: for a model that reads the history times (PIMIRec):
+        seconds per time unit; ``serving_default`` and ``user_interests``
+        then also take ``history_times`` [B, L] float64 Unix seconds,
+        parallel to ``history``.  Given with the same shape as ``history``
+        the SavedModel computes what evaluate.py computed; given empty
+        ([B, 0]: no times known) it falls back to the positions 0, 1, ...,
+        as for a data set without timestamps (other lists than evaluate.py
+        for a timestamped run).
     """
 
     def __init__(self, model: RetrievalModel, item_ids: np.ndarray,
                  train_counts: np.ndarray, max_len: int, k: int = DEFAULT_K,
-                 exclude_history: bool = False):
+                 exclude_history: bool = False,
+                 time_unit: float | None = None):
         super().__init__(name="dismir_serving")
         n = len(item_ids) - 1
         if not 1 <= k <= n:
@@ -152,20 +196,47 @@ class ServingModule(tf.Module):
         popular_scores = top.values                               # [k]
         embeddings = model.item_embedding.embeddings
 
-        def to_history(history: tf.Tensor
-                       ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        def to_history(history: tf.Tensor, times: tf.Tensor | None = None
+                       ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor,
+                                  tf.Tensor | None]:
             """Compacted indices [B', max_len] padded to whole row blocks,
-            known items used [B], and B."""
+            known items used [B], B, and the model's times [B', max_len]
+            (None for a model without times)."""
             indices = tf.cast(self.vocabulary.lookup(history), tf.int32)
-            hist, length = compact_history(indices, max_len)
+            rel = None
+            if time_unit is None:
+                hist, length = compact_history(indices, max_len)
+            else:
+                tf.debugging.assert_equal(
+                    tf.logical_or(tf.equal(tf.shape(times)[1], 0),
+                                  tf.reduce_all(tf.equal(tf.shape(times),
+                                                         tf.shape(history)))),
+                    True, message="history_times must have the shape of "
+                    "history, or no columns (no times: positions)")
+                given = tf.shape(times)[1] > 0
+                # Empty times: positions, the order-only fallback.
+                times = tf.cond(given, lambda: times, lambda: tf.cast(
+                    tf.broadcast_to(tf.range(tf.shape(history)[1]),
+                                    tf.shape(history)), tf.float64))
+                hist, length, kept = compact_history(indices, max_len, times)
+                rel = tf.cond(
+                    given, lambda: relative_times(kept, hist, time_unit),
+                    lambda: tf.where(hist > 0, tf.cast(tf.broadcast_to(
+                        tf.range(max_len), tf.shape(hist)), tf.float32),
+                        0.0))
             batch = tf.shape(hist)[0]
             rows = tf.maximum(-(-batch // ROW_BLOCK), 1) * ROW_BLOCK
-            return tf.pad(hist, [[0, rows - batch], [0, 0]]), length, batch
+            pad = [[0, rows - batch], [0, 0]]
+            return (tf.pad(hist, pad), length, batch,
+                    None if rel is None else tf.pad(rel, pad))
 
-        @tf.function(input_signature=[_HISTORY_SPEC])
-        def serve(history):
-            hist, length, batch = to_history(history)
-            queries = model.query_vectors(hist)
+        specs = [_HISTORY_SPEC] + ([] if time_unit is None
+                                   else [_TIMES_SPEC])
+
+        @tf.function(input_signature=specs)
+        def serve(history, history_times=None):
+            hist, length, batch, times = to_history(history, history_times)
+            queries = model.query_vectors(hist, times=times)
             scores, items = evaluation._score_and_top_k(
                 queries, tf.convert_to_tensor(embeddings), k,
                 hist if exclude_history else None)
@@ -179,10 +250,10 @@ class ServingModule(tf.Module):
                     scores[:batch]),
             }
 
-        @tf.function(input_signature=[_HISTORY_SPEC])
-        def user_interests(history):
-            hist, length, batch = to_history(history)
-            enc = model.encode(hist, training=False)
+        @tf.function(input_signature=specs)
+        def user_interests(history, history_times=None):
+            hist, length, batch, times = to_history(history, history_times)
+            enc = model.encode_timed(hist, times, training=False)
             interests = enc.interests[:batch]
             if enc.weights is None:
                 f = tf.shape(interests)[1]
@@ -267,7 +338,8 @@ def export_model(model: RetrievalModel, ds: SequenceDataset,
                           f"{ds.num_items}, got {k}")
     counts = ds.item_counts(ds.train_users)
     module = ServingModule(model, ds.item_ids, counts, config.model.max_len,
-                           k, config.train.exclude_history)
+                           k, config.train.exclude_history,
+                           time_unit=time_unit(config.model))
     os.makedirs(export_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=export_dir, prefix=".export-")
     try:
@@ -287,6 +359,8 @@ def export_model(model: RetrievalModel, ds: SequenceDataset,
             "num_items": ds.num_items, "embedding_dim": int(emb.shape[1]),
             "num_interests": _num_interests(module),
             "exclude_history": config.train.exclude_history,
+            "history_times": time_unit(config.model) is not None,
+            "time_unit_seconds": time_unit(config.model),
             "dataset": ds.name, "source": source,
             "dismir_tf_version": dismir_tf.__version__,
             "tensorflow_version": tf.__version__,
