@@ -261,8 +261,7 @@ def check_flags() -> TrainConfig:
         registry.get(data.dataset)
     else:
         readers.check_format(data.dataset_format)
-        if not os.path.isfile(data.dataset_file):
-            readers.is_gzip(data.dataset_file)  # says what is wrong with it
+        readers.check_readable(data.dataset_file)
     values = dataset_defaults(data)
     values.update(_model_flag_values())
     model = ModelConfig(name=FLAGS.model, **values)

@@ -295,3 +295,38 @@ def test_default_output_places_are_not_committed_results():
     ignored = subprocess.run(["git", "check-ignore", "-q",
                               "runs/compare-beauty/table.md"], cwd=root)
     assert ignored.returncode == 0
+
+
+# ---------------------------------------- 8. errors that point the right way
+@pytest.mark.parametrize("fmt,header,name", [
+    ("recbole_inter", "user_id:token item_id:token timestamp:float",
+     "spaces"),
+    ("recbole_inter", "user_id:token,item_id:token,timestamp:float",
+     "commas"),
+    ("retailrocket_events", "timestamp\tvisitorid\tevent\titemid", "tabs"),
+    ("retailrocket_events", "timestamp;visitorid;event;itemid",
+     "semicolons"),
+])
+def test_a_header_with_the_wrong_separator_says_so(tmp_path, fmt, header,
+                                                   name):
+    path = write(tmp_path, "f.txt", header + "\n1 2 3\n")
+    with pytest.raises(DataFormatError, match=f"separated by {name}") as e:
+        read_interactions(path, fmt)
+    assert e.value.line == 1
+
+
+@pytest.mark.parametrize("entry", [
+    ["-m", "dismir_tf.data", "stats"], ["train.py"], ["compare.py"]])
+@pytest.mark.parametrize("target,message", [
+    ("dir", "is a directory, expected a file"),
+    ("missing", "file not found")])
+def test_every_entry_point_checks_a_data_path_alike(tmp_path, entry, target,
+                                                    message):
+    (tmp_path / "dir").mkdir()
+    proc = _run(*entry, "--dataset_file", str(tmp_path / target),
+                "--dataset_format", "seq_lines",
+                "--data_dir", str(tmp_path / "data"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / target}: {message}")
+    assert not (tmp_path / "data").exists()

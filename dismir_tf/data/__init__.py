@@ -35,6 +35,7 @@ from dismir_tf.data.readers import (
     RawInteractions,
     RecboleFields,
     check_format,
+    check_readable,
     read_interactions,
 )
 from dismir_tf.errors import UserInputError
@@ -115,8 +116,7 @@ def cache_path(cfg: DataConfig) -> str:
         parts: dict[str, object] = {"dataset": cfg.dataset, **_options(cfg)}
         directory = registry.dataset_dir(cfg.data_dir, cfg.dataset)
     else:
-        if not os.path.isfile(cfg.dataset_file):
-            raise UserInputError("file not found", path=cfg.dataset_file)
+        check_readable(cfg.dataset_file)
         parts = {**_file_identity(cfg.dataset_file),
                  "format": cfg.dataset_format, **_options(cfg)}
         directory = os.path.join(cfg.data_dir,

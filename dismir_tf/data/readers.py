@@ -137,12 +137,14 @@ def is_gzip(path: str) -> bool:
     Raises:
       UserInputError: if the file does not exist or cannot be read.
     """
-    _check_readable(path)
+    check_readable(path)
     with open(path, "rb") as f:
         return f.read(2) == GZIP_MAGIC
 
 
-def _check_readable(path: str) -> None:
+def check_readable(path: str) -> None:
+    """The one path check of every entry point: a UserInputError saying
+    whether ``path`` is missing, a directory or unreadable."""
     if not os.path.exists(path):
         raise UserInputError("file not found", path=path)
     if os.path.isdir(path):
@@ -328,6 +330,22 @@ def _check_ids(path: str, lineno: int, *ids: str) -> None:
                                   line=lineno)
 
 
+def _split_header(text: str, sep: str, sep_name: str, path: str
+                  ) -> list[str]:
+    """The header's fields; a DataFormatError naming the separator when
+    the header is one field that another separator would split."""
+    fields = text.split(sep)
+    if len(fields) == 1:
+        for other, name in (("\t", "tabs"), (",", "commas"),
+                            (" ", "spaces"), (";", "semicolons")):
+            if other != sep and len(text.split(other)) > 1:
+                raise DataFormatError(
+                    f"the header {text[:60]!r} is separated by {name}; this "
+                    f"format separates columns with {sep_name}",
+                    path=path, line=1)
+    return fields
+
+
 def _header_name(field: str) -> str:
     """'user_id:token' -> 'user_id' (RecBole puts the type after a colon)."""
     return field.strip().split(":", 1)[0]
@@ -463,7 +481,8 @@ def read_recbole_inter(path: str, fields: RecboleFields | None = None
     first = next(lines, None)
     if first is None or not first[1].strip():
         raise _empty(path)
-    names = [_header_name(f) for f in first[1].split("\t")]
+    names = [_header_name(f)
+             for f in _split_header(first[1], "\t", "tabs", path)]
     ucol = _find_column(names, (fields.user,) if fields.user
                         else _RECBOLE_USER_FIELDS, path, True)
     icol = _find_column(names, (fields.item,) if fields.item
@@ -574,7 +593,8 @@ def read_retailrocket_events(path: str) -> RawInteractions:
     first = next(lines, None)
     if first is None or not first[1].strip():
         raise _empty(path)
-    names = [f.strip() for f in first[1].split(",")]
+    names = [f.strip()
+             for f in _split_header(first[1], ",", "commas", path)]
     cols = {}
     for name in ("timestamp", "visitorid", "event", "itemid"):
         cols[name] = _find_column(names, (name,), path, True)
