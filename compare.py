@@ -26,7 +26,6 @@ DisMIR takes the data set's lambda.
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import sys  # noqa: E402
 
@@ -109,7 +108,9 @@ def main(argv):
     def train(config):
         import tensorflow as tf
         tf.keras.backend.clear_session()
-        return training.run(config, log=log, verbose=0)
+        metrics = training.run(config, log=log, verbose=0)
+        log("test " + training.describe_metrics(metrics["test"]))
+        return metrics
 
     results = compare.run_grid(base, variants, range(FLAGS.seeds), out_dir,
                                train, log, model_base=model_base)

@@ -14,7 +14,6 @@ Raw ids may contain spaces: both files give every id back exactly
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json  # noqa: E402
 
@@ -35,9 +34,9 @@ def _check_paths() -> None:
     """Flag paths checked before TensorFlow starts; nothing is written yet."""
     from dismir_tf.errors import ConfigError
 
-    if not os.path.isfile(os.path.join(FLAGS.run_dir, "config.json")):
-        raise ConfigError(f"{FLAGS.run_dir} is not a run directory (no "
-                          "config.json)")
+    from dismir_tf.runs import require_checkpoint
+
+    require_checkpoint(FLAGS.run_dir)
     own = {os.path.realpath(os.path.join(FLAGS.run_dir, name))
            for name in ("config.json", "state.json", "metrics.json")}
     for flag in ("dump_topk", "dump_partition"):

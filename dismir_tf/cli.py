@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -281,6 +282,21 @@ def with_seed(config: RunConfig, seed: int, output_dir: str) -> RunConfig:
         config.train, seed=seed, output_dir=output_dir))
 
 
+# 128 + SIGINT, the shell's status for a command stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+def interrupted_message() -> str:
+    """One line for Ctrl-C: the step reached and how to resume."""
+    training = sys.modules.get("dismir_tf.training")
+    progress = getattr(training, "PROGRESS", {}) if training else {}
+    if not progress:
+        return "interrupted (nothing was trained)"
+    return (f"interrupted at step {progress['step']} of {progress['total']}"
+            f" in {progress['output_dir']}; the last checkpoint is step "
+            f"{progress['checkpoint']}: the same command resumes from it")
+
+
 def user_errors_exit(main: Callable[[list[str]], None]
                      ) -> Callable[[list[str]], None]:
     """Wraps an absl main: UserInputError -> 'error: ...' and exit 2."""
@@ -295,6 +311,9 @@ def user_errors_exit(main: Callable[[list[str]], None]
             print(f"error: training diverged: {e}", file=sys.stderr,
                   flush=True)
             sys.exit(EXIT_DIVERGED)
+        except KeyboardInterrupt:
+            print(f"\n{interrupted_message()}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapped
 
@@ -310,6 +329,74 @@ def quiet_logs() -> None:
     # here, without importing TensorFlow, lets the entry points check their
     # flags before paying TensorFlow's start-up.
     std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
+
+
+# TensorFlow's C++ start-up lines, printed before its own log level is
+# read (so TF_CPP_MIN_LOG_LEVEL cannot hide them): absl's pre-init warning,
+# oneDNN's notice, the CUDA probes (cuInit's "error" on a machine without a
+# GPU), the CPU-feature notice.  Matched by file, so any other C++ log line
+# still gets through.
+_STARTUP_NOISE = re.compile(
+    rb"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    rb"|[IWE]\d{4} [\d:.]+ +\d+ (port|cudart_stub|cuda_platform|"
+    rb"cuda_executor|cuda_dnn|cuda_fft|cuda_blas|cpu_feature_guard|"
+    rb"gpu_device)\.cc:\d+\]"
+    rb"|To enable the following instructions: .* rebuild TensorFlow with")
+# A partial line that may still become a noise line is held back.
+_NOISE_PREFIX = re.compile(rb"(W(A(R(N(I(N(G(:.*)?)?)?)?)?)?)?|[IWE][\d :.]*"
+                           rb"(\S+(\.(c(c(:\d*)?)?)?)?)?)\Z")
+
+
+def quiet_startup() -> None:
+    """Drops TensorFlow's start-up lines (``_STARTUP_NOISE``) from stderr
+    for the rest of the process, unless the user set TensorFlow's own
+    logging variables (``dismir_tf.USER_TF_LOGGING``).
+
+    File descriptor 2 is replaced by a pipe whose reader thread copies
+    every other byte to the real stderr as it arrives (progress bars that
+    redraw with '\r' included); the pipe is drained at exit.
+    """
+    import atexit
+    import threading
+
+    import dismir_tf
+
+    if dismir_tf.USER_TF_LOGGING or getattr(quiet_startup, "done", False):
+        return
+    quiet_startup.done = True
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    real = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        pending = b""
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            out = b"".join(line + b"\n" for line in lines
+                           if not _STARTUP_NOISE.match(line))
+            if pending and not _NOISE_PREFIX.match(pending):
+                out += pending
+                pending = b""
+            if out:
+                os.write(real, out)
+        if pending and not _STARTUP_NOISE.match(pending):
+            os.write(real, pending)
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+
+    def drain() -> None:
+        sys.stderr.flush()
+        os.dup2(real, 2)      # the pipe's last writer closes: the pump ends
+        thread.join(timeout=10)
+
+    atexit.register(drain)
 
 
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
@@ -375,4 +462,5 @@ def run_app(main: Callable[[list[str]], None]) -> None:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     quiet_logs()
+    quiet_startup()
     app.run(user_errors_exit(main), argv=sys.argv)

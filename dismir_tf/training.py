@@ -19,6 +19,7 @@ sees the batches it would have seen); a finished run is not trained again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,6 +40,7 @@ from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.diagnostics import FIGURES, collapse_diagnostics
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json, read_json
+from dismir_tf.runs import require_checkpoint
 from dismir_tf.models import (RetrievalModel, create_model, resolve_config,
                               time_unit)
 
@@ -463,6 +465,13 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         self.is_chief = is_chief
         self.writer = (tf.summary.create_file_writer(
             os.path.join(run_dir.log_dir, "valid")) if is_chief else None)
+        # Training scalars on the global step as well (Keras' TensorBoard
+        # callback would index them by evaluation interval).
+        self.train_writer = (tf.summary.create_file_writer(
+            os.path.join(run_dir.log_dir, "train")) if is_chief else None)
+        self.total_steps = (math.ceil(config.train.max_steps
+                                      / config.train.eval_every)
+                            * config.train.eval_every)
         self._t0 = 0.0
         self._last_step = state.steps_done
 
@@ -471,6 +480,7 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         self._checked_batch = -1
 
     def on_train_batch_end(self, batch, logs=None):
+        PROGRESS["step"] = self.state.steps_done + batch + 1
         # logs['loss'] is the epoch's running mean, reported once per
         # steps_per_execution: it turns NaN/inf in the chunk where the first
         # bad step is, and nothing of that epoch has been saved.
@@ -528,6 +538,7 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
             st.stopped_early = st.steps_done < cfg.max_steps
             self.model.stop_training = True
         self.manager.save(checkpoint_number=st.steps_done)
+        PROGRESS["checkpoint"] = st.steps_done
         if self.is_chief:
             self.run_dir.save_state(st)
         # Only a best checkpoint of this process's own directory: a resumed
@@ -536,6 +547,9 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
             for f in tf.io.gfile.glob(old_best + ".*"):
                 tf.io.gfile.remove(f)
         if self.is_chief:
+            with self.train_writer.as_default(step=st.steps_done):
+                for k, v in entry["train"].items():
+                    tf.summary.scalar(k, v)
             with self.writer.as_default(step=st.steps_done):
                 for k, v in result.metrics.items():
                     tf.summary.scalar(k, v)
@@ -545,7 +559,7 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         seqs = (st.steps_done - self._last_step) * cfg.batch_size
         self._last_step = st.steps_done
         self.log(
-            f"step {st.steps_done}/{cfg.max_steps}  loss {entry['train'].get('loss', float('nan')):.4f}"
+            f"step {st.steps_done}/{self.total_steps}  loss {entry['train'].get('loss', float('nan')):.4f}"
             f"  rec {entry['train'].get('rec_loss', float('nan')):.4f}"
             f"  partition {entry['train'].get('partition_loss', float('nan')):.4f}"
             f"  valid recall@50 {metric:.4f}"
@@ -553,6 +567,38 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
             f"  {seqs / max(time.time() - self._t0 - entry['eval_seconds'], 1e-9):,.0f} seq/s")
         if diag.num_interests > 1:
             self.log(f"  collapse (valid): {diag.summary()}")
+
+
+# Where the run of this process is, for the one-line Ctrl-C message of the
+# entry points (cli.user_errors_exit): output_dir, step (the last step
+# trained), checkpoint (the last step saved, where a rerun resumes).
+PROGRESS: dict = {}
+
+
+class _Progress(tf.keras.callbacks.Callback):
+    """Keras's own progress bar over each evaluation interval, with the
+    losses, the time per step and the ETA, on stderr (stdout carries the
+    results).  On a terminal it redraws in place; in a log file it writes a
+    line every ``LOG_INTERVAL`` seconds."""
+
+    LOG_INTERVAL = 30.0
+
+    def __init__(self, eval_every: int, interactive: bool):
+        super().__init__()
+        self.eval_every = eval_every
+        self.interval = 0.5 if interactive else self.LOG_INTERVAL
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tf.keras.utils.Progbar(
+            self.eval_every, interval=self.interval, unit_name="step",
+            stateful_metrics=["loss", "rec_loss", "partition_loss"])
+
+    def on_train_batch_end(self, batch, logs=None):
+        values = [(k, float(v)) for k, v in (logs or {}).items()
+                  if k in ("loss", "rec_loss", "partition_loss")]
+        with contextlib.redirect_stdout(sys.stderr):
+            self.bar.update(batch + 1, values)
 
 
 # --------------------------------------------------------------------- run
@@ -564,7 +610,8 @@ def run(config: RunConfig, log: Log = _stderr_log,
     Args:
       config: the run.
       log: progress lines.
-      verbose: Keras fit verbosity (default: a progress bar on a terminal).
+      verbose: 0: no progress bar; None or 1: Keras's progress bar on
+        stderr (redrawn on a terminal, a line every 30 s in a log).
       resume: continue the run found in ``config.train.output_dir`` (the
         default); with False a directory that already holds a run is an
         error instead (nothing is ever deleted).
@@ -651,25 +698,27 @@ def run(config: RunConfig, log: Log = _stderr_log,
             "improvement)")
 
     total_epochs = math.ceil(cfg.max_steps / cfg.eval_every)
+    total_steps = total_epochs * cfg.eval_every
+    PROGRESS.update(output_dir=cfg.output_dir, step=state.steps_done,
+                    checkpoint=state.steps_done, total=total_steps)
+    rounded = ("" if total_steps == cfg.max_steps else
+               f" (--max_steps {cfg.max_steps} rounded up to a multiple of "
+               f"--eval_every)")
     log(f"training {config.model.name} on {ds.name}: {ds.num_users:,} users, "
         f"{n_items:,} items, {ds.num_interactions:,} interactions; "
-        f"{cfg.max_steps} steps, batch {cfg.batch_size}, evaluation every "
-        f"{cfg.eval_every} steps on {valid.num_users} valid users")
+        f"{total_steps} steps{rounded}, batch {cfg.batch_size}, evaluation "
+        f"every {cfg.eval_every} steps on {valid.num_users} valid users")
     callback = _EvalAndCheckpoint(write_dir, state, config, valid, manager,
                                   step_var, best_ckpt, log, is_chief)
     callbacks: list = [callback]
-    if is_chief:
-        callbacks.append(tf.keras.callbacks.TensorBoard(
-            log_dir=run_dir.log_dir, update_freq="epoch",
-            write_graph=False, profile_batch=0))
+    if is_chief and verbose != 0:
+        callbacks.insert(0, _Progress(cfg.eval_every, sys.stderr.isatty()))
     _check_workers_agree(strategy, state.steps_done)
     if state.epochs_done < total_epochs and not state.stopped_early:
         train_data = train_input(strategy, sampler, state.steps_done)
         model.fit(train_data, steps_per_epoch=cfg.eval_every,
                   epochs=total_epochs, initial_epoch=state.epochs_done,
-                  callbacks=callbacks,
-                  verbose=(verbose if verbose is not None else
-                           (1 if sys.stderr.isatty() else 0)))
+                  callbacks=callbacks, verbose=0)
 
     _dump_final_weights(model, strategy)
     if not is_chief:
@@ -706,10 +755,12 @@ def run(config: RunConfig, log: Log = _stderr_log,
         atomic_write_json(run_dir.metrics_path, metrics)
         state.finished = True
         run_dir.save_state(state)
-    log("test " + "  ".join(f"{k} {v:.4f}" for k, v in
-                            sorted(metrics["test"].items())))
     if test_collapse.num_interests > 1:
         log(f"test collapse: {test_collapse.summary()}")
+    log(f"run directory {cfg.output_dir}: metrics.json (test and valid "
+        f"metrics), state.json (every evaluation), best/ (the checkpoint "
+        f"evaluate.py and the export read); TensorBoard: tensorboard "
+        f"--logdir {run_dir.log_dir}")
     return metrics
 
 
@@ -758,12 +809,8 @@ def load_run(run_dir_path: str, log: Log = _stderr_log
              ) -> tuple[RunConfig, SequenceDataset, RetrievalModel]:
     """A finished run's config, data set and best model (for evaluation)."""
     run_dir = RunDirectory(run_dir_path)
-    if not os.path.exists(run_dir.config_path):
-        raise ConfigError(f"{run_dir_path} is not a run directory (no "
-                          "config.json)")
+    require_checkpoint(run_dir_path)
     state = run_dir.load_state()
-    if state is None or not state.best_prefix:
-        raise ConfigError(f"{run_dir_path} has no best checkpoint yet")
     config = run_dir.read_config()
     ds = load_dataset(config.data, log=log)
     if state.fingerprint and state.fingerprint != dataset_fingerprint(ds):

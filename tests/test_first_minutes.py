@@ -1,0 +1,148 @@
+"""What a new user meets first (issue 15): quiet start-up, progress, the
+real step count, one metrics line, where the run went, Ctrl-C, committed
+runs without checkpoints."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = ["--synthetic_users", "300", "--synthetic_items", "120",
+         "--synthetic_groups", "6", "--embedding_dim", "16"]
+NOISE = ("I0000", "E0000", "W0000", "cuInit", "absl::InitializeLog",
+         "oneDNN custom operations", "To enable the following instructions")
+
+
+def _env(user_logging: bool = False) -> dict:
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)     # the scripts set it
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)    # conftest's; not the user's
+    if user_logging:
+        env["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    return env
+
+
+def _python(*args, user_logging=False):
+    return subprocess.run([sys.executable, *args], cwd=ROOT,
+                          env=_env(user_logging), capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "r")
+    proc = _python("train.py", *SMALL, "--max_steps", "30", "--eval_every",
+                   "20", "--output_dir", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_start_up_is_quiet_unless_the_user_set_tensorflow_logging(
+        small_run):
+    _, proc = small_run
+    noisy = [line for line in proc.stderr.splitlines()
+             if any(n in line for n in NOISE)]
+    assert noisy == []
+    # With TensorFlow's own variable set, nothing is filtered (the lines
+    # appear where this TensorFlow build prints them at all).
+    loud = _python("evaluate.py", "--run_dir", small_run[0],
+                   user_logging=True)
+    quiet = _python("evaluate.py", "--run_dir", small_run[0])
+    assert loud.returncode == quiet.returncode == 0
+    assert not any(n in quiet.stderr for n in NOISE)
+    assert loud.stdout == quiet.stdout
+
+
+def test_the_real_step_count_progress_and_where_the_run_is(small_run):
+    out, proc = small_run
+    err = proc.stderr
+    assert "40 steps (--max_steps 30 rounded up" in err
+    assert "step 40/40" in err and "/30 " not in err
+    # Keras's progress bar, with the time per step / ETA.
+    assert "20/20 [" in err and ("ms/step" in err or "s/step" in err)
+    assert f"tensorboard --logdir {os.path.join(out, 'logs')}" in err
+    assert "metrics.json" in err
+    # The metrics line once, on stdout.
+    metrics = json.load(open(os.path.join(out, "metrics.json")))["test"]
+    line = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+    assert proc.stdout.count(line) == 1 and line not in err
+
+
+def test_training_scalars_are_on_the_global_step(small_run):
+    import tensorflow as tf
+
+    out, _ = small_run
+    steps = {}
+    for part in ("train", "valid"):
+        for path in glob.glob(os.path.join(out, "logs", part, "events.*")):
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    steps.setdefault(f"{part}/{value.tag}", set()).add(
+                        event.step)
+    assert steps["train/loss"] == {20, 40}
+    assert steps["train/rec_loss"] == steps["valid/recall@50"] == {20, 40}
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
+        tmp_path):
+    out = str(tmp_path / "r")
+    args = [sys.executable, "train.py", *SMALL, "--max_steps", "100000",
+            "--eval_every", "20", "--output_dir", out]
+    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not glob.glob(
+            os.path.join(out, "ckpt", "*.index")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted at step ") and out in last
+    assert "the same command resumes" in last
+    state = json.load(open(os.path.join(out, "state.json")))
+    assert state["steps_done"] >= 20
+    # The same command resumes from that checkpoint.
+    again = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    seen = []
+    for line in again.stderr:
+        seen.append(line)
+        if line.startswith("resuming") or line.startswith("training"):
+            break
+    again.send_signal(signal.SIGINT)
+    again.communicate(timeout=120)
+    assert seen[-1].startswith(
+        f"resuming {out} from step {state['steps_done']} "), seen
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate.py", "--run_dir", "{run}"],
+    ["-m", "dismir_tf.export", "--run_dir", "{run}", "--export_dir",
+     "{tmp}/export"],
+    ["-m", "dismir_tf.analyze", "collapse", "--run_dirs", "{run}", "--out",
+     "{tmp}/c"],
+    ["-m", "dismir_tf.analyze", "diagnose", "--run_dirs", "{run}"],
+])
+def test_a_run_without_its_checkpoint_is_one_clear_line(small_run, tmp_path,
+                                                        command):
+    run = str(tmp_path / "committed")
+    os.makedirs(run)
+    for name in ("config.json", "state.json", "metrics.json"):
+        shutil.copy(os.path.join(small_run[0], name), run)
+    proc = _python(*[c.format(run=run, tmp=tmp_path) for c in command])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert lines[-1].startswith(f"error: {run}: its best checkpoint")
+    assert "train it again" in lines[-1]
+    assert not os.path.exists(tmp_path / "export")
