@@ -62,20 +62,19 @@ def main(argv):
     del argv
     cli.refuse_inactive_flags(
         cli.project_flags() - set(IGNORED), "compare.py", IGNORED)
-    from dismir_tf import compare, training
     from dismir_tf.errors import ConfigError
-    from dismir_tf.config import ModelConfig
-    from dismir_tf.models import model_names, resolve_config
 
     if FLAGS.seeds < 1:
         raise ConfigError("--seeds must be >= 1")
+    # Flags, data file and model names before TensorFlow starts.
+    cli.check_flags()
+    from dismir_tf import compare, training
+    from dismir_tf.config import ModelConfig
+    from dismir_tf.models import resolve_config
+
     mode = FLAGS.mode
     models = (list(FLAGS.models) if FLAGS["models"].present
               else list(compare.DEFAULT_MODELS[mode]))
-    unknown = [m for m in models if m not in model_names()]
-    if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; expected "
-                          f"some of {', '.join(model_names())}")
     base = cli.run_config_from_flags()
     # Not results/: committed tables live there, and a default must never
     # mix a user's runs into them.

@@ -23,9 +23,11 @@ from dismir_tf import cli  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "A run directory written by train.py.")
 flags.DEFINE_enum("split", "test", ["test", "valid"], "Users to evaluate.")
-flags.DEFINE_string("dump_topk", None, "Write each user's top-50 here.")
+flags.DEFINE_string("dump_topk", None, "Write each user's top-50 here "
+                    "(JSON lines; a bare file name goes into --run_dir).")
 flags.DEFINE_string("dump_partition", None,
-                    "Write each item's partition weights here.")
+                    "Write each item's partition weights here (0-based "
+                    "argmax; a bare file name goes into --run_dir).")
 flags.mark_flag_as_required("run_dir")
 FLAGS = flags.FLAGS
 
@@ -43,6 +45,11 @@ def _check_paths() -> None:
         path = getattr(FLAGS, flag)
         if path is None:
             continue
+        if not os.path.dirname(path):
+            # A bare file name goes into the run directory (git-ignored
+            # runs/ by default), not wherever the command was started.
+            path = os.path.join(FLAGS.run_dir, path)
+            setattr(FLAGS, flag, path)
         if os.path.isdir(path):
             raise ConfigError(f"--{flag} is a directory, expected a file "
                               "name", path=path)

@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 from absl import app, flags
 
-from dismir_tf.config import (PAPER_DEFAULTS, DataConfig, ModelConfig,
-                              RunConfig, SyntheticConfig, TrainConfig)
+from dismir_tf.config import (MODEL_NAMES, PAPER_DEFAULTS, DataConfig,
+                              ModelConfig, RunConfig, SyntheticConfig,
+                              TrainConfig, unknown_model_message)
 from dismir_tf.errors import (EXIT_USER_ERROR, ConfigError,
                               TrainingDivergedError, UserInputError)
 
@@ -251,9 +252,9 @@ def check_flags() -> TrainConfig:
 
     model_config_from_flags needs the model registry, which imports
     TensorFlow (seconds of start-up and its log lines); a bad flag is
-    reported before that, and so are an unknown data set or format and a
-    missing data file.  Only the model name is checked later, against the
-    registry.
+    reported before that, and so are an unknown data set or format, a
+    missing data file and an unknown model name (config.MODEL_NAMES, with
+    the closest valid name).
     """
     from dismir_tf.data import readers, registry
 
@@ -263,6 +264,10 @@ def check_flags() -> TrainConfig:
     else:
         readers.check_format(data.dataset_format)
         readers.check_readable(data.dataset_file)
+    models = FLAGS["models"].value if "models" in FLAGS else [FLAGS.model]
+    for name in models or []:
+        if name not in MODEL_NAMES:
+            raise ConfigError(unknown_model_message(name))
     values = dataset_defaults(data)
     values.update(_model_flag_values())
     model = ModelConfig(name=FLAGS.model, **values)

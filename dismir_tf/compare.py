@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import stats
 
-from dismir_tf.config import ModelConfig, RunConfig
+from dismir_tf.config import ModelConfig, RunConfig, config_differences
 from dismir_tf.errors import ConfigError
 from dismir_tf.io_utils import atomic_write_text, read_json
 
@@ -112,10 +112,12 @@ def run_grid(base: RunConfig, variants: Sequence[Variant],
             found = RunConfig.from_dict(read_json(config_path)).to_dict()
             for d in (found, wanted):
                 d["train"].pop("jit_compile", None)
-            if found != wanted:
+            diff = config_differences(found, wanted)
+            if diff:
                 raise ConfigError(
                     f"{path} holds a finished run with a different "
-                    "configuration; use another --out_dir")
+                    f"configuration ({', '.join(diff)}); use another "
+                    "--out_dir")
         if os.path.exists(metrics_path):
             log(f"[{n}/{len(jobs)}] {variant.label} seed {seed}: done "
                 f"before, read {metrics_path}")

@@ -422,3 +422,36 @@ class RunConfig:
 def replace(obj: Any, **changes: Any) -> Any:
     """dataclasses.replace that re-runs validation."""
     return dataclasses.replace(obj, **changes)
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """The fields where two ``RunConfig.to_dict()`` differ, as
+    'section.field (old -> new)', sorted.  A field missing from ``old`` (added
+    to the config after that run was written) counts as its default."""
+    defaults = RunConfig().to_dict()
+    diff = []
+    for section in sorted(set(new) | set(old)):
+        o, n = old.get(section, {}), new.get(section, {})
+        for k in sorted(set(o) | set(n)):
+            was = o.get(k, defaults.get(section, {}).get(k))
+            now = n.get(k, defaults.get(section, {}).get(k))
+            if was != now:
+                diff.append(f"{section}.{k} ({was!r} -> {now!r})")
+    return diff
+
+
+# The --model names, known without importing TensorFlow (the registry in
+# dismir_tf.models holds the classes and checks it has exactly these).
+MODEL_NAMES = ("dnn", "gru4rec", "mind", "comirec-dr", "comirec-sa",
+               "pimirec", "remi", "re4", "umi", "dismir", "mir", "mir-rv",
+               "mir-bf", "dismir-wo-dpi")
+
+
+def unknown_model_message(name: str, names=MODEL_NAMES) -> str:
+    """'unknown model ...' with the closest valid name when there is one."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"unknown model {name!r}{hint} (expected one of "
+            f"{', '.join(names)})")

@@ -1,9 +1,10 @@
 """Exports a trained model as a SavedModel that TensorFlow Serving serves.
 
-    python -m dismir_tf.export --run_dir RUN --export_dir DIR [--k 50]
+    python -m dismir_tf.export --run_dir RUN [--export_dir DIR] [--k 50]
         [--version N]
 
-writes ``DIR/<version>/`` (by default one more than the largest version
+writes ``DIR/<version>/`` (DIR defaults to RUN/export; the version is by
+default one more than the largest version
 already there, or 1), the layout TensorFlow Serving's ``--model_base_path``
 expects.  The version is built in a hidden temporary directory beside it and
 renamed into place, so a server watching DIR never sees half a model.
@@ -423,11 +424,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("run_dir", None, "A run directory written by "
                         "train.py.")
     flags.DEFINE_string("export_dir", None, "TensorFlow Serving's model base "
-                        "path; the model goes to EXPORT_DIR/<version>/.")
+                        "path; the model goes to EXPORT_DIR/<version>/ "
+                        "(default RUN_DIR/export).")
     flags.DEFINE_integer("k", DEFAULT_K, "Items returned per request.")
     flags.DEFINE_integer("version", None, "Version number (default: one more "
                          "than the largest in --export_dir, or 1).")
-    flags.mark_flags_as_required(["run_dir", "export_dir"])
+    flags.mark_flags_as_required(["run_dir"])
 
 
 def _main(argv: list[str]) -> None:
@@ -435,7 +437,8 @@ def _main(argv: list[str]) -> None:
 
     del argv
     fl = flags.FLAGS
-    path = export_run(fl.run_dir, fl.export_dir, k=fl.k, version=fl.version,
+    export_dir = fl.export_dir or os.path.join(fl.run_dir, "export")
+    path = export_run(fl.run_dir, export_dir, k=fl.k, version=fl.version,
                       log=lambda m: print(m, file=sys.stderr, flush=True))
     print(path)
 

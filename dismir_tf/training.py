@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from dismir_tf import evaluation, pipeline
-from dismir_tf.config import RunConfig, TrainConfig
+from dismir_tf.config import RunConfig, TrainConfig, config_differences
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.diagnostics import FIGURES, collapse_diagnostics
@@ -429,16 +429,8 @@ def _check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
     if not os.path.exists(run_dir.config_path):
         return
     # Parsing fills fields added to the config since the run started.
-    old = run_dir.read_config().to_dict()
-    new = config.to_dict()
-    # A field added to the config after the run started is no difference
-    # when the new run leaves it at its default.
-    defaults = RunConfig().to_dict()
-    diff = sorted(
-        f"{section}.{k}" for section in new
-        for k in set(new[section]) | set(old.get(section, {}))
-        if new[section].get(k) != old.get(section, {}).get(
-            k, defaults[section].get(k)))
+    diff = config_differences(run_dir.read_config().to_dict(),
+                              config.to_dict())
     if diff:
         raise ConfigError(
             f"{run_dir.path} holds a run with a different configuration "

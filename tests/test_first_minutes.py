@@ -146,3 +146,44 @@ def test_a_run_without_its_checkpoint_is_one_clear_line(small_run, tmp_path,
     assert lines[-1].startswith(f"error: {run}: its best checkpoint")
     assert "train it again" in lines[-1]
     assert not os.path.exists(tmp_path / "export")
+
+
+def test_outputs_default_into_the_run_directory_with_mode_0644(small_run):
+    out, _ = small_run
+    proc = _python("evaluate.py", "--run_dir", out, "--dump_topk",
+                   "top.jsonl", "--dump_partition", "part.tsv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("top.jsonl", "part.tsv", "metrics.json", "state.json",
+                 "config.json"):
+        path = os.path.join(out, name)
+        assert os.path.isfile(path), name
+        assert os.stat(path).st_mode & 0o777 == 0o644 & ~_umask(), name
+    assert not os.path.exists(os.path.join(ROOT, "top.jsonl"))
+    proc = _python("-m", "dismir_tf.export", "--run_dir", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == os.path.join(out, "export", "1")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_an_unknown_model_is_refused_at_once_with_the_closest_name():
+    proc = _python("train.py", "--model", "comirec_sa")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: unknown model 'comirec_sa'; did you mean 'comirec-sa'? "
+        "(expected one of dnn, gru4rec, mind, comirec-dr, comirec-sa, "
+        "pimirec, remi, re4, umi, dismir, mir, mir-rv, mir-bf, "
+        "dismir-wo-dpi)")
+    # Refused before TensorFlow is imported (not after 7 to 12 s of it).
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys, runpy; sys.argv = ['train.py', "
+         "'--model', 'x']; import dismir_tf.cli\n"
+         "try:\n runpy.run_path('train.py', run_name='__main__')\n"
+         "except SystemExit: pass\n"
+         "print('tensorflow' in sys.modules)"],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert check.stdout.strip().splitlines()[-1] == "False", check.stderr

@@ -194,11 +194,13 @@ def test_bad_data_files_exit_2_naming_file_and_line(tmp_path):
         ("small", "user_item_time_tsv", ["--data_dir", files["empty"]],
          f"{files['empty']}: not a writable directory, so the processed "
          "cache"),
+        # Model names are known without TensorFlow, with the closest one.
+        ("small", "user_item_time_tsv", ["--model", "dismr"],
+         "unknown model 'dismr'; did you mean 'dismir'? (expected one of"),
     ]
-    # Found only once TensorFlow has started (the model registry, the run).
+    # Found only once TensorFlow has started (the output directory, the
+    # data set's size).
     after_tf = [
-        ("small", "user_item_time_tsv", ["--model", "nosuch"],
-         "unknown model 'nosuch'; expected one of"),
         ("small", "user_item_time_tsv",
          ["--output_dir", files["empty"] + "/run"],
          f"{files['empty']}/run: --output_dir cannot be created"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from dismir_tf.config import ModelConfig
+from dismir_tf import config as config_module
+from dismir_tf.config import ModelConfig, unknown_model_message
 from dismir_tf.errors import ConfigError
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
@@ -54,6 +55,8 @@ _REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
 _DATASET_LAMBDA_MODELS = frozenset({"dismir", "dismir-wo-dpi"})
 
 MODEL_NAMES = tuple(_REGISTRY)
+assert MODEL_NAMES == config_module.MODEL_NAMES, (
+    "dismir_tf.config.MODEL_NAMES must list the registry's names")
 
 # The models built on DisMIR's capsule: they take the routing_* / readout
 # / capsule_preset options.
@@ -89,8 +92,7 @@ def uses_dataset_partition_weight(name: str) -> bool:
 def resolve_config(config: ModelConfig) -> ModelConfig:
     """Applies the overrides that define a variant (e.g. MIR: lambda = 0)."""
     if config.name not in _REGISTRY:
-        raise ConfigError(f"unknown model {config.name!r}; expected one of "
-                          f"{', '.join(model_names())}")
+        raise ConfigError(unknown_model_message(config.name, model_names()))
     config = dataclasses.replace(config, **_REGISTRY[config.name][1])
     if config.name in CAPSULE_MODELS:
         return resolve_capsule(config)
