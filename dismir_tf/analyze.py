@@ -380,6 +380,11 @@ def main(argv: list[str]) -> None:
      "diagnose": cmd_diagnose}[argv[1]]()
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``python -m dismir_tf.analyze`` / ``dismir-analyze`` command."""
     define_flags()
-    cli.run_app(main)
+    cli.run_app(main, doc=__doc__)
+
+
+if __name__ == "__main__":
+    run()

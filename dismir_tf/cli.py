@@ -407,12 +407,13 @@ def quiet_startup() -> None:
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
-def print_help() -> None:
-    """The entry point's docstring and every flag of the project with its
-    default (absl's own --help lists only the main module's flags, and
-    these are defined in dismir_tf.cli)."""
-    main_module = sys.modules.get("__main__")
-    doc = (getattr(main_module, "__doc__", None) or "").strip()
+def print_help(doc: str | None = None) -> None:
+    """The entry point's docstring (``doc``, else the __main__ module's) and
+    every flag of the project with its default (absl's own --help lists only
+    the main module's flags, and these are defined in dismir_tf.cli)."""
+    if doc is None:
+        doc = getattr(sys.modules.get("__main__"), "__doc__", None)
+    doc = (doc or "").strip()
     if doc:
         print(doc + "\n")
     print("Flags:")
@@ -455,11 +456,17 @@ def refuse_inactive_flags(acting: set[str] | frozenset[str], where: str,
                       f"{where}; remove {'it' if len(given) == 1 else 'them'}")
 
 
-def run_app(main: Callable[[list[str]], None]) -> None:
+def run_app(main: Callable[[list[str]], None],
+            doc: str | None = None) -> None:
     """absl's app.run, with flag errors also exiting with status 2, and
-    -h / --help / --helpfull printing the flags and exiting with 0."""
+    -h / --help / --helpfull printing ``doc`` and the flags and exiting
+    with 0."""
     if any(arg in HELP_ARGS for arg in sys.argv[1:]):
-        print_help()
+        try:
+            print_help(doc)
+            sys.stdout.flush()
+        except BrokenPipeError:          # `--help | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
         FLAGS(sys.argv)

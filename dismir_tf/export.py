@@ -418,33 +418,7 @@ def export_run(run_dir: str, export_dir: str, k: int = DEFAULT_K,
 
 
 # --------------------------------------------------------------------- CLI
-def _define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("run_dir", None, "A run directory written by "
-                        "train.py.")
-    flags.DEFINE_string("export_dir", None, "TensorFlow Serving's model base "
-                        "path; the model goes to EXPORT_DIR/<version>/ "
-                        "(default RUN_DIR/export).")
-    flags.DEFINE_integer("k", DEFAULT_K, "Items returned per request.")
-    flags.DEFINE_integer("version", None, "Version number (default: one more "
-                         "than the largest in --export_dir, or 1).")
-    flags.mark_flags_as_required(["run_dir"])
-
-
-def _main(argv: list[str]) -> None:
-    from absl import flags
-
-    del argv
-    fl = flags.FLAGS
-    export_dir = fl.export_dir or os.path.join(fl.run_dir, "export")
-    path = export_run(fl.run_dir, export_dir, k=fl.k, version=fl.version,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(path)
-
-
 if __name__ == "__main__":
-    from dismir_tf import cli
+    from dismir_tf.commands.export import run
 
-    _define_flags()
-    cli.run_app(_main)
+    run()

@@ -127,5 +127,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``python -m dismir_tf.data`` / ``dismir-data`` command."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

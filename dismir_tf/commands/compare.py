@@ -1,0 +1,141 @@
+r"""Trains several models over several seeds and writes a comparison table.
+
+    python compare.py --dataset_file ../shared/data/beauty/Beauty.txt.gz \
+        --dataset_format seq_lines --models dnn,mir,dismir --seeds 3 \
+        --out_dir results/beauty
+
+Writes OUT_DIR/<table>.md and .csv (OUT_DIR defaults to
+runs/compare-<dataset>) (mean ± std over seeds, best in bold,
+best baseline underlined, improvement of --proposed over the best baseline
+and a paired t-test).  Each (model, seed) trains in OUT_DIR/runs/...; an
+interrupted comparison resumes: finished runs are read, not retrained.
+
+--mode picks the table's shape (and, without --models, its models):
+
+    table2    metrics x models (Table 2); default models dnn,mir,dismir
+    ablation  methods x metrics (Table 3); default
+              mir,mir-rv,mir-bf,dismir-wo-dpi,dismir
+    plugin    each backbone of --models with and without the item-partition
+              task (Table 5); default mind,comirec-sa,remi; lambda is
+              --partition_weight, else the data set's default
+
+Baselines take the partition task only when --partition_weight is given;
+DisMIR takes the data set's lambda.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import sys  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+from dismir_tf import cli  # noqa: E402
+
+cli.define_data_flags()
+cli.define_model_flags()
+cli.define_train_flags()
+flags.DEFINE_enum("mode", "table2", ["table2", "ablation", "plugin"],
+                  "Table shape: table2 (metrics x models), ablation "
+                  "(methods x metrics) or plugin (backbones with/without the "
+                  "partition task).")
+flags.DEFINE_list("models", ["dnn", "mir", "dismir"], "Models to compare "
+                  "(default: the mode's models; table2: dnn,mir,dismir).")
+flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per model.")
+flags.DEFINE_string("out_dir", None, "Where runs and tables go (default "
+                    "runs/compare-<dataset>; the committed tables use "
+                    "results/<dataset>).")
+flags.DEFINE_string("proposed", "dismir", "The model compared against the "
+                    "best of the others.")
+flags.DEFINE_string("table_name", "table", "File name of the table "
+                    "(default: table, ablation or plugin by --mode).")
+FLAGS = flags.FLAGS
+
+# Shared run flags that compare.py sets itself for every (model, seed).
+IGNORED = {"output_dir": "--out_dir; each run goes to OUT_DIR/runs/",
+           "seed": "--seeds N for seeds 0..N-1",
+           "model": "--models"}
+
+
+def main(argv):
+    del argv
+    cli.refuse_inactive_flags(
+        cli.project_flags() - set(IGNORED), "compare.py", IGNORED)
+    from dismir_tf.errors import ConfigError
+
+    if FLAGS.seeds < 1:
+        raise ConfigError("--seeds must be >= 1")
+    # Flags, data file and model names before TensorFlow starts.
+    cli.check_flags()
+    from dismir_tf import compare, training
+    from dismir_tf.config import ModelConfig
+    from dismir_tf.models import resolve_config
+
+    mode = FLAGS.mode
+    models = (list(FLAGS.models) if FLAGS["models"].present
+              else list(compare.DEFAULT_MODELS[mode]))
+    base = cli.run_config_from_flags()
+    # Not results/: committed tables live there, and a default must never
+    # mix a user's runs into them.
+    out_dir = FLAGS.out_dir or os.path.join(
+        "runs", f"compare-{base.data.display_name}")
+    table_name = (FLAGS.table_name if FLAGS["table_name"].present else
+                  {"table2": "table", "ablation": "ablation",
+                   "plugin": "plugin"}[mode])
+
+    def model_base(name):
+        return cli.model_config_from_flags(base.data, model=name)
+
+    if mode == "plugin":
+        fixed = [m for m in models if resolve_config(
+            ModelConfig(name=m, partition_weight=1.0)).partition_weight == 0]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} never take the partition "
+                              "task; the plugin table needs multi-interest "
+                              "backbones such as mind, comirec-sa, remi")
+        lam = model_base("dismir").partition_weight
+        if lam <= 0:
+            raise ConfigError("the plugin table needs --partition_weight > 0")
+        variants = compare.plugin_variants(models, lam)
+    else:
+        variants = [compare.Variant(label=m, model=m) for m in models]
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    def train(config):
+        import tensorflow as tf
+        tf.keras.backend.clear_session()
+        metrics = training.run(config, log=log, verbose=0)
+        log("test " + training.describe_metrics(metrics["test"]))
+        return metrics
+
+    results = compare.run_grid(base, variants, range(FLAGS.seeds), out_dir,
+                               train, log, model_base=model_base)
+    title = f"{base.data.display_name}: {', '.join(models)}"
+    if mode == "plugin":
+        plugin = compare.summarize_plugin(results, models)
+        md, cs = compare.write_text(
+            out_dir, table_name,
+            compare.plugin_to_markdown(plugin, title + " (with/without the "
+                                       f"partition task, lambda = {lam})"),
+            compare.plugin_to_csv(plugin))
+    else:
+        proposed = FLAGS.proposed if FLAGS.proposed in models else None
+        table = compare.summarize(results, proposed)
+        md, cs = compare.write_table(
+            table, out_dir, table_name, title=title,
+            markdown=(compare.to_markdown_ablation if mode == "ablation"
+                      else compare.to_markdown))
+    print(open(md).read())
+    log(f"wrote {md} and {cs}")
+
+
+def run() -> None:
+    """The ``compare.py`` / ``dismir-compare`` command."""
+    cli.run_app(main, doc=__doc__)
+
+
+if __name__ == "__main__":
+    run()
