@@ -599,6 +599,13 @@ def run(config: RunConfig, log: Log = _stderr_log,
         dataset: SequenceDataset | None = None) -> dict:
     """Trains (or resumes) the run described by ``config``.
 
+    The run's phases, each a function below: the run directory is checked
+    (``_open_run_dir``), the data set loaded and checked against the
+    protocol (``_load_data``), the model, checkpoints and state set up or
+    restored (``_set_up``), the model trained with an evaluation and a
+    checkpoint every ``eval_every`` steps (``_train``), and the best
+    checkpoint tested and reported (``_test_and_report``).
+
     Args:
       config: the run.
       log: progress lines.
@@ -619,24 +626,66 @@ def run(config: RunConfig, log: Log = _stderr_log,
       TrainingDivergedError: the loss became NaN or infinite.
     """
     config = dataclasses.replace(config, model=resolve_config(config.model))
-    cfg = config.train
-    run_dir = RunDirectory(cfg.output_dir)
-    _check_output_dir(cfg.output_dir)
+    run_dir = RunDirectory(config.train.output_dir)
+    state = _open_run_dir(run_dir, config, resume)
+    if state is not None and state.finished and os.path.exists(
+            run_dir.metrics_path):
+        log(f"{run_dir.path} is already finished; metrics.json is there")
+        return _read_run_json(run_dir.metrics_path)
+    strategy = make_strategy(config)
+    tf.keras.utils.set_random_seed(config.train.seed)
+    ds = _load_data(config, dataset, log)
+    r = _set_up(config, ds, strategy, run_dir, state, log)
+    _train(r, verbose, log)
+    _dump_final_weights(r.model, strategy)
+    if not r.is_chief:
+        # Every worker ran the valid evaluations (identical weights give
+        # identical early-stopping decisions without a collective); the
+        # test evaluation and all outputs are the chief's.
+        tf.io.gfile.rmtree(r.write_dir.path)
+        log(f"{_task_name(strategy)}: done at step {r.state.steps_done}; "
+            "the chief writes the metrics")
+        return {"valid": {}, "test": {}, "best_step": r.state.best_step,
+                "steps": r.state.steps_done, "chief": False}
+    return _test_and_report(r, log)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the phases of :func:`run` share."""
+
+    config: RunConfig
+    ds: SequenceDataset
+    strategy: tf.distribute.Strategy
+    run_dir: RunDirectory
+    write_dir: RunDirectory
+    is_chief: bool
+    state: RunState
+    valid: pipeline.EvalExamples
+    sampler: pipeline.TrainSampler
+    model: RetrievalModel
+    step_var: tf.Variable
+    manager: tf.train.CheckpointManager
+    best_ckpt: tf.train.Checkpoint
+
+
+def _open_run_dir(run_dir: RunDirectory, config: RunConfig,
+                  resume: bool) -> RunState | None:
+    """Checks the output directory (writable, not another run's, --noresume)
+    and returns the state of the run already there, or None."""
+    _check_output_dir(run_dir.path)
     if not resume and (os.path.exists(run_dir.config_path)
                        or os.path.exists(run_dir.state_path)):
         raise ConfigError(
             "already holds a run and --noresume was given; drop --noresume "
-            "to resume it, or choose a new --output_dir",
-            path=cfg.output_dir)
+            "to resume it, or choose a new --output_dir", path=run_dir.path)
     _check_same_run(run_dir, config)
-    state = run_dir.load_state()
-    if state is not None and state.finished and os.path.exists(
-            run_dir.metrics_path):
-        log(f"{cfg.output_dir} is already finished; metrics.json is there")
-        return _read_run_json(run_dir.metrics_path)
-    strategy = make_strategy(config)
-    tf.keras.utils.set_random_seed(cfg.seed)
+    return run_dir.load_state()
 
+
+def _load_data(config: RunConfig, dataset: SequenceDataset | None,
+               log: Log) -> SequenceDataset:
+    """The data set, checked against what the protocol needs."""
     ds = dataset if dataset is not None else load_dataset(config.data,
                                                           log=log)
     if len(ds.valid_users) == 0 or len(ds.test_users) == 0:
@@ -647,7 +696,15 @@ def run(config: RunConfig, log: Log = _stderr_log,
             f"the data set has {ds.num_items} items after preprocessing; the "
             f"evaluation ranks the top {max(evaluation.DEFAULT_KS)}, so it "
             "needs at least that many")
-    n_items = ds.num_items
+    return ds
+
+
+def _set_up(config: RunConfig, ds: SequenceDataset,
+            strategy: tf.distribute.Strategy, run_dir: RunDirectory,
+            state: RunState | None, log: Log) -> _Run:
+    """config.json, the input pipeline, the model and its checkpoints, and
+    the run state (new, or restored from the resume checkpoint)."""
+    cfg = config.train
     # History times only for models that ask for them (PIMIRec).
     unit = time_unit(config.model)
     valid = pipeline.eval_examples(ds, "valid", config.model.max_len, unit)
@@ -659,22 +716,18 @@ def run(config: RunConfig, log: Log = _stderr_log,
     # save every checkpoint, as the TF multi-worker guide has it (saving
     # may run collective ops), into a scratch directory of their own.
     write_dir = run_dir if is_chief else _scratch_dir(strategy, cfg)
-
     sampler = pipeline.TrainSampler(
         ds, config.model.max_len, cfg.batch_size, cfg.seed,
         make_positive_sampler(config, ds, log),
         anchors=config.model.partition_anchors, time_unit=unit)
-
     with strategy.scope():
-        model = build_model(config, n_items)
+        model = build_model(config, ds.num_items)
         compile_model(model, cfg)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    step=step_var)
         manager = tf.train.CheckpointManager(ckpt, write_dir.ckpt_dir,
                                              max_to_keep=2)
-    best_ckpt = tf.train.Checkpoint(model=model)
-
     if state is None:
         state = RunState(fingerprint=dataset_fingerprint(ds))
     else:
@@ -688,7 +741,16 @@ def run(config: RunConfig, log: Log = _stderr_log,
             f"(best valid {SELECTION_METRIC} {state.best_metric:.4f} at step "
             f"{state.best_step}, {state.bad_evals} evaluation(s) without "
             "improvement)")
+    return _Run(config=config, ds=ds, strategy=strategy, run_dir=run_dir,
+                write_dir=write_dir, is_chief=is_chief, state=state,
+                valid=valid, sampler=sampler, model=model, step_var=step_var,
+                manager=manager, best_ckpt=tf.train.Checkpoint(model=model))
 
+
+def _train(r: _Run, verbose: int | None, log: Log) -> None:
+    """Keras fit, one epoch per evaluation interval, from the state's step;
+    the callback evaluates, checkpoints and stops early."""
+    cfg, state = r.config.train, r.state
     total_epochs = math.ceil(cfg.max_steps / cfg.eval_every)
     total_steps = total_epochs * cfg.eval_every
     PROGRESS.update(output_dir=cfg.output_dir, step=state.steps_done,
@@ -696,40 +758,36 @@ def run(config: RunConfig, log: Log = _stderr_log,
     rounded = ("" if total_steps == cfg.max_steps else
                f" (--max_steps {cfg.max_steps} rounded up to a multiple of "
                f"--eval_every)")
-    log(f"training {config.model.name} on {ds.name}: {ds.num_users:,} users, "
-        f"{n_items:,} items, {ds.num_interactions:,} interactions; "
-        f"{total_steps} steps{rounded}, batch {cfg.batch_size}, evaluation "
-        f"every {cfg.eval_every} steps on {valid.num_users} valid users")
-    callback = _EvalAndCheckpoint(write_dir, state, config, valid, manager,
-                                  step_var, best_ckpt, log, is_chief)
-    callbacks: list = [callback]
-    if is_chief and verbose != 0:
+    ds = r.ds
+    log(f"training {r.config.model.name} on {ds.name}: {ds.num_users:,} "
+        f"users, {ds.num_items:,} items, {ds.num_interactions:,} "
+        f"interactions; {total_steps} steps{rounded}, batch "
+        f"{cfg.batch_size}, evaluation every {cfg.eval_every} steps on "
+        f"{r.valid.num_users} valid users")
+    callbacks: list = [_EvalAndCheckpoint(
+        r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
+        r.best_ckpt, log, r.is_chief)]
+    if r.is_chief and verbose != 0:
         callbacks.insert(0, _Progress(cfg.eval_every, sys.stderr.isatty()))
-    _check_workers_agree(strategy, state.steps_done)
+    _check_workers_agree(r.strategy, state.steps_done)
     if state.epochs_done < total_epochs and not state.stopped_early:
-        train_data = train_input(strategy, sampler, state.steps_done)
-        model.fit(train_data, steps_per_epoch=cfg.eval_every,
-                  epochs=total_epochs, initial_epoch=state.epochs_done,
-                  callbacks=callbacks, verbose=0)
+        train_data = train_input(r.strategy, r.sampler, state.steps_done)
+        r.model.fit(train_data, steps_per_epoch=cfg.eval_every,
+                    epochs=total_epochs, initial_epoch=state.epochs_done,
+                    callbacks=callbacks, verbose=0)
 
-    _dump_final_weights(model, strategy)
-    if not is_chief:
-        # Every worker ran the valid evaluations (identical weights give
-        # identical early-stopping decisions without a collective); the
-        # test evaluation and all outputs are the chief's.
-        tf.io.gfile.rmtree(write_dir.path)
-        log(f"{_task_name(strategy)}: done at step {state.steps_done}; the "
-            "chief writes the metrics")
-        return {"valid": {}, "test": {}, "best_step": state.best_step,
-                "steps": state.steps_done, "chief": False}
 
-    # Test once, with the best checkpoint.
+def _test_and_report(r: _Run, log: Log) -> dict:
+    """The best checkpoint on the valid and test users, with the collapse
+    diagnostics; metrics.json, and the run marked finished."""
+    cfg, state, config = r.config.train, r.state, r.config
     if state.best_prefix:
-        best_ckpt.read(state.best_prefix).expect_partial()
-    test = pipeline.eval_examples(ds, "test", config.model.max_len, unit)
+        r.best_ckpt.read(state.best_prefix).expect_partial()
+    test = pipeline.eval_examples(r.ds, "test", config.model.max_len,
+                                  time_unit(config.model))
     metrics = {
-        "valid": evaluate_model(model, valid, config).metrics,
-        "test": evaluate_model(model, test, config).metrics,
+        "valid": evaluate_model(r.model, r.valid, config).metrics,
+        "test": evaluate_model(r.model, test, config).metrics,
         "best_step": state.best_step,
         "steps": state.steps_done,
         "stopped_early": state.stopped_early,
@@ -738,21 +796,20 @@ def run(config: RunConfig, log: Log = _stderr_log,
             state.steps_done * cfg.batch_size / max(state.train_seconds,
                                                     1e-9), 1),
         "model": config.model.name,
-        "dataset": ds.name,
+        "dataset": r.ds.name,
         "seed": cfg.seed,
     }
-    test_collapse = collapse_diagnostics(model, test, cfg.eval_batch_size)
+    test_collapse = collapse_diagnostics(r.model, test, cfg.eval_batch_size)
     metrics["collapse"] = {"test": test_collapse.to_dict()}
-    if is_chief:
-        atomic_write_json(run_dir.metrics_path, metrics)
-        state.finished = True
-        run_dir.save_state(state)
+    atomic_write_json(r.run_dir.metrics_path, metrics)
+    state.finished = True
+    r.run_dir.save_state(state)
     if test_collapse.num_interests > 1:
         log(f"test collapse: {test_collapse.summary()}")
     log(f"run directory {cfg.output_dir}: metrics.json (test and valid "
         f"metrics), state.json (every evaluation), best/ (the checkpoint "
         f"evaluate.py and the export read); TensorBoard: tensorboard "
-        f"--logdir {run_dir.log_dir}")
+        f"--logdir {r.run_dir.log_dir}")
     return metrics
 
 
