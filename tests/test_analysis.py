@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from dismir_tf import analysis
+from dismir_tf.analysis import measures as analysis
 
 
 def test_nmi_and_purity_hand_cases():

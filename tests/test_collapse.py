@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dismir_tf import collapse
+from dismir_tf.analysis import collapse
 from tests.helpers import tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -181,7 +181,7 @@ def test_run_collapse_on_a_finished_run(tiny_run):
 def test_collapse_command_writes_json_and_markdown(tiny_run, tmp_path):
     stem = str(tmp_path / "out" / "collapse")
     proc = subprocess.run(
-        [sys.executable, "-m", "dismir_tf.analyze", "collapse",
+        [sys.executable, "-m", "dismir_tf.analysis", "collapse",
          "--run_dirs", f"{tiny_run},{tiny_run}", "--labels", "A,B",
          "--num_users", "10", "--out", stem + ".json"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -194,12 +194,12 @@ def test_collapse_command_writes_json_and_markdown(tiny_run, tmp_path):
 
 def test_analyze_rejects_bad_commands():
     proc = subprocess.run(
-        [sys.executable, "-m", "dismir_tf.analyze", "nonsense"], cwd=ROOT,
+        [sys.executable, "-m", "dismir_tf.analysis", "nonsense"], cwd=ROOT,
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "expected one command" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "dismir_tf.analyze", "collapse", "--out",
+        [sys.executable, "-m", "dismir_tf.analysis", "collapse", "--out",
          "x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--run_dirs" in proc.stderr
 

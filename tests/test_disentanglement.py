@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import analysis, pipeline, training
+from dismir_tf import pipeline, training
+from dismir_tf.analysis import measures as analysis
 from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
                               SyntheticConfig, TrainConfig)
 from dismir_tf.data.synthetic import generate

@@ -268,11 +268,11 @@ def _run(*args: str):
      "--output_dir (use --out_dir"),
     (["compare.py", "--seed", "3"], "--seed (use --seeds N"),
     (["compare.py", "--model", "mind"], "--model (use --models)"),
-    (["-m", "dismir_tf.analyze", "collapse", "--run_dirs", "r",
+    (["-m", "dismir_tf.analysis", "collapse", "--run_dirs", "r",
       "--max_steps", "5"], "--max_steps does not act in analyze collapse"),
-    (["-m", "dismir_tf.analyze", "variants", "--split", "valid"],
+    (["-m", "dismir_tf.analysis", "variants", "--split", "valid"],
      "--split does not act in analyze variants"),
-    (["-m", "dismir_tf.analyze", "sweep", "--output_dir", "x"],
+    (["-m", "dismir_tf.analysis", "sweep", "--output_dir", "x"],
      "--output_dir (use --out_dir)"),
 ])
 def test_a_flag_that_would_not_act_is_refused(args, message):
@@ -287,7 +287,7 @@ def test_default_output_places_are_not_committed_results():
     root = Path(__file__).resolve().parents[1]
     for args, default in (
             (["compare.py", "--helpfull"], "runs/compare-<dataset>"),
-            (["-m", "dismir_tf.analyze", "--helpfull"],
+            (["-m", "dismir_tf.analysis", "--helpfull"],
              "runs/sweep-<dataset>")):
         out = _run(*args).stdout
         assert default in out.replace("\n", " ").replace("  ", " ") or \

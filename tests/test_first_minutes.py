@@ -129,9 +129,9 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
     ["evaluate.py", "--run_dir", "{run}"],
     ["-m", "dismir_tf.export", "--run_dir", "{run}", "--export_dir",
      "{tmp}/export"],
-    ["-m", "dismir_tf.analyze", "collapse", "--run_dirs", "{run}", "--out",
+    ["-m", "dismir_tf.analysis", "collapse", "--run_dirs", "{run}", "--out",
      "{tmp}/c"],
-    ["-m", "dismir_tf.analyze", "diagnose", "--run_dirs", "{run}"],
+    ["-m", "dismir_tf.analysis", "diagnose", "--run_dirs", "{run}"],
 ])
 def test_a_run_without_its_checkpoint_is_one_clear_line(small_run, tmp_path,
                                                         command):

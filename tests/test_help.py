@@ -13,7 +13,7 @@ ENTRY_POINTS = {
     "evaluate.py": [sys.executable, "evaluate.py"],
     "compare.py": [sys.executable, "compare.py"],
     "export": [sys.executable, "-m", "dismir_tf.export"],
-    "analyze": [sys.executable, "-m", "dismir_tf.analyze"],
+    "analyze": [sys.executable, "-m", "dismir_tf.analysis"],
 }
 
 

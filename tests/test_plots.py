@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from dismir_tf import plots, sweep
+from dismir_tf.analysis import plots, sweep
 from dismir_tf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from tests.helpers import tiny_run_config
 
@@ -71,7 +71,7 @@ def tiny_runs(tmp_path_factory):
 
 
 def _analyze(*args):
-    return subprocess.run([sys.executable, "-m", "dismir_tf.analyze",
+    return subprocess.run([sys.executable, "-m", "dismir_tf.analysis",
                            *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
 

@@ -92,7 +92,7 @@ class SweepResult:
 
     def curves(self, split: str = "test",
                metrics: Sequence[str] = CURVE_METRICS):
-        from dismir_tf.plots import SweepCurve
+        from dismir_tf.analysis.plots import SweepCurve
 
         out = []
         for param in dict.fromkeys(p.param for p in self.points):
@@ -161,7 +161,7 @@ def run_sweep(base: RunConfig, grid: Mapping[str, Sequence],
 def write_outputs(result: SweepResult, out_dir: str, png: str,
                   title: str, split: str = "test") -> list[str]:
     """OUT_DIR/sweep.json, OUT_DIR/sweep.md and the figure."""
-    from dismir_tf import plots
+    from dismir_tf.analysis import plots
 
     js = os.path.join(out_dir, "sweep.json")
     md = os.path.join(out_dir, "sweep.md")
