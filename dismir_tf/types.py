@@ -16,6 +16,9 @@ PARTITION_MASK = "partition_mask"          # [B, A] float32
 # units (timestamps / time_unit), or its position in the window (0, 1, ...)
 # when the data set has only an order; 0 on padding.
 HISTORY_TIME = "history_time"          # [B, L] float32
+# Evaluation batches (``model.evaluate`` with tfrs_metrics.ProtocolTopK):
+# every target of the user, 0-padded.
+TARGETS = "targets"                    # [B, T] int32
 
 # Retrieval readouts.
 MERGE = "merge"

@@ -209,9 +209,26 @@ class RetrievalModel(tf.keras.Model):
                                       times=inputs.get(types.HISTORY_TIME))
         return self.query_vectors(inputs)
 
+    # A tfrs_metrics.ProtocolTopK for model.evaluate() on evaluation
+    # batches ({history, targets}); set by tfrs_metrics.evaluate_with_tfrs.
+    # Kept out of Keras' tracking (object.__setattr__): the index is not
+    # part of the model's weights or checkpoints.
+    _protocol = (None, False)
+
+    def set_protocol_metric(self, metric, exclude_history: bool = False
+                            ) -> None:
+        """Evaluation batches ({history, targets}) in ``evaluate()`` update
+        ``metric`` (a tfrs_metrics.ProtocolTopK; None to remove it)."""
+        object.__setattr__(self, "_protocol", (metric, exclude_history))
+
+    @property
+    def protocol_metric(self):
+        return self._protocol[0]
+
     @property
     def metrics(self):
-        return list(self.loss_trackers.values())
+        extra = self.protocol_metric.means if self.protocol_metric else []
+        return list(self.loss_trackers.values()) + extra
 
     def _step_seeds(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         seed = batch[types.SEED][0]
@@ -262,6 +279,20 @@ class RetrievalModel(tf.keras.Model):
         return {name: t.result() for name, t in self.loss_trackers.items()}
 
     def test_step(self, batch):
+        if types.TARGETS in batch:
+            # An evaluation batch: the protocol's metrics through TFRS.
+            if self.protocol_metric is None:
+                raise ValueError("evaluation batches (with 'targets') need "
+                                 "model.protocol_metric, a tfrs_metrics."
+                                 "ProtocolTopK (tfrs_metrics."
+                                 "evaluate_with_tfrs sets one)")
+            queries = self.query_vectors(batch[types.HISTORY],
+                                         times=batch.get(types.HISTORY_TIME))
+            self.protocol_metric.update_state(
+                queries, None, batch[types.TARGETS],
+                history=(batch[types.HISTORY]
+                         if self._protocol[1] else None))
+            return {m.name: m.result() for m in self.protocol_metric.means}
         losses = self.compute_losses(batch, training=False)
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, value in losses.items():

@@ -1,0 +1,214 @@
+"""The protocol's metrics (PROTOCOL.md section 5) as a TFRS metric.
+
+TFRS's ``FactorizedTopK`` counts one positive per query and takes one query
+vector per row.  The protocol has F query vectors per user (merge
+retrieval: the best score over the interests) or one (fused), and a list of
+targets per user, repeats included.  :class:`ProtocolTopK` is built on
+TFRS's own metric base (``tfrs.metrics.Factorized``): it retrieves through
+a TFRS index (``BruteForce`` by default; any ``TopK`` layer whose
+identifiers are the item indices 1..N), merges the F interests' lists as
+REMI's evaluator does (an item's score is its best interest's), and keeps
+the per-user means of Recall, HR and NDCG at each cut-off.
+
+With it, ``model.evaluate()`` on the evaluation examples reports
+``recall@20``, ``recall@50``, ... like any TFRS model
+(:func:`evaluate_with_tfrs`); tests/test_tfrs_metrics.py checks that they
+equal the project's exact evaluator (``dismir_tf.evaluation``), which stays
+the fast default of train.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from dismir_tf import types
+
+DEFAULT_KS = (20, 50)
+METRIC_NAMES = ("recall", "hr", "ndcg")
+
+
+def brute_force_index(item_embeddings: tf.Tensor, k: int
+                      ) -> tfrs.layers.factorized_top_k.BruteForce:
+    """A TFRS BruteForce index over items 1..N of an [N + 1, d] table (row
+    0 is padding), with the item indices as identifiers."""
+    n = int(item_embeddings.shape[0]) - 1
+    index = tfrs.layers.factorized_top_k.BruteForce(k=k)
+    index.index(tf.convert_to_tensor(item_embeddings)[1:],
+                tf.range(1, n + 1))
+    return index
+
+
+def merge_top_k(scores: tf.Tensor, ids: tf.Tensor, k: int) -> tf.Tensor:
+    """The k best distinct items of each row of candidate lists.
+
+    Args:
+      scores: [B, M] float scores of M candidates (the Q interests' lists
+        side by side, any order); -inf for a removed candidate.
+      ids: [B, M] int32 item indices; an item may appear once per interest.
+
+    Returns:
+      [B, k] int32 items, best first; an item's score is its best one
+      (ties: the earlier candidate).
+    """
+    order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
+    s = tf.gather(scores, order, batch_dims=1)
+    i = tf.gather(ids, order, batch_dims=1)
+    m = tf.shape(i)[1]
+    earlier = tf.linalg.band_part(tf.ones([m, m], tf.bool), -1, 0) & \
+        ~tf.eye(m, dtype=tf.bool)                       # [m, j]: j < m
+    repeat = tf.reduce_any(
+        tf.equal(i[:, :, None], i[:, None, :]) & earlier[None], axis=2)
+    s = tf.where(repeat, tf.constant(-float("inf"), s.dtype), s)
+    top = tf.math.top_k(s, k=k, sorted=True).indices
+    return tf.gather(i, top, batch_dims=1)
+
+
+def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
+                     ks: Sequence[int] = DEFAULT_KS) -> dict[str, tf.Tensor]:
+    """Per-user Recall, HR and NDCG at each k, as PROTOCOL.md section 5 and
+    ``evaluation.metrics_from_topk`` define them.
+
+    Args:
+      top: [B, >= max(ks)] int items, best first.
+      targets: [B, T] int targets, 0-padded; repeats count in Recall.
+      ks: cut-offs.
+
+    Returns:
+      {'recall@k', 'hr@k', 'ndcg@k'} -> [B] float32.
+    """
+    top = tf.cast(top, tf.int32)
+    targets = tf.cast(targets, tf.int32)
+    is_target = targets > 0
+    n_targets = tf.maximum(tf.reduce_sum(tf.cast(is_target, tf.float32), 1),
+                           1.0)
+    t = tf.shape(targets)[1]
+    earlier = tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0) & \
+        ~tf.eye(t, dtype=tf.bool)
+    seen = tf.reduce_any(tf.equal(targets[:, :, None], targets[:, None, :])
+                         & earlier[None], axis=2)
+    distinct = tf.reduce_sum(tf.cast(is_target & ~seen, tf.int32), axis=1)
+    kmax = max(ks)
+    discount = 1.0 / (tf.math.log(tf.range(kmax, dtype=tf.float32) + 2.0)
+                      / tf.math.log(2.0))
+    cum = tf.concat([[0.0], tf.cumsum(discount)], 0)
+    out = {}
+    for k in ks:
+        tk = top[:, :k]
+        hit = tf.reduce_any(tf.equal(targets[:, :, None], tk[:, None, :]),
+                            axis=2) & is_target                  # [B, T]
+        out[f"recall@{k}"] = tf.reduce_sum(tf.cast(hit, tf.float32),
+                                           1) / n_targets
+        out[f"hr@{k}"] = tf.cast(tf.reduce_any(hit, axis=1), tf.float32)
+        rel = tf.reduce_any(tf.equal(tk[:, :, None], targets[:, None, :])
+                            & is_target[:, None, :], axis=2)     # [B, k]
+        dcg = tf.reduce_sum(tf.cast(rel, tf.float32) * discount[:k], 1)
+        idcg = tf.gather(cum, tf.minimum(distinct, k))
+        out[f"ndcg@{k}"] = tf.math.divide_no_nan(dcg, idcg)
+    return out
+
+
+class ProtocolTopK(tfrs.metrics.Factorized):
+    """Recall, HR and NDCG@k of the protocol, retrieved through a TFRS index.
+
+    Args:
+      candidates: a TFRS ``TopK`` layer (``BruteForce``, ``ScaNN``,
+        ``Streaming``) indexed with the item indices 1..N as identifiers
+        (:func:`brute_force_index`).
+      ks: cut-offs (default 20 and 50).
+      name: the metric's name.
+
+    ``update_state(query_embeddings, true_candidate_embeddings,
+    true_candidate_ids, sample_weight=None, history=None)``:
+    query_embeddings [B, Q, d] (merge: Q = F interests) or [B, d];
+    true_candidate_embeddings is not used (the protocol's positives are
+    ids); true_candidate_ids [B, T] the targets, 0-padded; history [B, L]
+    to remove the history items from the lists (runs trained with
+    ``exclude_history``).
+    """
+
+    def __init__(self, candidates: tfrs.layers.factorized_top_k.TopK,
+                 ks: Sequence[int] = DEFAULT_KS, name: str = "protocol"):
+        super().__init__(name=name)
+        self._candidates = candidates
+        self._ks = tuple(ks)
+        self._means = [tf.keras.metrics.Mean(name=f"{m}@{k}")
+                       for k in self._ks for m in METRIC_NAMES]
+
+    @property
+    def means(self) -> list[tf.keras.metrics.Mean]:
+        """The Keras metrics behind :meth:`result`, named 'recall@20', ..."""
+        return self._means
+
+    def update_state(self, query_embeddings: tf.Tensor,
+                     true_candidate_embeddings: tf.Tensor | None = None,
+                     true_candidate_ids: tf.Tensor | None = None,
+                     sample_weight: tf.Tensor | None = None,
+                     history: tf.Tensor | None = None) -> tf.Operation:
+        if true_candidate_ids is None:
+            raise ValueError("ProtocolTopK needs true_candidate_ids (the "
+                             "targets, [B, T] item indices, 0-padded)")
+        queries = query_embeddings
+        if queries.shape.rank == 2:
+            queries = queries[:, None]
+        b, q = tf.shape(queries)[0], tf.shape(queries)[1]
+        kmax = max(self._ks)
+        extra = 0 if history is None else int(history.shape[1])
+        k = kmax + extra   # room for the history items removed below
+        scores, ids = self._candidates(
+            tf.reshape(queries, [b * q, tf.shape(queries)[2]]), k=k)
+        ids = tf.reshape(tf.cast(ids, tf.int32), [b, q * k])
+        scores = tf.reshape(scores, [b, q * k])
+        if history is not None:
+            in_history = tf.reduce_any(
+                tf.equal(ids[:, :, None], tf.cast(history, tf.int32)[:, None])
+                & (history > 0)[:, None], axis=2)
+            scores = tf.where(in_history, tf.constant(-float("inf"),
+                                                      scores.dtype), scores)
+        top = merge_top_k(scores, ids, kmax)
+        values = protocol_metrics(top, true_candidate_ids, self._ks)
+        updates = [mean.update_state(values[mean.name], sample_weight)
+                   for mean in self._means]
+        return tf.group(updates)
+
+    def result(self) -> list[tf.Tensor]:
+        return [mean.result() for mean in self._means]
+
+    def reset_states(self) -> None:
+        for mean in self._means:
+            mean.reset_states()
+
+
+def eval_dataset(examples, batch_size: int) -> tf.data.Dataset:
+    """The evaluation examples (``pipeline.EvalExamples``) as batches of
+    {history, targets (, history_time)} for ``model.evaluate``."""
+    features = {types.HISTORY: examples.history,
+                types.TARGETS: examples.targets}
+    if examples.times is not None:
+        features[types.HISTORY_TIME] = examples.times
+    return tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
+
+
+def evaluate_with_tfrs(model, examples, batch_size: int = 512,
+                       ks: Sequence[int] = DEFAULT_KS,
+                       exclude_history: bool = False,
+                       candidates: tfrs.layers.factorized_top_k.TopK | None
+                       = None) -> dict[str, float]:
+    """``model.evaluate()`` with a :class:`ProtocolTopK` metric over the
+    model's current item embeddings (a BruteForce index unless
+    ``candidates`` is given); returns {'recall@20': .., ...}."""
+    if candidates is None:
+        candidates = brute_force_index(
+            model.item_embedding.embeddings,
+            max(ks) + (examples.history.shape[1] if exclude_history else 0))
+    if getattr(model, "optimizer", None) is None:
+        model.compile()   # a loaded model: evaluate() needs a compiled one
+    model.set_protocol_metric(ProtocolTopK(candidates, ks), exclude_history)
+    try:
+        out = model.evaluate(eval_dataset(examples, batch_size), verbose=0,
+                             return_dict=True)
+    finally:
+        model.set_protocol_metric(None)
+    return {k: float(v) for k, v in out.items()}

@@ -1,0 +1,61 @@
+"""TFRS at the centre, item 1: model.evaluate() reports the protocol's
+metrics through a TFRS index, equal to the exact evaluator."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dismir_tf import evaluation, pipeline, tfrs_metrics, training
+from tests.helpers import tiny_run_config
+
+
+@pytest.fixture(scope="module", params=[
+    ("dismir", {}),                              # merge (max readout)
+    ("dismir", {"readout": "fused"}),            # one fused query
+    ("remi", {}),                                # a baseline, merge
+    ("dnn", {"exclude_history": True}),          # single, exclusion
+], ids=["dismir-merge", "dismir-fused", "remi", "dnn-exclude"])
+def trained(request, tmp_path_factory):
+    name, overrides = request.param
+    out = str(tmp_path_factory.mktemp("run") / name)
+    config = tiny_run_config(out, model=name, max_steps=40, eval_every=40,
+                             **overrides)
+    training.run(config, log=lambda m: None, verbose=0)
+    return training.load_run(out, log=lambda m: None)
+
+
+def test_model_evaluate_reports_the_exact_evaluators_metrics(trained):
+    config, ds, model = trained
+    test = pipeline.eval_examples(ds, "test", config.model.max_len)
+    exact = training.evaluate_model(model, test, config).metrics
+    got = tfrs_metrics.evaluate_with_tfrs(
+        model, test, batch_size=64,
+        exclude_history=config.train.exclude_history)
+    for key in ("recall@20", "recall@50", "hr@20", "hr@50", "ndcg@20",
+                "ndcg@50"):
+        assert got[key] == pytest.approx(exact[key], abs=1e-6), key
+    # The metric is not part of the model afterwards.
+    assert model.protocol_metric is None
+    assert not any("protocol" in w.name or "brute" in w.name.lower()
+                   for w in model.weights)
+
+
+def test_merge_keeps_each_items_best_score_once():
+    scores = tf.constant([[0.9, 0.5, 0.8, 0.7, 0.1, 0.6]])
+    ids = tf.constant([[3, 4, 3, 5, 4, 6]])
+    top = tfrs_metrics.merge_top_k(scores, ids, 4).numpy()
+    assert top.tolist() == [[3, 5, 6, 4]]
+
+
+def test_protocol_metrics_match_the_numpy_definition():
+    rng = np.random.default_rng(0)
+    top = rng.integers(1, 30, size=(50, 50)).astype(np.int32)
+    targets = rng.integers(0, 30, size=(50, 7)).astype(np.int32)
+    targets[:, 0] = np.maximum(targets[:, 0], 1)     # >= 1 target each
+    targets[:5, 1] = targets[:5, 0]                  # repeated targets
+    want = evaluation.metrics_from_topk(top, targets)
+    got = tfrs_metrics.protocol_metrics(tf.constant(top),
+                                        tf.constant(targets))
+    for key, value in want.items():
+        np.testing.assert_allclose(got[key].numpy(), value, atol=1e-6,
+                                   err_msg=key)
