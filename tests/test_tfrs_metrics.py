@@ -59,3 +59,30 @@ def test_protocol_metrics_match_the_numpy_definition():
     for key, value in want.items():
         np.testing.assert_allclose(got[key].numpy(), value, atol=1e-6,
                                    err_msg=key)
+
+
+def test_evaluate_py_backends_agree(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "run")
+    training.run(tiny_run_config(out, max_steps=20, eval_every=20),
+                 log=lambda m: None, verbose=0)
+    got = {}
+    for backend in ("exact", "tfrs"):
+        proc = subprocess.run(
+            [sys.executable, "evaluate.py", "--run_dir", out, "--backend",
+             backend], cwd=root, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, value in got["exact"]["test"].items():
+        assert got["tfrs"]["test"][key] == pytest.approx(value, abs=1e-6)
+    refused = subprocess.run(
+        [sys.executable, "evaluate.py", "--run_dir", out, "--backend",
+         "tfrs", "--dump_topk", "t.jsonl"], cwd=root, capture_output=True,
+        text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "--dump_topk needs --backend exact" in refused.stderr

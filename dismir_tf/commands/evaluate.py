@@ -28,6 +28,12 @@ flags.DEFINE_string("dump_topk", None, "Write each user's top-50 here "
 flags.DEFINE_string("dump_partition", None,
                     "Write each item's partition weights here (0-based "
                     "argmax; a bare file name goes into --run_dir).")
+flags.DEFINE_enum("backend", "exact", ["exact", "tfrs"],
+                  "Retrieval: exact (the project's vectorised evaluator, "
+                  "train.py's) or tfrs (model.evaluate() with a TFRS "
+                  "BruteForce index, dismir_tf.tfrs_metrics; the same "
+                  "metrics). ScaNN is not offered: scann 1.4.2's TF ops do "
+                  "not load with TensorFlow 2.21 (README).")
 flags.mark_flag_as_required("run_dir")
 FLAGS = flags.FLAGS
 
@@ -70,9 +76,24 @@ def main(argv):
     _check_paths()
     from dismir_tf import reports, training
 
+    if FLAGS.backend == "tfrs" and FLAGS.dump_topk:
+        from dismir_tf.errors import ConfigError
+        raise ConfigError("--dump_topk needs --backend exact (the TFRS "
+                          "metric keeps the metrics, not the lists)")
     config, ds, model = training.load_run(FLAGS.run_dir)
-    metrics = reports.evaluate_split(config, ds, model, FLAGS.split,
-                                     dump_topk=FLAGS.dump_topk)
+    if FLAGS.backend == "tfrs":
+        from dismir_tf import pipeline, tfrs_metrics
+        from dismir_tf.models import time_unit
+
+        examples = pipeline.eval_examples(ds, FLAGS.split,
+                                          config.model.max_len,
+                                          time_unit(config.model))
+        metrics = tfrs_metrics.evaluate_with_tfrs(
+            model, examples, config.train.eval_batch_size,
+            exclude_history=config.train.exclude_history)
+    else:
+        metrics = reports.evaluate_split(config, ds, model, FLAGS.split,
+                                         dump_topk=FLAGS.dump_topk)
     if FLAGS.dump_partition:
         reports.dump_partition(ds, model, FLAGS.dump_partition)
     print(json.dumps({FLAGS.split: metrics}, sort_keys=True))
