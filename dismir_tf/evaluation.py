@@ -50,10 +50,27 @@ def _score_and_top_k(queries: tf.Tensor, item_embeddings: tf.Tensor,
     Returns:
       (scores [B, k], items [B, k] int32), best first.
     """
+    values, indices = score_and_top_k_candidates(
+        queries, item_embeddings[1:], k, exclude)
+    return values, indices + 1
+
+
+def score_and_top_k_candidates(queries: tf.Tensor, candidates: tf.Tensor,
+                               k: int, exclude: tf.Tensor | None
+                               ) -> tuple[tf.Tensor, tf.Tensor]:
+    """Top-k rows of ``candidates`` [N, d] (items 1..N) by max_q q . c.
+
+    The computation of :func:`_score_and_top_k` (which calls it with the
+    item table's rows 1..N), shared with the export's TFRS index layer so
+    that both give the same bits.
+
+    Returns:
+      (scores [B, k], 0-based candidate rows [B, k] int32), best first.
+    """
     b = tf.shape(queries)[0]
     q = tf.shape(queries)[1]
     flat = tf.reshape(queries, [-1, tf.shape(queries)[2]])
-    scores = tf.matmul(flat, item_embeddings[1:], transpose_b=True)
+    scores = tf.matmul(flat, candidates, transpose_b=True)
     scores = tf.reduce_max(tf.reshape(scores, [b, q, -1]), axis=1)  # [B, N]
     if exclude is not None:
         rows = tf.repeat(tf.range(b), tf.shape(exclude)[1])
@@ -63,8 +80,7 @@ def _score_and_top_k(queries: tf.Tensor, item_embeddings: tf.Tensor,
                         tf.boolean_mask(cols, keep)], axis=1)
         scores = tf.tensor_scatter_nd_update(
             scores, idx, tf.fill([tf.shape(idx)[0]], float("-inf")))
-    values, indices = exact_top_k(scores, k)
-    return values, indices + 1
+    return exact_top_k(scores, k)
 
 
 # Items per block of exact_top_k.

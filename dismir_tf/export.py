@@ -61,6 +61,7 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 import dismir_tf
 from dismir_tf import evaluation
@@ -151,6 +152,28 @@ def relative_times(times: tf.Tensor, history: tf.Tensor,
                    tf.float32)
 
 
+class MultiInterestBruteForce(tfrs.layers.factorized_top_k.BruteForce):
+    """TFRS's BruteForce index, for the protocol's retrieval.
+
+    ``index(item_embeddings[1:], raw_ids[1:])`` as TFRS's export guide
+    does; ``call(queries [B, Q, d], k, exclude)`` scores every candidate by
+    its best query (merge retrieval; Q = 1 for fused and single-interest
+    models), removes ``exclude`` [B, L] item indices (runs trained with
+    ``exclude_history``), and returns (scores [B, k], identifiers [B, k]).
+    The scores and the top-k are evaluate.py's own computation
+    (``evaluation.score_and_top_k_candidates``), so the lists are the same.
+    """
+
+    def call(self, queries: tf.Tensor, k: int | None = None,
+             exclude: tf.Tensor | None = None
+             ) -> tuple[tf.Tensor, tf.Tensor]:
+        if self._candidates is None:
+            raise ValueError("call index() first")
+        scores, rows = evaluation.score_and_top_k_candidates(
+            queries, self._candidates, k or self._k, exclude)
+        return scores, tf.gather(self._identifiers, rows)
+
+
 class ServingModule(tf.Module):
     """What the SavedModel holds: variables, vocabulary, three functions.
 
@@ -234,18 +257,22 @@ class ServingModule(tf.Module):
         specs = [_HISTORY_SPEC] + ([] if time_unit is None
                                    else [_TIMES_SPEC])
 
+        # Retrieval through a TFRS index layer over the item table, with
+        # the raw ids as identifiers (TFRS's export guide).
+        self.index = MultiInterestBruteForce(k=k)
+        self.index.index(tf.convert_to_tensor(embeddings)[1:], raw_ids[1:])
+
         @tf.function(input_signature=specs)
         def serve(history, history_times=None):
             hist, length, batch, times = to_history(history, history_times)
             queries = model.query_vectors(hist, times=times)
-            scores, items = evaluation._score_and_top_k(
-                queries, tf.convert_to_tensor(embeddings), k,
-                hist if exclude_history else None)
+            scores, ids = self.index(queries, k,
+                                     hist if exclude_history else None)
             empty = (length == 0)[:, None]
             return {
                 "item_ids": tf.where(
                     empty, tf.broadcast_to(popular_ids, [batch, k]),
-                    tf.gather(raw_ids, items[:batch])),
+                    ids[:batch]),
                 "scores": tf.where(
                     empty, tf.broadcast_to(popular_scores, [batch, k]),
                     scores[:batch]),
@@ -360,6 +387,7 @@ def export_model(model: RetrievalModel, ds: SequenceDataset,
             "num_items": ds.num_items, "embedding_dim": int(emb.shape[1]),
             "num_interests": _num_interests(module),
             "exclude_history": config.train.exclude_history,
+            "index": "tfrs BruteForce (MultiInterestBruteForce, exact)",
             "history_times": time_unit(config.model) is not None,
             "time_unit_seconds": time_unit(config.model),
             "dataset": ds.name, "source": source,
