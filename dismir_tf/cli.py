@@ -375,6 +375,19 @@ def quiet_startup() -> None:
     os.dup2(write_end, 2)
     os.close(write_end)
 
+    def forward(data: bytes) -> None:
+        # The reader must keep draining even when stderr's own reader is
+        # gone (`... 2>&1 | head`): otherwise the pipe fills and every
+        # write to stderr blocks the process.
+        if forward.broken:
+            return
+        try:
+            os.write(real, data)
+        except OSError:
+            forward.broken = True
+
+    forward.broken = False
+
     def pump() -> None:
         pending = b""
         while True:
@@ -388,9 +401,9 @@ def quiet_startup() -> None:
                 out += pending
                 pending = b""
             if out:
-                os.write(real, out)
+                forward(out)
         if pending and not _STARTUP_NOISE.match(pending):
-            os.write(real, pending)
+            forward(pending)
         os.close(read_end)
 
     thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
@@ -402,6 +415,15 @@ def quiet_startup() -> None:
         thread.join(timeout=10)
 
     atexit.register(drain)
+    # SIGTERM (timeout, a batch scheduler) exits through atexit too, so
+    # the last lines are not lost; a process killed otherwise (SIGKILL, a
+    # fatal CHECK's abort) may lose what was still in the pipe: set
+    # TF_CPP_MIN_LOG_LEVEL to run without the filter.
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM,
+                      lambda signum, frame: sys.exit(128 + signum))
 
 
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")

@@ -19,7 +19,8 @@ Signatures (``B`` requests, ``L`` any history length, ``k`` fixed at export):
 
 * ``serving_default``: ``history`` string [B, L] raw ids, right-padded with
   '' (and, for a model that reads times, PIMIRec, ``history_times``
-  float64 [B, L] Unix seconds, or [B, 0] when the times are unknown: then
+  float64 [B, L] times in the training file's unit (Unix seconds for the
+  shared files), or [B, 0] when the times are unknown: then
   the positions, which for a timestamped run are not what evaluate.py
   used; see ``ServingModule``) -> ``item_ids`` string [B, k], ``scores``
   float32 [B, k].  The same
@@ -190,7 +191,9 @@ class ServingModule(tf.Module):
         the evaluator does for runs trained with ``exclude_history``.
       time_unit: for a model that reads the history times (PIMIRec):
         seconds per time unit; ``serving_default`` and ``user_interests``
-        then also take ``history_times`` [B, L] float64 Unix seconds,
+        then also take ``history_times`` [B, L] float64 times in the
+        training file's unit (the reader keeps it: Unix seconds for the
+        shared files; milliseconds for a file in milliseconds),
         parallel to ``history``.  Given with the same shape as ``history``
         the SavedModel computes what evaluate.py computed; given empty
         ([B, 0]: no times known) it falls back to the positions 0, 1, ...,

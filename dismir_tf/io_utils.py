@@ -34,10 +34,19 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import (single-threaded then): os.umask is process-wide,
+# and setting it briefly while other threads create files would not be.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -13,7 +13,9 @@ the per-user means of Recall, HR and NDCG at each cut-off.
 With it, ``model.evaluate()`` on the evaluation examples reports
 ``recall@20``, ``recall@50``, ... like any TFRS model
 (:func:`evaluate_with_tfrs`); tests/test_tfrs_metrics.py checks that they
-equal the project's exact evaluator (``dismir_tf.evaluation``), which stays
+equal the project's exact evaluator (up to exact score ties between
+interests, which the merge breaks by interest and the exact top-k by item
+index) (``dismir_tf.evaluation``), which stays
 the fast default of train.py.
 """
 
@@ -157,6 +159,10 @@ class ProtocolTopK(tfrs.metrics.Factorized):
         kmax = max(self._ks)
         extra = 0 if history is None else int(history.shape[1])
         k = kmax + extra   # room for the history items removed below
+        size = getattr(getattr(self._candidates, "_candidates", None),
+                       "shape", [None])[0]
+        if size is not None:
+            k = min(k, int(size))
         scores, ids = self._candidates(
             tf.reshape(queries, [b * q, tf.shape(queries)[2]]), k=k)
         ids = tf.reshape(tf.cast(ids, tf.int32), [b, q * k])
@@ -200,15 +206,21 @@ def evaluate_with_tfrs(model, examples, batch_size: int = 512,
     model's current item embeddings (a BruteForce index unless
     ``candidates`` is given); returns {'recall@20': .., ...}."""
     if candidates is None:
+        n = int(model.item_embedding.embeddings.shape[0]) - 1
         candidates = brute_force_index(
             model.item_embedding.embeddings,
-            max(ks) + (examples.history.shape[1] if exclude_history else 0))
+            min(n, max(ks) + (examples.history.shape[1]
+                              if exclude_history else 0)))
     if getattr(model, "optimizer", None) is None:
         model.compile()   # a loaded model: evaluate() needs a compiled one
     model.set_protocol_metric(ProtocolTopK(candidates, ks), exclude_history)
+    # Keras keeps the traced test function, which holds the metric and
+    # index of an earlier call: trace it again for this one.
+    model.test_function = None
     try:
         out = model.evaluate(eval_dataset(examples, batch_size), verbose=0,
                              return_dict=True)
     finally:
         model.set_protocol_metric(None)
+        model.test_function = None
     return {k: float(v) for k, v in out.items()}

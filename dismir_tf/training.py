@@ -570,8 +570,9 @@ PROGRESS: dict = {}
 class _Progress(tf.keras.callbacks.Callback):
     """Keras's own progress bar over each evaluation interval, with the
     losses, the time per step and the ETA, on stderr (stdout carries the
-    results).  On a terminal it redraws in place; in a log file it writes a
-    line every ``LOG_INTERVAL`` seconds."""
+    results).  It redraws in place (Keras uses '\r' on every POSIX
+    system), every 0.5 s on a terminal and every ``LOG_INTERVAL`` seconds
+    otherwise, so a log file gets few redraws."""
 
     LOG_INTERVAL = 30.0
 
@@ -610,7 +611,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
       config: the run.
       log: progress lines.
       verbose: 0: no progress bar; None or 1: Keras's progress bar on
-        stderr (redrawn on a terminal, a line every 30 s in a log).
+        stderr (redrawn every 0.5 s on a terminal, every 30 s otherwise).
       resume: continue the run found in ``config.train.output_dir`` (the
         default); with False a directory that already holds a run is an
         error instead (nothing is ever deleted).
@@ -626,6 +627,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
       TrainingDivergedError: the loss became NaN or infinite.
     """
     config = dataclasses.replace(config, model=resolve_config(config.model))
+    PROGRESS.clear()     # a Ctrl-C now must not name an earlier run
     run_dir = RunDirectory(config.train.output_dir)
     state = _open_run_dir(run_dir, config, resume)
     if state is not None and state.finished and os.path.exists(

@@ -330,3 +330,12 @@ def test_every_entry_point_checks_a_data_path_alike(tmp_path, entry, target,
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path / target}: {message}")
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("value", ["1e400", "9" * 60, "1e2000000",
+                                   "-1e41", "1" * 300])
+def test_a_time_out_of_range_is_one_clear_error(tmp_path, value):
+    path = write(tmp_path, "t.tsv", f"u\ti\t1\nu\tj\t{value}\n")
+    with pytest.raises(DataFormatError, match="timestamp") as e:
+        read_interactions(path, "user_item_time_tsv")
+    assert e.value.line == 2

@@ -187,3 +187,16 @@ def test_an_unknown_model_is_refused_at_once_with_the_closest_name():
          "print('tensorflow' in sys.modules)"],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert check.stdout.strip().splitlines()[-1] == "False", check.stderr
+
+
+def test_the_stderr_filter_never_blocks_when_its_reader_goes_away():
+    script = ("import sys\nfrom dismir_tf import cli\ncli.quiet_startup()\n"
+              "for i in range(20000):\n"
+              "    print('line', i, 'x' * 60, file=sys.stderr)\n"
+              "print('done')\n")
+    proc = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -c \"$S\" 2>&1 >/dev/null "
+         "| head -c 50 >/dev/null; echo ${PIPESTATUS[0]}"],
+        cwd=ROOT, env={**_env(), "S": script, "PYTHONPATH": ROOT},
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

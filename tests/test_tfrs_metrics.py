@@ -86,3 +86,20 @@ def test_evaluate_py_backends_agree(tmp_path):
         text=True, timeout=300)
     assert refused.returncode == 2
     assert "--dump_topk needs --backend exact" in refused.stderr
+
+
+def test_a_second_evaluation_sees_the_current_weights(trained):
+    config, ds, model = trained
+    test = pipeline.eval_examples(ds, "test", config.model.max_len)
+    tfrs_metrics.evaluate_with_tfrs(
+        model, test, exclude_history=config.train.exclude_history)
+    old = model.item_embedding.embeddings.numpy()
+    try:
+        model.item_embedding.embeddings.assign(old[::-1].copy())
+        exact = training.evaluate_model(model, test, config).metrics
+        got = tfrs_metrics.evaluate_with_tfrs(
+            model, test, exclude_history=config.train.exclude_history)
+        assert got["recall@50"] == pytest.approx(exact["recall@50"],
+                                                 abs=1e-6)
+    finally:
+        model.item_embedding.embeddings.assign(old)

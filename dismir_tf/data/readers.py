@@ -198,26 +198,44 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
 
 
 Time = int | decimal.Decimal
+# Times are exact up to 10**40 (nanosecond epochs are ~1.7e18), and a
+# number's text is at most this long, so a malformed value cannot make the
+# reader build huge integers or overflow float().
+_MAX_TIME_DIGITS = 40
+_MAX_TIME_CHARS = 200
 
 
 def _parse_time(text: str, path: str, lineno: int) -> Time:
     """The exact value of a timestamp: an int when it is integral (also
     '1.5e9' or '978300760.0'), else a Decimal; a DataFormatError naming the
     line when it is not a finite number."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = decimal.Decimal(text.strip())
-    except decimal.InvalidOperation:
-        raise DataFormatError(f"timestamp {text!r} is not a number",
-                              path=path, line=lineno) from None
-    if not value.is_finite():
-        raise DataFormatError(f"timestamp {text!r} is not finite",
+    if len(text) > _MAX_TIME_CHARS:
+        raise DataFormatError(f"timestamp {text[:40]!r}... is too long",
                               path=path, line=lineno)
-    if value == value.to_integral_value():
-        return int(value)
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None:
+        try:
+            value = decimal.Decimal(text.strip())
+        except decimal.InvalidOperation:
+            raise DataFormatError(f"timestamp {text!r} is not a number",
+                                  path=path, line=lineno) from None
+        if not value.is_finite():
+            raise DataFormatError(f"timestamp {text!r} is not finite",
+                                  path=path, line=lineno)
+        if value.adjusted() >= _MAX_TIME_DIGITS:
+            raise DataFormatError(f"timestamp {text!r} is out of range "
+                                  f"(|t| >= 1e{_MAX_TIME_DIGITS})",
+                                  path=path, line=lineno)
+        if value != value.to_integral_value():
+            return value
+        value = int(value)
+    if abs(value) >= 10**_MAX_TIME_DIGITS:
+        raise DataFormatError(f"timestamp {text!r} is out of range "
+                              f"(|t| >= 1e{_MAX_TIME_DIGITS})",
+                              path=path, line=lineno)
     return value
 
 
