@@ -274,8 +274,9 @@ def test_pimirec_through_train_py_and_on_order_only_data(tmp_path):
 
 
 def test_export_serves_the_order_only_fallback(tmp_path):
-    """The serving signature takes the history only: PIMIRec is served with
-    the order-only times (positions), exactly as query_vectors(history)."""
+    """Without times (history_times with no columns) PIMIRec is served
+    with the order-only times (positions), exactly as
+    query_vectors(history); with times see tests/test_export_every_model."""
     from dismir_tf import evaluation, export
     timed, _ = _timed_dataset()
     m = create_model(timed.num_items, CFG, seed=2)
@@ -285,7 +286,8 @@ def test_export_serves_the_order_only_fallback(tmp_path):
     path = export.export_model(m, timed, config, str(tmp_path / "export"),
                                k=5)
     serve = tf.saved_model.load(path).signatures["serving_default"]
-    got = serve(history=tf.constant([["item3", "item7", "item1", "item9"]]))
+    got = serve(history=tf.constant([["item3", "item7", "item1", "item9"]]),
+                history_times=tf.zeros([1, 0], tf.float64))
     hist = tf.constant([[3, 7, 1, 9, 0]])
     _, top = evaluation._score_and_top_k(
         m.query_vectors(hist), m.item_embedding.embeddings, 5, None)

@@ -238,8 +238,18 @@ def test_evaluate_py_bad_paths_exit_2_before_tensorflow(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text("{}")
+    # A run whose checkpoint files are there (their content is read only
+    # after TensorFlow starts, which these cases never reach).
+    (run_dir / "state.json").write_text('{"best_prefix": "best/step-1"}')
+    (run_dir / "best").mkdir()
+    (run_dir / "best" / "step-1.index").write_text("")
+    no_ckpt = tmp_path / "committed"
+    no_ckpt.mkdir()
+    (no_ckpt / "config.json").write_text("{}")
+    (no_ckpt / "state.json").write_text('{"best_prefix": "best/step-1"}')
     cases = [
         (["--run_dir", str(tmp_path / "nope")], "is not a run directory"),
+        (["--run_dir", str(no_ckpt)], "its best checkpoint"),
         (["--run_dir", str(run_dir), "--dump_topk", str(tmp_path)],
          "--dump_topk is a directory"),
         (["--run_dir", str(run_dir), "--dump_topk",

@@ -265,6 +265,12 @@ def test_rec_loss_is_remi_hard_negative_sampled_softmax():
              types.TARGET: tf.constant([1, 2, 3, 4], tf.int32),
              types.SEED: tf.zeros([4, 2], tf.int64)}
     seed = tf.constant([5, 6], tf.int64)
+    plain_model = _model(remi_beta=0.0)
+    # Scores of order 1 (the Glorot start gives ~0.01), so that the
+    # hard-negative weighting visibly changes the loss.
+    for m_ in (model, plain_model):
+        m_.item_embedding.embeddings.assign(
+            m_.item_embedding.embeddings * 30.0)
     enc = model.encode(batch[types.HISTORY])
     loss = model.rec_loss_per_example(batch, enc, seed).numpy()
     emb = model.item_embedding.embeddings.numpy()
@@ -276,8 +282,11 @@ def test_rec_loss_is_remi_hard_negative_sampled_softmax():
     want = _np_remi_loss((user * t).sum(-1), user @ emb[neg_ids].T, 0.5)
     np.testing.assert_allclose(loss, want, rtol=1e-4, atol=1e-5)
     # beta = 0 is the plain sampled softmax: a different value.
-    plain = _model(remi_beta=0.0).rec_loss_per_example(batch, enc, seed)
-    assert np.abs(plain.numpy() - loss).max() > 1e-4
+    plain = plain_model.rec_loss_per_example(batch, enc, seed).numpy()
+    np.testing.assert_allclose(
+        plain, _np_remi_loss((user * t).sum(-1), user @ emb[neg_ids].T, 0.0),
+        rtol=1e-4, atol=1e-5)
+    assert np.abs(plain - loss).max() > 1e-3
     # No regulariser (REMI's routing regulariser is not part of UMI).
     assert float(model.regularization(batch, enc, seed)) == 0.0
 
