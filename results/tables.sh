@@ -4,7 +4,7 @@
 # (3 seeds each, reference budget). Resumable: compare.py skips finished
 # runs, so the same command continues an interrupted grid.
 # Usage: bash results/tables.sh job DATA MODE MODEL   # one model's 3 seeds
-#        bash results/tables.sh table DATA             # the tables from the runs
+#        bash results/tables.sh table DATA             # the tables from the finished runs
 #        bash results/tables.sh all DATA               # every job, then tables
 set -eu
 cd "$(dirname "$0")/.."
@@ -23,9 +23,24 @@ compare() {  # DATA MODE MODELS TABLE
 }
 case "$1" in
   job) compare "$2" "$3" "$4" "job-$4"; rm -f "results/$2/job-$4".{md,csv} ;;
-  table) compare "$2" table2 "$TABLE2" table2
-         compare "$2" ablation "$ABLATION" ablation
-         compare "$2" plugin "$PLUGIN" plugin ;;
+  table) # Only models whose 3 seeds have finished (nothing is trained).
+         finished() {  # DATA MODEL-LIST [SUFFIX] -> the finished ones
+           local out=() m s ok
+           for m in ${2//,/ }; do
+             ok=1
+             for s in 0 1 2; do
+               [ -f "results/$1/runs/$m${3:-}-seed$s/metrics.json" ] || ok=0
+             done
+             [ $ok = 1 ] && out+=("$m")
+           done
+           (IFS=,; echo "${out[*]}")
+         }
+         t2=$(finished "$2" "$TABLE2"); ab=$(finished "$2" "$ABLATION")
+         lam=$(sed -E "s/.*--default_partition_weight ([^ ]+).*/\1/" <<< "${FLAGS[$2]}")
+         pl=$(finished "$2" "$(finished "$2" "$PLUGIN")" "-partition_weight$lam")
+         [ -n "$t2" ] && compare "$2" table2 "$t2" table2
+         [ -n "$ab" ] && compare "$2" ablation "$ab" ablation
+         if [ -n "$pl" ]; then compare "$2" plugin "$pl" plugin; fi ;;
   all) for m in ${TABLE2//,/ }; do bash "$0" job "$2" table2 "$m"; done
        for m in mir mir-rv mir-bf; do bash "$0" job "$2" ablation "$m"; done
        for m in ${PLUGIN//,/ }; do bash "$0" job "$2" plugin "$m"; done
