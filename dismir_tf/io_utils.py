@@ -26,7 +26,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         # mkstemp creates 0600; a result file gets the usual 0644 (under
         # the user's umask), as open() would give it.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -43,10 +43,6 @@ def _read_umask() -> int:
 # Read once, at import (single-threaded then): os.umask is process-wide,
 # and setting it briefly while other threads create files would not be.
 _UMASK = _read_umask()
-
-
-def _umask() -> int:
-    return _UMASK
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,16 @@ def losses_before_after(model, sampler, batches: int, repeats: int,
     after = model.evaluate(sampler.dataset_from(0, batches), verbose=0,
                            return_dict=True)
     return first, after
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_block(marker: str) -> str:
+    """The python block between ``<!-- MARKER:start -->`` and its end in the
+    README (the examples the tests run as printed)."""
+    text = README.read_text(encoding="utf-8")
+    block = re.search(rf"<!-- {marker}:start -->\s*```python\n(.*?)```",
+                      text, re.S)
+    assert block, f"the README lost its {marker} markers"
+    return block.group(1)

@@ -12,6 +12,7 @@ import tomllib
 import pytest
 
 import dismir_tf
+from tests.helpers import readme_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,10 +53,8 @@ def test_console_scripts_point_at_run_functions():
 
 
 def _readme_example() -> str:
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    block = re.search(r"<!-- readme-example:start -->\s*```python\n(.*?)```",
-                      text, re.S).group(1)
-    return block.replace("/tmp/dismir_example/", "example_out/")
+    return readme_block("readme-example").replace("/tmp/dismir_example/",
+                                                  "example_out/")
 
 
 def test_pip_install_then_the_readme_example_from_another_directory(

@@ -1,18 +1,14 @@
 """The README's Python example runs as printed."""
 
 import os
-import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import readme_block
 
 
 def test_readme_python_example_runs(capsys):
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    block = re.search(r"<!-- readme-example:start -->\n```python\n(.*?)```",
-                      text, re.S)
-    assert block, "the README lost its example markers"
     namespace: dict = {}
-    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    exec(compile(readme_block("readme-example"), "README.md", "exec"),
+         namespace)
     out = capsys.readouterr().out
     assert "recall@50" in out
     losses = namespace["history"].history["rec_loss"]

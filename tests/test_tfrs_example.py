@@ -2,9 +2,6 @@
 PartitionTask runs as printed, and the task is the models' own partition
 loss."""
 
-import os
-import re
-
 import pytest
 import tensorflow as tf
 
@@ -14,18 +11,13 @@ from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
 from dismir_tf.data.synthetic import generate
 from dismir_tf.models import create_model
 from dismir_tf.partition_task import PartitionTask
-from tests.helpers import TINY_SYNTHETIC
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import TINY_SYNTHETIC, readme_block
 
 
 def test_readme_tfrs_example_runs(capsys):
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    block = re.search(r"<!-- tfrs-example:start -->\n```python\n(.*?)```",
-                      text, re.S)
-    assert block, "the README lost its TFRS example markers"
     namespace: dict = {}
-    exec(compile(block.group(1), "README.md", "exec"), namespace)
+    exec(compile(readme_block("tfrs-example"), "README.md", "exec"),
+         namespace)
     out = capsys.readouterr().out
     losses = namespace["fit"].history["loss"]
     assert losses[-1] < losses[0]
