@@ -37,6 +37,7 @@ TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
 SIMILARITIES = ("dot", "cosine")
 SOFTMAX_AXES = ("interests", "positions")
+RECENCY = ("none", "learned")
 _EPS = 1e-9
 _MASKED_LOGIT = -1e9
 
@@ -98,6 +99,14 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         choice, then learned).
       kernel_stddev: float or None. Standard deviation of the
         transformation's normal initialiser; None means 1/sqrt(d).
+      recency: str, default 'none'.  'learned': each routed item is scaled
+        by a learned positive weight of its recency rank, m_f = sum_i b_if
+        w_{r(i)} u_{f|i} with r(i) = n - 1 - i for a history of n items
+        (0 for the newest; histories are right-padded) and w_r =
+        softplus(a_r) / log 2, a_r started at 0 (every w_r = 1).  The
+        routing logits and weights b_if do not see it; only what an
+        interest collects from its items does.  Not in the paper: an
+        option of this project's capsule study (docs/models.md).
       seed: int. The layer's seed; each weight's initialiser seed is
         derived from it and the weight's name (``initializers.weight_seed``).
 
@@ -126,7 +135,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                  detach_routed_items: bool = False,
                  squash_output: bool = True, kernel_init: str = "normal",
                  kernel_stddev: float | None = None,
-                 seed: int = 0, **kwargs):
+                 recency: str = "none", seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if num_interests < 1:
             raise ValueError(f"num_interests must be >= 1, got {num_interests}")
@@ -174,6 +183,10 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                              f"got {kernel_init!r}")
         self.kernel_init = kernel_init
         self.kernel_stddev = kernel_stddev
+        if recency not in RECENCY:
+            raise ValueError(f"recency must be one of {RECENCY}, got "
+                             f"{recency!r}")
+        self.recency = recency
         self.seed = seed
 
     def build(self, input_shape):
@@ -202,7 +215,20 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                 initializer=tf.keras.initializers.RandomNormal(
                     stddev=1.0,
                     seed=weight_seed(self.seed, "initial_logits")))
+        if self.recency == "learned":
+            self.recency_logits = self.add_weight(
+                "recency_logits", [l], initializer="zeros")
         super().build(input_shape)
+
+    def _recency_weights(self, mask: tf.Tensor) -> tf.Tensor:
+        """w_{r(i)} per history position: [B, L], 0 on padding."""
+        length = tf.shape(mask)[1]
+        n = tf.reduce_sum(mask, axis=1, keepdims=True)           # [B, 1]
+        rank = n - 1.0 - tf.cast(tf.range(length), mask.dtype)[None]
+        rank = tf.cast(tf.clip_by_value(rank, 0.0,
+                                        float(self.max_len - 1)), tf.int32)
+        w = tf.nn.softplus(tf.gather(self.recency_logits, rank))
+        return w / tf.math.log(tf.constant(2.0, w.dtype)) * mask
 
     def _transformed(self, items: tf.Tensor) -> tf.Tensor:
         """u_{f|i}: [B, F, L, d]."""
@@ -255,7 +281,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                 u_it = tf.stop_gradient(u)
             else:
                 u_it = u if last else u_routing
-            capsules = tf.einsum("bfl,bfld->bfd", weights, u_it)
+            collected = (weights if self.recency == "none"
+                         else weights * self._recency_weights(mask)[:, None])
+            capsules = tf.einsum("bfl,bfld->bfd", collected, u_it)
             interests = squash(capsules)
             if last and not self.squash_output:
                 interests = capsules
@@ -278,5 +306,6 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                       detach_routed_items=self.detach_routed_items,
                       squash_output=self.squash_output,
                       kernel_init=self.kernel_init,
-                      kernel_stddev=self.kernel_stddev, seed=self.seed)
+                      kernel_stddev=self.kernel_stddev,
+                      recency=self.recency, seed=self.seed)
         return config

@@ -119,6 +119,9 @@ def define_model_flags() -> None:
     flags.DEFINE_string("capsule_transform", None, "DisMIR family: W of "
                         "the capsule: identity (paper 5.1.4) or shared (a "
                         "learned d x d matrix).")
+    flags.DEFINE_string("capsule_recency", None, "DisMIR family: none (the "
+                        "paper) or learned (one learned weight per recency "
+                        "rank scales each routed item).")
     flags.DEFINE_string("rec_loss", None, "DisMIR family: pairwise (eq. 5, "
                         "the hardest of C candidates) or sampled_softmax "
                         "(REMI's IHN over --sampled_softmax_negatives).")
@@ -202,7 +205,7 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "routing_temperature", "routing_detach",
                     "interest_norm", "readout", "rec_loss",
                     "sampled_softmax_negatives", "remi_beta",
-                    "capsule_transform")
+                    "capsule_transform", "capsule_recency")
 
 
 def _model_flag_values() -> dict:

@@ -35,6 +35,7 @@ READOUTS = ("fused", "max", "weighted_max")
 INTEREST_NORMS = ("squash", "none")
 REC_LOSSES = ("pairwise", "sampled_softmax")
 CAPSULE_TRANSFORMS = ("identity", "shared", "shared_from_identity")
+CAPSULE_RECENCY = ("none", "learned")
 CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -204,6 +205,11 @@ class ModelConfig:
         'identity' (paper 5.1.4), 'shared' (one learned d x d matrix, as
         MIND, started at N(0, 1/d)) or 'shared_from_identity' (the same
         matrix started at W = I); '' is the model's default.
+      capsule_recency: the DisMIR family's weighting of the routed items by
+        recency: 'none' (m_f = sum_i b_if W e_i, the paper) or 'learned'
+        (m_f = sum_i b_if w_{r(i)} W e_i with one learned positive weight
+        per recency rank r(i) = 0 for the newest item, started at 1);
+        '' is the model's default.
       capsule_preset: '' or a named capsule configuration
         (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
         configuration on REMI's code, docs/models.md).
@@ -253,6 +259,7 @@ class ModelConfig:
     readout: str = ""
     rec_loss: str = ""
     capsule_transform: str = ""
+    capsule_recency: str = ""
     capsule_preset: str = ""
 
     def __post_init__(self) -> None:
@@ -304,6 +311,7 @@ class ModelConfig:
                                ("interest_norm", INTEREST_NORMS),
                                ("rec_loss", REC_LOSSES),
                                ("capsule_transform", CAPSULE_TRANSFORMS),
+                               ("capsule_recency", CAPSULE_RECENCY),
                                ("capsule_preset", CAPSULE_PRESETS)):
             value = getattr(self, field)
             _check(value in ("",) + allowed,
@@ -382,7 +390,8 @@ LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=False, interest_norm="squash",
                        readout="fused", rec_loss="pairwise",
-                       capsule_transform="identity", capsule_preset="")
+                       capsule_transform="identity", capsule_recency="none",
+                       capsule_preset="")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,6 +419,10 @@ class RunConfig:
             # Written before the capsule options existed: the capsule that
             # the DisMIR family had then.
             model.update(LEGACY_CAPSULE)
+        if (model.get("name", "dismir") in _LEGACY_CAPSULE_MODELS
+                and "capsule_recency" not in model):
+            # Written before the recency option: no recency weights.
+            model["capsule_recency"] = "none"
         return cls(data=DataConfig(**data),
                    model=ModelConfig(**model),
                    train=TrainConfig(**d.get("train", {})))

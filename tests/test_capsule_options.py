@@ -152,21 +152,85 @@ def test_detached_routed_items_pass_no_gradient():
         assert has == expect_grad, detach
 
 
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_learned_recency_weights_match_numpy(iterations):
+    """m_f = sum_i b_if w_{r(i)} u_i, r(i) = n - 1 - i on right-padded
+    histories; b_if itself is untouched."""
+    items, mask = _inputs(2)
+    layer = CapsuleInterestExtractor(
+        F, L, transform="identity", routing_init="prototype",
+        similarity="cosine", temperature=0.1, iterations=iterations,
+        recency="learned", seed=3)
+    layer(tf.constant(items), tf.constant(mask))          # builds
+    a = np.random.RandomState(4).randn(L).astype(np.float32)
+    layer.recency_logits.assign(a)
+    got_v, got_w = layer(tf.constant(items), tf.constant(mask))
+    plain = CapsuleInterestExtractor(
+        F, L, transform="identity", routing_init="prototype",
+        similarity="cosine", temperature=0.1, iterations=iterations,
+        seed=3)
+    _, plain_w = plain(tf.constant(items), tf.constant(mask))
+    p = layer.prototypes.numpy()
+    un = items / np.linalg.norm(items, axis=-1, keepdims=True)
+    pn = p / np.linalg.norm(p, axis=-1, keepdims=True)
+    b = np.einsum("bld,fd->bfl", un, pn)
+    n = mask.sum(1).astype(int)
+    w_pos = np.zeros((B, L), np.float32)
+    for u_ in range(B):
+        for i in range(n[u_]):
+            r = n[u_] - 1 - i
+            w_pos[u_, i] = np.log1p(np.exp(a[r])) / np.log(2.0)
+    u = np.repeat(items[:, None], F, axis=1)
+    for it in range(iterations):
+        w = _softmax(b / 0.1, 1) * mask[:, None]
+        m = np.einsum("bfl,bfld->bfd", w * w_pos[:, None], u)
+        v = _squash(m)
+        if it < iterations - 1:
+            b = b + np.einsum("bfld,bfd->bfl", u, v)
+    np.testing.assert_allclose(got_w.numpy(), w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_v.numpy(), v, rtol=1e-4, atol=1e-5)
+    if iterations == 1:     # the routing weights do not see the recency
+        np.testing.assert_allclose(got_w.numpy(), plain_w.numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    # The newest item of user 0 (position 3) has rank 0: weight from a[0].
+    assert w_pos[0, 3] == pytest.approx(np.log1p(np.exp(a[0])) / np.log(2))
+
+
+def test_recency_weights_start_at_one_and_learn():
+    items, mask = _inputs(5)
+    kw = dict(transform="identity", routing_init="prototype",
+              similarity="cosine", temperature=0.1, seed=3)
+    with_r = CapsuleInterestExtractor(F, L, recency="learned", **kw)
+    without = CapsuleInterestExtractor(F, L, **kw)
+    v1, _ = with_r(tf.constant(items), tf.constant(mask))
+    v0, _ = without(tf.constant(items), tf.constant(mask))
+    np.testing.assert_allclose(v1.numpy(), v0.numpy(), rtol=1e-5, atol=1e-6)
+    with tf.GradientTape() as tape:
+        v, _ = with_r(tf.constant(items), tf.constant(mask))
+        loss = tf.reduce_sum(v[:, 0] * tf.constant(items[:, 0]))
+    grad = tf.convert_to_tensor(
+        tape.gradient(loss, with_r.recency_logits)).numpy()
+    assert np.abs(grad).max() > 1e-4
+    assert with_r.recency_logits.shape == (L,)
+
+
 def test_layer_rejects_bad_options():
     with pytest.raises(ValueError, match="temperature"):
         CapsuleInterestExtractor(F, L, temperature=0.0)
     with pytest.raises(ValueError, match="similarity"):
         CapsuleInterestExtractor(F, L, similarity="euclid")
+    with pytest.raises(ValueError, match="recency"):
+        CapsuleInterestExtractor(F, L, recency="decay")
 
 
 def test_round_trip_keeps_the_new_options():
     layer = CapsuleInterestExtractor(
         F, L, routing_init="random_per_call", softmax_over="positions",
         temperature=0.3, similarity="cosine", detach_routed_items=True,
-        squash_output=False)
+        squash_output=False, recency="learned")
     again = CapsuleInterestExtractor.from_config(layer.get_config())
     for key in ("routing_init", "softmax_over", "temperature", "similarity",
-                "detach_routed_items", "squash_output"):
+                "detach_routed_items", "squash_output", "recency"):
         assert getattr(again, key) == getattr(layer, key)
 
 
@@ -203,6 +267,12 @@ def test_old_run_configs_read_as_the_capsule_they_were_trained_with():
     assert (cfg.routing_init, cfg.routing_softmax, cfg.readout,
             cfg.interest_norm) == ("prototype", "interests", "fused",
                                    "squash")
+    assert cfg.capsule_recency == "none"
+    # A run written after the capsule options but before the recency
+    # option keeps the capsule it was trained with.
+    resolved = RunConfig(model=resolve_config(ModelConfig())).to_dict()
+    resolved["model"].pop("capsule_recency")
+    assert RunConfig.from_dict(resolved).model.capsule_recency == "none"
 
 
 # ------------------------------------------------------------------ readouts

@@ -39,7 +39,8 @@ from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 CAPSULE_FIELDS = ("routing_init", "routing_softmax",
                   "routing_padding_in_softmax", "routing_similarity",
                   "routing_temperature", "routing_detach", "interest_norm",
-                  "readout", "rec_loss", "capsule_transform")
+                  "readout", "rec_loss", "capsule_transform",
+                  "capsule_recency")
 _UNSET = {f: ModelConfig.__dataclass_fields__[f].default
           for f in CAPSULE_FIELDS}
 
@@ -50,7 +51,8 @@ DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_similarity="cosine", routing_temperature=0.1,
                        routing_detach=False, interest_norm="squash",
                        readout="max", rec_loss="pairwise",
-                       capsule_transform="shared_from_identity")
+                       capsule_transform="shared_from_identity",
+                       capsule_recency="none")
 # The default before the collapse study (prototype logits by dot product,
 # W = I, the fused eq. 5 readout): on real data it ranks as mean pooling.
 LEGACY_CAPSULE = {k: v for k, v in config_lib.LEGACY_CAPSULE.items()
@@ -71,7 +73,8 @@ CAPSULE_PRESETS = {
                        routing_similarity="dot", routing_temperature=1.0,
                        routing_detach=True, interest_norm="squash",
                        readout="fused", rec_loss="pairwise",
-                       capsule_transform="identity", retrieval=types.MERGE),
+                       capsule_transform="identity", capsule_recency="none",
+                       retrieval=types.MERGE),
 }
 
 
@@ -154,6 +157,7 @@ class DisMIR(RetrievalModel):
             detach_routed_items=config.routing_detach,
             squash_output=config.interest_norm == "squash",
             iterations=config.routing_iterations or 1,
+            recency=config.capsule_recency,
             seed=weight_seed(seed, "capsule"),
             name="capsule")
         self.attention = InterestAttention(name="interest_attention")
