@@ -37,7 +37,7 @@ TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
 SIMILARITIES = ("dot", "cosine")
 SOFTMAX_AXES = ("interests", "positions")
-RECENCY = ("none", "learned")
+RECENCY = ("none", "learned", "learned_per_interest")
 _EPS = 1e-9
 _MASKED_LOGIT = -1e9
 
@@ -105,8 +105,10 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         (0 for the newest; histories are right-padded) and w_r =
         softplus(a_r) / log 2, a_r started at 0 (every w_r = 1).  The
         routing logits and weights b_if do not see it; only what an
-        interest collects from its items does.  Not in the paper: an
-        option of this project's capsule study (docs/models.md).
+        interest collects from its items does.  'learned_per_interest':
+        one weight per (rank, interest), w_{r(i), f}, so that interests
+        can keep different time scales.  Not in the paper: options of this
+        project's capsule study (docs/models.md).
       seed: int. The layer's seed; each weight's initialiser seed is
         derived from it and the weight's name (``initializers.weight_seed``).
 
@@ -215,20 +217,26 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                 initializer=tf.keras.initializers.RandomNormal(
                     stddev=1.0,
                     seed=weight_seed(self.seed, "initial_logits")))
-        if self.recency == "learned":
+        if self.recency != "none":
             self.recency_logits = self.add_weight(
-                "recency_logits", [l], initializer="zeros")
+                "recency_logits",
+                [l] if self.recency == "learned" else [l, f],
+                initializer="zeros")
         super().build(input_shape)
 
     def _recency_weights(self, mask: tf.Tensor) -> tf.Tensor:
-        """w_{r(i)} per history position: [B, L], 0 on padding."""
+        """w_{r(i)} per history position: [B, 1, L] ('learned') or
+        [B, F, L] ('learned_per_interest'), 0 on padding."""
         length = tf.shape(mask)[1]
         n = tf.reduce_sum(mask, axis=1, keepdims=True)           # [B, 1]
         rank = n - 1.0 - tf.cast(tf.range(length), mask.dtype)[None]
         rank = tf.cast(tf.clip_by_value(rank, 0.0,
                                         float(self.max_len - 1)), tf.int32)
         w = tf.nn.softplus(tf.gather(self.recency_logits, rank))
-        return w / tf.math.log(tf.constant(2.0, w.dtype)) * mask
+        w = w / tf.math.log(tf.constant(2.0, w.dtype))    # [B, L] or [B, L, F]
+        if self.recency == "learned":
+            return (w * mask)[:, None]
+        return tf.transpose(w, [0, 2, 1]) * mask[:, None]
 
     def _transformed(self, items: tf.Tensor) -> tf.Tensor:
         """u_{f|i}: [B, F, L, d]."""
@@ -282,7 +290,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
             else:
                 u_it = u if last else u_routing
             collected = (weights if self.recency == "none"
-                         else weights * self._recency_weights(mask)[:, None])
+                         else weights * self._recency_weights(mask))
             capsules = tf.einsum("bfl,bfld->bfd", collected, u_it)
             interests = squash(capsules)
             if last and not self.squash_output:

@@ -120,8 +120,9 @@ def define_model_flags() -> None:
                         "the capsule: identity (paper 5.1.4) or shared (a "
                         "learned d x d matrix).")
     flags.DEFINE_string("capsule_recency", None, "DisMIR family: none (the "
-                        "paper) or learned (one learned weight per recency "
-                        "rank scales each routed item).")
+                        "paper), learned (one learned weight per recency "
+                        "rank scales each routed item) or "
+                        "learned_per_interest (one per rank and interest).")
     flags.DEFINE_string("rec_loss", None, "DisMIR family: pairwise (eq. 5, "
                         "the hardest of C candidates) or sampled_softmax "
                         "(REMI's IHN over --sampled_softmax_negatives).")

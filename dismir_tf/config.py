@@ -35,7 +35,7 @@ READOUTS = ("fused", "max", "weighted_max")
 INTEREST_NORMS = ("squash", "none")
 REC_LOSSES = ("pairwise", "sampled_softmax")
 CAPSULE_TRANSFORMS = ("identity", "shared", "shared_from_identity")
-CAPSULE_RECENCY = ("none", "learned")
+CAPSULE_RECENCY = ("none", "learned", "learned_per_interest")
 CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -208,8 +208,9 @@ class ModelConfig:
       capsule_recency: the DisMIR family's weighting of the routed items by
         recency: 'none' (m_f = sum_i b_if W e_i, the paper) or 'learned'
         (m_f = sum_i b_if w_{r(i)} W e_i with one learned positive weight
-        per recency rank r(i) = 0 for the newest item, started at 1);
-        '' is the model's default.
+        per recency rank r(i) = 0 for the newest item, started at 1) or
+        'learned_per_interest' (one weight per rank and interest,
+        w_{r(i), f}); '' is the model's default.
       capsule_preset: '' or a named capsule configuration
         (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
         configuration on REMI's code, docs/models.md).

@@ -152,18 +152,25 @@ def test_detached_routed_items_pass_no_gradient():
         assert has == expect_grad, detach
 
 
+@pytest.mark.parametrize("recency", ["learned", "learned_per_interest"])
 @pytest.mark.parametrize("iterations", [1, 2])
-def test_learned_recency_weights_match_numpy(iterations):
-    """m_f = sum_i b_if w_{r(i)} u_i, r(i) = n - 1 - i on right-padded
+def test_learned_recency_weights_match_numpy(iterations, recency):
+    """m_f = sum_i b_if w_{r(i)(,f)} u_i, r(i) = n - 1 - i on right-padded
     histories; b_if itself is untouched."""
     items, mask = _inputs(2)
     layer = CapsuleInterestExtractor(
         F, L, transform="identity", routing_init="prototype",
         similarity="cosine", temperature=0.1, iterations=iterations,
-        recency="learned", seed=3)
+        recency=recency, seed=3)
     layer(tf.constant(items), tf.constant(mask))          # builds
-    a = np.random.RandomState(4).randn(L).astype(np.float32)
-    layer.recency_logits.assign(a)
+    shape = (L,) if recency == "learned" else (L, F)
+    a = np.random.RandomState(4).randn(*shape).astype(np.float32)
+    if recency == "learned":
+        a = np.repeat(a[:, None], F, axis=1)                # [L, F]
+    else:
+        layer.recency_logits.assign(a)
+    if recency == "learned":
+        layer.recency_logits.assign(a[:, 0])
     got_v, got_w = layer(tf.constant(items), tf.constant(mask))
     plain = CapsuleInterestExtractor(
         F, L, transform="identity", routing_init="prototype",
@@ -175,15 +182,15 @@ def test_learned_recency_weights_match_numpy(iterations):
     pn = p / np.linalg.norm(p, axis=-1, keepdims=True)
     b = np.einsum("bld,fd->bfl", un, pn)
     n = mask.sum(1).astype(int)
-    w_pos = np.zeros((B, L), np.float32)
+    w_pos = np.zeros((B, F, L), np.float32)
     for u_ in range(B):
         for i in range(n[u_]):
             r = n[u_] - 1 - i
-            w_pos[u_, i] = np.log1p(np.exp(a[r])) / np.log(2.0)
+            w_pos[u_, :, i] = np.log1p(np.exp(a[r])) / np.log(2.0)
     u = np.repeat(items[:, None], F, axis=1)
     for it in range(iterations):
         w = _softmax(b / 0.1, 1) * mask[:, None]
-        m = np.einsum("bfl,bfld->bfd", w * w_pos[:, None], u)
+        m = np.einsum("bfl,bfld->bfd", w * w_pos, u)
         v = _squash(m)
         if it < iterations - 1:
             b = b + np.einsum("bfld,bfd->bfl", u, v)
@@ -193,14 +200,16 @@ def test_learned_recency_weights_match_numpy(iterations):
         np.testing.assert_allclose(got_w.numpy(), plain_w.numpy(),
                                    rtol=1e-5, atol=1e-6)
     # The newest item of user 0 (position 3) has rank 0: weight from a[0].
-    assert w_pos[0, 3] == pytest.approx(np.log1p(np.exp(a[0])) / np.log(2))
+    assert w_pos[0, 1, 3] == pytest.approx(np.log1p(np.exp(a[0, 1]))
+                                           / np.log(2))
 
 
-def test_recency_weights_start_at_one_and_learn():
+@pytest.mark.parametrize("recency", ["learned", "learned_per_interest"])
+def test_recency_weights_start_at_one_and_learn(recency):
     items, mask = _inputs(5)
     kw = dict(transform="identity", routing_init="prototype",
               similarity="cosine", temperature=0.1, seed=3)
-    with_r = CapsuleInterestExtractor(F, L, recency="learned", **kw)
+    with_r = CapsuleInterestExtractor(F, L, recency=recency, **kw)
     without = CapsuleInterestExtractor(F, L, **kw)
     v1, _ = with_r(tf.constant(items), tf.constant(mask))
     v0, _ = without(tf.constant(items), tf.constant(mask))
@@ -211,7 +220,8 @@ def test_recency_weights_start_at_one_and_learn():
     grad = tf.convert_to_tensor(
         tape.gradient(loss, with_r.recency_logits)).numpy()
     assert np.abs(grad).max() > 1e-4
-    assert with_r.recency_logits.shape == (L,)
+    assert with_r.recency_logits.shape == ((L,) if recency == "learned"
+                                           else (L, F))
 
 
 def test_layer_rejects_bad_options():
