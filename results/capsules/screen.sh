@@ -52,6 +52,8 @@ CAPSULE[wi-cos01-max-lam0.01]="${CAPSULE[wi-cos01-max]} --partition_weight 0.01"
 CAPSULE[wi-cos01-max-lam1]="${CAPSULE[wi-cos01-max]} --partition_weight 1"
 # Learned recency weights of the routed items (--capsule_recency).
 CAPSULE[wi-cos01-max-rec]="${CAPSULE[wi-cos01-max]} --capsule_recency learned"
+CAPSULE[wi-cos005-max-rec]="${CAPSULE[wi-cos005-max]} --capsule_recency learned"
+CAPSULE[wi-cos002-max-rec]="$WI --routing_temperature 0.02 --readout max --capsule_recency learned"
 CAPSULE[wi-cos01-max-recf]="${CAPSULE[wi-cos01-max]} --capsule_recency learned_per_interest"
 declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M" [gowalla-lbsn]="$GOWALLA")
 # Every capsule field not named by a variant is the first default's (the
