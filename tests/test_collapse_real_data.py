@@ -5,10 +5,10 @@ read with the collapse diagnostics' own figures.  The capsule that was the
 default before (prototype logits with a dot product, the routing softmax
 over interests, squashed interests, the fused eq. 5 readout: "legacy"
 below) fails the same thresholds after the same steps: on real data it
-ranks as mean pooling of the history.  600 steps is early in training, so
-the thresholds are looser than the issue's full-budget bar (interest cosine
-<= 0.9, query~history-mean cosine <= 0.95), which the full runs meet
-(README.md, results/capsules/); every threshold here separates the two.
+ranks as mean pooling of the history.  600 steps is early in training;
+the thresholds are tighter than the issue's full-budget bar (interest
+cosine <= 0.9, query~history-mean cosine <= 0.95; README.md,
+results/capsules/), and every one of them separates the two.
 """
 
 import os
@@ -49,24 +49,26 @@ def beauty_runs(tmp_path_factory):
 
 
 def test_default_dismir_is_multi_interest_on_beauty(beauty_runs):
-    # After 600 steps (measured: interest cosine 0.934, query~history-mean
-    # 0.974, 2.23 interests in the top-50, routing max share 0.336; at the
-    # full 10,000-step budget 0.69 and 0.86, README).
+    # After 600 steps (measured with the default of routing temperature
+    # 0.02 and learned recency weights: interest cosine 0.215,
+    # query~history-mean 0.599, 2.76 interests in the top-50, routing max
+    # share 0.895; the default before the recency weights (T = 0.1) gave
+    # 0.934, 0.974, 2.23, 0.336 here).
     d = beauty_runs["default"]
     print("default:", d.summary())
-    assert d.interest_cosine <= 0.96
-    assert d.query_history_cosine <= 0.985
+    assert d.interest_cosine <= 0.6
+    assert d.query_history_cosine <= 0.8
     # Several interests retrieve: more than one contributes to the top-50.
     assert d.top_k_interests >= 2.0
     # Items are routed, not spread evenly over the interests.
-    assert d.routing_max >= 0.3
+    assert d.routing_max >= 0.6
 
 
 def test_the_old_default_fails_the_same_bar(beauty_runs):
-    # Measured: 0.991, 1.000, 1.00, 0.279 (uniform routing is 0.25).
+    # Measured: 0.992, 1.000, 1.00, 0.276 (uniform routing is 0.25).
     old = beauty_runs["legacy"]
     print("legacy:", old.summary())
-    assert old.interest_cosine > 0.96
-    assert old.query_history_cosine > 0.985
+    assert old.interest_cosine > 0.6
+    assert old.query_history_cosine > 0.8
     assert old.top_k_interests < 2.0
-    assert old.routing_max < 0.3
+    assert old.routing_max < 0.6

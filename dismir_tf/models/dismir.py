@@ -48,11 +48,14 @@ _UNSET = {f: ModelConfig.__dataclass_fields__[f].default
 # capsule").
 DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
-                       routing_similarity="cosine", routing_temperature=0.1,
+                       routing_similarity="cosine", routing_temperature=0.02,
                        routing_detach=False, interest_norm="squash",
                        readout="max", rec_loss="pairwise",
                        capsule_transform="shared_from_identity",
-                       capsule_recency="none")
+                       capsule_recency="learned")
+# The default before the recency weights (--routing_temperature 0.1
+# --capsule_recency none) is in docs/models.md, "How the default was
+# chosen".
 # The default before the collapse study (prototype logits by dot product,
 # W = I, the fused eq. 5 readout): on real data it ranks as mean pooling.
 LEGACY_CAPSULE = {k: v for k, v in config_lib.LEGACY_CAPSULE.items()
