@@ -76,14 +76,23 @@ def test_trained_interests_are_distinct(runs):
     ex = pipeline.eval_examples(ds, "test", 10)
     d = collapse_diagnostics(model, ex)
     print("test collapse:", d.summary())
-    # Measured: interest cosine 0.444, query~history-mean 0.727, 1.93 of
-    # the F = 3 interests in the top-50, routing max share 0.877.
+    # Measured with the default capsule (T 0.02, recency weights): interest
+    # cosine 0.323, query~history-mean 0.654, 1.91 of the F = 3 interests
+    # in the top-50, routing max share 0.975 (T 0.1 without recency
+    # weights: 0.444, 0.727, 1.93, 0.877).
     assert d.interest_cosine <= 0.7
     assert d.query_history_cosine <= 0.9
     assert d.top_k_interests >= 1.5
     assert d.routing_max >= 0.6
-    # No two interests of any user coincide.
+    # No two non-empty interests of any user coincide.  With the nearly
+    # hard routing of the default (temperature 0.02) an interest that
+    # collects no item of a user is the zero vector (b_if ~ e^-30), so two
+    # empty interests of one user are equal; they score 0 for every item.
     m = model.encode(tf.constant(ex.history)).interests.numpy()
+    norms = np.linalg.norm(m, axis=-1)                       # [U, F]
+    assert (norms > 1e-3).sum(1).min() >= 1                  # never all empty
     for f in range(m.shape[1]):
         for g in range(f + 1, m.shape[1]):
-            assert np.min(np.abs(m[:, f] - m[:, g]).max(axis=1)) > 1e-4
+            both = (norms[:, f] > 1e-3) & (norms[:, g] > 1e-3)
+            gap = np.abs(m[both, f] - m[both, g]).max(axis=1)
+            assert gap.size == 0 or gap.min() > 1e-4
