@@ -103,9 +103,10 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         by a learned positive weight of its recency rank, m_f = sum_i b_if
         w_{r(i)} u_{f|i} with r(i) = n - 1 - i for a history of n items
         (0 for the newest; histories are right-padded) and w_r =
-        softplus(a_r) / log 2, a_r started at 0 (every w_r = 1).  The
-        routing logits and weights b_if do not see it; only what an
-        interest collects from its items does.  'learned_per_interest':
+        softplus(a_r) / log 2, a_r started at 0 (every w_r = 1).  It
+        scales what an interest collects, not the routing: with one pass
+        the routing weights b_if do not see it; with more passes the
+        logit updates use the recency-weighted capsules.  'learned_per_interest':
         one weight per (rank, interest), w_{r(i), f}, so that interests
         can keep different time scales.  Not in the paper: options of this
         project's capsule study (docs/models.md).

@@ -13,7 +13,17 @@ hide (issue: DisMIR's interests collapse into one on real data):
   routing weights.
 ``interest_cosine``
   Mean over users of the mean pairwise cosine between the user's F interest
-  vectors (1: all interests point the same way).
+  vectors (1: all interests point the same way).  An empty interest (the
+  zero vector, see ``live_interests``) has cosine 0 with every other, so
+  read this with ``live_interest_cosine``.
+``live_interests``
+  Mean over users of the number of live interests: those whose norm is
+  above 1e-3 of the user's largest.  With nearly hard routing (DisMIR's
+  default, temperature 0.02) an interest that collects none of a user's
+  items is numerically the zero vector; it scores 0 for every item.
+``live_interest_cosine``
+  Mean pairwise cosine among a user's live interests, averaged over the
+  users with at least two (nan if there are none).
 ``attention_max``, ``attention_entropy``
   Mean over users of max_f a_uf and of -sum_f a_uf log a_uf (nats; uniform
   gives log F, in ``attention_entropy_uniform``).  nan for models without
@@ -23,9 +33,10 @@ hide (issue: DisMIR's interests collapse into one on real data):
   of the user's history embeddings (of the transformed items W e_i that
   the interests pool, for a model with a learned transformation:
   ``Encoded.routed_items``, so that a rotation alone cannot hide mean
-  pooling), averaged over the user's queries when
-  retrieval merges several (each interest, or each attention-scaled
-  interest, is a query).  1 means the model ranks as mean pooling.
+  pooling), averaged over the user's live queries (norm above 1e-3 of the
+  user's largest) when retrieval merges several (each interest, or each
+  attention-scaled interest, is a query).  1 means the model ranks as mean
+  pooling.
 ``fused_history_cosine``
   The same for the fused vector sum_f a_uf m_uf (the mean over f without
   an attention), whatever the retrieval.
@@ -52,7 +63,8 @@ import math
 
 import numpy as np
 
-FIGURES = ("routing_max", "interest_cosine", "attention_max",
+FIGURES = ("routing_max", "interest_cosine", "live_interests",
+           "live_interest_cosine", "attention_max",
            "attention_entropy", "query_history_cosine",
            "fused_history_cosine", "interest_history_cosine",
            "top_k_interests")
@@ -64,6 +76,8 @@ class CollapseDiagnostics:
 
     routing_max: float
     interest_cosine: float
+    live_interests: float
+    live_interest_cosine: float
     attention_max: float
     attention_entropy: float
     attention_entropy_uniform: float
@@ -85,7 +99,9 @@ class CollapseDiagnostics:
         """One line for logs and reports."""
         def num(x, digits=3):
             return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
-        return (f"interest cosine {num(self.interest_cosine)}  "
+        return (f"interest cosine {num(self.interest_cosine)} (live "
+                f"{num(self.live_interest_cosine)}, "
+                f"{num(self.live_interests, 2)} live)  "
                 f"query~history-mean cosine {num(self.query_history_cosine)}"
                 f"  routing max {num(self.routing_max)} (uniform "
                 f"{1 / self.num_interests:.3f})  attention max "
@@ -116,6 +132,30 @@ def pairwise_cosine(interests: np.ndarray) -> np.ndarray:
     gram = np.einsum("bfd,bgd->bfg", u, u)
     iu = np.triu_indices(f, 1)
     return gram[:, iu[0], iu[1]].mean(axis=1)
+
+
+_LIVE = 1e-3
+
+
+def live_mask(vectors: np.ndarray) -> np.ndarray:
+    """[B, Q, d] -> [B, Q] bool: norm above _LIVE of the row's largest."""
+    norms = np.linalg.norm(vectors, axis=-1)
+    return (norms > _LIVE * norms.max(axis=1, keepdims=True)) & (norms > 0)
+
+
+def live_pairwise_cosine(interests: np.ndarray) -> tuple[np.ndarray,
+                                                          np.ndarray]:
+    """[B, F, d] -> ([B] mean cosine over pairs of live interests, [B] bool
+    the user has at least one such pair)."""
+    f = interests.shape[1]
+    live = live_mask(interests)
+    u = _unit(interests)
+    gram = np.einsum("bfd,bgd->bfg", u, u)
+    pairs = live[:, :, None] & live[:, None, :] & np.triu(
+        np.ones((f, f), bool), 1)[None]
+    count = pairs.sum(axis=(1, 2))
+    total = np.where(pairs, gram, 0.0).sum(axis=(1, 2))
+    return total / np.maximum(count, 1), count > 0
 
 
 def attention_figures(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,11 +210,18 @@ def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
         fused = np.einsum("bf,bfd->bd", weights, interests)
     out = {"users": interests.shape[0]}
     out["interest_cosine"] = float(np.nansum(pairwise_cosine(interests)))
+    live = live_mask(interests)
+    out["live_interests"] = float(live.sum())
+    cos, has_pair = live_pairwise_cosine(interests)
+    out["live_interest_cosine"] = float(cos[has_pair].sum())
+    out["live_pair_users"] = int(has_pair.sum())
     out["fused_history_cosine"] = float(
         np.sum((_unit(fused) * _unit(mean)).sum(-1)))
+    q = np.asarray(queries, np.float64)
+    q_live = live_mask(q)
+    q_cos = (_unit(q) * _unit(mean)[:, None]).sum(-1)          # [B, Q]
     out["query_history_cosine"] = float(np.sum(
-        (_unit(np.asarray(queries, np.float64))
-         * _unit(mean)[:, None]).sum(-1).mean(1)))
+        np.where(q_live, q_cos, 0.0).sum(1) / np.maximum(q_live.sum(1), 1)))
     out["interest_history_cosine"] = float(
         np.sum((_unit(interests) * _unit(mean)[:, None]).sum(-1).mean(1)))
     if routing is not None:
@@ -206,6 +253,10 @@ def _finish(parts: list[dict], num_interests: int, retrieval: str,
         routing_max=mean_of("routing_sum", "routing_items"),
         interest_cosine=(mean_of("interest_cosine") if num_interests > 1
                          else math.nan),
+        live_interests=mean_of("live_interests"),
+        live_interest_cosine=(mean_of("live_interest_cosine",
+                                      "live_pair_users")
+                              if num_interests > 1 else math.nan),
         attention_max=mean_of("attention_max"),
         attention_entropy=mean_of("attention_entropy"),
         attention_entropy_uniform=math.log(num_interests),

@@ -199,9 +199,9 @@ def test_learned_recency_weights_match_numpy(iterations, recency):
     if iterations == 1:     # the routing weights do not see the recency
         np.testing.assert_allclose(got_w.numpy(), plain_w.numpy(),
                                    rtol=1e-5, atol=1e-6)
-    # The newest item of user 0 (position 3) has rank 0: weight from a[0].
-    assert w_pos[0, 1, 3] == pytest.approx(np.log1p(np.exp(a[0, 1]))
-                                           / np.log(2))
+    # And the recency weights change what the interests collect.
+    plain_v, _ = plain(tf.constant(items), tf.constant(mask))
+    assert np.abs(got_v.numpy() - plain_v.numpy()).max() > 1e-3
 
 
 @pytest.mark.parametrize("recency", ["learned", "learned_per_interest"])
@@ -222,6 +222,19 @@ def test_recency_weights_start_at_one_and_learn(recency):
     assert np.abs(grad).max() > 1e-4
     assert with_r.recency_logits.shape == ((L,) if recency == "learned"
                                            else (L, F))
+
+
+@pytest.mark.parametrize("recency", ["", "none", "learned",
+                                     "learned_per_interest"])
+def test_models_build_the_capsule_with_the_configured_recency(recency):
+    cfg = resolve_config(ModelConfig(name="dismir", embedding_dim=D,
+                                     num_interests=F, max_len=L,
+                                     capsule_recency=recency))
+    model = create_model(30, cfg, seed=0)
+    model.encode(tf.constant(np.ones((2, L), np.int32)))
+    want = recency or DEFAULT_CAPSULE["capsule_recency"]
+    assert model.capsule.recency == want
+    assert hasattr(model.capsule, "recency_logits") == (want != "none")
 
 
 def test_layer_rejects_bad_options():

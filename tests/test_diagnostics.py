@@ -126,6 +126,35 @@ def test_distinct_interests_read_as_multi_interest():
     assert d.interest_history_cosine == pytest.approx(d.query_history_cosine)
 
 
+def test_empty_interests_do_not_pass_for_distinct_ones():
+    """Nearly hard routing leaves an interest that collects no item as the
+    zero vector: it must not count as a distinct interest or a query."""
+    users, length = 4, 6
+    emb = _items()
+    ex = _examples(users, length)
+    mean = emb[ex.history].mean(1)                       # [U, d]
+    interests = np.zeros((users, F, D), np.float32)
+    # Two live interests, both the history mean (collapsed), two empty.
+    interests[:, 0] = mean
+    interests[:, 1] = 2 * mean
+    interests[:, 2] = 1e-9 * mean
+    model = _FakeModel(interests, None, None, emb, "merge")
+    d = diagnostics.collapse_diagnostics(model, ex, top_k=5)
+    # All six pairs: 1 for (0, 1); ~1 for the pairs with the tiny one;
+    # 0 with the zero vector.
+    assert d.interest_cosine == pytest.approx(3 / 6, abs=1e-5)
+    assert d.live_interests == pytest.approx(2.0)
+    assert d.live_interest_cosine == pytest.approx(1.0, abs=1e-5)
+    # The live queries are the history mean; the empty ones are skipped.
+    assert d.query_history_cosine == pytest.approx(1.0, abs=1e-5)
+    # With every interest live the figures agree with the all-pairs ones.
+    full = np.repeat(mean[:, None], F, 1).astype(np.float32)
+    d2 = diagnostics.collapse_diagnostics(
+        _FakeModel(full, None, None, emb, "merge"), ex, top_k=5)
+    assert d2.live_interests == pytest.approx(F)
+    assert d2.live_interest_cosine == pytest.approx(d2.interest_cosine)
+
+
 def test_routing_share_over_positions_is_renormalised_per_item():
     # Softmax over positions: columns do not sum to 1; the share does.
     routing = np.array([[[0.5, 0.25, 0.0], [0.5, 0.75, 0.0]]])  # [1, 2, 3]

@@ -58,7 +58,7 @@ CAPSULE[wi-cos01-max-recf]="${CAPSULE[wi-cos01-max]} --capsule_recency learned_p
 declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M" [gowalla-lbsn]="$GOWALLA")
 # Every capsule field not named by a variant is the first default's (the
 # legacy capsule), whatever the package's default is now.
-LEGACY="--capsule_transform identity --routing_init prototype --routing_softmax interests --routing_similarity dot --routing_temperature 1 --interest_norm squash --readout fused --rec_loss pairwise"
+LEGACY="--capsule_transform identity --routing_init prototype --routing_softmax interests --routing_similarity dot --routing_temperature 1 --interest_norm squash --readout fused --rec_loss pairwise --capsule_recency none"
 run() {  # data-name data-flags capsule
   local base="$LEGACY"
   case "$3" in paper-remi*) base="" ;; esac
