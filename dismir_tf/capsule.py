@@ -29,6 +29,8 @@ every call as the reference code does).
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 
 from dismir_tf.initializers import weight_seed
@@ -106,10 +108,11 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         softplus(a_r) / log 2, a_r started at 0 (every w_r = 1).  It
         scales what an interest collects, not the routing: with one pass
         the routing weights b_if do not see it; with more passes the
-        logit updates use the recency-weighted capsules.  'learned_per_interest':
-        one weight per (rank, interest), w_{r(i), f}, so that interests
-        can keep different time scales.  Not in the paper: options of this
-        project's capsule study (docs/models.md).
+        logit updates use the recency-weighted capsules.
+        'learned_per_interest': one weight per (rank, interest),
+        w_{r(i), f}, so that interests can keep different time scales.
+        Not in the paper: options of this project's capsule study
+        (docs/models.md).
       seed: int. The layer's seed; each weight's initialiser seed is
         derived from it and the weight's name (``initializers.weight_seed``).
 
@@ -233,8 +236,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         rank = n - 1.0 - tf.cast(tf.range(length), mask.dtype)[None]
         rank = tf.cast(tf.clip_by_value(rank, 0.0,
                                         float(self.max_len - 1)), tf.int32)
-        w = tf.nn.softplus(tf.gather(self.recency_logits, rank))
-        w = w / tf.math.log(tf.constant(2.0, w.dtype))    # [B, L] or [B, L, F]
+        # [B, L] or [B, L, F]; softplus(0) / log 2 = 1.
+        w = (tf.nn.softplus(tf.gather(self.recency_logits, rank))
+             / math.log(2.0))
         if self.recency == "learned":
             return (w * mask)[:, None]
         return tf.transpose(w, [0, 2, 1]) * mask[:, None]
@@ -274,6 +278,9 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                               items.dtype)
         u_routing = tf.stop_gradient(u) if self.stop_routing_gradient else u
         valid = mask[:, None, :]                             # [B, 1, L]
+        # The recency weights are the same in every pass.
+        recency = (None if self.recency == "none"
+                   else self._recency_weights(mask))
         for it in range(self.iterations):
             last = it == self.iterations - 1
             scaled = (logits if self.temperature == 1.0
@@ -290,8 +297,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
                 u_it = tf.stop_gradient(u)
             else:
                 u_it = u if last else u_routing
-            collected = (weights if self.recency == "none"
-                         else weights * self._recency_weights(mask))
+            collected = weights if recency is None else weights * recency
             capsules = tf.einsum("bfl,bfld->bfd", collected, u_it)
             interests = squash(capsules)
             if last and not self.squash_output:

@@ -379,18 +379,19 @@ def quiet_startup() -> None:
     os.dup2(write_end, 2)
     os.close(write_end)
 
+    broken = False
+
     def forward(data: bytes) -> None:
         # The reader must keep draining even when stderr's own reader is
         # gone (`... 2>&1 | head`): otherwise the pipe fills and every
         # write to stderr blocks the process.
-        if forward.broken:
+        nonlocal broken
+        if broken:
             return
         try:
             os.write(real, data)
         except OSError:
-            forward.broken = True
-
-    forward.broken = False
+            broken = True
 
     def pump() -> None:
         pending = b""

@@ -415,15 +415,13 @@ class RunConfig:
         if "synthetic" in data:
             data["synthetic"] = SyntheticConfig(**data["synthetic"])
         model = dict(d.get("model", {}))
-        if (model.get("name", "dismir") in _LEGACY_CAPSULE_MODELS
-                and "readout" not in model):
-            # Written before the capsule options existed: the capsule that
-            # the DisMIR family had then.
-            model.update(LEGACY_CAPSULE)
-        if (model.get("name", "dismir") in _LEGACY_CAPSULE_MODELS
-                and "capsule_recency" not in model):
+        if model.get("name", "dismir") in _LEGACY_CAPSULE_MODELS:
+            if "readout" not in model:
+                # Written before the capsule options existed: the capsule
+                # that the DisMIR family had then.
+                model.update(LEGACY_CAPSULE)
             # Written before the recency option: no recency weights.
-            model["capsule_recency"] = "none"
+            model.setdefault("capsule_recency", "none")
         return cls(data=DataConfig(**data),
                    model=ModelConfig(**model),
                    train=TrainConfig(**d.get("train", {})))

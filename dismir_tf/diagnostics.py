@@ -143,12 +143,12 @@ def live_mask(vectors: np.ndarray) -> np.ndarray:
     return (norms > _LIVE * norms.max(axis=1, keepdims=True)) & (norms > 0)
 
 
-def live_pairwise_cosine(interests: np.ndarray) -> tuple[np.ndarray,
-                                                          np.ndarray]:
-    """[B, F, d] -> ([B] mean cosine over pairs of live interests, [B] bool
-    the user has at least one such pair)."""
+def live_pairwise_cosine(interests: np.ndarray, live: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """[B, F, d] and their ``live_mask`` [B, F] -> ([B] mean cosine over
+    pairs of live interests, [B] bool the user has at least one such
+    pair)."""
     f = interests.shape[1]
-    live = live_mask(interests)
     u = _unit(interests)
     gram = np.einsum("bfd,bgd->bfg", u, u)
     pairs = live[:, :, None] & live[:, None, :] & np.triu(
@@ -212,7 +212,7 @@ def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
     out["interest_cosine"] = float(np.nansum(pairwise_cosine(interests)))
     live = live_mask(interests)
     out["live_interests"] = float(live.sum())
-    cos, has_pair = live_pairwise_cosine(interests)
+    cos, has_pair = live_pairwise_cosine(interests, live)
     out["live_interest_cosine"] = float(cos[has_pair].sum())
     out["live_pair_users"] = int(has_pair.sum())
     out["fused_history_cosine"] = float(
