@@ -55,6 +55,11 @@ CAPSULE[wi-cos01-max-rec]="${CAPSULE[wi-cos01-max]} --capsule_recency learned"
 CAPSULE[wi-cos005-max-rec]="${CAPSULE[wi-cos005-max]} --capsule_recency learned"
 CAPSULE[wi-cos002-max-rec]="$WI --routing_temperature 0.02 --readout max --capsule_recency learned"
 CAPSULE[wi-cos01-max-recf]="${CAPSULE[wi-cos01-max]} --capsule_recency learned_per_interest"
+# Around the default on gowalla-lbsn (where DisMIR < MIR < REMI): lambda,
+# and REMI's IHN sampled softmax instead of eq. 5's pairwise loss.
+CAPSULE[wi-cos002-max-rec-lam0.1]="${CAPSULE[wi-cos002-max-rec]} --partition_weight 0.1"
+CAPSULE[wi-cos002-max-rec-lam1]="${CAPSULE[wi-cos002-max-rec]} --partition_weight 1"
+CAPSULE[ss-wi-cos002-max-rec]="${CAPSULE[wi-cos002-max-rec]} --rec_loss sampled_softmax"
 declare -A DATA=([beauty]="$BEAUTY" [ml-1m-odd]="$ML1M" [gowalla-lbsn]="$GOWALLA")
 # Every capsule field not named by a variant is the first default's (the
 # legacy capsule), whatever the package's default is now.
