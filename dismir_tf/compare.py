@@ -241,7 +241,10 @@ def _markdown_head(title: str, head: list[str]) -> io.StringIO:
 def to_markdown(table: Table, title: str = "") -> str:
     """Metrics as rows, models as columns (the shape of the paper's Table 2)."""
     head = ["metric"] + table.labels
-    if table.proposed:
+    # The improvement columns need a baseline: a table of the proposed
+    # model alone (e.g. one screening variant) has none.
+    compared = bool(table.proposed and table.best_baseline)
+    if compared:
         head += ["improve.", "p (paired t)"]
     out = _markdown_head(title, head)
     for m in METRIC_ORDER:
@@ -254,19 +257,17 @@ def to_markdown(table: Table, title: str = "") -> str:
             if table.best_baseline.get(m) == lab:
                 text = f"<u>{text}</u>"
             row.append(text)
-        if table.proposed:
+        if compared:
             imp = table.improvement.get(m, float("nan"))
             p = table.p_value.get(m, float("nan"))
             row += [f"{100 * imp:+.2f}%", f"{p:.3g}"]
         out.write("| " + " | ".join(row) + " |\n")
-    _collapse_rows(table, out, 2 if table.proposed else 0)
+    _collapse_rows(table, out, 2 if compared else 0)
     out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
-              f"{COLLAPSE_NOTE}"
-              "Bold: best; underlined: best baseline; improve.: proposed "
-              f"({table.proposed}) over the best baseline.\n"
-              if table.proposed else
-              f"\nMean ± sample std over {table.seeds} seed(s), test users."
-              " Bold: best.\n")
+              f"{COLLAPSE_NOTE}Bold: best"
+              + ("; underlined: best baseline; improve.: proposed "
+                 f"({table.proposed}) over the best baseline.\n"
+                 if compared else ".\n"))
     return out.getvalue()
 
 

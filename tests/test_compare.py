@@ -127,6 +127,17 @@ def test_single_seed_has_no_p_value():
     assert "nan" in compare.to_markdown(table)
 
 
+def test_a_table_of_the_proposed_model_alone_has_no_improvement_columns():
+    """One screening variant's table (only DisMIR) has no baseline: no
+    'improve.' or 'p' column, and no 'nan' cell (it printed '+nan%')."""
+    alone = {"dismir": RESULTS["dismir"]}
+    md = compare.to_markdown(compare.summarize(alone, proposed="dismir"))
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert lines[0] == "| metric | dismir |"
+    assert all(line.count("|") == 3 for line in lines)
+    assert "nan" not in md and "improve." not in md
+
+
 def test_write_table_writes_markdown_and_csv(tmp_path):
     table = compare.summarize(RESULTS, proposed="dismir")
     md, cs = compare.write_table(table, str(tmp_path), "t3",
