@@ -93,8 +93,11 @@ def test_training_scalars_are_on_the_global_step(small_run):
 def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
         tmp_path):
     out = str(tmp_path / "r")
+    # A patience the run cannot exhaust: under load the SIGINT may come
+    # late, and a run that stopped early by itself would exit 0.
     args = [sys.executable, "train.py", *SMALL, "--max_steps", "100000",
-            "--eval_every", "20", "--output_dir", out]
+            "--eval_every", "20", "--patience", "100000",
+            "--output_dir", out]
     proc = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
