@@ -123,17 +123,6 @@ def routing_max_share(routing: np.ndarray, mask: np.ndarray
     return float(share[ok].sum()), int(ok.sum())
 
 
-def pairwise_cosine(interests: np.ndarray) -> np.ndarray:
-    """[B, F, d] -> [B] mean cosine over the pairs f < f' (nan if F = 1)."""
-    f = interests.shape[1]
-    if f < 2:
-        return np.full(interests.shape[0], np.nan)
-    u = _unit(interests)
-    gram = np.einsum("bfd,bgd->bfg", u, u)
-    iu = np.triu_indices(f, 1)
-    return gram[:, iu[0], iu[1]].mean(axis=1)
-
-
 _LIVE = 1e-3
 
 
@@ -143,19 +132,27 @@ def live_mask(vectors: np.ndarray) -> np.ndarray:
     return (norms > _LIVE * norms.max(axis=1, keepdims=True)) & (norms > 0)
 
 
-def live_pairwise_cosine(interests: np.ndarray, live: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """[B, F, d] and their ``live_mask`` [B, F] -> ([B] mean cosine over
-    pairs of live interests, [B] bool the user has at least one such
-    pair)."""
-    f = interests.shape[1]
-    u = _unit(interests)
-    gram = np.einsum("bfd,bgd->bfg", u, u)
-    pairs = live[:, :, None] & live[:, None, :] & np.triu(
-        np.ones((f, f), bool), 1)[None]
+def pair_cosines(unit: np.ndarray, live: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean pairwise cosines of each user's interests, from one Gram matrix.
+
+    Args:
+      unit: [B, F, d] unit interest vectors (an empty interest: zeros).
+      live: [B, F] bool, their :func:`live_mask`.
+
+    Returns:
+      ([B] mean cosine over all pairs f < f' (nan if F = 1), [B] mean over
+      the pairs of live interests, [B] bool the user has such a pair).
+    """
+    f = unit.shape[1]
+    gram = np.einsum("bfd,bgd->bfg", unit, unit)
+    upper = np.triu(np.ones((f, f), bool), 1)[None]
+    everything = (gram[:, upper[0]].mean(axis=1) if f > 1
+                  else np.full(unit.shape[0], np.nan))
+    pairs = live[:, :, None] & live[:, None, :] & upper
     count = pairs.sum(axis=(1, 2))
     total = np.where(pairs, gram, 0.0).sum(axis=(1, 2))
-    return total / np.maximum(count, 1), count > 0
+    return everything, total / np.maximum(count, 1), count > 0
 
 
 def attention_figures(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,22 +205,23 @@ def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
         fused = interests.mean(axis=1)
     else:
         fused = np.einsum("bf,bfd->bd", weights, interests)
+    unit, unit_mean = _unit(interests), _unit(mean)
     out = {"users": interests.shape[0]}
-    out["interest_cosine"] = float(np.nansum(pairwise_cosine(interests)))
     live = live_mask(interests)
+    everything, cos, has_pair = pair_cosines(unit, live)
+    out["interest_cosine"] = float(np.nansum(everything))
     out["live_interests"] = float(live.sum())
-    cos, has_pair = live_pairwise_cosine(interests, live)
     out["live_interest_cosine"] = float(cos[has_pair].sum())
     out["live_pair_users"] = int(has_pair.sum())
     out["fused_history_cosine"] = float(
-        np.sum((_unit(fused) * _unit(mean)).sum(-1)))
+        np.sum((_unit(fused) * unit_mean).sum(-1)))
     q = np.asarray(queries, np.float64)
     q_live = live_mask(q)
-    q_cos = (_unit(q) * _unit(mean)[:, None]).sum(-1)          # [B, Q]
+    q_cos = (_unit(q) * unit_mean[:, None]).sum(-1)            # [B, Q]
     out["query_history_cosine"] = float(np.sum(
         np.where(q_live, q_cos, 0.0).sum(1) / np.maximum(q_live.sum(1), 1)))
     out["interest_history_cosine"] = float(
-        np.sum((_unit(interests) * _unit(mean)[:, None]).sum(-1).mean(1)))
+        np.sum((unit * unit_mean[:, None]).sum(-1).mean(1)))
     if routing is not None:
         out["routing_sum"], out["routing_items"] = routing_max_share(
             routing, mask)
