@@ -155,6 +155,26 @@ class Table:
     def best(self, metric: str) -> str:
         return max(self.labels, key=lambda lab: self.cells[lab][metric].mean)
 
+    def is_best(self, label: str, metric: str) -> bool:
+        """True for every label whose mean ties the best (a model that
+        scores exactly as another, e.g. w/o DPI under the max readout,
+        is bold with it)."""
+        top = max(self.cells[lab][metric].mean for lab in self.labels)
+        return self.cells[label][metric].mean == top
+
+    def p_text(self, metric: str) -> str:
+        """The p-value cell: 'identical' when the proposed model's values
+        equal the best baseline's seed for seed (no test to run), else the
+        paired t-test's p ('nan' with one seed)."""
+        p = self.p_value.get(metric, float("nan"))
+        bb = self.best_baseline.get(metric)
+        if np.isnan(p) and bb is not None and self.proposed in self.cells:
+            a = self.cells[self.proposed][metric].values
+            b = self.cells[bb][metric].values
+            if len(a) > 1 and a == b:
+                return "identical"
+        return f"{p:.3g}"
+
 
 def summarize(results: dict[str, list[dict]], proposed: str | None,
               baselines: Sequence[str] | None = None,
@@ -249,18 +269,16 @@ def to_markdown(table: Table, title: str = "") -> str:
     out = _markdown_head(title, head)
     for m in METRIC_ORDER:
         row = [short_name(m)]
-        best = table.best(m)
         for lab in table.labels:
             text = _fmt(table.cells[lab][m])
-            if lab == best:
+            if table.is_best(lab, m):
                 text = f"**{text}**"
             if table.best_baseline.get(m) == lab:
                 text = f"<u>{text}</u>"
             row.append(text)
         if compared:
             imp = table.improvement.get(m, float("nan"))
-            p = table.p_value.get(m, float("nan"))
-            row += [f"{100 * imp:+.2f}%", f"{p:.3g}"]
+            row += [f"{100 * imp:+.2f}%", table.p_text(m)]
         out.write("| " + " | ".join(row) + " |\n")
     _collapse_rows(table, out, 2 if compared else 0)
     out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
@@ -323,12 +341,11 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
     head = (["method"] + [short_name(m) for m in METRIC_ORDER]
             + [COLLAPSE_SHORT[k] for k in collapse_keys])
     out = _markdown_head(title, head)
-    best = {m: table.best(m) for m in METRIC_ORDER}
     for lab in table.labels:
         row = [lab]
         for m in METRIC_ORDER:
             text = _fmt(table.cells[lab][m])
-            if lab == best[m]:
+            if table.is_best(lab, m):
                 text = f"**{text}**"
             if table.best_baseline.get(m) == lab:
                 text = f"<u>{text}</u>"
@@ -342,7 +359,7 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
             [f"{100 * table.improvement[m]:+.2f}%" for m in METRIC_ORDER]
             + pad) + " |\n")
         out.write("| p (paired t) | " + " | ".join(
-            [f"{table.p_value[m]:.3g}" for m in METRIC_ORDER] + pad)
+            [table.p_text(m) for m in METRIC_ORDER] + pad)
             + " |\n")
     out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
               + (COLLAPSE_NOTE if with_collapse else "") +
@@ -415,12 +432,10 @@ def plugin_to_markdown(table: PluginTable, title: str = "") -> str:
         row = [short_name(m)]
         for b in table.backbones:
             t = table.tables[b]
-            best = t.best(m)
             for lab in (b + PLUGIN_SUFFIX, b):
                 text = _fmt(t.cells[lab][m])
-                row.append(f"**{text}**" if lab == best else text)
-            row += [f"{100 * t.improvement[m]:+.2f}%",
-                    f"{t.p_value[m]:.3g}"]
+                row.append(f"**{text}**" if t.is_best(lab, m) else text)
+            row += [f"{100 * t.improvement[m]:+.2f}%", t.p_text(m)]
         out.write("| " + " | ".join(row) + " |\n")
     out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
               f"'{PLUGIN_SUFFIX.strip()}': the backbone trained with the "

@@ -15,7 +15,7 @@ declare -A FLAGS=(
   [gowalla-lbsn]="--dataset_file ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz --dataset_format user_item_time_tsv --max_len 40 --max_steps 8000 --eval_every 500 --default_partition_weight 0.01"
 )
 TABLE2=dnn,gru4rec,mind,comirec-dr,comirec-sa,re4,umi,pimirec,remi,dismir
-ABLATION=mir,mir-rv,mir-bf,dismir
+ABLATION=mir,mir-rv,mir-bf,dismir-wo-dpi,dismir
 PLUGIN=mind,comirec-dr,comirec-sa,remi
 compare() {  # DATA MODE MODELS TABLE
   python compare.py ${FLAGS[$1]} $COMMON --mode "$2" --models "$3" \
@@ -42,7 +42,7 @@ case "$1" in
          [ -n "$ab" ] && compare "$2" ablation "$ab" ablation
          if [ -n "$pl" ]; then compare "$2" plugin "$pl" plugin; fi ;;
   all) for m in ${TABLE2//,/ }; do bash "$0" job "$2" table2 "$m"; done
-       for m in mir mir-rv mir-bf; do bash "$0" job "$2" ablation "$m"; done
+       for m in mir mir-rv mir-bf dismir-wo-dpi; do bash "$0" job "$2" ablation "$m"; done
        for m in ${PLUGIN//,/ }; do bash "$0" job "$2" plugin "$m"; done
        bash "$0" table "$2" ;;
   *) echo "usage: $0 job DATA MODE MODEL | table DATA | all DATA" >&2; exit 2 ;;

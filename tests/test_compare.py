@@ -246,3 +246,28 @@ def test_compare_plugin_rejects_single_interest_backbones():
                    "--seeds", "1", "--out_dir", "/nonexistent/x")
     assert proc.returncode == 2
     assert "dnn never take" in proc.stderr
+
+
+def test_a_model_that_ties_the_best_is_bold_and_its_p_reads_identical():
+    """w/o DPI under the max readout scores exactly as DisMIR: both are
+    bold and the p cell says 'identical' (it printed DisMIR plain beside a
+    bold w/o DPI, and 'nan')."""
+    tied = {"mir": RESULTS["mind"], "dismir-wo-dpi": RESULTS["dismir"],
+            "dismir": RESULTS["dismir"]}
+    table = compare.summarize(tied, proposed="dismir")
+    md = compare.to_markdown_ablation(table)
+    lines = {line.split(" | ")[0][2:]: line.split(" | ")
+             for line in md.splitlines() if line.startswith("|")}
+    assert lines["dismir"][1] == f"**{_cell('dismir')}**"
+    assert lines["dismir-wo-dpi"][1] == f"<u>**{_cell('dismir')}**</u>"
+    assert not lines["mir"][1].startswith(("**", "<u>"))
+    assert lines["p (paired t)"][1] == "identical"
+    assert lines["improve."][1] == "+0.00%"
+    assert "nan" not in md
+    t2 = compare.to_markdown(table).splitlines()[2].split(" | ")
+    assert t2[2].startswith("<u>**") and t2[3].startswith("**")
+    assert t2[5].rstrip(" |") == "identical"
+    # Different values with the same mean are not "identical".
+    shuffled = dict(tied, dismir=RESULTS["dismir"][::-1])
+    p = compare.summarize(shuffled, proposed="dismir").p_text("recall@20")
+    assert p != "identical"
