@@ -17,9 +17,9 @@ declare -A FLAGS=(
 # DisMIR's lambda: chosen on valid users with the default capsule
 # (results/capsules/DATA/wi-cos002-max-rec*): 1 on beauty (against 0.1),
 # 0.1 on ml-1m-odd (against 1), 1 on gowalla-lbsn (against 0.01, the
-# paper's Gowalla value, and 0.1).  The plugin table on beauty keeps the
-# earlier lambda 0.1: its backbones were not rerun at 1.
-declare -A PLUGIN_LAMBDA=([beauty]=0.1)
+# paper's Gowalla value, and 0.1).  The plugin tables use the same
+# lambda; PLUGIN_LAMBDA[DATA]=X would give one data set's plugin table X.
+declare -A PLUGIN_LAMBDA=()
 TABLE2=dnn,gru4rec,mind,comirec-dr,comirec-sa,re4,umi,pimirec,remi,dismir
 ABLATION=mir,mir-rv,mir-bf,dismir-wo-dpi,dismir
 PLUGIN=mind,comirec-dr,comirec-sa,remi
