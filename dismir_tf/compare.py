@@ -159,21 +159,19 @@ class Table:
         """True for every label whose mean ties the best (a model that
         scores exactly as another, e.g. w/o DPI under the max readout,
         is bold with it)."""
-        top = max(self.cells[lab][metric].mean for lab in self.labels)
-        return self.cells[label][metric].mean == top
+        return (self.cells[label][metric].mean
+                == self.cells[self.best(metric)][metric].mean)
 
     def p_text(self, metric: str) -> str:
         """The p-value cell: 'identical' when the proposed model's values
         equal the best baseline's seed for seed (no test to run), else the
         paired t-test's p ('nan' with one seed)."""
-        p = self.p_value.get(metric, float("nan"))
         bb = self.best_baseline.get(metric)
-        if np.isnan(p) and bb is not None and self.proposed in self.cells:
+        if bb is not None and self.proposed in self.cells:
             a = self.cells[self.proposed][metric].values
-            b = self.cells[bb][metric].values
-            if len(a) > 1 and a == b:
+            if len(a) > 1 and a == self.cells[bb][metric].values:
                 return "identical"
-        return f"{p:.3g}"
+        return f"{self.p_value.get(metric, float('nan')):.3g}"
 
 
 def summarize(results: dict[str, list[dict]], proposed: str | None,

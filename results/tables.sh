@@ -17,17 +17,12 @@ declare -A FLAGS=(
 # DisMIR's lambda: chosen on valid users with the default capsule
 # (results/capsules/DATA/wi-cos002-max-rec*): 1 on beauty (against 0.1),
 # 0.1 on ml-1m-odd (against 1), 1 on gowalla-lbsn (against 0.01, the
-# paper's Gowalla value, and 0.1).  The plugin tables use the same
-# lambda; PLUGIN_LAMBDA[DATA]=X would give one data set's plugin table X.
-declare -A PLUGIN_LAMBDA=()
+# paper's Gowalla value, and 0.1).  The plugin tables use the same lambda.
 TABLE2=dnn,gru4rec,mind,comirec-dr,comirec-sa,re4,umi,pimirec,remi,dismir
 ABLATION=mir,mir-rv,mir-bf,dismir-wo-dpi,dismir
 PLUGIN=mind,comirec-dr,comirec-sa,remi
 compare() {  # DATA MODE MODELS TABLE
-  local lam=""
-  [ "$2" = plugin ] && [ -n "${PLUGIN_LAMBDA[$1]:-}" ] &&
-    lam="--default_partition_weight ${PLUGIN_LAMBDA[$1]}"
-  python compare.py ${FLAGS[$1]} $lam $COMMON --mode "$2" --models "$3" \
+  python compare.py ${FLAGS[$1]} $COMMON --mode "$2" --models "$3" \
     --out_dir "results/$1" --table_name "$4"
 }
 case "$1" in
@@ -45,7 +40,10 @@ case "$1" in
            (IFS=,; echo "${out[*]}")
          }
          t2=$(finished "$2" "$TABLE2"); ab=$(finished "$2" "$ABLATION")
-         lam=${PLUGIN_LAMBDA[$2]:-$(sed -E "s/.*--default_partition_weight ([^ ]+).*/\1/" <<< "${FLAGS[$2]}")}
+         # The plugin runs' directories spell lambda as Python's float does
+         # (partition_weight1.0), whatever the flag's spelling.
+         lam=$(python -c "import sys; print(float(sys.argv[1]))" "$(sed -E \
+           "s/.*--default_partition_weight ([^ ]+).*/\1/" <<< "${FLAGS[$2]}")")
          pl=$(finished "$2" "$(finished "$2" "$PLUGIN")" "-partition_weight$lam")
          [ -n "$t2" ] && compare "$2" table2 "$t2" table2
          [ -n "$ab" ] && compare "$2" ablation "$ab" ablation
