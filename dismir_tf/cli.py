@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 from absl import app, flags
 
-from dismir_tf.config import (MODEL_NAMES, PAPER_DEFAULTS, DataConfig,
-                              ModelConfig, RunConfig, SyntheticConfig,
-                              TrainConfig, unknown_model_message)
+from dismir_tf import model_specs
+from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
+                              SyntheticConfig, TrainConfig)
 from dismir_tf.errors import (EXIT_USER_ERROR, ConfigError,
                               TrainingDivergedError, UserInputError)
 
@@ -28,11 +28,6 @@ FLAGS = flags.FLAGS
 
 # Exit status when the loss became NaN or infinite (bad input is 2).
 EXIT_DIVERGED = 3
-
-# Defaults of the built-in synthetic data set (the no-flag `python train.py`).
-SYNTHETIC_DEFAULTS = dict(num_interests=4, partition_weight=0.1, max_len=20,
-                          hard_negative_candidates=10)
-
 
 def define_data_flags() -> None:
     flags.DEFINE_string("dataset", None,
@@ -79,13 +74,12 @@ def define_model_flags() -> None:
                          "per data set).")
     flags.DEFINE_integer("routing_iterations", None, "Capsule routing passes "
                          "(0: the model's default).")
-    flags.DEFINE_float("partition_weight", None, "lambda of eq. 6; adds the "
-                       "partition task to any multi-interest model.")
-    flags.DEFINE_float("default_partition_weight", None, "The data set's "
-                       "lambda for the DisMIR models (dismir, "
-                       "dismir-wo-dpi) when --partition_weight is not given; "
-                       "baselines ignore it (for data sets without a paper "
-                       "default, e.g. a --dataset_file).")
+    flags.DEFINE_float("partition_weight", None, "lambda of eq. 6 (default: "
+                       "the model's: "
+                       f"{model_specs.DISMIR_PARTITION_WEIGHT:g} for dismir "
+                       "and dismir-wo-dpi, 0 for the others); > 0 adds the "
+                       "partition task to a multi-interest baseline; refused "
+                       "for dnn, gru4rec, mir, mir-rv, mir-bf.")
     flags.DEFINE_integer("partition_negatives", None, "N_o (default 100).")
     flags.DEFINE_integer("hard_negative_candidates", None, "C (default 10, "
                          "50 for books).")
@@ -187,13 +181,13 @@ def data_config_from_flags() -> DataConfig:
 
 
 def dataset_defaults(data: DataConfig) -> dict:
-    if data.dataset == "synthetic":
-        values = dict(SYNTHETIC_DEFAULTS)
-    else:
-        values = dict(PAPER_DEFAULTS.get(data.dataset, {}))
-    if FLAGS.default_partition_weight is not None:
-        values["partition_weight"] = FLAGS.default_partition_weight
-    return values
+    """The ModelConfig fields a named data set sets (F, max_len, C; its
+    ``model_defaults`` in dismir_tf.data.registry); none for a file."""
+    from dismir_tf.data import registry
+
+    if not data.dataset:
+        return {}
+    return dict(registry.get(data.dataset).model_defaults)
 
 
 # ModelConfig fields set by a flag of the same name (when given).
@@ -214,17 +208,25 @@ def _model_flag_values() -> dict:
             if getattr(FLAGS, name) is not None}
 
 
-def model_config_from_flags(data: DataConfig, model: str | None = None
-                            ) -> ModelConfig:
-    from dismir_tf.models import uses_dataset_partition_weight
+def model_config_from_flags(data: DataConfig, model: str | None = None,
+                            grid: bool = False) -> ModelConfig:
+    """The model's config: its spec's defaults, the data set's shape
+    settings, then the flags.
 
+    Args:
+      data: the data config (a named data set brings F, max_len, C).
+      model: the model name (default --model).
+      grid: for a compare.py grid of several models: --partition_weight
+        then sets lambda only for the models that take the partition task
+        by default (DisMIR, w/o DPI); the plugin table gives it to the
+        baselines itself.  Without ``grid`` a --partition_weight that the
+        model ignores is refused (ConfigError).
+    """
     model = model or FLAGS.model
     values = dataset_defaults(data)
-    if not uses_dataset_partition_weight(model):
-        # Baselines and ablations take the partition task (the plugin of
-        # Table 5) only when --partition_weight asks for it.
-        values["partition_weight"] = 0.0
     values.update(_model_flag_values())
+    if grid and model_specs.get(model).partition != "default":
+        values.pop("partition_weight", None)
     return ModelConfig(name=model, **values)
 
 
@@ -257,8 +259,8 @@ def check_flags() -> TrainConfig:
     model_config_from_flags needs the model registry, which imports
     TensorFlow (seconds of start-up and its log lines); a bad flag is
     reported before that, and so are an unknown data set or format, a
-    missing data file and an unknown model name (config.MODEL_NAMES, with
-    the closest valid name).
+    missing data file, an unknown model name (with the closest valid name)
+    and a flag the model ignores (e.g. --partition_weight for mir).
     """
     from dismir_tf.data import readers, registry
 
@@ -268,20 +270,18 @@ def check_flags() -> TrainConfig:
     else:
         readers.check_format(data.dataset_format)
         readers.check_readable(data.dataset_file)
-    models = FLAGS["models"].value if "models" in FLAGS else [FLAGS.model]
+    grid = "models" in FLAGS
+    models = FLAGS["models"].value if grid else [FLAGS.model]
     for name in models or []:
-        if name not in MODEL_NAMES:
-            raise ConfigError(unknown_model_message(name))
-    values = dataset_defaults(data)
-    values.update(_model_flag_values())
-    model = ModelConfig(name=FLAGS.model, **values)
+        model_specs.get(name)
+    model = model_config_from_flags(data, grid=grid)
     return train_config_from_flags(data, model)
 
 
 def run_config_from_flags() -> RunConfig:
     check_flags()
     data = data_config_from_flags()
-    model = model_config_from_flags(data)
+    model = model_config_from_flags(data, grid="models" in FLAGS)
     return RunConfig(data=data, model=model,
                      train=train_config_from_flags(data, model))
 

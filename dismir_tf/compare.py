@@ -380,13 +380,13 @@ def plugin_variants(backbones: Sequence[str],
     trained once for both tables; a backbone that takes the data set's
     lambda by default (DisMIR) gets an explicit ``partition_weight 0``.
     """
-    from dismir_tf.models import uses_dataset_partition_weight
+    from dismir_tf.model_specs import get
     if partition_weight <= 0:
         raise ValueError("the plugin table needs a partition weight > 0")
     variants = []
     for b in backbones:
         off = ((("partition_weight", 0.0),)
-               if uses_dataset_partition_weight(b) else ())
+               if get(b).partition == "default" else ())
         variants.append(Variant(b, b, off))
         variants.append(Variant(b + PLUGIN_SUFFIX, b,
                                 (("partition_weight", partition_weight),)))

@@ -13,18 +13,8 @@ import json
 import math
 from typing import Any
 
+from dismir_tf import model_specs
 from dismir_tf.errors import ConfigError
-
-# The paper's per-data-set defaults (PROTOCOL.md section 7) and budgets
-# (section 2).  Keys are data set names.
-PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gowalla": dict(num_interests=4, partition_weight=0.01, max_len=40,
-                    hard_negative_candidates=10),
-    "retailrocket": dict(num_interests=8, partition_weight=0.1, max_len=20,
-                         hard_negative_candidates=10),
-    "books": dict(num_interests=6, partition_weight=1.0, max_len=20,
-                  hard_negative_candidates=50),
-}
 
 RETRIEVAL_MODES = ("merge", "fused")
 # DisMIR's capsule design space (dismir_tf/models/dismir.py, docs/models.md).
@@ -165,7 +155,11 @@ class ModelConfig:
       max_len: history length kappa.
       routing_iterations: capsule routing passes; 0 means the model's own
         default (DisMIR 1, MIND/ComiRec-DR 3).
-      partition_weight: lambda of eq. 6; 0 disables the partition task.
+      partition_weight: lambda of eq. 6; 0 disables the partition task;
+        None (the default) takes the model's own value from its spec
+        (``dismir_tf.model_specs``: DisMIR's lambda, 0 for the others).
+        A weight > 0 for a model whose spec says ``partition='never'``
+        (DNN, GRU4Rec, MIR and its variants) is refused.
       partition_negatives: N_o, uniformly sampled negatives of the
         partition contrastive loss.
       hard_negative_candidates: C, uniform candidates of which the
@@ -221,7 +215,7 @@ class ModelConfig:
     num_interests: int = 4
     max_len: int = 20
     routing_iterations: int = 0
-    partition_weight: float = 0.01
+    partition_weight: float | None = None
     partition_negatives: int = 100
     hard_negative_candidates: int = 10
     retrieval: str = ""
@@ -269,9 +263,19 @@ class ModelConfig:
         _check(self.max_len >= 1, "max_len must be >= 1")
         _check(self.routing_iterations >= 0,
                "routing_iterations must be >= 0")
-        _check(math.isfinite(self.partition_weight)
+        spec = model_specs.get(self.name)
+        if self.partition_weight is None:
+            # frozen: the model's own lambda is filled in here, once.
+            object.__setattr__(self, "partition_weight",
+                               spec.default_partition_weight)
+        _check(isinstance(self.partition_weight, (int, float))
+               and math.isfinite(self.partition_weight)
                and self.partition_weight >= 0.0,
                "partition_weight (lambda) must be finite and >= 0")
+        _check(spec.partition != "never" or self.partition_weight == 0.0,
+               f"--partition_weight does not act on {self.name!r} "
+               f"({spec.summary}); remove it"
+               + (", or use --model dismir" if spec.capsule else ""))
         _check(self.partition_anchors in PARTITION_ANCHORS,
                f"partition_anchors must be one of {PARTITION_ANCHORS}")
         _check(self.partition_negatives >= 1,
@@ -384,8 +388,8 @@ class TrainConfig:
 # The DisMIR family's capsule before the capsule options existed (version
 # 1: prototype logits, softmax over interests, fused readout); a config.json
 # without a 'readout' field is read with it.
-_LEGACY_CAPSULE_MODELS = frozenset({"dismir", "mir", "dismir-wo-dpi",
-                                    "mir-rv", "mir-bf"})
+def _legacy_capsule_model(name: str) -> bool:
+    return name in model_specs.names() and model_specs.get(name).capsule
 LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
                        routing_similarity="dot", routing_temperature=1.0,
@@ -415,7 +419,7 @@ class RunConfig:
         if "synthetic" in data:
             data["synthetic"] = SyntheticConfig(**data["synthetic"])
         model = dict(d.get("model", {}))
-        if model.get("name", "dismir") in _LEGACY_CAPSULE_MODELS:
+        if _legacy_capsule_model(model.get("name", "dismir")):
             if "readout" not in model:
                 # Written before the capsule options existed: the capsule
                 # that the DisMIR family had then.
@@ -452,17 +456,16 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return diff
 
 
-# The --model names, known without importing TensorFlow (the registry in
-# dismir_tf.models holds the classes and checks it has exactly these).
-MODEL_NAMES = ("dnn", "gru4rec", "mind", "comirec-dr", "comirec-sa",
-               "pimirec", "remi", "re4", "umi", "dismir", "mir", "mir-rv",
-               "mir-bf", "dismir-wo-dpi")
+# The --model names, known without importing TensorFlow (their specs are
+# in dismir_tf.model_specs).
+MODEL_NAMES = model_specs.names()
 
 
-def unknown_model_message(name: str, names=MODEL_NAMES) -> str:
+def unknown_model_message(name: str, names=None) -> str:
     """'unknown model ...' with the closest valid name when there is one."""
     import difflib
 
+    names = model_specs.names() if names is None else names
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return (f"unknown model {name!r}{hint} (expected one of "

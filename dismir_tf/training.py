@@ -41,8 +41,8 @@ from dismir_tf.diagnostics import FIGURES, collapse_diagnostics
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json, read_json
 from dismir_tf.runs import require_checkpoint
-from dismir_tf.models import (RetrievalModel, create_model, resolve_config,
-                              time_unit)
+from dismir_tf.models import (RetrievalModel, create_model,
+                              describe_settings, resolve_config, time_unit)
 
 Log = Callable[[str], None]
 SELECTION_METRIC = "recall@50"
@@ -766,6 +766,7 @@ def _train(r: _Run, verbose: int | None, log: Log) -> None:
         f"interactions; {total_steps} steps{rounded}, batch "
         f"{cfg.batch_size}, evaluation every {cfg.eval_every} steps on "
         f"{r.valid.num_users} valid users")
+    log(describe_settings(r.config.model))
     callbacks: list = [_EvalAndCheckpoint(
         r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
         r.best_ckpt, log, r.is_chief)]

@@ -17,10 +17,12 @@ interrupted comparison resumes: finished runs are read, not retrained.
               mir,mir-rv,mir-bf,dismir-wo-dpi,dismir
     plugin    each backbone of --models with and without the item-partition
               task (Table 5); default mind,comirec-sa,remi; lambda is
-              --partition_weight, else the data set's default
+              --partition_weight, else DisMIR's default
 
-Baselines take the partition task only when --partition_weight is given;
-DisMIR takes the data set's lambda.
+In the table2 and ablation grids --partition_weight sets lambda for the
+models that take the partition task by default (dismir, dismir-wo-dpi;
+default: their own, dismir_tf/model_specs.py); the baselines run without
+it, as their papers do.
 """
 
 import os
@@ -69,8 +71,7 @@ def main(argv):
     # Flags, data file and model names before TensorFlow starts.
     cli.check_flags()
     from dismir_tf import compare, training
-    from dismir_tf.config import ModelConfig
-    from dismir_tf.models import resolve_config
+    from dismir_tf import model_specs
 
     mode = FLAGS.mode
     models = (list(FLAGS.models) if FLAGS["models"].present
@@ -85,16 +86,17 @@ def main(argv):
                    "plugin": "plugin"}[mode])
 
     def model_base(name):
-        return cli.model_config_from_flags(base.data, model=name)
+        return cli.model_config_from_flags(base.data, model=name, grid=True)
 
     if mode == "plugin":
-        fixed = [m for m in models if resolve_config(
-            ModelConfig(name=m, partition_weight=1.0)).partition_weight == 0]
+        fixed = [m for m in models
+                 if model_specs.get(m).partition == "never"]
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} never take the partition "
                               "task; the plugin table needs multi-interest "
                               "backbones such as mind, comirec-sa, remi")
-        lam = model_base("dismir").partition_weight
+        lam = (FLAGS.partition_weight if FLAGS.partition_weight is not None
+               else model_specs.get("dismir").default_partition_weight)
         if lam <= 0:
             raise ConfigError("the plugin table needs --partition_weight > 0")
         variants = compare.plugin_variants(models, lam)

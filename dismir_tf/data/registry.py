@@ -61,6 +61,10 @@ class NamedDataset:
         preprocessing, as published in the paper (PROTOCOL.md section 8);
         a mismatch is a warning.
       citation: what to cite.
+      model_defaults: ModelConfig fields that follow from the data set's
+        shape (the paper's section 5.1.4: F, the history length kappa and
+        C); a flag overrides them.  No data set sets lambda: it is the
+        model's (``dismir_tf.model_specs``).
     """
 
     name: str
@@ -71,6 +75,7 @@ class NamedDataset:
     expected_size: int | None = None
     expected_counts: tuple[int, int, int] | None = None
     citation: str = ""
+    model_defaults: dict = dataclasses.field(default_factory=dict)
 
     @property
     def downloadable(self) -> bool:
@@ -109,6 +114,8 @@ DATASETS: dict[str, NamedDataset] = {
         citation="E. Cho, S. A. Myers, J. Leskovec. Friendship and "
                  "Mobility: User Movement in Location-Based Social "
                  "Networks. KDD 2011.",
+        model_defaults=dict(num_interests=4, max_len=40,
+                            hard_negative_candidates=10),
     ),
     "retailrocket": NamedDataset(
         name="retailrocket",
@@ -132,6 +139,8 @@ DATASETS: dict[str, NamedDataset] = {
         expected_counts=(33_708, 81_635, 356_840),
         citation="Retailrocket recommender system dataset, Kaggle "
                  "(retailrocket/ecommerce-dataset).",
+        model_defaults=dict(num_interests=8, max_len=20,
+                            hard_negative_candidates=10),
     ),
     "books": NamedDataset(
         name="books",
@@ -154,6 +163,8 @@ DATASETS: dict[str, NamedDataset] = {
                  "Evolution of Fashion Trends with One-Class Collaborative "
                  "Filtering. WWW 2016; J. McAuley et al. Image-based "
                  "Recommendations on Styles and Substitutes. SIGIR 2015.",
+        model_defaults=dict(num_interests=6, max_len=20,
+                            hard_negative_candidates=50),
     ),
 }
 

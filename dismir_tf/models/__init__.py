@@ -1,4 +1,4 @@
-"""Model registry: ``--model`` names -> model classes."""
+"""Model registry: ``--model`` names -> models, from dismir_tf.model_specs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from dismir_tf import config as config_module
+from dismir_tf import model_specs
 from dismir_tf.config import ModelConfig, unknown_model_message
 from dismir_tf.errors import ConfigError
 from dismir_tf.models.base import Encoded, RetrievalModel
@@ -22,91 +23,98 @@ from dismir_tf.models.remi import REMI
 from dismir_tf.models.umi import UMI
 
 
-def _dismir(**kw) -> Callable[..., RetrievalModel]:
-    def make(num_items, config, seed):
-        return DisMIR(num_items, config, seed, **kw)
-    return make
-
-
-# name -> (factory, config overrides forced by the variant)
-_REGISTRY: dict[str, tuple[Callable[..., RetrievalModel], dict]] = {
-    # The partition task is for multi-interest models; DNN never takes it.
-    "dnn": (DNN, {"partition_weight": 0.0}),
-    "gru4rec": (GRU4Rec, {"partition_weight": 0.0}),
-    # Table 2's multi-interest baselines: the partition task is a plugin
-    # for them (Table 5), off unless --partition_weight asks for it.
-    "mind": (MIND, {}),
-    "comirec-dr": (ComiRecDR, {}),
-    "comirec-sa": (ComiRecSA, {}),
-    "pimirec": (PIMIRec, {}),
-    "remi": (REMI, {}),
-    "re4": (Re4, {}),
-    "umi": (UMI, {}),
-    "dismir": (_dismir(), {}),
-    "mir": (_dismir(), {"partition_weight": 0.0}),
-    # Table 3's ablations: the partition task replaced by another term.
-    "mir-rv": (MIRRV, {"partition_weight": 0.0}),
-    "mir-bf": (MIRBF, {"partition_weight": 0.0}),
-    "dismir-wo-dpi": (_dismir(use_attention=False), {}),
-}
-
-# Models that take the data set's partition weight lambda by default; the
-# others take the partition task only when --partition_weight is given.
-_DATASET_LAMBDA_MODELS = frozenset({"dismir", "dismir-wo-dpi"})
-
-MODEL_NAMES = tuple(_REGISTRY)
+# Every model's name, class, defaults and partition policy are declared
+# once, in dismir_tf.model_specs; this module builds them.
+MODEL_NAMES = model_specs.names()
 assert MODEL_NAMES == config_module.MODEL_NAMES, (
-    "dismir_tf.config.MODEL_NAMES must list the registry's names")
-
-# The models built on DisMIR's capsule: they take the routing_* / readout
-# / capsule_preset options.
-CAPSULE_MODELS = frozenset({"dismir", "mir", "dismir-wo-dpi", "mir-rv",
-                            "mir-bf"})
+    "dismir_tf.config.MODEL_NAMES must list the specs' names")
 
 
-def register(name: str, factory: Callable[..., RetrievalModel],
-             overrides: dict | None = None) -> None:
-    """Adds a model to the registry (used by the baselines' modules)."""
-    _REGISTRY[name] = (factory, dict(overrides or {}))
+def capsule_models() -> frozenset[str]:
+    """The models built on DisMIR's capsule: they take the routing_* /
+    readout / capsule_preset options."""
+    return frozenset(s.name for s in model_specs.specs() if s.capsule)
+
+
+CAPSULE_MODELS = capsule_models()
+
+
+def register(spec: model_specs.ModelSpec) -> None:
+    """Adds a model (a new baseline needs its module and this one call)."""
+    model_specs.register(spec)
 
 
 def model_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return model_specs.names()
+
+
+def _factory(name: str) -> Callable[..., RetrievalModel]:
+    return model_specs.load_factory(model_specs.get(name))
 
 
 def time_unit(config: ModelConfig) -> float | None:
     """Seconds per time unit of the history times the pipeline adds for
     ``config``'s model, or None when the model takes no time (the class
     attribute ``uses_time``; only PIMIRec has it)."""
-    factory = _REGISTRY[resolve_config(config).name][0]
+    factory = _factory(resolve_config(config).name)
+    factory = getattr(factory, "__wrapped__", factory)
     if not getattr(factory, "uses_time", False):
         return None
     return config.pimirec_time_unit
 
 
 def uses_dataset_partition_weight(name: str) -> bool:
-    """Whether ``name`` takes the data set's lambda when none is given."""
-    return name in _DATASET_LAMBDA_MODELS
+    """Whether ``name`` takes the partition task by default (its spec's
+    ``partition == 'default'``: DisMIR and w/o DPI)."""
+    return model_specs.get(name).partition == "default"
 
 
 def resolve_config(config: ModelConfig) -> ModelConfig:
     """Applies the overrides that define a variant (e.g. MIR: lambda = 0)."""
-    if config.name not in _REGISTRY:
-        raise ConfigError(unknown_model_message(config.name, model_names()))
-    config = dataclasses.replace(config, **_REGISTRY[config.name][1])
-    if config.name in CAPSULE_MODELS:
+    spec = model_specs.get(config.name)
+    if spec.capsule:
         return resolve_capsule(config)
     check_no_capsule_options(config)
     return config
 
 
+def describe_settings(config: ModelConfig) -> str:
+    """One line of a resolved config's model settings for the training
+    header: lambda and where it came from, F, max_len, C and, for the
+    DisMIR family, the capsule and readout."""
+    spec = model_specs.get(config.name)
+    lam = config.partition_weight
+    if spec.partition == "never":
+        how = f"lambda 0 ({config.name} has no partition task)"
+    elif lam == spec.default_partition_weight:
+        how = (f"lambda {lam:g} ({config.name}'s default, "
+               "dismir_tf/model_specs.py)" if lam > 0 else
+               "lambda 0 (partition task off; --partition_weight turns it "
+               "on)")
+    else:
+        how = f"lambda {lam:g} (--partition_weight)"
+    parts = [how, f"F {config.num_interests}", f"max_len {config.max_len}",
+             f"d {config.embedding_dim}"]
+    if spec.capsule:
+        parts += [f"C {config.hard_negative_candidates}" if
+                  config.rec_loss == "pairwise" else
+                  f"sampled softmax over {config.sampled_softmax_negatives}",
+                  f"capsule {config.routing_similarity} routing "
+                  f"(T {config.routing_temperature:g}, "
+                  f"{config.routing_init} init, softmax over "
+                  f"{config.routing_softmax}), W {config.capsule_transform},"
+                  f" recency {config.capsule_recency}",
+                  f"readout {config.readout}"]
+    return "model settings: " + ", ".join(parts)
+
+
 def create_model(num_items: int, config: ModelConfig,
                  seed: int = 0) -> RetrievalModel:
     config = resolve_config(config)
-    return _REGISTRY[config.name][0](num_items, config, seed)
+    return _factory(config.name)(num_items, config, seed)
 
 
 __all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
            "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
-           "UMI", "create_model", "model_names", "register", "resolve_config",
+           "UMI", "create_model", "describe_settings", "model_names", "register", "resolve_config",
            "uses_dataset_partition_weight", "Re4"]
