@@ -72,7 +72,8 @@ from dismir_tf.cooccurrence import (PositiveSampler,  # noqa: E402
                                     build_cooccurrence)
 from dismir_tf.data.dataset import SequenceDataset  # noqa: E402
 from dismir_tf.models import (create_model, model_names,  # noqa: E402
-                              resolve_config, uses_dataset_partition_weight)
+                              resolve_config)
+from dismir_tf import model_specs  # noqa: E402
 
 # Table 1 of the paper, Gowalla.
 GOWALLA_USERS = 165_506
@@ -103,12 +104,16 @@ def model_config(name: str, args: argparse.Namespace,
                  partition: bool | None = None) -> ModelConfig:
     """The paper's defaults for ``name``, resolved as train.py does.
 
-    As train.py, only the models that take the data set's lambda by default
-    (DisMIR and its ablation) get the partition task unless ``partition``
-    asks for it; the registry can still force it off (MIR, DNN, ...).
+    As train.py, only the models that take the partition task by default
+    (DisMIR and its ablation; their spec's lambda unless --partition_weight
+    is given) have it unless ``partition`` asks for it; the models that
+    never take it (MIR, DNN, ...) never do.
     """
-    weight = args.partition_weight
-    if partition is None and not uses_dataset_partition_weight(name):
+    spec = model_specs.get(name)
+    weight = (args.partition_weight if args.partition_weight is not None
+              else spec.default_partition_weight)
+    if spec.partition == "never" or (partition is None
+                                     and spec.partition != "default"):
         weight = 0.0
     cfg = resolve_config(ModelConfig(
         name=name, embedding_dim=args.embedding_dim,
@@ -287,7 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embedding_dim", type=int, default=64)
     parser.add_argument("--num_interests", type=int, default=4)
     parser.add_argument("--max_len", type=int, default=40)
-    parser.add_argument("--partition_weight", type=float, default=0.01)
+    parser.add_argument("--partition_weight", type=float, default=None,
+                        help="lambda (default: the model's, "
+                             "dismir_tf/model_specs.py)")
     parser.add_argument("--partition_negatives", type=int, default=100)
     parser.add_argument("--hard_negative_candidates", type=int, default=10)
     parser.add_argument("--steps", type=int, default=200,

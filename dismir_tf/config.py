@@ -331,6 +331,16 @@ class ModelConfig:
                "routing_padding_in_softmax needs routing_softmax=positions")
 
 
+    def with_model(self, name: str, **changes: Any) -> ModelConfig:
+        """These settings for model ``name``: lambda is kept where ``name``
+        takes the partition task and 0 where it never does (MIR, DNN, ...);
+        ``changes`` are applied on top."""
+        lam = (0.0 if model_specs.get(name).partition == "never"
+               else self.partition_weight)
+        return dataclasses.replace(
+            self, **{"name": name, "partition_weight": lam, **changes})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The training budget, model selection and run directory.

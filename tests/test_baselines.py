@@ -13,6 +13,9 @@ import math
 
 import numpy as np
 import pytest
+
+from dismir_tf import model_specs
+from dismir_tf.errors import ConfigError
 import tensorflow as tf
 
 from dismir_tf import pipeline, types
@@ -68,10 +71,10 @@ def _batch(b=4, seed=0):
 
 def _model(name, **kw):
     if name == "mind-soft":
-        model = MIND(40, dataclasses.replace(CFG, name="mind", **kw), seed=1,
+        model = MIND(40, CFG.with_model("mind", **kw), seed=1,
                      hard_readout=False)
     else:
-        model = create_model(40, dataclasses.replace(CFG, name=name, **kw),
+        model = create_model(40, CFG.with_model(name, **kw),
                              seed=1)
     model.build_for(CFG.max_len)
     return model
@@ -341,26 +344,35 @@ def test_which_models_take_the_partition_task_by_default():
         assert uses_dataset_partition_weight(name)
     for name in BASELINES + ("dnn", "gru4rec", "mir", "mir-rv", "mir-bf"):
         assert not uses_dataset_partition_weight(name)
-    # Single-interest models and the ablations never take it ...
+    # Single-interest models and the ablations never take it: a weight is
+    # refused, not silently zeroed ...
     for name in ("dnn", "gru4rec", "mir", "mir-rv", "mir-bf"):
-        assert resolve_config(ModelConfig(
-            name=name, partition_weight=1.0)).partition_weight == 0.0
-    # ... the multi-interest baselines take it when asked (the plugin).
+        assert ModelConfig(name=name).partition_weight == 0.0
+        with pytest.raises(ConfigError, match="does not act on"):
+            ModelConfig(name=name, partition_weight=1.0)
+    # ... the multi-interest baselines are off by default and take it when
+    # asked (the plugin) ...
+    for name in BASELINES:
+        assert ModelConfig(name=name).partition_weight == 0.0
     for name in BASELINES:
         assert resolve_config(ModelConfig(
             name=name, partition_weight=1.0)).partition_weight == 1.0
+    # ... and DisMIR takes its spec's lambda unless told otherwise.
+    for name in ("dismir", "dismir-wo-dpi"):
+        assert ModelConfig(name=name).partition_weight == (
+            model_specs.DISMIR_PARTITION_WEIGHT)
 
 
 @pytest.mark.parametrize("name", ("gru4rec",) + BASELINES)
 def test_baselines_initialise_item_embeddings_as_the_reference(name):
     # torch kaiming_normal_ on [N, d]: N(0, 2 / d); the base class (DisMIR)
     # uses N(0, 1 / d).
-    model = create_model(2000, dataclasses.replace(CFG, name=name,
+    model = create_model(2000, CFG.with_model(name,
                                                    embedding_dim=32), seed=0)
     model.build_for(CFG.max_len)
     std = model.item_embedding.embeddings.numpy().std()
     assert std == pytest.approx(math.sqrt(2 / 32), rel=0.03)
-    dismir = create_model(2000, dataclasses.replace(CFG, name="dismir",
+    dismir = create_model(2000, CFG.with_model("dismir",
                                                     embedding_dim=32))
     dismir.build_for(CFG.max_len)
     assert dismir.item_embedding.embeddings.numpy().std() == pytest.approx(

@@ -128,7 +128,7 @@ CFG = ModelConfig(name="comirec-dr", embedding_dim=16, num_interests=4,
 
 @pytest.mark.parametrize("name", ["comirec-dr", "mind"])
 def test_dr_and_mind_use_remis_routing_and_kaiming_kernels(name):
-    cfg = dataclasses.replace(CFG, name=name)
+    cfg = CFG.with_model(name)
     model = create_model(300, cfg, seed=3)
     model.build_for(cfg.max_len)
     cap = model.capsule

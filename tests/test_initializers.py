@@ -24,7 +24,7 @@ NUM_ITEMS = 300
 
 
 def _starts(name: str, seed: int) -> dict[str, np.ndarray]:
-    model = create_model(NUM_ITEMS, dataclasses.replace(CFG, name=name),
+    model = create_model(NUM_ITEMS, CFG.with_model(name),
                          seed=seed)
     model.build_for(CFG.max_len)
     # Variable names carry Keras' per-process layer suffixes; the order of

@@ -35,7 +35,7 @@ def _batch(sampler, step=0):
 def test_every_model_gives_queries_and_its_loss_falls(tiny, name):
     ds, sampler = tiny
     tf.keras.utils.set_random_seed(0)
-    model = create_model(ds.num_items, dataclasses.replace(CFG, name=name))
+    model = create_model(ds.num_items, CFG.with_model(name))
     model.build_for(CFG.max_len)
     q = model.query_vectors(tf.zeros([2, CFG.max_len], tf.int32) + 1)
     expected_q = 1 if (model.retrieval == types.FUSED
@@ -90,7 +90,7 @@ def test_total_loss_is_rec_plus_lambda_partition(tiny):
     assert losses["loss"] == pytest.approx(
         losses["rec_loss"] + CFG.partition_weight * losses["partition_loss"],
         rel=1e-5)
-    mir = create_model(ds.num_items, dataclasses.replace(CFG, name="mir"))
+    mir = create_model(ds.num_items, CFG.with_model("mir"))
     mir.build_for(CFG.max_len)
     assert mir.model_config.partition_weight == 0.0
     assert float(mir.compute_losses(_batch(sampler))["partition_loss"]) == 0
@@ -99,7 +99,7 @@ def test_total_loss_is_rec_plus_lambda_partition(tiny):
 def test_without_dpi_uses_equal_interest_weights(tiny):
     ds, sampler = tiny
     model = create_model(ds.num_items,
-                         dataclasses.replace(CFG, name="dismir-wo-dpi"))
+                         CFG.with_model("dismir-wo-dpi"))
     model.build_for(CFG.max_len)
     enc = model.encode(_batch(sampler)[types.HISTORY])
     assert enc.weights is None

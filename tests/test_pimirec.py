@@ -95,7 +95,7 @@ def test_sampler_adds_times_only_when_asked_and_keeps_the_rest():
 def test_only_pimirec_asks_for_time():
     assert time_unit(CFG) == 10.0
     for name in ("comirec-sa", "dismir", "mind", "dnn"):
-        assert time_unit(dataclasses.replace(CFG, name=name)) is None
+        assert time_unit(CFG.with_model(name)) is None
 
 
 # ---------------------------------------------------------------- maths

@@ -109,7 +109,7 @@ def _batch(b=5, seed=0):
 
 def _model(**kw):
     name = kw.pop("name", "re4")
-    model = create_model(40, dataclasses.replace(CFG, name=name, **kw),
+    model = create_model(40, CFG.with_model(name, **kw),
                          seed=1)
     model.build_for(CFG.max_len)
     return model

@@ -8,9 +8,9 @@
 set -u
 cd "$(dirname "$0")/../.."
 SEEDS=${SEEDS:-1}
-BEAUTY="--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format seq_lines --max_len 20 --max_steps 10000 --eval_every 1000 --patience 5 --num_interests 4 --embedding_dim 64 --default_partition_weight 0.1"
-ML1M="--dataset_file ../shared/data/ml-1m-odd/ml-1m-odd.seq.txt.gz --dataset_format seq_lines --max_len 50 --max_steps 10000 --eval_every 1000 --patience 5 --num_interests 4 --embedding_dim 64 --default_partition_weight 0.1"
-GOWALLA="--dataset_file ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz --dataset_format user_item_time_tsv --max_len 40 --max_steps 8000 --eval_every 500 --patience 5 --num_interests 4 --embedding_dim 64 --default_partition_weight 0.01"
+BEAUTY="--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format seq_lines --max_len 20 --max_steps 10000 --eval_every 1000 --patience 5 --num_interests 4 --embedding_dim 64 --partition_weight 0.1"
+ML1M="--dataset_file ../shared/data/ml-1m-odd/ml-1m-odd.seq.txt.gz --dataset_format seq_lines --max_len 50 --max_steps 10000 --eval_every 1000 --patience 5 --num_interests 4 --embedding_dim 64 --partition_weight 0.1"
+GOWALLA="--dataset_file ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz --dataset_format user_item_time_tsv --max_len 40 --max_steps 8000 --eval_every 500 --patience 5 --num_interests 4 --embedding_dim 64 --partition_weight 0.01"
 declare -A CAPSULE=(
   [prototype]=""
   [paper-remi]="--capsule_preset paper-remi"
