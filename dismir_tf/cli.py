@@ -150,6 +150,11 @@ def define_train_flags() -> None:
                          "--strategy=mirrored without GPUs.")
     flags.DEFINE_bool("jit_compile", True, "XLA-compile the train step and "
                       "the optimizer update (docs/performance.md).")
+    flags.DEFINE_enum("embedding_update", "auto", ["auto", "dense", "lazy"],
+                      "Adam's update of the embedding tables: dense (every "
+                      "row every step, the reference's), lazy (only the "
+                      "rows of the batch) or auto (lazy for item tables of "
+                      "more than 100,000 rows; docs/performance.md).")
 
 
 def data_config_from_flags() -> DataConfig:
@@ -250,7 +255,8 @@ def train_config_from_flags(data: DataConfig, model: ModelConfig,
         eval_every=eval_every, patience=FLAGS.patience, seed=seed,
         eval_batch_size=FLAGS.eval_batch_size,
         exclude_history=FLAGS.exclude_history, strategy=FLAGS.strategy,
-        logical_cpus=FLAGS.logical_cpus, jit_compile=FLAGS.jit_compile)
+        logical_cpus=FLAGS.logical_cpus, jit_compile=FLAGS.jit_compile,
+        embedding_update=FLAGS.embedding_update)
 
 
 def check_flags() -> TrainConfig:

@@ -29,6 +29,8 @@ CAPSULE_RECENCY = ("none", "learned", "learned_per_interest")
 CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# dismir_tf.optimizers.EMBEDDING_UPDATES (that module imports TensorFlow).
+EMBEDDING_UPDATES = ("dense", "lazy", "auto")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -361,6 +363,12 @@ class TrainConfig:
       jit_compile: XLA-compile the train step and the optimizer update
         (the same maths, several times faster on the CPU;
         docs/performance.md).
+      embedding_update: Adam's update of the embedding tables: 'dense'
+        (every row every step, the reference code's), 'lazy' (only the rows
+        of the batch; a step's cost does not grow with the catalogue) or
+        'auto' (lazy for item tables of more than
+        ``dismir_tf.optimizers.LAZY_FROM_ROWS`` rows, dense below;
+        docs/performance.md, "Lazy or dense Adam").
     """
 
     output_dir: str = "runs/default"
@@ -375,9 +383,14 @@ class TrainConfig:
     strategy: str = "default"
     logical_cpus: int = 2
     jit_compile: bool = True
+    embedding_update: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.embedding_update in EMBEDDING_UPDATES,
+               f"embedding_update must be one of "
+               f"{', '.join(EMBEDDING_UPDATES)}, got "
+               f"{self.embedding_update!r}")
         _check(math.isfinite(self.learning_rate)
                and self.learning_rate > 0.0,
                "learning_rate must be finite and > 0")

@@ -54,6 +54,17 @@ hide (issue: DisMIR's interests collapse into one on real data):
 Interests and scores are read exactly as the evaluator reads them
 (``model.encode_timed`` in inference mode, ``model.retrieval_queries`` of
 the same encoding for the retrieval queries), in batches of users.
+
+Cost.  Every figure but ``top_k_interests`` reads only the users' own
+encodings (O(L F d) a user), a few percent of a full-catalogue evaluation
+(O(Q N d) a user).  ``top_k_interests`` needs each user's merged top-k over
+the whole catalogue: the evaluator computes it alongside its own top-k at
+no extra scoring (``evaluation.evaluate(..., contributors=True)``), and
+``collapse_diagnostics`` takes it from there (``top_k_interests=``) or
+else scores the catalogue itself, in TensorFlow, for its users only.  The
+training loop reads a fixed sample of at most ``DIAGNOSTIC_USERS`` valid
+users at every evaluation (the same users every time, so the curve is
+comparable) and every test user once at the end (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -62,6 +73,10 @@ import dataclasses
 import math
 
 import numpy as np
+
+# Users read by the collapse diagnostics at each in-run evaluation (a
+# fixed, seeded sample when the valid split is larger).
+DIAGNOSTIC_USERS = 2000
 
 FIGURES = ("routing_max", "interest_cosine", "live_interests",
            "live_interest_cosine", "attention_max",
@@ -89,6 +104,7 @@ class CollapseDiagnostics:
     num_interests: int
     retrieval: str
     users: int
+    of_users: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-able: nan (a figure the model does not have) is None."""
@@ -106,7 +122,10 @@ class CollapseDiagnostics:
                 f"  routing max {num(self.routing_max)} (uniform "
                 f"{1 / self.num_interests:.3f})  attention max "
                 f"{num(self.attention_max)}  interests in top-{self.top_k} "
-                f"{num(self.top_k_interests, 2)}/{self.num_interests}")
+                f"{num(self.top_k_interests, 2)}/{self.num_interests}"
+                + (f"  ({self.users:,} of {self.of_users:,} users, a fixed "
+                   "sample)" if self.of_users and self.of_users > self.users
+                   else ""))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -167,34 +186,40 @@ def history_mean(items: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return total / np.maximum(mask.sum(1, keepdims=True), 1.0)
 
 
-def top_k_contributors(queries: np.ndarray, item_embeddings: np.ndarray,
-                       k: int) -> np.ndarray:
+def top_k_contributors(queries, item_embeddings, k: int) -> np.ndarray:
     """[B] number of distinct queries that contribute to the merged top-k.
 
     The merged top-k is the top-k of max_q queries_q . e_i over items
-    1..N (row 0 of ``item_embeddings`` is padding); each of its items is
-    contributed by its argmax q.
+    1..N (row 0 of ``item_embeddings`` is padding), found by the
+    evaluator's exact top-k (``evaluation.score_and_top_k_candidates``);
+    each of its items is contributed by its argmax q
+    (``evaluation.contributors_of``).
     """
-    scores = np.asarray(queries, np.float32) @ np.asarray(
-        item_embeddings[1:], np.float32).T                    # [B, Q, N]
-    best = scores.max(axis=1)                                 # [B, N]
-    k = min(k, best.shape[1])
-    top = np.argpartition(-best, k - 1, axis=1)[:, :k]        # [B, k]
-    who = np.take_along_axis(scores.argmax(axis=1), top, axis=1)
-    return np.array([len(np.unique(row)) for row in who], dtype=np.float64)
+    import tensorflow as tf
+
+    from dismir_tf.evaluation import _score_and_top_k_fn, contributors_of
+
+    emb = tf.convert_to_tensor(item_embeddings, tf.float32)
+    k = min(k, int(emb.shape[0]) - 1)
+    _, items = _score_and_top_k_fn(tf.convert_to_tensor(queries, tf.float32),
+                                   emb, k, None)
+    return contributors_of(queries, emb, items)
 
 
 def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
                         routing: np.ndarray | None, items: np.ndarray,
                         mask: np.ndarray, queries: np.ndarray,
-                        item_embeddings: np.ndarray, retrieval: str,
-                        top_k: int = 50) -> dict:
+                        item_embeddings, retrieval: str,
+                        top_k: int = 50,
+                        top_k_interests: np.ndarray | None = None) -> dict:
     """Per-batch sums of the figures (see :func:`collapse_diagnostics`).
 
     Args:
       interests: [B, F, d]; weights: [B, F] or None; routing: [B, F, L] or
         None; items: [B, L, d]; mask: [B, L]; queries: [B, Q, d] retrieval
-        queries; item_embeddings: [N + 1, d]; retrieval: 'merge' or 'fused'.
+        queries; item_embeddings: [N + 1, d]; retrieval: 'merge' or 'fused';
+        top_k_interests: [B] contributors to each user's top-k when the
+        evaluator has them (else computed from the catalogue).
 
     Returns:
       A dict of sums and counts, combined by :func:`_finish`.
@@ -230,15 +255,17 @@ def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
         out["attention_max"], out["attention_entropy"] = (float(amax.sum()),
                                                           float(ent.sum()))
     if retrieval == "merge" and queries.shape[1] > 1:
-        out["top_k_interests"] = float(top_k_contributors(
-            queries, item_embeddings, top_k).sum())
+        if top_k_interests is None:
+            top_k_interests = top_k_contributors(queries, item_embeddings,
+                                                 top_k)
+        out["top_k_interests"] = float(np.sum(top_k_interests))
     else:
         out["top_k_interests"] = float(interests.shape[0])
     return out
 
 
 def _finish(parts: list[dict], num_interests: int, retrieval: str,
-            top_k: int) -> CollapseDiagnostics:
+            top_k: int, of_users: int | None = None) -> CollapseDiagnostics:
     users = sum(p["users"] for p in parts)
 
     def mean_of(key, count="users"):
@@ -262,12 +289,24 @@ def _finish(parts: list[dict], num_interests: int, retrieval: str,
         fused_history_cosine=mean_of("fused_history_cosine"),
         interest_history_cosine=mean_of("interest_history_cosine"),
         top_k_interests=mean_of("top_k_interests"), top_k=top_k,
-        num_interests=num_interests, retrieval=retrieval, users=users)
+        num_interests=num_interests, retrieval=retrieval, users=users,
+        of_users=of_users)
+
+
+def sample_rows(num_users: int, max_users: int | None,
+                seed: int = 0) -> np.ndarray:
+    """The rows read for ``num_users`` users: all of them, or a fixed
+    seeded sample of ``max_users`` (sorted), the same for every call."""
+    if max_users is None or num_users <= max_users:
+        return np.arange(num_users)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(num_users, size=max_users, replace=False))
 
 
 def collapse_diagnostics(model, examples, batch_size: int = 512,
                          top_k: int = 50, retrieval: str | None = None,
-                         max_users: int | None = None
+                         max_users: int | None = None, seed: int = 0,
+                         top_k_interests: np.ndarray | None = None
                          ) -> CollapseDiagnostics:
     """The collapse figures of ``model`` over the users of ``examples``.
 
@@ -278,7 +317,13 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
       batch_size: users per batch.
       top_k: k of ``top_k_interests`` (the protocol's largest cut-off, 50).
       retrieval: 'merge' or 'fused'; default the model's own.
-      max_users: read only the first this many users (None: all).
+      max_users: read a fixed sample of this many users
+        (:func:`sample_rows` with ``seed``; None: every user).  The result
+        says how many of how many (``users``, ``of_users``).
+      seed: the sample's seed.
+      top_k_interests: [num_users] per-user contributors to the top-k from
+        the evaluator (``EvalResult.contributors``, same k and retrieval);
+        None: scored here over the whole catalogue for the users read.
 
     Returns:
       :class:`CollapseDiagnostics`.
@@ -286,13 +331,13 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
     import tensorflow as tf
 
     mode = retrieval or model.retrieval
-    n = examples.num_users if max_users is None else min(max_users,
-                                                         examples.num_users)
-    emb = model.item_embedding.embeddings.numpy()
+    rows = sample_rows(examples.num_users, max_users, seed)
+    emb = (model.item_embedding.embeddings
+           if top_k_interests is None else None)
     parts = []
     num_interests = 1
-    for lo in range(0, n, batch_size):
-        sl = slice(lo, min(lo + batch_size, n))
+    for lo in range(0, len(rows), batch_size):
+        sl = rows[lo:lo + batch_size]
         hist = tf.constant(examples.history[sl], tf.int32)
         times = (None if examples.times is None
                  else tf.constant(examples.times[sl], tf.float32))
@@ -306,5 +351,7 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
             (enc.items if enc.routed_items is None
              else enc.routed_items).numpy().astype(np.float64),
             enc.mask.numpy(),
-            queries.numpy(), emb, mode, top_k))
-    return _finish(parts, num_interests, mode, top_k)
+            queries.numpy(), emb, mode, top_k,
+            None if top_k_interests is None else top_k_interests[sl]))
+    return _finish(parts, num_interests, mode, top_k,
+                   of_users=examples.num_users)

@@ -128,6 +128,28 @@ def exact_top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
 _score_and_top_k_fn = tf.function(_score_and_top_k, reduce_retracing=True)
 
 
+def contributors_of(queries, item_embeddings, top_items) -> np.ndarray:
+    """[B] number of distinct queries that contribute to each top list.
+
+    Args:
+      queries: [B, Q, d] retrieval queries (tf or NumPy).
+      item_embeddings: [N + 1, d].
+      top_items: [B, k] the merged top-k items (ids 1..N) of the queries.
+
+    Returns:
+      [B] float64: each listed item is contributed by its highest-scoring
+      query (the first on ties, as ``argmax``) and the distinct
+      contributors are counted (the collapse diagnostics'
+      ``top_k_interests``).  O(B Q k d): no catalogue scoring.
+    """
+    q = tf.convert_to_tensor(queries, tf.float32)
+    e = tf.gather(tf.convert_to_tensor(item_embeddings, tf.float32),
+                  tf.convert_to_tensor(top_items, tf.int32))      # [B, k, d]
+    who = tf.argmax(tf.einsum("bqd,bkd->bqk", q, e), axis=1)     # [B, k]
+    used = tf.reduce_max(tf.one_hot(who, tf.shape(q)[1]), axis=1)  # [B, Q]
+    return tf.reduce_sum(used, axis=1).numpy().astype(np.float64)
+
+
 def merge_topk(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """The reference merge: sort by score, de-duplicate, keep the first k.
 
@@ -219,18 +241,20 @@ def metrics_from_topk(topk: np.ndarray, targets: np.ndarray,
 
 @dataclasses.dataclass
 class EvalResult:
-    """Averaged metrics and, on request, each user's top list."""
+    """Averaged metrics and, on request, each user's top list and the
+    number of queries contributing to it (``contributors_of``)."""
 
     metrics: dict[str, float]
     topk: np.ndarray | None = None
+    contributors: np.ndarray | None = None
 
 
 def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
              examples: EvalExamples, ks: Sequence[int] = DEFAULT_KS,
              batch_size: int = 256, exclude_history: bool = False,
              keep_topk: bool = False, backend: str = "exact",
-             progress: Callable[[int, int], None] | None = None
-             ) -> EvalResult:
+             progress: Callable[[int, int], None] | None = None,
+             contributors: bool = False) -> EvalResult:
     """Evaluates a model over all users of ``examples``.
 
     Args:
@@ -245,6 +269,9 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
       backend: 'exact' (one top_k of the max over queries) or 'tfrs'
         (BruteForce per query and the reference merge).
       progress: called with (users done, users total) after each batch.
+      contributors: also return, per user, how many of its queries
+        contribute to its top-max(ks) list (the collapse diagnostics'
+        ``top_k_interests``, from the lists already computed).
 
     Returns:
       EvalResult with metrics averaged over users.
@@ -258,7 +285,7 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     if kmax > int(emb.shape[0]) - 1:
         raise ValueError(f"k={kmax} exceeds the catalogue size")
     per_user: dict[str, list[np.ndarray]] = {}
-    tops = []
+    tops, contrib = [], []
     for sl in examples.batches(batch_size):
         hist = tf.constant(examples.history[sl])
         if examples.times is None:
@@ -276,9 +303,12 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
             per_user.setdefault(name, []).append(vals)
         if keep_topk:
             tops.append(top)
+        if contributors:
+            contrib.append(contributors_of(queries, emb, top))
         if progress is not None:
             progress(sl.stop, examples.num_users)
     metrics = {name: float(np.concatenate(v).mean())
                for name, v in per_user.items()}
-    return EvalResult(metrics=metrics,
-                      topk=np.concatenate(tops) if keep_topk else None)
+    return EvalResult(
+        metrics=metrics, topk=np.concatenate(tops) if keep_topk else None,
+        contributors=np.concatenate(contrib) if contributors else None)

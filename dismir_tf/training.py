@@ -37,7 +37,9 @@ from dismir_tf import evaluation, pipeline
 from dismir_tf.config import RunConfig, TrainConfig, config_differences
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
-from dismir_tf.diagnostics import FIGURES, collapse_diagnostics
+from dismir_tf import optimizers
+from dismir_tf.diagnostics import (DIAGNOSTIC_USERS, FIGURES,
+                                   collapse_diagnostics)
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json, read_json
 from dismir_tf.runs import require_checkpoint
@@ -204,11 +206,13 @@ def make_query_fn(model: RetrievalModel, retrieval: str | None = None):
 
 def evaluate_model(model: RetrievalModel, examples: pipeline.EvalExamples,
                    config: RunConfig, keep_topk: bool = False,
-                   ks=evaluation.DEFAULT_KS) -> evaluation.EvalResult:
+                   ks=evaluation.DEFAULT_KS,
+                   contributors: bool = False) -> evaluation.EvalResult:
     return evaluation.evaluate(
         make_query_fn(model), model.item_embedding.embeddings, examples,
         ks=ks, batch_size=config.train.eval_batch_size,
-        exclude_history=config.train.exclude_history, keep_topk=keep_topk)
+        exclude_history=config.train.exclude_history, keep_topk=keep_topk,
+        contributors=contributors)
 
 
 def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
@@ -228,40 +232,22 @@ def _steps_per_execution(eval_every: int, cap: int = 50) -> int:
                if eval_every % d == 0)
 
 
-class _DenseUpdateAdam(tf.keras.optimizers.Adam):
-    """Adam that adds a sparse gradient into a dense one before the update.
-
-    The item table's gradient is an IndexedSlices (the rows a batch
-    gathered, with repeats).  Keras de-duplicates it (tf.unique and a
-    segment sum) and scatters it into both moments, and Adam then still
-    decays and moves every row of the table (its dense semantics, as the
-    reference code).  Under XLA on the CPU the unique and the scatters cost
-    more than the update itself; summing the rows into a dense gradient and
-    running the dense update, one fused pass over the table, computes the
-    same per-row sums and the same update (docs/performance.md).  Keras
-    calls this after the cross-replica aggregation, so under tf.distribute
-    the all-reduce still moves only the gathered rows.
-    """
-
-    def _deduplicate_sparse_grad(self, grads):
-        return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
-                else g for g in grads]
-
-
-def make_optimizer(cfg: TrainConfig) -> tf.keras.optimizers.Optimizer:
-    """Adam with ``cfg.learning_rate``.
+def make_optimizer(cfg: TrainConfig, num_items: int = 0
+                   ) -> tf.keras.optimizers.Optimizer:
+    """Adam with ``cfg.learning_rate`` and the embedding update that
+    ``cfg.embedding_update`` resolves to for an item table of
+    ``num_items + 1`` rows (``dismir_tf.optimizers``: 'dense' is the
+    reference's, every row every step; 'lazy' only the rows of the batch).
 
     With ``cfg.jit_compile`` its per-variable update is XLA-compiled, which
-    Keras only does on GPUs by itself, and gets dense gradients
-    (:class:`_DenseUpdateAdam`).  On the CPU that matters: Adam moves every
-    row of the [N + 1, d] item table at every step, which unfused is ~6
-    passes over three table-sized arrays and XLA turns into one.
+    Keras only does on GPUs by itself.  On the CPU that matters: the dense
+    update moves every row of the [N + 1, d] item table at every step,
+    which unfused is ~6 passes over three table-sized arrays and XLA turns
+    into one.
     """
-    if not cfg.jit_compile:
-        return tf.keras.optimizers.Adam(cfg.learning_rate)
-    optimizer = _DenseUpdateAdam(cfg.learning_rate)
-    optimizer.jit_compile = True
-    return optimizer
+    update = optimizers.resolve_embedding_update(cfg.embedding_update,
+                                                 num_items + 1)
+    return optimizers.make_adam(cfg.learning_rate, update, cfg.jit_compile)
 
 
 def compile_model(model: RetrievalModel, cfg: TrainConfig,
@@ -278,7 +264,7 @@ def compile_model(model: RetrievalModel, cfg: TrainConfig,
     device (mirrored).
     """
     step_xla = cfg.jit_compile and not tf.distribute.has_strategy()
-    model.compile(optimizer=make_optimizer(cfg),
+    model.compile(optimizer=make_optimizer(cfg, model.num_items),
                   steps_per_execution=(steps_per_execution or
                                        _steps_per_execution(cfg.eval_every)),
                   jit_compile=step_xla)
@@ -506,11 +492,15 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         self.step_var.assign(st.steps_done)
         t_eval = time.time()
         result = evaluate_model(self.model, self.examples, self.config,
-                                ks=(50,))
+                                ks=(50,), contributors=True)
         metric = result.metrics[SELECTION_METRIC]
         improved = metric > st.best_metric
-        diag = collapse_diagnostics(self.model, self.examples,
-                                    self.config.train.eval_batch_size)
+        # A fixed sample of the valid users, and the evaluation's own top
+        # lists: the diagnostics cost a few percent of the evaluation.
+        diag = collapse_diagnostics(
+            self.model, self.examples, self.config.train.eval_batch_size,
+            max_users=DIAGNOSTIC_USERS,
+            top_k_interests=result.contributors)
         entry = {"step": st.steps_done, "valid": result.metrics,
                  "collapse": diag.to_dict(),
                  "train": {k: float(v) for k, v in (logs or {}).items()},
@@ -767,6 +757,13 @@ def _train(r: _Run, verbose: int | None, log: Log) -> None:
         f"{cfg.batch_size}, evaluation every {cfg.eval_every} steps on "
         f"{r.valid.num_users} valid users")
     log(describe_settings(r.config.model))
+    update = optimizers.resolve_embedding_update(cfg.embedding_update,
+                                                 ds.num_items + 1)
+    log(f"optimizer: Adam, lr {cfg.learning_rate:g}, {update} embedding "
+        f"update" + (f" (auto: {ds.num_items + 1:,} item rows "
+                     f"{'>' if update == 'lazy' else '<='} "
+                     f"{optimizers.LAZY_FROM_ROWS:,})"
+                     if cfg.embedding_update == "auto" else ""))
     callbacks: list = [_EvalAndCheckpoint(
         r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
         r.best_ckpt, log, r.is_chief)]
@@ -788,9 +785,10 @@ def _test_and_report(r: _Run, log: Log) -> dict:
         r.best_ckpt.read(state.best_prefix).expect_partial()
     test = pipeline.eval_examples(r.ds, "test", config.model.max_len,
                                   time_unit(config.model))
+    test_result = evaluate_model(r.model, test, config, contributors=True)
     metrics = {
         "valid": evaluate_model(r.model, r.valid, config).metrics,
-        "test": evaluate_model(r.model, test, config).metrics,
+        "test": test_result.metrics,
         "best_step": state.best_step,
         "steps": state.steps_done,
         "stopped_early": state.stopped_early,
@@ -802,7 +800,11 @@ def _test_and_report(r: _Run, log: Log) -> dict:
         "dataset": r.ds.name,
         "seed": cfg.seed,
     }
-    test_collapse = collapse_diagnostics(r.model, test, cfg.eval_batch_size)
+    # Every test user; the top-50 contributors come from the test
+    # evaluation's own lists.
+    test_collapse = collapse_diagnostics(
+        r.model, test, cfg.eval_batch_size,
+        top_k_interests=test_result.contributors)
     metrics["collapse"] = {"test": test_collapse.to_dict()}
     atomic_write_json(r.run_dir.metrics_path, metrics)
     state.finished = True
