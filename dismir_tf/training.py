@@ -38,6 +38,7 @@ from dismir_tf.config import RunConfig, TrainConfig, config_differences
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf import optimizers
+from dismir_tf.stages import StageClock, peak_rss_mib
 from dismir_tf.diagnostics import (DIAGNOSTIC_USERS, FIGURES,
                                    collapse_diagnostics)
 from dismir_tf.errors import ConfigError, TrainingDivergedError
@@ -430,8 +431,10 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
     def __init__(self, run_dir: RunDirectory, state: RunState,
                  config: RunConfig, examples: pipeline.EvalExamples,
                  manager: tf.train.CheckpointManager, step_var: tf.Variable,
-                 best_ckpt: tf.train.Checkpoint, log: Log, is_chief: bool):
+                 best_ckpt: tf.train.Checkpoint, log: Log, is_chief: bool,
+                 clock: StageClock | None = None):
         super().__init__()
+        self.clock = clock if clock is not None else StageClock()
         self.run_dir = run_dir
         self.state = state
         self.config = config
@@ -455,6 +458,8 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.time()
+        self._cpu0 = time.process_time()
+        self._peak0 = peak_rss_mib()
         self._checked_batch = -1
 
     def on_train_batch_end(self, batch, logs=None):
@@ -487,20 +492,24 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         cfg = self.config.train
         st = self.state
         st.train_seconds += time.time() - self._t0
+        self.clock.add("train", time.time() - self._t0,
+                       time.process_time() - self._cpu0, self._peak0)
         st.epochs_done = epoch + 1
         st.steps_done = st.epochs_done * cfg.eval_every
         self.step_var.assign(st.steps_done)
         t_eval = time.time()
-        result = evaluate_model(self.model, self.examples, self.config,
-                                ks=(50,), contributors=True)
+        with self.clock("evaluation"):
+            result = evaluate_model(self.model, self.examples, self.config,
+                                    ks=(50,), contributors=True)
         metric = result.metrics[SELECTION_METRIC]
         improved = metric > st.best_metric
         # A fixed sample of the valid users, and the evaluation's own top
         # lists: the diagnostics cost a few percent of the evaluation.
-        diag = collapse_diagnostics(
-            self.model, self.examples, self.config.train.eval_batch_size,
-            max_users=DIAGNOSTIC_USERS,
-            top_k_interests=result.contributors)
+        with self.clock("diagnostics"):
+            diag = collapse_diagnostics(
+                self.model, self.examples, self.config.train.eval_batch_size,
+                max_users=DIAGNOSTIC_USERS,
+                top_k_interests=result.contributors)
         entry = {"step": st.steps_done, "valid": result.metrics,
                  "collapse": diag.to_dict(),
                  "train": {k: float(v) for k, v in (logs or {}).items()},
@@ -587,7 +596,8 @@ class _Progress(tf.keras.callbacks.Callback):
 # --------------------------------------------------------------------- run
 def run(config: RunConfig, log: Log = _stderr_log,
         verbose: int | None = None, resume: bool = True,
-        dataset: SequenceDataset | None = None) -> dict:
+        dataset: SequenceDataset | None = None,
+        clock: StageClock | None = None) -> dict:
     """Trains (or resumes) the run described by ``config``.
 
     The run's phases, each a function below: the run directory is checked
@@ -607,6 +617,9 @@ def run(config: RunConfig, log: Log = _stderr_log,
         error instead (nothing is ever deleted).
       dataset: ``load_dataset(config.data)`` when the caller has already
         loaded it (train.py does, before TensorFlow starts).
+      clock: the run's :class:`dismir_tf.stages.StageClock` (train.py's
+        has timed the loading); a new one by default.  Its figures go to
+        metrics.json ("stages") and the last log line.
 
     Returns:
       The metrics dict written to metrics.json:
@@ -624,10 +637,12 @@ def run(config: RunConfig, log: Log = _stderr_log,
             run_dir.metrics_path):
         log(f"{run_dir.path} is already finished; metrics.json is there")
         return _read_run_json(run_dir.metrics_path)
+    clock = clock if clock is not None else StageClock()
     strategy = make_strategy(config)
     tf.keras.utils.set_random_seed(config.train.seed)
-    ds = _load_data(config, dataset, log)
-    r = _set_up(config, ds, strategy, run_dir, state, log)
+    with clock("load"):
+        ds = _load_data(config, dataset, log)
+    r = _set_up(config, ds, strategy, run_dir, state, log, clock)
     _train(r, verbose, log)
     _dump_final_weights(r.model, strategy)
     if not r.is_chief:
@@ -659,6 +674,7 @@ class _Run:
     step_var: tf.Variable
     manager: tf.train.CheckpointManager
     best_ckpt: tf.train.Checkpoint
+    clock: StageClock
 
 
 def _open_run_dir(run_dir: RunDirectory, config: RunConfig,
@@ -693,7 +709,7 @@ def _load_data(config: RunConfig, dataset: SequenceDataset | None,
 
 def _set_up(config: RunConfig, ds: SequenceDataset,
             strategy: tf.distribute.Strategy, run_dir: RunDirectory,
-            state: RunState | None, log: Log) -> _Run:
+            state: RunState | None, log: Log, clock: StageClock) -> _Run:
     """config.json, the input pipeline, the model and its checkpoints, and
     the run state (new, or restored from the resume checkpoint)."""
     cfg = config.train
@@ -708,10 +724,12 @@ def _set_up(config: RunConfig, ds: SequenceDataset,
     # save every checkpoint, as the TF multi-worker guide has it (saving
     # may run collective ops), into a scratch directory of their own.
     write_dir = run_dir if is_chief else _scratch_dir(strategy, cfg)
+    with clock("graph"):
+        positives = make_positive_sampler(config, ds, log)
     sampler = pipeline.TrainSampler(
-        ds, config.model.max_len, cfg.batch_size, cfg.seed,
-        make_positive_sampler(config, ds, log),
+        ds, config.model.max_len, cfg.batch_size, cfg.seed, positives,
         anchors=config.model.partition_anchors, time_unit=unit)
+    del positives
     with strategy.scope():
         model = build_model(config, ds.num_items)
         compile_model(model, cfg)
@@ -736,7 +754,8 @@ def _set_up(config: RunConfig, ds: SequenceDataset,
     return _Run(config=config, ds=ds, strategy=strategy, run_dir=run_dir,
                 write_dir=write_dir, is_chief=is_chief, state=state,
                 valid=valid, sampler=sampler, model=model, step_var=step_var,
-                manager=manager, best_ckpt=tf.train.Checkpoint(model=model))
+                manager=manager, best_ckpt=tf.train.Checkpoint(model=model),
+                clock=clock)
 
 
 def _train(r: _Run, verbose: int | None, log: Log) -> None:
@@ -766,7 +785,7 @@ def _train(r: _Run, verbose: int | None, log: Log) -> None:
                      if cfg.embedding_update == "auto" else ""))
     callbacks: list = [_EvalAndCheckpoint(
         r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
-        r.best_ckpt, log, r.is_chief)]
+        r.best_ckpt, log, r.is_chief, r.clock)]
     if r.is_chief and verbose != 0:
         callbacks.insert(0, _Progress(cfg.eval_every, sys.stderr.isatty()))
     _check_workers_agree(r.strategy, state.steps_done)
@@ -785,9 +804,12 @@ def _test_and_report(r: _Run, log: Log) -> dict:
         r.best_ckpt.read(state.best_prefix).expect_partial()
     test = pipeline.eval_examples(r.ds, "test", config.model.max_len,
                                   time_unit(config.model))
-    test_result = evaluate_model(r.model, test, config, contributors=True)
+    with r.clock("test"):
+        test_result = evaluate_model(r.model, test, config,
+                                     contributors=True)
+        valid_metrics = evaluate_model(r.model, r.valid, config).metrics
     metrics = {
-        "valid": evaluate_model(r.model, r.valid, config).metrics,
+        "valid": valid_metrics,
         "test": test_result.metrics,
         "best_step": state.best_step,
         "steps": state.steps_done,
@@ -802,15 +824,18 @@ def _test_and_report(r: _Run, log: Log) -> dict:
     }
     # Every test user; the top-50 contributors come from the test
     # evaluation's own lists.
-    test_collapse = collapse_diagnostics(
-        r.model, test, cfg.eval_batch_size,
-        top_k_interests=test_result.contributors)
+    with r.clock("test diagnostics"):
+        test_collapse = collapse_diagnostics(
+            r.model, test, cfg.eval_batch_size,
+            top_k_interests=test_result.contributors)
     metrics["collapse"] = {"test": test_collapse.to_dict()}
+    metrics["stages"] = r.clock.to_dict()
     atomic_write_json(r.run_dir.metrics_path, metrics)
     state.finished = True
     r.run_dir.save_state(state)
     if test_collapse.num_interests > 1:
         log(f"test collapse: {test_collapse.summary()}")
+    log(r.clock.summary())
     log(f"run directory {cfg.output_dir}: metrics.json (test and valid "
         f"metrics), state.json (every evaluation), best/ (the checkpoint "
         f"evaluate.py and the export read); TensorBoard: tensorboard "

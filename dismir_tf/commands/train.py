@@ -50,18 +50,22 @@ def main(argv):
     # flag or a bad line of a data file is reported in a second, and
     # nothing has been written (docs/reliability.md).
     train_config = cli.check_flags()
+    from dismir_tf.stages import StageClock
+
+    clock = StageClock()
     dataset = None
     if not _finished(train_config.output_dir):
         from dismir_tf.data import load_dataset
 
-        dataset = load_dataset(cli.data_config_from_flags(),
-                               log=lambda m: print(m, file=sys.stderr,
-                                                   flush=True))
+        with clock("load"):
+            dataset = load_dataset(cli.data_config_from_flags(),
+                                   log=lambda m: print(m, file=sys.stderr,
+                                                       flush=True))
     config = cli.run_config_from_flags()
     from dismir_tf import training
 
     metrics = training.run(config, resume=flags.FLAGS.resume,
-                           dataset=dataset)
+                           dataset=dataset, clock=clock)
     print(training.describe_metrics(metrics["test"]))
     # On a cluster only the chief exports (docs/multi_worker.md).
     if flags.FLAGS.export_dir and metrics.get("chief", True):
