@@ -201,6 +201,24 @@ def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray,
                       scores.numpy().reshape(b, q * k), k)
 
 
+def _is_in_rows(values: np.ndarray, sets: np.ndarray) -> np.ndarray:
+    """[U, A] bool: values[u, a] is in sets[u, :] ([U, S]), row by row.
+
+    One sort and one searchsorted over all rows at once (each row shifted
+    into its own range), O(U (A + S) log(U S)) time and O(U (A + S))
+    memory."""
+    u = values.shape[0]
+    if u == 0 or sets.shape[1] == 0:
+        return np.zeros(values.shape, bool)
+    lo = min(int(values.min()), int(sets.min()))
+    span = max(int(values.max()), int(sets.max())) - lo + 1
+    shift = (np.arange(u, dtype=np.int64) * span)[:, None]
+    flat = np.sort((sets.astype(np.int64) - lo + shift).ravel())
+    probe = (values.astype(np.int64) - lo + shift).ravel()
+    pos = np.minimum(np.searchsorted(flat, probe), len(flat) - 1)
+    return (flat[pos] == probe).reshape(values.shape)
+
+
 def metrics_from_topk(topk: np.ndarray, targets: np.ndarray,
                       ks: Sequence[int] = DEFAULT_KS
                       ) -> dict[str, np.ndarray]:
@@ -226,12 +244,12 @@ def metrics_from_topk(topk: np.ndarray, targets: np.ndarray,
     cum_discount = np.concatenate([[0.0], np.cumsum(discount)])
     for k in ks:
         top = topk[:, :k]
-        # [U, T, k] membership of each target in the top-k.
-        target_hit = (targets[:, :, None] == top[:, None, :]).any(axis=2)
-        target_hit &= is_target
+        # [U, T] membership of each target in the top-k, without a
+        # [U, T, k] array (a heavy user's T would multiply it).
+        target_hit = _is_in_rows(targets, top) & is_target
         out[f"recall@{k}"] = target_hit.sum(axis=1) / n_targets
         out[f"hr@{k}"] = target_hit.any(axis=1).astype(np.float64)
-        rel = (top[:, :, None] == targets[:, None, :]).any(axis=2)  # [U, k]
+        rel = _is_in_rows(top, np.where(is_target, targets, -1))  # [U, k]
         dcg = (rel * discount[:k]).sum(axis=1)
         idcg = cum_discount[np.minimum(distinct, k)]
         out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg,

@@ -184,6 +184,65 @@ class TrainSampler:
                          deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+class Targets:
+    """Each user's target items, stored ragged (one flat array and row
+    offsets), so that memory follows the number of targets, not the
+    longest list times the number of users.
+
+    Indexing gives right-padded rows: ``targets[slice or index array]`` ->
+    [B, T_batch] int32 padded with 0 to the longest list *of that batch*;
+    ``targets[row]`` -> that user's [T_row] targets; ``np.asarray(targets)``
+    -> [U, T] padded to the longest list of all (for small splits only).
+    Targets may repeat items.
+    """
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values = np.asarray(values, np.int32)
+        self.offsets = np.asarray(offsets, np.int64)
+        if self.offsets.ndim != 1 or self.offsets[0] != 0 or \
+                self.offsets[-1] != len(self.values):
+            raise ValueError("offsets must start at 0 and end at "
+                             "len(values)")
+
+    @classmethod
+    def from_padded(cls, padded: np.ndarray) -> Targets:
+        """From a [U, T] 0-padded array (the padding must be trailing)."""
+        padded = np.asarray(padded, np.int32)
+        if padded.ndim != 2:
+            raise ValueError("padded targets must be [U, T]")
+        lengths = (padded > 0).sum(axis=1)
+        return cls(padded[padded > 0],
+                   np.concatenate([[0], np.cumsum(lengths)]))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            return self.values[self.offsets[rows]:self.offsets[rows + 1]]
+        rows = np.arange(len(self))[rows]
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        width = max(int(lengths.max()) if len(rows) else 0, 1)
+        pos = starts[:, None] + np.arange(width)[None]
+        ok = np.arange(width)[None] < lengths[:, None]
+        return np.where(ok, self.values[np.where(ok, pos, 0)],
+                        0).astype(np.int32)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self), max(int(self.lengths.max()) if len(self) else 0,
+                               1))
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalExamples:
     """PROTOCOL.md section 3 evaluation examples of one split.
@@ -191,16 +250,23 @@ class EvalExamples:
     Attributes:
       users: [U] int32 user indices.
       history: [U, L] int32, right-padded with 0.
-      targets: [U, T] int32, right-padded with 0 (T = the longest target
-        list); targets may repeat items.
+      targets: :class:`Targets`, each user's target items; a [U, T]
+        0-padded array is accepted and converted.  ``targets[batch]`` is
+        padded to the longest list of the batch, so evaluation memory
+        follows the batch size, not the heaviest user of the split.
       times: [U, L] float32 history times (see ``types.HISTORY_TIME``), or
         None when the examples were built without a time unit.
     """
 
     users: np.ndarray
     history: np.ndarray
-    targets: np.ndarray
+    targets: Targets
     times: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.targets, Targets):
+            object.__setattr__(self, "targets",
+                               Targets.from_padded(self.targets))
 
     @property
     def num_users(self) -> int:
@@ -225,10 +291,11 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
     valid = pos < (starts + k)[:, None]
     history = np.where(valid, ds.items[np.where(valid, pos, 0)], 0)
     t_len = n - k
-    t_max = int(t_len.max()) if len(users) else 1
-    tpos = (starts + k)[:, None] + np.arange(t_max)[None]
-    tvalid = np.arange(t_max)[None] < t_len[:, None]
-    targets = np.where(tvalid, ds.items[np.where(tvalid, tpos, 0)], 0)
+    # Ragged: the targets of user r are items[starts + k : starts + n].
+    t_offsets = np.concatenate([[0], np.cumsum(t_len)]).astype(np.int64)
+    t_pos = (np.arange(t_offsets[-1], dtype=np.int64)
+             + np.repeat(starts + k - t_offsets[:-1], t_len))
+    targets = Targets(ds.items[t_pos], t_offsets)
     times = None
     if time_unit is not None:
         # The training batches' own function, so both see the same times.
@@ -239,4 +306,4 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
             tf.constant(starts + k, tf.int64), max_len, time_unit).numpy()
     return EvalExamples(users=users.astype(np.int32),
                         history=history.astype(np.int32),
-                        targets=targets.astype(np.int32), times=times)
+                        targets=targets, times=times)

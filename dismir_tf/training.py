@@ -497,10 +497,12 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         st.epochs_done = epoch + 1
         st.steps_done = st.epochs_done * cfg.eval_every
         self.step_var.assign(st.steps_done)
+        interval_seconds = time.time() - self._t0
         t_eval = time.time()
         with self.clock("evaluation"):
             result = evaluate_model(self.model, self.examples, self.config,
                                     ks=(50,), contributors=True)
+        t_diag = time.time()
         metric = result.metrics[SELECTION_METRIC]
         improved = metric > st.best_metric
         # A fixed sample of the valid users, and the evaluation's own top
@@ -513,7 +515,13 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         entry = {"step": st.steps_done, "valid": result.metrics,
                  "collapse": diag.to_dict(),
                  "train": {k: float(v) for k, v in (logs or {}).items()},
-                 "eval_seconds": round(time.time() - t_eval, 2)}
+                 "eval_seconds": round(time.time() - t_eval, 2),
+                 # The split of this interval: training (the first one
+                 # includes tracing and XLA compilation), the valid
+                 # evaluation, and the diagnostics (part of eval_seconds).
+                 "train_seconds": round(interval_seconds, 3),
+                 "evaluation_seconds": round(t_diag - t_eval, 3),
+                 "diagnostics_seconds": round(time.time() - t_diag, 3)}
         st.evals.append(entry)
         old_best = st.best_prefix
         if improved:

@@ -367,8 +367,8 @@ def test_every_registered_model_traces(exported):
     hist = pipeline.eval_examples(ds, "test", config.model.max_len).history
     from dismir_tf.models.dismir import clear_capsule_options
     for name in model_names():
-        cfg = resolve_config(dataclasses.replace(
-            clear_capsule_options(config.model), name=name))
+        cfg = resolve_config(
+            clear_capsule_options(config.model).with_model(name))
         model = create_model(ds.num_items, cfg, seed=0)
         model.build_for(cfg.max_len)
         module = export.ServingModule(model, ds.item_ids,
