@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dismir_tf.cooccurrence import (DEFAULT_BLOCK_ENTRIES,  # noqa: E402
-                                    PositiveSampler, build_cooccurrence,
+                                    PositiveSampler, build_positive_sampler,
                                     cooccurrence_nnz_bound)
 from dismir_tf.data.dataset import SequenceDataset  # noqa: E402
 
@@ -233,37 +233,30 @@ def main(argv: list[str] | None = None) -> None:
           f"(sum of train n_u^2 {results['train_pairs_bound']:,}) in "
           f"{results['bound_seconds']:.1f} s", flush=True)
 
+    # As training builds it (training.make_positive_sampler): the graph,
+    # turned into the sampler's tables in place.
     start, cpu_start = time.perf_counter(), time.process_time()
-    graph = build_cooccurrence(ds, log=lambda m: print(m, flush=True),
-                               block_entries=args.block_entries,
-                               max_nnz=args.max_nnz)
+    sampler = build_positive_sampler(ds, log=lambda m: print(m, flush=True),
+                                     block_entries=args.block_entries,
+                                     max_nnz=args.max_nnz)
     results["build_seconds"] = time.perf_counter() - start
     results["build_cpu_seconds"] = time.process_time() - cpu_start
-    results["nnz"] = graph.nnz
-    results["graph_mib"] = graph.nbytes / MIB
-    results["empty_rows"] = int(np.sum(np.diff(graph.indptr)[1:] == 0))
+    results["nnz"] = sampler.num_entries
     results["peak_rss_after_build_mib"] = peak_rss_mib()
-    print(f"build_cooccurrence: {results['build_seconds']:.1f} s "
+    print(f"build_positive_sampler (graph and sampler tables): "
+          f"{results['build_seconds']:.1f} s "
           f"({results['build_cpu_seconds']:.1f} s CPU), nnz "
-          f"{graph.nnz:,}, graph arrays {results['graph_mib']:.1f} MiB, "
-          f"empty item rows {results['empty_rows']}, peak RSS "
+          f"{sampler.num_entries:,}, peak RSS "
           f"{results['peak_rss_after_build_mib']:.0f} MiB", flush=True)
-
     if not args.skip_sampler:
-        start, cpu_start = time.perf_counter(), time.process_time()
-        sampler = PositiveSampler(graph)
-        results["sampler_init_seconds"] = time.perf_counter() - start
-        results["sampler_init_cpu_seconds"] = time.process_time() - cpu_start
         for batch_size in SAMPLER_BATCH_SIZES:
             rate = sampler_throughput(sampler, ds, batch_size, args.seed)
             results[f"sampler_positives_per_s_b{batch_size}"] = rate
             print(f"sampler: batch {batch_size}: {rate:,.0f} positives/s",
                   flush=True)
         results["peak_rss_final_mib"] = peak_rss_mib()
-        print(f"sampler tables built in "
-              f"{results['sampler_init_seconds']:.1f} s "
-              f"({results['sampler_init_cpu_seconds']:.1f} s CPU); peak RSS "
-              f"{results['peak_rss_final_mib']:.0f} MiB", flush=True)
+        print(f"peak RSS {results['peak_rss_final_mib']:.0f} MiB",
+              flush=True)
 
     results["load_average_end"] = os.getloadavg()[0]
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v

@@ -35,8 +35,9 @@ from dismir_tf.data.dataset import PAD, SequenceDataset
 
 # Upper bound on the stored entries of one block of item rows of X^T X.  At
 # 8 bytes an entry (int32 column, int32 count) plus the diagonal mask and the
-# trimmed copy this is about 1.5 GB of transient memory.
-DEFAULT_BLOCK_ENTRIES = 1 << 26
+# trimmed copy this is about 0.4 GB of transient memory (at Amazon Books
+# size the blocks' count hardly changes the build time; docs/performance.md).
+DEFAULT_BLOCK_ENTRIES = 1 << 24
 
 # Keeps 63 random bits of a full-range int64 draw, i.e. a uniform value in
 # [0, 2^63).  Reducing it modulo a row's total weight W biases the draw by at
@@ -314,57 +315,135 @@ def build_cooccurrence(ds: SequenceDataset,
     return graph
 
 
+def _row_cumulative(counts: np.ndarray, indptr: np.ndarray,
+                    in_place: bool) -> np.ndarray:
+    """Inclusive cumulative counts within each row: entry k of row i holds
+    ``sum_{k' in row i, k' <= k} counts[k']``.
+
+    int32 (``in_place``: written over ``counts``) while every row total
+    fits, else a new int64 array.  Worked in blocks of rows, so the
+    temporaries stay small whatever the graph's size.
+    """
+    num_rows = len(indptr) - 1
+    lengths = np.diff(indptr)
+    fits = np.iinfo(np.int32).max
+    out = counts if in_place else np.empty_like(counts)
+    wide = None
+    row = 0
+    block = 1 << 24
+    while row < num_rows:
+        end = int(np.searchsorted(indptr, indptr[row] + block,
+                                  side="right")) - 1
+        end = min(max(end, row + 1), num_rows)
+        lo, hi = int(indptr[row]), int(indptr[end])
+        if hi > lo:
+            seg = counts[lo:hi].astype(np.int64)
+            np.cumsum(seg, out=seg)
+            starts = indptr[row:end] - lo
+            base = np.where(starts > 0, seg[np.maximum(starts - 1, 0)], 0)
+            seg -= np.repeat(base, lengths[row:end])
+            if wide is None and seg.size and int(seg.max()) > fits:
+                # A row total past int32: the whole table goes int64.
+                wide = np.empty(len(counts), np.int64)
+                wide[:lo] = out[:lo]
+            if wide is not None:
+                wide[lo:hi] = seg
+            else:
+                out[lo:hi] = seg
+        row = end
+    return wide if wide is not None else out
+
+
+# Entries copied into a sampler table per step.
+_TABLE_CHUNK = 1 << 24
+
+
+def _table(array: np.ndarray) -> tf.Variable:
+    """``array`` as a non-trainable variable, filled in place in chunks.
+
+    Not ``tf.constant``: that holds two copies of a NumPy array while it
+    converts it, and a ``tf.data`` function (the training pipeline draws
+    its positives in one) captures a constant by value, a third copy; a
+    variable is captured by reference and read with ``tf.gather`` (a
+    resource gather, no copy).  So the table costs its own size once.
+    """
+    table = tf.Variable(lambda: tf.zeros(array.shape, array.dtype),
+                        trainable=False)
+    for lo in range(0, len(array), _TABLE_CHUNK):
+        hi = min(lo + _TABLE_CHUNK, len(array))
+        tf.raw_ops.ResourceStridedSliceAssign(
+            ref=table.handle, begin=[lo], end=[hi], strides=[1],
+            value=array[lo:hi])
+    return table
+
+
 class PositiveSampler:
     """Draws Theorem 4's positive ``j ~ M(S_i)`` for a batch of anchors.
 
-    The counts of all rows are laid end to end into one int64 cumulative
-    sum; row i owns the integer interval ``[low_i, high_i)`` of that
-    axis, and item j owns a sub-interval of length co(i, j).  A uniform
-    integer in row i's interval, located with ``tf.searchsorted``, is j with
-    probability exactly ``co(i, j) / sum_j' co(i, j')`` (up to the modulo
-    bias described at ``_NONNEGATIVE_INT64_MASK``).  Everything is
-    vectorised, so it runs eagerly and inside ``tf.data.Dataset.map``.
+    Row i's counts are laid end to end as the integer interval ``[0,
+    sum_j co(i, j))``, item j owning a sub-interval of length co(i, j); a
+    uniform integer in that interval is j with probability exactly ``co(i,
+    j) / sum_j' co(i, j')`` (up to the modulo bias described at
+    ``_NONNEGATIVE_INT64_MASK``).  The owner is found by a binary search
+    over the row's inclusive cumulative counts, vectorised over the batch
+    with a fixed number of halvings (log2 of the longest row), so it runs
+    eagerly and inside ``tf.data.Dataset.map``.
 
     Build it eagerly (not inside a ``tf.function``): its tables are eager
     tensors that a traced function captures by reference rather than
     embedding them as constants into the graph.
 
-    Memory: 12 bytes per graph entry (int64 cumulative counts, int32
-    neighbours) plus 16 bytes per item; building it briefly needs another
-    8 bytes per entry.
+    Memory: 8 bytes per graph entry (int32 cumulative counts within a row,
+    int32 neighbours; int64 counts if a row's total passes 2^31) plus 8
+    bytes per item.  :func:`build_positive_sampler` builds it from a data
+    set without ever holding more than the graph and one table copy (12
+    bytes per entry).
     """
 
-    def __init__(self, graph: CooccurrenceGraph):
+    def __init__(self, graph: CooccurrenceGraph, *, _consume: bool = False):
         """Builds the lookup tables.
 
         Args:
-          graph: The co-occurrence graph.
+          graph: The co-occurrence graph (left unchanged).
         """
         self.num_items = graph.num_items
-        # [nnz] int64 inclusive cumulative counts: entry k owns the integers
-        # [cumulative[k] - counts[k], cumulative[k]).  An empty graph gets
-        # one dummy entry so that every gather below has a valid index.
-        if graph.nnz:
-            cumulative = graph.counts.astype(np.int64)
-            np.cumsum(cumulative, out=cumulative)  # In place: no temporary.
-            neighbours = graph.indices
+        lengths = np.diff(graph.indptr)
+        longest = int(lengths.max()) if len(lengths) else 0
+        # Halvings of the binary search: enough for the longest row.
+        self._steps = max(int(longest).bit_length(), 1)
+        self._indptr = tf.constant(graph.indptr)          # [N + 2] int64
+        indices, counts, indptr = graph.indices, graph.counts, graph.indptr
+        if _consume:
+            # The caller gave up the graph: its arrays are reused and
+            # released one at a time (build_positive_sampler).
+            object.__setattr__(graph, "indices", None)
+            object.__setattr__(graph, "counts", None)
+        del graph
+        self.num_entries = len(indices)
+        if len(indices):
+            within = _row_cumulative(counts, indptr, in_place=_consume)
+            del counts
         else:
-            cumulative = np.zeros(1, np.int64)
-            neighbours = np.full(1, PAD, np.int32)
-        # [N + 2] int64: the cumulative count before row i's first entry.
-        row_bounds = np.zeros(graph.num_items + 2, np.int64)
-        nonempty_prefix = graph.indptr > 0
-        row_bounds[nonempty_prefix] = cumulative[
-            graph.indptr[nonempty_prefix] - 1]
-        # [N + 1] int64 each: row i owns [row_low[i], row_high[i]).
-        self._row_low = tf.constant(row_bounds[:-1])
-        self._row_high = tf.constant(row_bounds[1:])
-        self._last_entry = len(cumulative) - 1
-        # TF copies NumPy arrays; free each copy before making the next so
-        # that the transient peak is one table, not all of them.
-        self._cumulative = tf.constant(cumulative)
-        del cumulative
-        self._neighbours = tf.constant(neighbours)  # [nnz] int32.
+            # One dummy entry so that every gather below has a valid index.
+            within = np.zeros(1, np.int32)
+            indices = np.full(1, PAD, np.int32)
+        self._last_entry = len(within) - 1
+        # One table at a time, each NumPy array freed once copied: the
+        # transient peak is one table, not both.
+        self._within = _table(within)                      # [nnz] cumulative
+        del within
+        self._neighbours = _table(indices)                 # [nnz] int32
+        del indices
+
+    def _row_bounds(self, anchors: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        anchors = tf.cast(anchors, tf.int64)
+        return (tf.gather(self._indptr, anchors),
+                tf.gather(self._indptr, anchors + 1))
+
+    def _row_totals(self, lo: tf.Tensor, hi: tf.Tensor) -> tf.Tensor:
+        last = tf.clip_by_value(hi - 1, 0, self._last_entry)
+        return tf.where(hi > lo, tf.cast(tf.gather(self._within, last),
+                                         tf.int64), tf.zeros_like(lo))
 
     def positives_at(self, anchors: tf.Tensor,
                      offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -384,21 +463,27 @@ class PositiveSampler:
           PAD (0) where the anchor's row is empty.
         """
         anchors = tf.convert_to_tensor(anchors)
-        return self._locate(tf.gather(self._row_low, anchors),
-                            tf.gather(self._row_high, anchors),
-                            tf.cast(offsets, tf.int64))
+        lo, hi = self._row_bounds(anchors)
+        return self._locate(lo, hi, tf.cast(offsets, tf.int64))
 
-    def _locate(self, low: tf.Tensor, high: tf.Tensor,
+    def _locate(self, lo: tf.Tensor, hi: tf.Tensor,
                 offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Finds the entry owning ``low + offsets``; all int64, same shape."""
-        has_positive = high > low
-        target = low + offsets
-        shape = tf.shape(target)
-        # The entry k with cumulative[k - 1] <= target < cumulative[k].
-        entry = tf.searchsorted(self._cumulative, tf.reshape(target, [-1]),
-                                side="right", out_type=tf.int64)
-        # Only an empty row's (ignored) target can fall past the last entry.
-        entry = tf.minimum(entry, self._last_entry)
+        """The entry k of [lo, hi) with within[k - 1] <= offset < within[k]
+        (the first whose inclusive cumulative count passes the offset);
+        all int64, same shape."""
+        has_positive = hi > lo
+        shape = tf.shape(offsets)
+        lo, hi = tf.reshape(lo, [-1]), tf.reshape(hi, [-1])
+        offsets = tf.reshape(offsets, [-1])
+        for _ in range(self._steps):
+            active = lo < hi
+            mid = (lo + hi) // 2
+            count = tf.cast(tf.gather(self._within, tf.clip_by_value(
+                mid, 0, self._last_entry)), tf.int64)
+            right = active & (count <= offsets)
+            lo = tf.where(right, mid + 1, lo)
+            hi = tf.where(active & ~right, mid, hi)
+        entry = tf.minimum(lo, self._last_entry)
         positives = tf.reshape(tf.gather(self._neighbours, entry), shape)
         positives = tf.where(has_positive, positives, tf.zeros_like(positives))
         return positives, has_positive
@@ -419,15 +504,28 @@ class PositiveSampler:
           has_positive False and positive PAD (0).
         """
         anchors = tf.convert_to_tensor(anchors)
-        low = tf.gather(self._row_low, anchors)
-        high = tf.gather(self._row_high, anchors)
+        lo, hi = self._row_bounds(anchors)
+        total = self._row_totals(lo, hi)
         bits = tf.random.stateless_uniform(
             tf.shape(anchors), seed=seed, minval=None, maxval=None,
             dtype=tf.int64)
         bits = tf.bitwise.bitwise_and(
             bits, tf.constant(_NONNEGATIVE_INT64_MASK, tf.int64))
-        offsets = tf.math.floormod(bits, tf.maximum(high - low, 1))
-        return self._locate(low, high, offsets)
+        offsets = tf.math.floormod(bits, tf.maximum(total, 1))
+        return self._locate(lo, hi, offsets)
+
+
+def build_positive_sampler(ds: SequenceDataset,
+                           users: np.ndarray | None = None,
+                           log: Logger | None = None,
+                           **kwargs) -> PositiveSampler:
+    """The co-occurrence graph of ``ds`` (:func:`build_cooccurrence`, same
+    arguments) turned into a :class:`PositiveSampler`, its arrays reused in
+    place and released as the sampler's tables are made: peak memory is the
+    graph plus one table (12 bytes per entry), not the graph plus the
+    sampler."""
+    graph = build_cooccurrence(ds, users, log, **kwargs)
+    return PositiveSampler(graph, _consume=True)
 
 
 def sample_positives_numpy(

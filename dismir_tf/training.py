@@ -220,12 +220,12 @@ def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
                           log: Log):
     if config.model.partition_weight <= 0:
         return None
-    from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
+    from dismir_tf.cooccurrence import build_positive_sampler
     t0 = time.time()
-    graph = build_cooccurrence(ds)
+    sampler = build_positive_sampler(ds)
     log(f"co-occurrence graph over {len(ds.train_users)} training users: "
-        f"{len(graph.indices):,} edges in {time.time() - t0:.1f}s")
-    return PositiveSampler(graph)
+        f"{sampler.num_entries:,} edges in {time.time() - t0:.1f}s")
+    return sampler
 
 
 def _steps_per_execution(eval_every: int, cap: int = 50) -> int:

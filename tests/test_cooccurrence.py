@@ -248,3 +248,66 @@ class PositiveSamplerTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def _global_cumulative_draws(graph, anchors, seed):
+    """The sampler as it was before its tables moved to cumulative counts
+    within each row: one int64 cumulative sum over every entry and a
+    searchsorted of row start + offset (same random bits)."""
+    cumulative = np.cumsum(graph.counts.astype(np.int64))
+    before = np.concatenate([[0], cumulative])[graph.indptr]   # [N + 2]
+    low, high = before[anchors], before[anchors + 1]
+    bits = tf.random.stateless_uniform(
+        anchors.shape, seed=seed, minval=None, maxval=None,
+        dtype=tf.int64).numpy() & ((1 << 63) - 1)
+    offsets = bits % np.maximum(high - low, 1)
+    entry = np.minimum(np.searchsorted(cumulative, low + offsets,
+                                       side="right"), len(cumulative) - 1)
+    return np.where(high > low, graph.indices[entry], 0)
+
+
+class SamplerTablesTest(tf.test.TestCase):
+    """The compact tables (8 bytes an entry, binary search within a row)
+    draw exactly the positives of the global-cumulative tables, on a
+    mid-size planted set, and build_positive_sampler (the training path,
+    arrays reused in place) equals the sampler of the graph."""
+
+    def test_same_draws_as_the_global_cumulative_sampler(self):
+        from dismir_tf.config import SyntheticConfig
+        from dismir_tf.cooccurrence import build_positive_sampler
+        from dismir_tf.data.synthetic import generate
+
+        ds, _ = generate(SyntheticConfig(num_users=1500, num_items=900,
+                                         num_groups=9, seed=5))
+        graph = build_cooccurrence(ds)
+        kept = (graph.indptr.copy(), graph.indices.copy(),
+                graph.counts.copy())
+        sampler = PositiveSampler(graph)
+        # The graph is left as it was.
+        for before, after in zip(kept, (graph.indptr, graph.indices,
+                                        graph.counts)):
+            np.testing.assert_array_equal(before, after)
+        consumed = build_positive_sampler(ds)
+        rng = np.random.default_rng(0)
+        for seed in range(5):
+            anchors = rng.integers(0, ds.num_items + 1, size=4096)
+            tf_seed = tf.constant([seed, 7], tf.int64)
+            want = _global_cumulative_draws(graph, anchors, tf_seed)
+            got, _ = sampler(tf.constant(anchors), tf_seed)
+            np.testing.assert_array_equal(got.numpy(), want)
+            got2, _ = consumed(tf.constant(anchors), tf_seed)
+            np.testing.assert_array_equal(got2.numpy(), want)
+
+    def test_row_totals_past_int32_use_int64(self):
+        from dismir_tf.cooccurrence import _row_cumulative
+
+        big = np.iinfo(np.int32).max
+        counts = np.array([5, big, 3, 1, 2], np.int32)
+        indptr = np.array([0, 0, 3, 5], np.int64)
+        within = _row_cumulative(counts.copy(), indptr, in_place=True)
+        self.assertEqual(within.dtype, np.int64)
+        np.testing.assert_array_equal(within, [5, 5 + big, 8 + big, 1, 3])
+        small = _row_cumulative(np.array([1, 2, 3], np.int32),
+                                np.array([0, 2, 3], np.int64), in_place=False)
+        self.assertEqual(small.dtype, np.int32)
+        np.testing.assert_array_equal(small, [1, 3, 3])
