@@ -3,8 +3,8 @@
 Trains each model of ``dismir_tf.models.model_names()`` (whatever is
 registered when it runs) at the paper's defaults (batch 128, d = 64,
 max_len 40, F = 4, C = 10, N_o = 100; the partition task on for the models
-that take the data set's lambda by default, DisMIR and its w/o-DPI
-ablation, as train.py) on
+that take it by default, DisMIR and its w/o-DPI ablation, at their own
+lambda, as train.py) on
 
 * a synthetic log of Gowalla size (Table 1: 165,506 users, 174,605 items,
   2,061,264 interactions; heavy-tailed user lengths and Zipf item
@@ -110,8 +110,11 @@ def model_config(name: str, args: argparse.Namespace,
     never take it (MIR, DNN, ...) never do.
     """
     spec = model_specs.get(name)
+    # --partition_weight, else the model's own, else (the task asked for on
+    # a plugin model) DisMIR's.
     weight = (args.partition_weight if args.partition_weight is not None
-              else spec.default_partition_weight)
+              else spec.default_partition_weight
+              or model_specs.DISMIR_PARTITION_WEIGHT)
     if spec.partition == "never" or (partition is None
                                      and spec.partition != "default"):
         weight = 0.0

@@ -3,7 +3,9 @@
 Only train.py, evaluate.py, compare.py and the package's ``python -m``
 commands import this module; everything else in the package takes typed
 configs.  It defines the common flags, turns them into a :class:`RunConfig`
-(filling the paper's per-data-set defaults where a flag is not given), and
+(filling a named data set's shape settings, F, max_len and C, where a flag
+is not given; every model's own defaults are its spec's,
+dismir_tf/model_specs.py), and
 runs a main function so that bad input ends with a one-line error and exit
 status 2 instead of a traceback.
 """
@@ -79,7 +81,9 @@ def define_model_flags() -> None:
                        f"{model_specs.DISMIR_PARTITION_WEIGHT:g} for dismir "
                        "and dismir-wo-dpi, 0 for the others); > 0 adds the "
                        "partition task to a multi-interest baseline; refused "
-                       "for dnn, gru4rec, mir, mir-rv, mir-bf.")
+                       "for dnn, gru4rec, mir, mir-rv, mir-bf. In compare.py "
+                       "grids: DisMIR's lambda (table2, ablation) or every "
+                       "backbone's (plugin).")
     flags.DEFINE_integer("partition_negatives", None, "N_o (default 100).")
     flags.DEFINE_integer("hard_negative_candidates", None, "C (default 10, "
                          "50 for books).")

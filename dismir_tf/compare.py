@@ -93,8 +93,8 @@ def run_grid(base: RunConfig, variants: Sequence[Variant],
         path = run_dir_of(out_dir, variant, seed)
         model_cfg = (model_base(variant.model) if model_base is not None
                      else base.model)
-        model = dataclasses.replace(model_cfg, name=variant.model,
-                                    **dict(variant.overrides))
+        model = model_cfg.with_model(variant.model,
+                                     **dict(variant.overrides))
         config = dataclasses.replace(
             base, model=model,
             train=dataclasses.replace(base.train, seed=seed,

@@ -334,11 +334,18 @@ class ModelConfig:
 
 
     def with_model(self, name: str, **changes: Any) -> ModelConfig:
-        """These settings for model ``name``: lambda is kept where ``name``
-        takes the partition task and 0 where it never does (MIR, DNN, ...);
-        ``changes`` are applied on top."""
-        lam = (0.0 if model_specs.get(name).partition == "never"
-               else self.partition_weight)
+        """These settings for model ``name``: a lambda set away from this
+        model's default is kept where ``name`` takes the partition task, a
+        default lambda becomes ``name``'s default, and it is 0 where
+        ``name`` never takes the task (MIR, DNN, ...); ``changes`` are
+        applied on top."""
+        if model_specs.get(name).partition == "never":
+            lam = 0.0
+        elif self.partition_weight == model_specs.get(
+                self.name).default_partition_weight:
+            lam = None          # this model's default: the new one's
+        else:
+            lam = self.partition_weight
         return dataclasses.replace(
             self, **{"name": name, "partition_weight": lam, **changes})
 

@@ -23,7 +23,7 @@ from dismir_tf.config import ModelConfig
 from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
 from dismir_tf.data.synthetic import generate
 from dismir_tf.models import (MIND, create_model, resolve_config,
-                              uses_dataset_partition_weight)
+                              takes_partition_by_default)
 from dismir_tf.models.comirec import SelfAttentiveExtractor
 from dismir_tf.models.regularizers import (backward_flow_loss,
                                            representative_items,
@@ -341,9 +341,9 @@ def test_partition_task_plugs_into_every_multi_interest_baseline(
 
 def test_which_models_take_the_partition_task_by_default():
     for name in ("dismir", "dismir-wo-dpi"):
-        assert uses_dataset_partition_weight(name)
+        assert takes_partition_by_default(name)
     for name in BASELINES + ("dnn", "gru4rec", "mir", "mir-rv", "mir-bf"):
-        assert not uses_dataset_partition_weight(name)
+        assert not takes_partition_by_default(name)
     # Single-interest models and the ablations never take it: a weight is
     # refused, not silently zeroed ...
     for name in ("dnn", "gru4rec", "mir", "mir-rv", "mir-bf"):

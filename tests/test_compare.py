@@ -162,7 +162,7 @@ def test_run_grid_resumes_and_uses_per_model_base_configs(tmp_path):
         return metrics
 
     def model_base(name):
-        # As the CLI: only DisMIR takes the data set's lambda by default.
+        # As the CLI: only DisMIR takes the partition task by default.
         return dataclasses.replace(base.model, name=name,
                                    partition_weight=0.0)
 

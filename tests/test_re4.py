@@ -20,7 +20,7 @@ from dismir_tf import evaluation, export, pipeline, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models import (create_model, model_names, resolve_config,
-                              uses_dataset_partition_weight)
+                              takes_partition_by_default)
 from dismir_tf.models.re4 import (InterestReconstructor, positive_items,
                                   re_attend_loss, re_construct_loss,
                                   re_contrast_loss)
@@ -175,7 +175,7 @@ def _np_reconstruct(layer, m, mask):
 # ------------------------------------------------------------- the model
 def test_registered_as_a_multi_interest_baseline():
     assert "re4" in model_names()
-    assert not uses_dataset_partition_weight("re4")
+    assert not takes_partition_by_default("re4")
     # The partition task is a plugin: off by default, on when asked.
     assert resolve_config(ModelConfig(name="re4",
                                       partition_weight=0.5)).partition_weight \

@@ -347,6 +347,14 @@ def cmd_sweep() -> None:
     grid = _grid()
     if not grid:
         raise ConfigError("nothing to sweep: every value list is empty")
+    from dismir_tf import model_specs
+
+    if (model_specs.get(base.model.name).partition == "never"
+            and any(v > 0 for v in grid.get("lambda", []))):
+        raise ConfigError(
+            f"{base.model.name!r} has no partition task, so lambda cannot be "
+            "swept for it; give --lambdas '' or a model that takes it "
+            "(dismir, or a multi-interest baseline)")
     out_dir = FLAGS.out_dir or os.path.join(
         "runs", f"sweep-{base.data.display_name}")
     png = FLAGS.out or os.path.join(out_dir, "sweep.png")

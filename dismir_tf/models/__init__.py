@@ -63,7 +63,7 @@ def time_unit(config: ModelConfig) -> float | None:
     return config.pimirec_time_unit
 
 
-def uses_dataset_partition_weight(name: str) -> bool:
+def takes_partition_by_default(name: str) -> bool:
     """Whether ``name`` takes the partition task by default (its spec's
     ``partition == 'default'``: DisMIR and w/o DPI)."""
     return model_specs.get(name).partition == "default"
@@ -117,4 +117,4 @@ def create_model(num_items: int, config: ModelConfig,
 __all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
            "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
            "UMI", "create_model", "describe_settings", "model_names", "register", "resolve_config",
-           "uses_dataset_partition_weight", "Re4"]
+           "takes_partition_by_default", "Re4"]
