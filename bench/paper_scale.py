@@ -190,16 +190,20 @@ def table() -> None:
             return (f"{s['wall_seconds']:,.1f} s / {s['cpu_seconds']:,.1f} s"
                     f" / {s['peak_rss_mib'] / 1024:,.2f} GiB")
 
+        steps = r["command"][r["command"].index("--max_steps") + 1]
+        update = ("dense" if "dense" in r["command"] else "auto")
         rows.append(
-            f"| {r['size']} | {r['model']} | {r['settings']} | {cell('load')}"
+            f"| {r['size']} | {r['model']} | {r['settings']} | {steps} | "
+            f"{update} | {cell('load')}"
             f" | {cell('graph')} | {cell('train')} | {r['steady_step_ms']}"
             f" ms ({r['steady_seq_per_s']:,} seq/s) | {cell('evaluation')} |"
             f" {cell('diagnostics')} | {cell('test')} | "
             f"{st['total']['wall_seconds']:,.0f} s, "
             f"{st['total']['peak_rss_mib'] / 1024:,.2f} GiB |")
-    print("| data | model | settings | load | graph | train | steady step |"
-          " evaluation (all) | diagnostics (all) | test | whole run |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| data | model | settings | steps | embedding update | load | "
+          "graph | train | steady step | evaluation (all) | diagnostics "
+          "(all) | test | whole run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

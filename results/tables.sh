@@ -15,7 +15,7 @@ declare -A FLAGS=(
   [gowalla-lbsn]="--dataset_file ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz --dataset_format user_item_time_tsv --max_len 40 --max_steps 8000 --eval_every 500"
 )
 # DisMIR runs with its shipped default lambda (dismir_tf/model_specs.py: 1,
-# the value that won on valid users on all three data sets,
+# the highest or a level valid figure on all three data sets,
 # results/capsules/DATA/wi-cos002-max-rec*); no lambda flag is given, so
 # each row is what the README's command gives.  The plugin tables give each
 # backbone the partition task at PLUGIN_LAMBDA (named in the table title):
