@@ -123,3 +123,62 @@ def test_evaluate_batches_users_and_averages():
     # Each user's own first history item scores q.q = |q|^2, the largest
     # possible for that query unless another item is longer in its direction.
     assert whole.topk.shape == (9, 10)
+
+
+def _metrics_reference(topk, targets, ks=(20, 50)):
+    """The [U, T, k] broadcast definition the evaluator used before its
+    targets went ragged (PROTOCOL.md section 5)."""
+    out = {}
+    is_target = targets > 0
+    n_targets = np.maximum(is_target.sum(axis=1), 1)
+    for k in ks:
+        top = topk[:, :k]
+        hit = (targets[:, :, None] == top[:, None, :]).any(axis=2) & is_target
+        out[f"recall@{k}"] = hit.sum(axis=1) / n_targets
+        out[f"hr@{k}"] = hit.any(axis=1).astype(np.float64)
+        rel = (top[:, :, None] == targets[:, None, :]).any(axis=2)
+        discount = 1.0 / np.log2(np.arange(k) + 2.0)
+        dcg = (rel * discount).sum(axis=1)
+        distinct = np.array([len(set(t[t > 0])) for t in targets])
+        idcg = np.array([discount[:min(n, k)].sum() for n in distinct])
+        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg,
+                                                             1), 0.0)
+    return out
+
+
+def test_metrics_match_the_broadcast_definition_with_repeats_and_padding():
+    rng = np.random.default_rng(3)
+    users, n_items = 64, 120
+    topk = np.stack([rng.permutation(np.arange(1, n_items + 1))[:50]
+                     for _ in range(users)]).astype(np.int32)
+    lengths = rng.integers(0, 40, size=users)
+    targets = np.zeros((users, 40), np.int32)
+    for u, n in enumerate(lengths):          # repeats allowed, 0-padded
+        targets[u, :n] = rng.integers(1, n_items + 1, size=n)
+    got = evaluation.metrics_from_topk(topk, targets)
+    want = _metrics_reference(topk, targets)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], err_msg=name)
+
+
+def test_one_heavy_user_sets_only_its_own_batch():
+    """Targets are ragged: a batch is padded to its own longest list, so
+    one user with 4,000 targets does not widen every batch (issue: evaluation
+    memory set by the heaviest user of the split)."""
+    from dismir_tf.pipeline import EvalExamples, Targets
+
+    lengths = np.full(1000, 3)
+    lengths[700] = 4000
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = np.random.default_rng(0).integers(1, 50, size=offsets[-1])
+    ex = EvalExamples(users=np.arange(1000, dtype=np.int32),
+                      history=np.ones((1000, 5), np.int32),
+                      targets=Targets(values, offsets))
+    widths = [ex.targets[sl].shape[1] for sl in ex.batches(256)]
+    assert widths == [3, 3, 4000, 3]
+    np.testing.assert_array_equal(ex.targets[700], values[offsets[700]:
+                                                          offsets[701]])
+    # A padded array given to the constructor is converted.
+    padded = EvalExamples(users=ex.users[:2], history=ex.history[:2],
+                          targets=np.array([[4, 5, 0], [6, 0, 0]]))
+    np.testing.assert_array_equal(padded.targets[0:2], [[4, 5], [6, 0]])
