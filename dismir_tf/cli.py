@@ -316,25 +316,6 @@ def interrupted_message() -> str:
             f"{progress['checkpoint']}: the same command resumes from it")
 
 
-def exit_now(status: int) -> None:
-    """Ends the process at once with ``status``, after flushing stdout and
-    the filtered stderr (``quiet_startup``): no interpreter finalisation.
-
-    After Ctrl-C the run's state is already on disk (every evaluation saves
-    it), and a finalisation that waits on TensorFlow's or tf.data's threads
-    stopped mid-step can hang; ``os._exit`` cannot.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    drain = getattr(quiet_startup, "drain", None)
-    if drain is not None:
-        drain()
-    os._exit(status)
-
-
 def user_errors_exit(main: Callable[[list[str]], None]
                      ) -> Callable[[list[str]], None]:
     """Wraps an absl main: UserInputError -> 'error: ...' and exit 2."""
@@ -351,7 +332,7 @@ def user_errors_exit(main: Callable[[list[str]], None]
             sys.exit(EXIT_DIVERGED)
         except KeyboardInterrupt:
             print(f"\n{interrupted_message()}", file=sys.stderr, flush=True)
-            exit_now(EXIT_INTERRUPTED)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapped
 
@@ -449,7 +430,6 @@ def quiet_startup() -> None:
         thread.join(timeout=10)
 
     atexit.register(drain)
-    quiet_startup.drain = drain
     # SIGTERM (timeout, a batch scheduler) exits through atexit too, so
     # the last lines are not lost; a process killed otherwise (SIGKILL, a
     # fatal CHECK's abort) may lose what was still in the pipe: set

@@ -20,6 +20,14 @@ NOISE = ("I0000", "E0000", "W0000", "cuInit", "absl::InitializeLog",
          "oneDNN custom operations", "To enable the following instructions")
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT's default action, as in a terminal.  A test
+    suite started as a background job (`bash .ci/run &`) has SIGINT
+    ignored, which its children inherit and Python then keeps, so the
+    Ctrl-C under test would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(user_logging: bool = False) -> dict:
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)     # the scripts set it
@@ -99,7 +107,8 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
             "--eval_every", "20", "--patience", "100000",
             "--output_dir", out]
     proc = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while time.time() < deadline and not glob.glob(
             os.path.join(out, "ckpt", "*.index")):
@@ -116,7 +125,8 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
     # The same command resumes from that checkpoint.
     again = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
                              stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE,
+                             preexec_fn=_default_sigint)
     seen = []
     for line in again.stderr:
         seen.append(line)
