@@ -784,8 +784,9 @@ def _train(r: _Run, verbose: int | None, log: Log) -> None:
         f"{cfg.batch_size}, evaluation every {cfg.eval_every} steps on "
         f"{r.valid.num_users} valid users")
     log(describe_settings(r.config.model))
-    update = optimizers.resolve_embedding_update(cfg.embedding_update,
-                                                 ds.num_items + 1)
+    # What make_optimizer built, not a second resolution of the flag.
+    update = ("lazy" if isinstance(r.model.optimizer, optimizers.LazyAdam)
+              else "dense")
     log(f"optimizer: Adam, lr {cfg.learning_rate:g}, {update} embedding "
         f"update" + (f" (auto: {ds.num_items + 1:,} item rows "
                      f"{'>' if update == 'lazy' else '<='} "

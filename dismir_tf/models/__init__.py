@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 from dismir_tf import config as config_module
 from dismir_tf import model_specs
-from dismir_tf.config import ModelConfig, unknown_model_message
-from dismir_tf.errors import ConfigError
+from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
 from dismir_tf.models.dismir import (DisMIR, check_no_capsule_options,
@@ -25,9 +23,7 @@ from dismir_tf.models.umi import UMI
 
 # Every model's name, class, defaults and partition policy are declared
 # once, in dismir_tf.model_specs; this module builds them.
-MODEL_NAMES = model_specs.names()
-assert MODEL_NAMES == config_module.MODEL_NAMES, (
-    "dismir_tf.config.MODEL_NAMES must list the specs' names")
+MODEL_NAMES = config_module.MODEL_NAMES
 
 
 def capsule_models() -> frozenset[str]:
@@ -116,5 +112,5 @@ def create_model(num_items: int, config: ModelConfig,
 
 __all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
            "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
-           "UMI", "create_model", "describe_settings", "model_names", "register", "resolve_config",
+           "PIMIRec", "UMI", "create_model", "describe_settings", "model_names", "register", "resolve_config",
            "takes_partition_by_default", "Re4"]
