@@ -98,6 +98,8 @@ def run(args) -> dict:
     name = "-".join([args.size, args.model]
                     + ([args.settings] if args.settings else [])
                     + ([args.tag] if args.tag else [])
+                    + ([f"{args.workers}workers"] if args.workers > 1
+                       else [])
                     + [str(args.max_steps)])
     out_dir = os.path.join(args.runs_dir, name)
     cmd = [sys.executable, os.path.join(_ROOT, "train.py"), *data,
@@ -109,13 +111,18 @@ def run(args) -> dict:
     print(" ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     os.makedirs(args.runs_dir, exist_ok=True)
-    with open(out_dir + ".log", "w") as log:
-        proc = subprocess.run(cmd, stderr=log, stdout=subprocess.PIPE,
-                              text=True)
+    workers = None
+    if args.workers > 1:
+        workers = run_workers(cmd + ["--strategy", "multi_worker"],
+                              args.workers, out_dir)
+    else:
+        with open(out_dir + ".log", "w") as log:
+            proc = subprocess.run(cmd, stderr=log, stdout=subprocess.PIPE,
+                                  text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"train.py failed ({proc.returncode}); see "
+                             f"{out_dir}.log")
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"train.py failed ({proc.returncode}); see "
-                         f"{out_dir}.log")
     with open(os.path.join(out_dir, "metrics.json")) as f:
         metrics = json.load(f)
     with open(os.path.join(out_dir, "state.json")) as f:
@@ -126,7 +133,9 @@ def run(args) -> dict:
     step_ms = 1000 * statistics.median(steady) / args.eval_every
     figures = {
         "size": args.size, "model": args.model,
-        "settings": args.settings or args.size, "command": cmd,
+        "settings": args.settings or args.size,
+        "command": [_relative(c) for c in cmd],
+        "workers": workers,
         "wall_seconds": round(wall, 1),
         "stages": metrics["stages"],
         "steady_step_ms": round(step_ms, 2),
@@ -141,6 +150,60 @@ def run(args) -> dict:
         json.dump(figures, f, indent=1)
     print(json.dumps({k: v for k, v in figures.items() if k != "command"}))
     return figures
+
+
+def _relative(arg: str) -> str:
+    """A command argument with this checkout's path made relative."""
+    if os.path.isabs(arg) and arg.startswith(os.path.dirname(_ROOT)):
+        return os.path.relpath(arg, _ROOT)
+    return arg
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_workers(cmd: list[str], n: int, out_dir: str) -> list[dict]:
+    """Runs ``cmd`` as an n-worker MultiWorkerMirroredStrategy cluster on
+    127.0.0.1 (one TF_CONFIG per process, as docs/multi_worker.md) and
+    returns each worker's stage times, read from the "time:" line every
+    train.py prints last (worker 0, the chief, also writes metrics.json)."""
+    import re
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
+    procs, logs = [], []
+    for i in range(n):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        log = open(f"{out_dir}.worker{i}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen(cmd, env=env, stderr=log,
+                                      stdout=subprocess.DEVNULL))
+    codes = [p.wait() for p in procs]
+    for log in logs:
+        log.close()
+    if any(codes):
+        raise SystemExit(f"a worker failed ({codes}); see "
+                         f"{out_dir}.worker*.log")
+    out = []
+    for i in range(n):
+        with open(f"{out_dir}.worker{i}.log") as f:
+            line = [x for x in f if x.startswith("time: ")][-1]
+        stages = dict(re.findall(r"([a-z ]+?) ([0-9.]+) s[,;]", line[6:]))
+        peak = re.search(r"peak memory ([0-9.]+) GiB", line)
+        out.append({"worker": i, "time_line": line.strip(),
+                    "stages_seconds": {k.strip(): float(v)
+                                       for k, v in stages.items()},
+                    "peak_rss_gib": float(peak.group(1))})
+    return out
 
 
 def matmul_rate(repeats: int = 20) -> dict:
@@ -192,6 +255,8 @@ def table() -> None:
 
         steps = r["command"][r["command"].index("--max_steps") + 1]
         update = ("dense" if "dense" in r["command"] else "auto")
+        if r.get("workers"):
+            steps += f" ({len(r['workers'])} workers)"
         rows.append(
             f"| {r['size']} | {r['model']} | {r['settings']} | {steps} | "
             f"{update} | {cell('load')}"
@@ -224,6 +289,9 @@ def main() -> None:
     rn.add_argument("--eval_every", type=int, default=1000)
     rn.add_argument("--seed", type=int, default=0)
     rn.add_argument("--tag", default="")
+    rn.add_argument("--workers", type=int, default=1,
+                    help="> 1: that many train.py processes as one "
+                         "MultiWorkerMirroredStrategy cluster on 127.0.0.1")
     rn.add_argument("--data_dir", default=os.path.join(_ROOT, "data"))
     rn.add_argument("--runs_dir", default=os.path.join(_ROOT, "runs",
                                                        "paper_scale"))

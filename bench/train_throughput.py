@@ -204,7 +204,7 @@ def time_optimizer(num_items: int, args: argparse.Namespace
     tf.keras.backend.clear_session()
     table = tf.Variable(tf.random.normal([num_items + 1,
                                           args.embedding_dim]))
-    optimizer = training.make_optimizer(train_config(args))
+    optimizer = training.make_optimizer(train_config(args), num_items)
     rows = args.batch_size * (args.max_len + 1 + args.hard_negative_candidates)
     idx = tf.random.uniform([rows], 0, num_items + 1, dtype=tf.int32)
 

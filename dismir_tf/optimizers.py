@@ -19,9 +19,11 @@ with repeats.  Two ways to apply Adam to it:
 
 Both are XLA-compilable.  The lazy update sums repeated rows without
 ``tf.unique`` (whose output shape is dynamic and slow under XLA on the CPU):
-it sorts the row ids, numbers the distinct ones, sums each id's rows with a
-segment sum of static size, and gives every occurrence its id's sum, so that
-the scatter of the new rows writes the same value at every repeat of a row.
+it numbers every occurrence of a row id by the id's first occurrence (a
+scatter-min into an int32 scratch row per table row), sums each id's rows
+with a segment sum of static size, and gives every occurrence its id's sum,
+so that the scatter of the new rows writes the same value at every repeat of
+a row.
 """
 
 from __future__ import annotations
@@ -54,27 +56,30 @@ class DenseUpdateAdam(tf.keras.optimizers.Adam):
                 else g for g in grads]
 
 
-def sum_repeated_rows(values: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+def sum_repeated_rows(values: tf.Tensor, indices: tf.Tensor,
+                      num_rows: int) -> tf.Tensor:
     """For each of the n rows of an IndexedSlices, the sum of all the rows
     that share its index.
 
     Args:
       values: [n, d] gradient rows.
-      indices: [n] their row ids (repeats allowed).
+      indices: [n] int32 or int64 row ids in [0, num_rows) (repeats allowed).
+      num_rows: rows of the table the ids index (static).
 
     Returns:
       [n, d]: row k is ``sum_{j: indices[j] == indices[k]} values[j]``.
-      Static shapes only (XLA): a stable sort numbers the distinct ids, and
-      a segment sum over at most n segments adds them up.
+      Static shapes only (XLA): every occurrence of an id is numbered by the
+      id's first occurrence (a scatter-min of positions into a [num_rows]
+      int32 scratch array, then a gather), and a segment sum over those n
+      numbers adds the rows up.  O(n) work and one [num_rows] int32 fill
+      (1.5 MB for 368k rows); a sort, as XLA runs it on the CPU, cost four
+      times as much at 15k rows (docs/performance.md).
     """
     n = tf.shape(indices)[0]
-    order = tf.argsort(indices, stable=True)
-    sorted_ids = tf.gather(indices, order)
-    new = tf.concat([tf.ones([1], tf.int32), tf.cast(
-        sorted_ids[1:] != sorted_ids[:-1], tf.int32)], axis=0)
-    segment_sorted = tf.cumsum(new) - 1                     # [n] in sorted order
-    # The segment of each occurrence, in the original order.
-    segment = tf.scatter_nd(order[:, None], segment_sorted, [n])
+    ids = tf.cast(indices, tf.int32)
+    first = tf.tensor_scatter_nd_min(
+        tf.fill([num_rows], n), ids[:, None], tf.range(n))
+    segment = tf.gather(first, ids)                       # [n] in [0, n)
     sums = tf.math.unsorted_segment_sum(values, segment, n)  # [n, d]
     return tf.gather(sums, segment)
 
@@ -121,7 +126,8 @@ class LazyAdam(DenseUpdateAdam):
         m = self._momentums[self._index_dict[var_key]]
         v = self._velocities[self._index_dict[var_key]]
         indices = gradient.indices
-        g = sum_repeated_rows(gradient.values, indices)
+        g = sum_repeated_rows(gradient.values, indices,
+                              int(variable.shape[0]))
         m_rows = beta_1 * tf.gather(m, indices) + (1 - beta_1) * g
         v_rows = beta_2 * tf.gather(v, indices) + (1 - beta_2) * tf.square(g)
         w_rows = tf.gather(variable, indices) - alpha * m_rows / (

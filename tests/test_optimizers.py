@@ -78,12 +78,23 @@ def test_dense_rows_take_keras_adam():
     np.testing.assert_allclose(var_lazy.numpy(), var_keras.numpy())
 
 
-def test_sum_repeated_rows():
+@pytest.mark.parametrize("jit", [False, True])
+def test_sum_repeated_rows(jit):
+    fn = tf.function(optimizers.sum_repeated_rows, jit_compile=jit)
     idx = tf.constant([3, 1, 3, 0, 1, 3])
     vals = tf.constant(np.arange(6, dtype=np.float32)[:, None])
     np.testing.assert_array_equal(
-        optimizers.sum_repeated_rows(vals, idx).numpy().ravel(),
+        fn(vals, idx, 5).numpy().ravel(),
         [0 + 2 + 5, 1 + 4, 0 + 2 + 5, 3, 1 + 4, 0 + 2 + 5])
+    # Many repeats of few ids, against NumPy (int64 ids as Keras may give).
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50, 3000)
+    v = rng.normal(size=(3000, 4)).astype(np.float32)
+    want = np.zeros((50, 4), np.float64)
+    np.add.at(want, ids, v)
+    np.testing.assert_allclose(
+        fn(tf.constant(v), tf.constant(ids, tf.int64), 50).numpy(),
+        want[ids], rtol=1e-5, atol=1e-4)
 
 
 def test_auto_is_lazy_only_for_large_tables():

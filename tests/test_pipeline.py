@@ -116,3 +116,64 @@ def test_partition_anchors_can_be_the_targets_only():
                                   b[types.TARGET])
     assert b[types.PARTITION_ANCHOR].shape == (2, 1)
     np.testing.assert_array_equal(b[types.PARTITION_MASK], np.ones((2, 1)))
+
+
+def _many_users(n):
+    """n training users of 5 items each (user u's items are distinct)."""
+    seqs = [[5 * u + j + 1 for j in range(5)] for u in range(n)]
+    return make_dataset(seqs, 5 * n, train=list(range(n)), valid=[],
+                        test=[])
+
+
+def _users(sampler, seed):
+    return sampler.draw_users(tf.constant(seed, tf.int64)).numpy()
+
+
+def test_small_user_sets_keep_the_top_b_draw():
+    # Below REJECTION_DRAW_FROM_USERS every batch is what it always was: the
+    # top B of one stateless uniform per user.
+    sampler = pipeline.TrainSampler(_many_users(50), 3, 8, seed=0)
+    for s in range(5):
+        seed = tf.constant([s, 7], tf.int64)
+        want = tf.math.top_k(tf.random.stateless_uniform([50], seed), 8)
+        np.testing.assert_array_equal(sampler.draw_users(seed).numpy(),
+                                      want.indices.numpy())
+
+
+def test_rejection_draw_gives_distinct_uniform_users(monkeypatch):
+    from scipy import stats
+
+    monkeypatch.setattr(pipeline, "REJECTION_DRAW_FROM_USERS", 1)
+    n, b, trials = 40, 16, 3000
+    sampler = pipeline.TrainSampler(_many_users(n), 3, b, seed=0)
+    counts = np.zeros(n)
+    pairs = np.zeros((n, n))
+    for t in range(trials):
+        u = _users(sampler, [t, 1])
+        assert len(u) == b and len(set(u.tolist())) == b     # distinct
+        assert u.min() >= 0 and u.max() < n
+        counts[u] += 1
+        pairs[u[0], u[1]] += 1
+    # Each user is in a batch with probability b / n ...
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # ... and the order is random too: the first slot is uniform.
+    assert stats.chisquare(pairs.sum(1)).pvalue > 1e-3
+    # Deterministic in the seed; a batch is a function of the step alone.
+    np.testing.assert_array_equal(_users(sampler, [3, 1]),
+                                  _users(sampler, [3, 1]))
+    batch = sampler.sample(tf.constant(4, tf.int64))
+    again = sampler.sample(tf.constant(4, tf.int64))
+    np.testing.assert_array_equal(batch[types.TARGET].numpy(),
+                                  again[types.TARGET].numpy())
+    assert len(set(batch[types.TARGET].numpy().tolist())) == b
+
+
+def test_rejection_draw_falls_back_when_draws_repeat(monkeypatch):
+    # With one draw per slot among 10 users, a batch of 8 almost always
+    # repeats a user: the top-B draw takes over, still distinct.
+    monkeypatch.setattr(pipeline, "REJECTION_DRAW_FROM_USERS", 1)
+    monkeypatch.setattr(pipeline, "DISTINCT_DRAW_FACTOR", 1)
+    sampler = pipeline.TrainSampler(_many_users(10), 3, 8, seed=0)
+    for s in range(20):
+        u = _users(sampler, [s, 2])
+        assert sorted(set(u.tolist())) == sorted(u.tolist()) and len(u) == 8
