@@ -102,6 +102,11 @@ def run(args) -> dict:
                        else [])
                     + [str(args.max_steps)])
     out_dir = os.path.join(args.runs_dir, name)
+    if os.path.exists(out_dir):
+        # train.py would resume it (or, finished, just read it back): a
+        # measurement needs a fresh run.
+        raise SystemExit(f"{out_dir} exists: move it away, or give the "
+                         "run another --tag")
     cmd = [sys.executable, os.path.join(_ROOT, "train.py"), *data,
            "--model", args.model, "--max_steps", str(args.max_steps),
            "--eval_every", str(args.eval_every), "--output_dir", out_dir,

@@ -425,6 +425,11 @@ def _check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
 
 
 # ------------------------------------------------------------------ callback
+# run(on_evaluation=...): called after every valid evaluation with the step
+# and the valid metrics; returning True stops the run there (a pruner).
+OnEvaluation = Callable[[int, dict], bool]
+
+
 class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
     """Valid evaluation, best checkpoint, resume checkpoint, early stop."""
 
@@ -432,9 +437,11 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
                  config: RunConfig, examples: pipeline.EvalExamples,
                  manager: tf.train.CheckpointManager, step_var: tf.Variable,
                  best_ckpt: tf.train.Checkpoint, log: Log, is_chief: bool,
-                 clock: StageClock | None = None):
+                 clock: StageClock | None = None,
+                 on_evaluation: OnEvaluation | None = None):
         super().__init__()
         self.clock = clock if clock is not None else StageClock()
+        self.on_evaluation = on_evaluation
         self.run_dir = run_dir
         self.state = state
         self.config = config
@@ -536,6 +543,12 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         if st.bad_evals >= cfg.patience or st.steps_done >= cfg.max_steps:
             st.stopped_early = st.steps_done < cfg.max_steps
             self.model.stop_training = True
+        if (self.on_evaluation is not None and st.steps_done < cfg.max_steps
+                and self.on_evaluation(st.steps_done, dict(result.metrics))):
+            # The caller (a tuner's pruner) stops the run here.
+            entry["stopped_by_caller"] = True
+            st.stopped_early = True
+            self.model.stop_training = True
         self.manager.save(checkpoint_number=st.steps_done)
         PROGRESS["checkpoint"] = st.steps_done
         if self.is_chief:
@@ -605,7 +618,8 @@ class _Progress(tf.keras.callbacks.Callback):
 def run(config: RunConfig, log: Log = _stderr_log,
         verbose: int | None = None, resume: bool = True,
         dataset: SequenceDataset | None = None,
-        clock: StageClock | None = None) -> dict:
+        clock: StageClock | None = None, test: bool = True,
+        on_evaluation: OnEvaluation | None = None) -> dict:
     """Trains (or resumes) the run described by ``config``.
 
     The run's phases, each a function below: the run directory is checked
@@ -628,6 +642,12 @@ def run(config: RunConfig, log: Log = _stderr_log,
       clock: the run's :class:`dismir_tf.stages.StageClock` (train.py's
         has timed the loading); a new one by default.  Its figures go to
         metrics.json ("stages") and the last log line.
+      test: evaluate the best checkpoint on the test users at the end (the
+        default).  False (tuning): the test users are never read; the
+        metrics are the best evaluation's valid figures, "test" is None.
+      on_evaluation: called as ``on_evaluation(step, valid_metrics)`` after
+        every valid evaluation but the last; True stops the run there
+        (marked in state.json; a tuner's pruning).
 
     Returns:
       The metrics dict written to metrics.json:
@@ -651,7 +671,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
     with clock("load"):
         ds = _load_data(config, dataset, log)
     r = _set_up(config, ds, strategy, run_dir, state, log, clock)
-    _train(r, verbose, log)
+    _train(r, verbose, log, on_evaluation)
     _dump_final_weights(r.model, strategy)
     if not r.is_chief:
         # Every worker ran the valid evaluations (identical weights give
@@ -662,7 +682,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
             "the chief writes the metrics")
         return {"valid": {}, "test": {}, "best_step": r.state.best_step,
                 "steps": r.state.steps_done, "chief": False}
-    return _test_and_report(r, log)
+    return _test_and_report(r, log) if test else _valid_report(r, log)
 
 
 @dataclasses.dataclass
@@ -766,7 +786,8 @@ def _set_up(config: RunConfig, ds: SequenceDataset,
                 clock=clock)
 
 
-def _train(r: _Run, verbose: int | None, log: Log) -> None:
+def _train(r: _Run, verbose: int | None, log: Log,
+           on_evaluation: OnEvaluation | None = None) -> None:
     """Keras fit, one epoch per evaluation interval, from the state's step;
     the callback evaluates, checkpoints and stops early."""
     cfg, state = r.config.train, r.state
@@ -794,7 +815,7 @@ def _train(r: _Run, verbose: int | None, log: Log) -> None:
                      if cfg.embedding_update == "auto" else ""))
     callbacks: list = [_EvalAndCheckpoint(
         r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
-        r.best_ckpt, log, r.is_chief, r.clock)]
+        r.best_ckpt, log, r.is_chief, r.clock, on_evaluation)]
     if r.is_chief and verbose != 0:
         callbacks.insert(0, _Progress(cfg.eval_every, sys.stderr.isatty()))
     _check_workers_agree(r.strategy, state.steps_done)
@@ -849,6 +870,35 @@ def _test_and_report(r: _Run, log: Log) -> dict:
         f"metrics), state.json (every evaluation), best/ (the checkpoint "
         f"evaluate.py and the export read); TensorBoard: tensorboard "
         f"--logdir {r.run_dir.log_dir}")
+    return metrics
+
+
+def _valid_report(r: _Run, log: Log) -> dict:
+    """metrics.json of a run that never reads the test users (tuning): the
+    valid figures of its best evaluation; the run marked finished."""
+    state, cfg = r.state, r.config.train
+    best = next((e for e in state.evals if e["step"] == state.best_step),
+                None)
+    metrics = {
+        "valid": best["valid"] if best else {},
+        "test": None,
+        "best_step": state.best_step,
+        "steps": state.steps_done,
+        "stopped_early": state.stopped_early,
+        "stopped_by_caller": any(e.get("stopped_by_caller")
+                                 for e in state.evals),
+        "train_seconds": round(state.train_seconds, 2),
+        "model": r.config.model.name,
+        "dataset": r.ds.name,
+        "seed": cfg.seed,
+        "stages": r.clock.to_dict(),
+    }
+    atomic_write_json(r.run_dir.metrics_path, metrics)
+    state.finished = True
+    r.run_dir.save_state(state)
+    log(f"valid users only (no test evaluation): best valid "
+        f"{SELECTION_METRIC} {state.best_metric:.4f} at step "
+        f"{state.best_step}; run directory {cfg.output_dir}")
     return metrics
 
 

@@ -1,0 +1,328 @@
+"""Hyperparameter search on valid users only, with Optuna.
+
+``tune(base, TuneConfig(...))`` searches one model's declared space
+(``model_specs.ModelSpec.search_space``: the learning rate and the model's
+own knobs) with Optuna's TPE sampler.  Every trial is a normal training run
+(``training.run``) into its own run directory, with ``test=False``: the test
+users are never evaluated, and a trial's figure is the valid Recall@50 of
+its best evaluation (the same selection rule as every run).  After each
+valid evaluation the trial reports the figure to Optuna's median pruner,
+which stops trials that are below the median of the earlier trials at the
+same step (``TuneConfig.prune``).
+
+The study lives in ``study_dir``: Optuna's journal file (study.journal),
+one run directory per trial under trials/ (named by the trial's parameters,
+so a retried trial resumes its own checkpoint), and trials.csv / .json, the
+record of every trial's parameters, state and valid figures, rewritten after
+each trial.  Running the same command again resumes: finished trials are
+kept, a trial that was running when the process died is retried with the
+same parameters (its run resumes from its last checkpoint), and the search
+continues until ``trials`` trials have finished (completed or pruned).
+
+KerasTuner (1.4.8) was the other candidate; it rejects tf-keras models
+("Expected ... a valid Keras Model instance. Received: tf_keras...
+Sequential"), and this project must use tf-keras for TFRS (docs/
+models.md), so Optuna it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dismir_tf import model_specs
+from dismir_tf.config import RunConfig
+from dismir_tf.errors import ConfigError
+from dismir_tf.io_utils import atomic_write_json
+from dismir_tf.model_specs import SearchRange
+
+# The trials' figure: the selection metric of every run (valid users).
+OBJECTIVE = "recall@50"
+TRAIN_PARAMS = ("learning_rate",)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """One model's search.
+
+    Attributes:
+      study_dir: where the study, the trials' runs and the record go.
+      trials: trials to finish (completed or pruned), resumes included.
+      params: the searched parameters (default: the model's whole declared
+        space); each must be in the model's ``search_space``.
+      sampler_seed: seed of the TPE sampler (the trials' training seed is
+        the base configuration's ``train.seed``).
+      prune: stop trials that fall below the median of earlier trials.
+      startup_trials: trials before TPE models the space and before the
+        pruner prunes (random search up to there).
+      warmup_evaluations: evaluations of a trial before it may be pruned.
+    """
+
+    study_dir: str
+    trials: int = 12
+    params: tuple[str, ...] | None = None
+    sampler_seed: int = 0
+    prune: bool = True
+    startup_trials: int = 4
+    warmup_evaluations: int = 2
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError("--trials must be >= 1")
+        if self.startup_trials < 0 or self.warmup_evaluations < 0:
+            raise ConfigError("--startup_trials and --warmup_evaluations "
+                              "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRecord:
+    """One trial as trials.csv has it."""
+
+    number: int
+    state: str                    # COMPLETE, PRUNED, FAIL, RUNNING
+    params: dict[str, Any]
+    valid: dict[str, float]       # best evaluation's valid metrics
+    best_step: int
+    steps: int
+    output_dir: str
+
+    @property
+    def value(self) -> float | None:
+        return self.valid.get(OBJECTIVE)
+
+
+def search_space(model: str, params: tuple[str, ...] | None = None
+                 ) -> dict[str, SearchRange]:
+    """The searched ranges of ``model`` (all its declared ones by default).
+
+    Raises:
+      ConfigError: an unknown parameter, or a model without a space.
+    """
+    space = dict(model_specs.get(model).search_space)
+    if not space:
+        raise ConfigError(f"{model!r} declares no search space "
+                          "(dismir_tf/model_specs.py)")
+    if params is None:
+        return space
+    unknown = [p for p in params if p not in space]
+    if unknown:
+        raise ConfigError(
+            f"{model!r} does not search {', '.join(unknown)}; its space is "
+            f"{', '.join(sorted(space))} (dismir_tf/model_specs.py)")
+    return {p: space[p] for p in params}
+
+
+def describe_range(r: SearchRange) -> str:
+    """'[1e-4, 1e-2] log', '{a, b}', '[2, 8]' for the log line."""
+    if r.choices:
+        return "{" + ", ".join(map(str, r.choices)) + "}"
+    return f"[{r.low:g}, {r.high:g}]" + (" log" if r.log else "")
+
+
+def _is_int_range(r: SearchRange) -> bool:
+    return (not r.choices and isinstance(r.low, int)
+            and isinstance(r.high, int) and not r.log)
+
+
+def suggest(trial, name: str, r: SearchRange) -> Any:
+    """One parameter of an Optuna trial from its declared range."""
+    if r.choices:
+        return trial.suggest_categorical(name, list(r.choices))
+    if _is_int_range(r):
+        return trial.suggest_int(name, r.low, r.high)
+    return trial.suggest_float(name, float(r.low), float(r.high), log=r.log)
+
+
+def trial_key(params: Mapping[str, Any]) -> str:
+    """A run directory name for ``params`` (the same parameters, the same
+    directory, so a retried trial resumes its run)."""
+    text = json.dumps(dict(sorted(params.items())), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def trial_config(base: RunConfig, params: Mapping[str, Any],
+                 output_dir: str) -> RunConfig:
+    """``base`` with the trial's parameters and run directory."""
+    train = {k: v for k, v in params.items() if k in TRAIN_PARAMS}
+    model = {k: v for k, v in params.items() if k not in TRAIN_PARAMS}
+    return RunConfig(
+        data=base.data,
+        model=dataclasses.replace(base.model, **model),
+        train=dataclasses.replace(base.train, output_dir=output_dir, **train))
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError as e:   # pragma: no cover - in requirements.txt
+        raise ConfigError("tuning needs optuna (pip install -r "
+                          "requirements.txt)") from e
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_study(tcfg: TuneConfig, model: str):
+    """The Optuna study of ``model`` in ``tcfg.study_dir`` (created or
+    loaded); e.g. ``open_study(...).enqueue_trial(params)`` queues a trial
+    to run first."""
+    optuna = _optuna()
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    os.makedirs(tcfg.study_dir, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(
+        os.path.join(tcfg.study_dir, "study.journal")))
+    pruner = (optuna.pruners.MedianPruner(
+        n_startup_trials=tcfg.startup_trials,
+        n_warmup_steps=0, n_min_trials=1) if tcfg.prune
+        else optuna.pruners.NopPruner())
+    return optuna.create_study(
+        study_name=model, storage=storage, load_if_exists=True,
+        direction="maximize", pruner=pruner,
+        sampler=optuna.samplers.TPESampler(
+            seed=tcfg.sampler_seed,
+            n_startup_trials=max(tcfg.startup_trials, 1)))
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def records(study) -> list[TrialRecord]:
+    """Every trial of ``study`` with its run's valid figures."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        run = t.user_attrs.get("output_dir", "")
+        metrics = _read_json(os.path.join(run, "metrics.json")) or {}
+        state = _read_json(os.path.join(run, "state.json")) or {}
+        best = state.get("best_step", 0)
+        valid = metrics.get("valid") or next(
+            (e["valid"] for e in state.get("evals", [])
+             if e["step"] == best), {})
+        out.append(TrialRecord(
+            number=t.number, state=t.state.name, params=dict(t.params),
+            valid=dict(valid), best_step=best,
+            steps=state.get("steps_done", 0), output_dir=run))
+    return out
+
+
+def write_records(study_dir: str, recs: list[TrialRecord]) -> None:
+    """trials.json and trials.csv (one row a trial) in ``study_dir``."""
+    atomic_write_json(os.path.join(study_dir, "trials.json"),
+                      [dataclasses.asdict(r) for r in recs])
+    params = sorted({p for r in recs for p in r.params})
+    metrics = sorted({m for r in recs for m in r.valid})
+    path = os.path.join(study_dir, "trials.csv")
+    with open(path + ".part", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial", "state", *params,
+                    *[f"valid_{m}" for m in metrics], "best_step", "steps",
+                    "output_dir"])
+        for r in recs:
+            w.writerow([r.number, r.state,
+                        *[r.params.get(p, "") for p in params],
+                        *[r.valid.get(m, "") for m in metrics],
+                        r.best_step, r.steps, r.output_dir])
+    os.replace(path + ".part", path)
+
+
+def best_record(recs: list[TrialRecord]) -> TrialRecord | None:
+    """The completed trial with the highest valid Recall@50 (ties: the
+    earlier trial)."""
+    done = [r for r in recs if r.state == "COMPLETE" and r.value is not None]
+    return max(done, key=lambda r: (r.value, -r.number)) if done else None
+
+
+def _retry_interrupted(study, log: Callable[[str], None]) -> None:
+    """Trials left RUNNING by a dead process: failed, and their parameters
+    queued again (the retry resumes the same run directory)."""
+    optuna = _optuna()
+    for t in study.get_trials(deepcopy=False,
+                              states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        log(f"trial {t.number} was interrupted; retrying it with the same "
+            "parameters (its run resumes from its last checkpoint)")
+
+
+def tune(base: RunConfig, tcfg: TuneConfig,
+         log: Callable[[str], None] = print,
+         run_fn: Callable[..., dict] | None = None) -> TrialRecord | None:
+    """Runs (or resumes) the search and returns the best trial.
+
+    Args:
+      base: every trial's configuration before its parameters (data, model
+        name and its other settings, budget, seed).
+      tcfg: the search.
+      log: progress lines.
+      run_fn: ``training.run`` (tests may wrap it).
+
+    Returns:
+      The best completed trial, or None if none completed.
+
+    Raises:
+      ConfigError: a bad search (unknown parameters, a model without a
+        space).
+    """
+    optuna = _optuna()
+    if run_fn is None:
+        from dismir_tf import training
+        run_fn = training.run
+    model = base.model.name
+    space = search_space(model, tcfg.params)
+    study = open_study(tcfg, model)
+    _retry_interrupted(study, log)
+    finished_states = (optuna.trial.TrialState.COMPLETE,
+                       optuna.trial.TrialState.PRUNED)
+    eval_every = base.train.eval_every
+    while True:
+        done = len(study.get_trials(deepcopy=False, states=finished_states))
+        if done >= tcfg.trials:
+            break
+        trial = study.ask()
+        params = {name: suggest(trial, name, r) for name, r in space.items()}
+        out = os.path.join(tcfg.study_dir, "trials", trial_key(params))
+        trial.set_user_attr("output_dir", out)
+        config = trial_config(base, params, out)
+        log(f"trial {trial.number} ({done + 1}/{tcfg.trials}): "
+            + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else
+                        f"{k} {v}" for k, v in params.items()))
+        # A resumed run reports its earlier evaluations again.
+        state = _read_json(os.path.join(out, "state.json")) or {}
+        for e in state.get("evals", []):
+            trial.report(e["valid"][OBJECTIVE], e["step"])
+
+        def on_evaluation(step: int, valid: dict, trial=trial) -> bool:
+            trial.report(valid[OBJECTIVE], step)
+            return (step >= tcfg.warmup_evaluations * eval_every
+                    and trial.should_prune())
+
+        metrics = run_fn(config, test=False, on_evaluation=on_evaluation,
+                         verbose=0)
+        value = (metrics.get("valid") or {}).get(OBJECTIVE)
+        if metrics.get("stopped_by_caller"):
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            log(f"trial {trial.number} pruned at step {metrics['steps']} "
+                f"(valid {OBJECTIVE} {value:.4f} best so far in it)")
+        else:
+            study.tell(trial, value)
+            log(f"trial {trial.number}: valid {OBJECTIVE} {value:.4f} "
+                f"(best step {metrics['best_step']})")
+        write_records(tcfg.study_dir, records(study))
+    recs = records(study)
+    write_records(tcfg.study_dir, recs)
+    return best_record(recs)
+
+
+def flags_of(params: Mapping[str, Any]) -> str:
+    """The train.py flags that set ``params``."""
+    return " ".join(f"--{k} {v:.6g}" if isinstance(v, float) else
+                    f"--{k} {v}" for k, v in sorted(params.items()))

@@ -1,0 +1,174 @@
+"""tune: Optuna over a model's declared space, on valid users only,
+pruning, resuming, and every trial recorded (dismir_tf/tuning.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dismir_tf import pipeline, training, tuning
+from dismir_tf.errors import ConfigError
+from tests.helpers import tiny_run_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LRS = (1e-2, 1e-3, 1e-4)     # inside the declared range [1e-4, 1e-2]
+
+
+def _base(tmp_path, **kw):
+    kw.setdefault("max_steps", 40)
+    return tiny_run_config(str(tmp_path / "unused"), model="dnn", **kw)
+
+
+def _tcfg(tmp_path, **kw):
+    kw.setdefault("params", ("learning_rate",))
+    kw.setdefault("prune", False)
+    return tuning.TuneConfig(study_dir=str(tmp_path / "study"), **kw)
+
+
+def _enqueue(tcfg, lrs):
+    study = tuning.open_study(tcfg, "dnn")
+    for lr in lrs:
+        study.enqueue_trial({"learning_rate": lr})
+
+
+def _run(config, **kw):
+    import tensorflow as tf
+    tf.keras.backend.clear_session()
+    return training.run(config, log=lambda m: None, **kw)
+
+
+def test_selection_never_reads_test_users(tmp_path, monkeypatch):
+    # The planted leak: a test evaluation scores the smallest learning rate
+    # best (whatever the model does), so a tuner that looked at test users,
+    # or took a run's test figure, would pick LRS[-1]; on valid users it
+    # learns least and is worst.
+    splits = []
+    real_examples = pipeline.eval_examples
+
+    def eval_examples(ds, split, *a, **kw):
+        splits.append(split)
+        return real_examples(ds, split, *a, **kw)
+
+    real_evaluate = training.evaluate_model
+    test_users = {}
+
+    def evaluate_model(model, examples, config, **kw):
+        result = real_evaluate(model, examples, config, **kw)
+        if set(examples.users.tolist()) <= test_users.get("ids", set()):
+            lr = float(model.optimizer.learning_rate.numpy())
+            result.metrics["recall@50"] = 1.0 - lr
+        return result
+
+    from dismir_tf.data import load_dataset
+    ds = load_dataset(_base(tmp_path).data)
+    test_users["ids"] = set(ds.test_users.tolist())
+    monkeypatch.setattr(pipeline, "eval_examples", eval_examples)
+    monkeypatch.setattr(training, "evaluate_model", evaluate_model)
+    tcfg = _tcfg(tmp_path, trials=3)
+    _enqueue(tcfg, LRS)
+    best = tuning.tune(_base(tmp_path), tcfg, log=lambda m: None,
+                       run_fn=_run)
+    assert "test" not in splits and "valid" in splits
+    recs = tuning.records(tuning.open_study(tcfg, "dnn"))
+    assert [r.params["learning_rate"] for r in recs] == list(LRS)
+    valid = {r.params["learning_rate"]: r.value for r in recs}
+    # The leak would have changed the choice: the planted favourite is not
+    # the valid users' choice ...
+    assert max(valid, key=valid.get) != LRS[-1]
+    # ... and the tuner took the valid users' choice.
+    assert best.params["learning_rate"] == max(valid, key=valid.get)
+    for r in recs:
+        metrics = json.load(open(os.path.join(r.output_dir,
+                                              "metrics.json")))
+        assert metrics["test"] is None
+        assert r.valid["recall@50"] == pytest.approx(
+            max(e["valid"]["recall@50"] for e in json.load(open(
+                os.path.join(r.output_dir, "state.json")))["evals"]))
+    # Every trial is recorded with its parameters and valid figures.
+    rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
+    assert [float(r["learning_rate"]) for r in rows] == list(LRS)
+    assert all(r["state"] == "COMPLETE" for r in rows)
+    assert [float(r["valid_recall@50"]) for r in rows] == [
+        valid[lr] for lr in LRS]
+
+
+def test_poor_trials_are_pruned(tmp_path):
+    # Trial 0 learns; trial 1 (learning rate 1e-4, the range's lowest)
+    # is below it at its first evaluation after the warm-up and is stopped
+    # there.
+    tcfg = _tcfg(tmp_path, trials=2, prune=True, startup_trials=1,
+                 warmup_evaluations=1)
+    _enqueue(tcfg, (1e-2, 1e-4))
+    tuning.tune(_base(tmp_path, max_steps=80), tcfg, log=lambda m: None,
+                run_fn=_run)
+    recs = tuning.records(tuning.open_study(tcfg, "dnn"))
+    assert [r.state for r in recs] == ["COMPLETE", "PRUNED"]
+    assert recs[0].steps == 80 and recs[1].steps == 20
+    state = json.load(open(os.path.join(recs[1].output_dir, "state.json")))
+    assert state["evals"][-1]["stopped_by_caller"] is True
+
+
+def test_an_interrupted_study_resumes(tmp_path):
+    tcfg = _tcfg(tmp_path, trials=2)
+    _enqueue(tcfg, (1e-2, 1e-3))
+    calls = []
+
+    def dies_in_second_trial(config, on_evaluation=None, **kw):
+        def hook(step, valid):
+            calls.append(step)
+            if len(calls) == 2:              # trial 1, after step 20
+                raise KeyboardInterrupt
+            return on_evaluation(step, valid)
+        return _run(config, on_evaluation=hook, **kw)
+
+    with pytest.raises(KeyboardInterrupt):
+        tuning.tune(_base(tmp_path), tcfg, log=lambda m: None,
+                    run_fn=dies_in_second_trial)
+    lines = []
+    best = tuning.tune(_base(tmp_path), tcfg, log=lines.append, run_fn=_run)
+    recs = tuning.records(tuning.open_study(tcfg, "dnn"))
+    assert [r.state for r in recs] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert recs[2].params == recs[1].params
+    assert recs[2].output_dir == recs[1].output_dir
+    assert any("trial 1 was interrupted" in m for m in lines)
+    state = json.load(open(os.path.join(recs[2].output_dir, "state.json")))
+    assert [e["step"] for e in state["evals"]] == [20, 40]
+    assert best.number in (0, 2)
+    # Resumed again with nothing left to do: no trial runs.
+    n = len(recs)
+    tuning.tune(_base(tmp_path), tcfg, log=lambda m: None, run_fn=_run)
+    assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == n
+
+
+def test_search_space_comes_from_the_registry():
+    space = tuning.search_space("dismir")
+    assert {"learning_rate", "num_interests",
+            "partition_weight"} <= set(space)
+    with pytest.raises(ConfigError, match="does not search dropout"):
+        tuning.search_space("dismir", ("dropout",))
+    base = tiny_run_config("/tmp/x", model="dismir")
+    cfg = tuning.trial_config(base, {"learning_rate": 0.004,
+                                     "num_interests": 5,
+                                     "partition_weight": 0.3}, "/tmp/t")
+    assert (cfg.train.learning_rate, cfg.model.num_interests,
+            cfg.model.partition_weight) == (0.004, 5, 0.3)
+    assert cfg.train.output_dir == "/tmp/t"
+    assert tuning.trial_key({"a": 1, "b": 2.0}) == tuning.trial_key(
+        {"b": 2.0, "a": 1})
+
+
+def test_tune_command_refuses_a_searched_flag(tmp_path):
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tune.py"), "--model", "dnn",
+         "--learning_rate", "0.01", "--study_dir", str(tmp_path / "s")],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "--learning_rate is searched" in proc.stderr
+    assert not (tmp_path / "s").exists()
