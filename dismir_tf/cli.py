@@ -130,6 +130,12 @@ def define_model_flags() -> None:
                        "beta of the sampled softmax (default 1).")
     flags.DEFINE_string("readout", None, "DisMIR family: fused (eq. 5), max "
                         "or weighted_max, in training and retrieval.")
+    flags.DEFINE_integer("sasrec_blocks", None, "SASRec: self-attention "
+                         "blocks (default 2).")
+    flags.DEFINE_integer("sasrec_heads", None, "SASRec: attention heads "
+                         "(default 1; must divide embedding_dim).")
+    flags.DEFINE_float("sasrec_dropout", None, "SASRec: dropout rate "
+                       "(default 0.2).")
 
 
 def define_train_flags() -> None:
@@ -209,7 +215,8 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "routing_temperature", "routing_detach",
                     "interest_norm", "readout", "rec_loss",
                     "sampled_softmax_negatives", "remi_beta",
-                    "capsule_transform", "capsule_recency")
+                    "capsule_transform", "capsule_recency",
+                    "sasrec_blocks", "sasrec_heads", "sasrec_dropout")
 
 
 def _model_flag_values() -> dict:
@@ -234,6 +241,10 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
     model = model or FLAGS.model
     values = dataset_defaults(data)
     values.update(_model_flag_values())
+    own = sorted(k for k in values if k.startswith("sasrec_"))
+    if own and model != "sasrec" and not grid:
+        raise ConfigError(f"{', '.join('--' + k for k in own)} only act on "
+                          f"--model sasrec, not {model!r}; remove them")
     if grid and model_specs.get(model).partition != "default":
         values.pop("partition_weight", None)
     return ModelConfig(name=model, **values)

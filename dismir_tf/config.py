@@ -245,6 +245,13 @@ class ModelConfig:
     pimirec_time_span: int = 64
     pimirec_time_unit: float = 86400.0
     pimirec_graph_layers: int = 3
+    # SASRec (Kang and McAuley, ICDM '18; dismir_tf/models/sasrec.py):
+    # self-attention blocks, heads and the dropout rate (the reference's
+    # defaults: 2 blocks, 1 head; dropout 0.2 on MovieLens-1M, 0.5 on the
+    # sparse Amazon sets).
+    sasrec_blocks: int = 2
+    sasrec_heads: int = 1
+    sasrec_dropout: float = 0.2
     # DisMIR's capsule and readout ('' / 0: the model's default).
     routing_init: str = ""
     routing_softmax: str = ""
@@ -301,6 +308,12 @@ class ModelConfig:
                    f"{field} must be finite and >= 0")
         _check(math.isfinite(self.re4_temperature)
                and self.re4_temperature > 0.0, "re4_temperature must be > 0")
+        _check(self.sasrec_blocks >= 1, "sasrec_blocks must be >= 1")
+        _check(self.sasrec_heads >= 1
+               and self.embedding_dim % self.sasrec_heads == 0,
+               "sasrec_heads must be >= 1 and divide embedding_dim")
+        _check(0.0 <= self.sasrec_dropout < 1.0,
+               "sasrec_dropout must be in [0, 1)")
         _check(0.0 <= self.re4_threshold < 1.0,
                "re4_threshold must be in [0, 1) (0: 1/|history|)")
         # PIMIRec.

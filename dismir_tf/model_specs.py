@@ -129,6 +129,13 @@ _SPECS: dict[str, ModelSpec] = {s.name: s for s in (
     _spec("gru4rec", "dismir_tf.models.gru4rec:GRU4Rec",
           "GRU4Rec: a GRU over the ordered history, one interest",
           partition="never", search_space={"learning_rate": _LR}),
+    _spec("sasrec", "dismir_tf.models.sasrec:SASRec",
+          "SASRec: causal self-attention over the ordered history, one "
+          "interest", partition="never",
+          search_space={"learning_rate": _LR,
+                        "sasrec_blocks": SearchRange(1, 3),
+                        "sasrec_heads": SearchRange(choices=(1, 2)),
+                        "sasrec_dropout": SearchRange(0.0, 0.5)}),
     _spec("mind", "dismir_tf.models.mind:MIND",
           "MIND: dynamic-routing capsules with a label-aware readout",
           search_space={"learning_rate": _LR, "num_interests": _F,

@@ -47,6 +47,8 @@ class Encoded:
       routed_items: [B, L, d] what the interests are pooled from, when it
         is not ``items`` (DisMIR with a learned transformation: W e_i), or
         None.  The collapse diagnostics compare the query with its mean.
+      sequence: [B, L, d] a sequential encoder's output at every position
+        (SASRec, whose loss reads every position), or None.
     """
 
     interests: tf.Tensor
@@ -55,6 +57,7 @@ class Encoded:
     items: tf.Tensor
     mask: tf.Tensor
     routed_items: tf.Tensor | None = None
+    sequence: tf.Tensor | None = None
 
     def fused(self) -> tf.Tensor:
         """[B, d] sum_f a_f m_f (the mean over f when there are no weights)."""

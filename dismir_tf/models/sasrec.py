@@ -1,0 +1,190 @@
+"""SASRec: causal self-attention over the ordered history (Kang and
+McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018).
+
+Follows the authors' TensorFlow code (github.com/kang205/SASRec, model.py
+and modules.py; docs/sasrec.md compares the two line by line and lists
+every difference):
+
+* input: the item embeddings times sqrt(d), plus a learned position
+  embedding, dropout, padding zeroed.  Positions count as in the
+  reference's left-padded window: the newest item is always at position
+  L - 1 (here the history is right-padded, so position ``t + L - n`` for
+  the t-th of n items);
+* ``sasrec_blocks`` blocks of: multi-head attention (``sasrec_heads``) with
+  queries from LayerNorm(x) and keys and values from x, causal, padded keys
+  masked, dropout on the attention weights, residual on the normalised
+  queries; then a point-wise feed-forward network (ReLU, two d x d
+  layers, dropout after each) on LayerNorm(x) with its residual; padding
+  zeroed after each block; a final LayerNorm;
+* the user vector is the output at the newest item (single-interest);
+* the loss is the paper's: at every real position t, binary cross-entropy
+  of the next item (the history's t+1-th item; the batch's target after
+  the newest) against one uniformly drawn negative.
+
+Dropout draws come from the step's stateless seed (``uses_step_seed``), so
+a batch is still a function of the run seed and the step.
+
+Shapes: history [B, L] int32 (right-padded with 0); interests [B, 1, d].
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dismir_tf import types
+from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import weight_seed
+from dismir_tf.models.base import Encoded, RetrievalModel
+
+_NEG_INF = -1e9
+
+
+def _dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None,
+             salt: int) -> tf.Tensor:
+    """Stateless dropout from the step's seed (identity without one)."""
+    if seed is None or rate <= 0.0:
+        return x
+    s = tf.random.experimental.stateless_fold_in(seed, salt, alg="philox")
+    return tf.nn.experimental.stateless_dropout(x, rate, seed=s)
+
+
+def next_items(history: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """[B, L] the item after each position of right-padded histories: the
+    history's next item, the target after the newest, 0 on padding.
+
+    Args:
+      history: [B, L] int32, right-padded with 0.
+      target: [B] int32, the item after the newest.
+    """
+    n = tf.reduce_sum(tf.cast(history > 0, tf.int32), 1)
+    shifted = tf.concat([history[:, 1:], tf.zeros_like(history[:, :1])],
+                        axis=1)
+    is_last = tf.equal(tf.range(tf.shape(history)[1])[None], (n - 1)[:, None])
+    return tf.where(is_last, target[:, None], shifted)
+
+
+class SASRecBlock(tf.keras.layers.Layer):
+    """One self-attention block of the reference (modules.py).
+
+    Args:
+      dim: d.
+      heads: attention heads (d must be a multiple).
+      dropout: rate on the attention weights and after each feed-forward
+        layer.
+      seed: initialiser seed.
+
+    Call: x [B, L, d], mask [B, L] float, step seed [2] or None -> [B, L, d].
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, seed: int,
+                 index: int, **kwargs):
+        super().__init__(**kwargs)
+        if dim % heads:
+            raise ValueError(f"embedding_dim {dim} is not a multiple of "
+                             f"sasrec_heads {heads}")
+        self.dim, self.heads, self.dropout, self.index = (dim, heads,
+                                                          dropout, index)
+
+        def dense(name, activation=None):
+            return tf.keras.layers.Dense(
+                dim, activation=activation, name=name,
+                kernel_initializer=tf.keras.initializers.GlorotUniform(
+                    weight_seed(seed, f"block{index}/{name}")))
+
+        self.attention_norm = tf.keras.layers.LayerNormalization(
+            epsilon=1e-8, name="attention_norm")
+        self.query, self.key, self.value = (dense("query"), dense("key"),
+                                            dense("value"))
+        self.ffn_norm = tf.keras.layers.LayerNormalization(
+            epsilon=1e-8, name="ffn_norm")
+        self.ffn1, self.ffn2 = dense("ffn1", "relu"), dense("ffn2")
+
+    def _split(self, x: tf.Tensor) -> tf.Tensor:
+        b, n = tf.shape(x)[0], tf.shape(x)[1]
+        x = tf.reshape(x, [b, n, self.heads, self.dim // self.heads])
+        return tf.transpose(x, [0, 2, 1, 3])                # [B, H, L, d/H]
+
+    def call(self, x, mask, seed=None):
+        salt = 10 * self.index
+        n = tf.shape(x)[1]
+        queries = self.attention_norm(x)
+        q = self._split(self.query(queries))
+        k = self._split(self.key(x))
+        v = self._split(self.value(x))
+        scores = tf.matmul(q, k, transpose_b=True) / (
+            float(self.dim // self.heads) ** 0.5)           # [B, H, L, L]
+        causal = tf.linalg.band_part(tf.ones([n, n]), -1, 0)
+        allowed = causal[None, None] * mask[:, None, None, :]
+        scores = tf.where(allowed > 0, scores, _NEG_INF)
+        weights = tf.nn.softmax(scores, axis=-1) * mask[:, None, :, None]
+        weights = _dropout(weights, self.dropout, seed, salt + 1)
+        out = tf.matmul(weights, v)                         # [B, H, L, d/H]
+        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]),
+                         [tf.shape(x)[0], n, self.dim])
+        x = out + queries
+        h = self.ffn_norm(x)
+        f = _dropout(self.ffn1(h), self.dropout, seed, salt + 2)
+        f = _dropout(self.ffn2(f), self.dropout, seed, salt + 3)
+        return (f + h) * mask[:, :, None]
+
+
+class SASRec(RetrievalModel):
+    """Causal self-attention; the newest item's output is the user."""
+
+    multi_interest = False
+    uses_step_seed = True
+
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
+                 **kwargs):
+        super().__init__(num_items, config, seed, **kwargs)
+        d = config.embedding_dim
+        self.position_embedding = tf.keras.layers.Embedding(
+            config.max_len, d, name="position_embedding",
+            embeddings_initializer=tf.keras.initializers.RandomNormal(
+                stddev=1.0 / d**0.5,
+                seed=weight_seed(seed, "position_embedding")))
+        self.blocks = [SASRecBlock(d, config.sasrec_heads,
+                                   config.sasrec_dropout, seed, i,
+                                   name=f"block{i}")
+                       for i in range(config.sasrec_blocks)]
+        self.final_norm = tf.keras.layers.LayerNormalization(
+            epsilon=1e-8, name="final_norm")
+
+    def encode(self, history, training=False, seed=None):
+        """history [B, L] -> Encoded (interests [B, 1, d]; ``sequence``
+        [B, L, d] the output at every position)."""
+        cfg = self.model_config
+        seed = seed if training else None
+        mask = tf.cast(history > 0, tf.float32)                    # [B, L]
+        n = tf.cast(tf.reduce_sum(mask, 1), tf.int32)              # [B]
+        max_len = tf.shape(history)[1]
+        items = self.item_embedding(history)                      # [B, L, d]
+        # Positions of the reference's left-padded window: the newest
+        # item at max_len - 1.
+        pos = tf.range(max_len)[None] + (max_len - n)[:, None]
+        pos = tf.clip_by_value(pos, 0, cfg.max_len - 1)
+        x = items * float(cfg.embedding_dim) ** 0.5 + \
+            self.position_embedding(pos)
+        x = _dropout(x, cfg.sasrec_dropout, seed, 1) * mask[:, :, None]
+        for block in self.blocks:
+            x = block(x, mask, seed)
+        x = self.final_norm(x)                                    # [B, L, d]
+        last = tf.maximum(n - 1, 0)
+        user = tf.gather(x, last, batch_dims=1)                   # [B, d]
+        return Encoded(interests=user[:, None], weights=None, routing=None,
+                       items=items, mask=mask, sequence=x)
+
+    def rec_loss_per_example(self, batch, enc, seed):
+        """[B] the paper's loss: mean over real positions t of
+        -log sigmoid(s_t . e_next) - log(1 - sigmoid(s_t . e_neg))."""
+        history = batch[types.HISTORY]
+        mask = enc.mask
+        nxt = next_items(history, batch[types.TARGET])
+        neg = self.sample_items(tf.shape(history), seed)          # [B, L]
+        seq = enc.sequence
+        pos_logit = tf.reduce_sum(seq * self.item_embedding(nxt), -1)
+        neg_logit = tf.reduce_sum(seq * self.item_embedding(neg), -1)
+        per_position = (tf.nn.softplus(-pos_logit)
+                        + tf.nn.softplus(neg_logit))              # [B, L]
+        return tf.reduce_sum(per_position * mask, 1) / tf.maximum(
+            tf.reduce_sum(mask, 1), 1.0)
