@@ -130,12 +130,20 @@ def define_model_flags() -> None:
                        "beta of the sampled softmax (default 1).")
     flags.DEFINE_string("readout", None, "DisMIR family: fused (eq. 5), max "
                         "or weighted_max, in training and retrieval.")
+    flags.DEFINE_float("routing_variance_weight", None, "REMI and MIR-RV: "
+                       "weight of the routing-variance regulariser (default "
+                       "100).")
+    flags.DEFINE_float("backward_flow_weight", None, "MIR-BF: weight of "
+                       "Re4's backward-flow loss (default 0.1).")
+    flags.DEFINE_float("re4_temperature", None, "Re4: re-contrast "
+                       "temperature (default 0.02).")
     flags.DEFINE_integer("sasrec_blocks", None, "SASRec: self-attention "
                          "blocks (default 2).")
     flags.DEFINE_integer("sasrec_heads", None, "SASRec: attention heads "
                          "(default 1; must divide embedding_dim).")
     flags.DEFINE_float("sasrec_dropout", None, "SASRec: dropout rate "
-                       "(default 0.2).")
+                       "(default 0.5, the reference's on sparse sets; it "
+                       "used 0.2 on MovieLens-1M).")
 
 
 def define_train_flags() -> None:
@@ -216,7 +224,9 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "interest_norm", "readout", "rec_loss",
                     "sampled_softmax_negatives", "remi_beta",
                     "capsule_transform", "capsule_recency",
-                    "sasrec_blocks", "sasrec_heads", "sasrec_dropout")
+                    "sasrec_blocks", "sasrec_heads", "sasrec_dropout",
+                    "routing_variance_weight", "backward_flow_weight",
+                    "re4_temperature")
 
 
 def _model_flag_values() -> dict:

@@ -247,11 +247,11 @@ class ModelConfig:
     pimirec_graph_layers: int = 3
     # SASRec (Kang and McAuley, ICDM '18; dismir_tf/models/sasrec.py):
     # self-attention blocks, heads and the dropout rate (the reference's
-    # defaults: 2 blocks, 1 head; dropout 0.2 on MovieLens-1M, 0.5 on the
-    # sparse Amazon sets).
+    # settings: 2 blocks, 1 head; dropout 0.5 on its sparse Amazon and
+    # Steam sets, 0.2 on MovieLens-1M).
     sasrec_blocks: int = 2
     sasrec_heads: int = 1
-    sasrec_dropout: float = 0.2
+    sasrec_dropout: float = 0.5
     # DisMIR's capsule and readout ('' / 0: the model's default).
     routing_init: str = ""
     routing_softmax: str = ""

@@ -134,7 +134,8 @@ class TrainSampler:
     def draw_users(self, seed: tf.Tensor) -> tf.Tensor:
         """[B] int64 rows of the training users of one batch.
 
-        Distinct users within a batch, as the reference sampler does (with
+        Distinct users within a batch, as ComiRec's and REMI's samplers
+        do (with
         replacement only when B exceeds the number of users), a uniform
         B-subset in random order.  Up to REJECTION_DRAW_FROM_USERS users it
         is the top B of one uniform number per user; from there on, the

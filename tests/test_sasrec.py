@@ -64,24 +64,42 @@ def test_next_items_are_the_shifted_history_then_the_target():
         [[2, 3, 4, 0], [8, 9, 10, 11], [5, 0, 0, 0]])
 
 
-def test_loss_is_the_papers_over_real_positions():
+def test_loss_is_the_papers_mean_over_every_real_position():
+    # Two windows of 3 and 5 items: the batch mean is the mean over all 8
+    # positions (the reference's sum(loss * istarget) / sum(istarget)).
     model = _model()
-    hist = tf.constant([[3, 6, 9, 0, 0, 0]], tf.int32)
-    batch = {types.HISTORY: hist, types.TARGET: tf.constant([12]),
+    hist = tf.constant([[3, 6, 9, 0, 0, 0], [2, 4, 8, 16, 32, 0]], tf.int32)
+    target = tf.constant([12, 33])
+    batch = {types.HISTORY: hist, types.TARGET: target,
              types.HISTORY_MASK: tf.cast(hist > 0, tf.float32)}
     seed = tf.constant([1, 2], tf.int64)
     enc = model.encode(hist)
     got = model.rec_loss_per_example(batch, enc, seed).numpy()
-    seq = enc.sequence.numpy()[0]
+    seq = enc.sequence.numpy()
     emb = model.item_embedding.embeddings.numpy()
-    neg = model.sample_items(tf.shape(hist), seed).numpy()[0]
+    neg = model.negatives(hist, target, seed).numpy()
 
     def log_sigmoid(x):
         return -np.log1p(np.exp(-x))
-    want = np.mean([-log_sigmoid(seq[t] @ emb[nxt])
-                    - log_sigmoid(-(seq[t] @ emb[neg[t]]))
-                    for t, nxt in enumerate([6, 9, 12])])
-    np.testing.assert_allclose(got, [want], rtol=1e-5)
+    terms = [-log_sigmoid(seq[b, t] @ emb[nxt])
+             - log_sigmoid(-(seq[b, t] @ emb[neg[b, t]]))
+             for b, nexts in enumerate([[6, 9, 12], [4, 8, 16, 32, 33]])
+             for t, nxt in enumerate(nexts)]
+    np.testing.assert_allclose(got.mean(), np.mean(terms), rtol=1e-5)
+
+
+def test_negatives_avoid_the_window_and_the_target():
+    cfg = ModelConfig(name="sasrec", embedding_dim=16, max_len=L)
+    model = create_model(400, cfg, seed=3)
+    model.build_for(L)
+    rng = np.random.default_rng(0)
+    hist = tf.constant(rng.integers(1, 401, (100, L)), tf.int32)
+    target = tf.constant(rng.integers(1, 401, 100), tf.int32)
+    neg = model.negatives(hist, target, tf.constant([5, 6], tf.int64))
+    seen = np.concatenate([hist.numpy(), target.numpy()[:, None]], 1)
+    inside = (neg.numpy()[:, :, None] == seen[:, None, :]).any(-1)
+    assert inside.sum() == 0
+    assert neg.numpy().min() >= 1 and neg.numpy().max() <= 400
 
 
 def test_dropout_follows_the_step_seed_and_is_off_in_evaluation():

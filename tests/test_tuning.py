@@ -172,3 +172,13 @@ def test_tune_command_refuses_a_searched_flag(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "--learning_rate is searched" in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_every_searched_parameter_has_a_flag():
+    # The tuner prints the best trial as train.py flags: each searched
+    # parameter must be one.
+    from dismir_tf import cli, model_specs
+    settable = set(cli.MODEL_FLAG_NAMES) | set(tuning.TRAIN_PARAMS)
+    for spec in model_specs.specs():
+        missing = set(spec.search_space) - settable
+        assert not missing, (spec.name, missing)

@@ -37,6 +37,9 @@ from dismir_tf.initializers import weight_seed
 from dismir_tf.models.base import Encoded, RetrievalModel
 
 _NEG_INF = -1e9
+# Uniform draws per position from which the negative is the first outside
+# the example's window (sasrec.negatives).
+NEGATIVE_DRAWS = 4
 
 
 def _dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None,
@@ -45,7 +48,8 @@ def _dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None,
     if seed is None or rate <= 0.0:
         return x
     s = tf.random.experimental.stateless_fold_in(seed, salt, alg="philox")
-    return tf.nn.experimental.stateless_dropout(x, rate, seed=s)
+    return tf.nn.experimental.stateless_dropout(x, rate, seed=s,
+                                                rng_alg="philox")
 
 
 def next_items(history: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
@@ -105,7 +109,7 @@ class SASRecBlock(tf.keras.layers.Layer):
         return tf.transpose(x, [0, 2, 1, 3])                # [B, H, L, d/H]
 
     def call(self, x, mask, seed=None):
-        salt = 10 * self.index
+        salt = 10 * (self.index + 1)      # the input dropout uses 1
         n = tf.shape(x)[1]
         queries = self.attention_norm(x)
         q = self._split(self.query(queries))
@@ -138,10 +142,13 @@ class SASRec(RetrievalModel):
                  **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         d = config.embedding_dim
+        # Both tables Glorot-uniform, as the reference's embedding().
+        self.item_embedding.embeddings_initializer = (
+            tf.keras.initializers.GlorotUniform(
+                seed=weight_seed(seed, "item_embedding")))
         self.position_embedding = tf.keras.layers.Embedding(
             config.max_len, d, name="position_embedding",
-            embeddings_initializer=tf.keras.initializers.RandomNormal(
-                stddev=1.0 / d**0.5,
+            embeddings_initializer=tf.keras.initializers.GlorotUniform(
                 seed=weight_seed(seed, "position_embedding")))
         self.blocks = [SASRecBlock(d, config.sasrec_heads,
                                    config.sasrec_dropout, seed, i,
@@ -175,16 +182,41 @@ class SASRec(RetrievalModel):
                        items=items, mask=mask, sequence=x)
 
     def rec_loss_per_example(self, batch, enc, seed):
-        """[B] the paper's loss: mean over real positions t of
-        -log sigmoid(s_t . e_next) - log(1 - sigmoid(s_t . e_neg))."""
+        """[B] the paper's loss, -log sigmoid(s_t . e_next) -
+        log(1 - sigmoid(s_t . e_neg)) at every real position t, summed per
+        example and divided by the batch's mean number of real positions,
+        so that the batch mean (``compute_average_loss``) is the mean over
+        all positions of the batch, as the reference's
+        ``sum(loss * istarget) / sum(istarget)``.  The negative of a
+        position is the first of ``NEGATIVE_DRAWS`` uniform draws that is
+        neither in the example's window nor its target (the reference draws
+        outside the user's whole training sequence, which a batch does not
+        carry)."""
         history = batch[types.HISTORY]
         mask = enc.mask
         nxt = next_items(history, batch[types.TARGET])
-        neg = self.sample_items(tf.shape(history), seed)          # [B, L]
+        neg = self.negatives(history, batch[types.TARGET], seed)  # [B, L]
         seq = enc.sequence
         pos_logit = tf.reduce_sum(seq * self.item_embedding(nxt), -1)
         neg_logit = tf.reduce_sum(seq * self.item_embedding(neg), -1)
         per_position = (tf.nn.softplus(-pos_logit)
                         + tf.nn.softplus(neg_logit))              # [B, L]
-        return tf.reduce_sum(per_position * mask, 1) / tf.maximum(
-            tf.reduce_sum(mask, 1), 1.0)
+        mean_positions = tf.maximum(tf.reduce_mean(tf.reduce_sum(mask, 1)),
+                                    1.0)
+        return tf.reduce_sum(per_position * mask, 1) / mean_positions
+
+    def negatives(self, history: tf.Tensor, target: tf.Tensor,
+                  seed: tf.Tensor) -> tf.Tensor:
+        """[B, L] one negative per position: the first of NEGATIVE_DRAWS
+        uniform items outside the example's window and target (the last
+        draw if all of them are inside, vanishingly rare)."""
+        b, n = tf.shape(history)[0], tf.shape(history)[1]
+        draws = self.sample_items([b, n, NEGATIVE_DRAWS], seed)  # [B, L, K]
+        seen = tf.concat([history, target[:, None]], 1)          # [B, L+1]
+        inside = tf.reduce_any(
+            draws[:, :, :, None] == seen[:, None, None, :], -1)  # [B, L, K]
+        first = tf.argmax(tf.cast(~inside, tf.int32), axis=-1,
+                          output_type=tf.int32)                  # [B, L]
+        first = tf.where(tf.reduce_any(~inside, -1), first,
+                         NEGATIVE_DRAWS - 1)
+        return tf.gather(draws, first, batch_dims=2)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Fair tables: every Table 2 model (and SASRec) tuned alike on the valid
+# users, then its best configuration trained with 3 seeds.
+# Usage: bash results/fair/run.sh tune DATA MODEL    # 12 trials, pruning (resumable)
+#        bash results/fair/run.sh seeds DATA MODEL   # the best trial's flags, seeds 0-2
+#        bash results/fair/run.sh model DATA MODEL   # both
+#        python results/fair/summarize.py DATA       # the table from what has finished
+# The budget of every trial is the reference one of results/tables.sh (the
+# same steps, evaluation interval and patience); the pruner may stop a trial
+# after its second evaluation.  Only valid users are read while tuning.
+set -eu
+cd "$(dirname "$0")/../.."
+TRIALS=${TRIALS:-12}
+COMMON="--embedding_dim 64 --patience 5"
+declare -A FLAGS=(
+  [beauty]="--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format seq_lines --max_len 20 --max_steps 10000 --eval_every 1000"
+  [ml-1m-odd]="--dataset_file ../shared/data/ml-1m-odd/ml-1m-odd.seq.txt.gz --dataset_format seq_lines --max_len 50 --max_steps 10000 --eval_every 1000"
+  [gowalla-lbsn]="--dataset_file ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz --dataset_format user_item_time_tsv --max_len 40 --max_steps 8000 --eval_every 500"
+)
+study() { echo "results/fair/$1/$2"; }
+case "$1" in
+  tune)
+    python tune.py ${FLAGS[$2]} $COMMON --model "$3" --trials "$TRIALS" \
+      --seed 0 --study_dir "$(study "$2" "$3")" ;;
+  seeds)
+    best=$(python results/fair/summarize.py --best_flags "$2" "$3")
+    for s in 0 1 2; do
+      python train.py ${FLAGS[$2]} $COMMON --model "$3" $best --seed "$s" \
+        --output_dir "results/fair/$2/runs/$3-seed$s"
+    done ;;
+  model) bash "$0" tune "$2" "$3"; bash "$0" seeds "$2" "$3" ;;
+  *) echo "usage: $0 tune|seeds|model DATA MODEL" >&2; exit 2 ;;
+esac

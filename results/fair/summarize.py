@@ -1,0 +1,124 @@
+"""The fair tables from results/fair/DATA: each model's tuning (trials,
+pruned, best parameters, best valid Recall@50) and its tuned configuration's
+3 seeds (valid and test), DisMIR against the best of the others (paired t).
+
+    python results/fair/summarize.py DATA            # writes results/fair/DATA/table2.md
+    python results/fair/summarize.py --best_flags DATA MODEL   # train.py flags of the best trial
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+from scipy import stats
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+MODELS = ("dnn", "gru4rec", "sasrec", "mind", "comirec-dr", "comirec-sa",
+          "re4", "umi", "pimirec", "remi", "dismir")
+METRIC = "recall@50"
+
+
+def trials(data: str, model: str) -> list[dict]:
+    path = os.path.join(HERE, data, model, "trials.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def best_trial(rows: list[dict]) -> dict | None:
+    done = [r for r in rows if r["state"] == "COMPLETE"
+            and r.get(f"valid_{METRIC}")]
+    return max(done, key=lambda r: (float(r[f"valid_{METRIC}"]),
+                                    -int(r["trial"]))) if done else None
+
+
+def params_of(row: dict) -> dict:
+    skip = {"trial", "state", "best_step", "steps", "output_dir"}
+    return {k: float(v) if "." in v or "e" in v else int(v)
+            for k, v in row.items()
+            if k not in skip and not k.startswith("valid_") and v != ""}
+
+
+def seed_runs(data: str, model: str) -> list[dict] | None:
+    out = []
+    for s in range(3):
+        path = os.path.join(HERE, data, "runs", f"{model}-seed{s}",
+                            "metrics.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            out.append(json.load(f))
+    return out
+
+
+def _ms(values) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def table(data: str) -> str:
+    lines = [f"# {data}: every model tuned alike (valid users only)", "",
+             "| model | trials (pruned) | best trial's parameters | best "
+             "trial valid R@50 | tuned, 3 seeds: valid R@50 | test R@50 |",
+             "|---|---|---|---|---|---|"]
+    tests = {}
+    for m in MODELS:
+        rows = trials(data, m)
+        if not rows:
+            continue
+        best = best_trial(rows)
+        runs = seed_runs(data, m)
+        pruned = sum(r["state"] == "PRUNED" for r in rows)
+        finished = sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows)
+        params = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
+                           f"{k} {v}" for k, v in params_of(best).items()
+                           ) if best else "-"
+        cells = ["-", "-"]
+        if runs:
+            tests[m] = [r["test"][METRIC] for r in runs]
+            cells = [_ms([r["valid"][METRIC] for r in runs]),
+                     _ms(tests[m])]
+        lines.append(f"| {m} | {finished} ({pruned}) | {params} | "
+                     f"{float(best[f'valid_{METRIC}']):.4f} | "
+                     f"{cells[0]} | {cells[1]} |" if best else
+                     f"| {m} | {finished} ({pruned}) | - | - | - | - |")
+    if "dismir" in tests and len(tests) > 1:
+        others = {m: v for m, v in tests.items() if m != "dismir"}
+        best_other = max(others, key=lambda m: np.mean(others[m]))
+        ratio = np.mean(tests["dismir"]) / np.mean(others[best_other])
+        p = stats.ttest_rel(tests["dismir"], others[best_other]).pvalue
+        lines += ["", f"DisMIR against the best other tuned model "
+                  f"({best_other}) on test Recall@50: {ratio:.3f}x "
+                  f"(paired t over seeds, p = {p:.3f})."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--best_flags", action="store_true")
+    parser.add_argument("data")
+    parser.add_argument("model", nargs="?")
+    args = parser.parse_args()
+    if args.best_flags:
+        best = best_trial(trials(args.data, args.model))
+        if best is None:
+            raise SystemExit(f"no completed trial for {args.model} on "
+                             f"{args.data}; run the tuning first")
+        from dismir_tf.tuning import flags_of
+        print(flags_of(params_of(best)))
+        return
+    text = table(args.data)
+    with open(os.path.join(HERE, args.data, "table2.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
