@@ -680,6 +680,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
         tf.io.gfile.rmtree(r.write_dir.path)
         log(f"{_task_name(strategy)}: done at step {r.state.steps_done}; "
             "the chief writes the metrics")
+        log(r.clock.summary())
         return {"valid": {}, "test": {}, "best_step": r.state.best_step,
                 "steps": r.state.steps_done, "chief": False}
     return _test_and_report(r, log) if test else _valid_report(r, log)
