@@ -245,7 +245,8 @@ def table() -> None:
     """Markdown rows of every recorded run."""
     rows = []
     for name in sorted(os.listdir(OUT)):
-        if not name.endswith(".json") or name == "matmul.json":
+        if not name.endswith(".json") or name == "matmul.json" or \
+                name.startswith("step-ratio"):
             continue
         with open(os.path.join(OUT, name)) as f:
             r = json.load(f)
