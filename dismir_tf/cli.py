@@ -475,11 +475,15 @@ def print_help(doc: str | None = None) -> None:
     if doc:
         print(doc + "\n")
     print("Flags:")
+    # This project's flags only (TensorFlow defines absl flags of its own
+    # when it is imported: TPU, tensor tracer), without absl's header line,
+    # which is the defining file's path on this machine.
     by_module = FLAGS.flags_by_module_dict()
     for module in sorted(by_module):
-        if module.startswith("absl."):
+        if "dismir_tf" not in module:
             continue
-        print(FLAGS.module_help(module))
+        text = FLAGS.module_help(module).strip("\n")
+        print(text.split("\n", 1)[1] if "\n" in text else text)
 
 
 def project_flags() -> set[str]:

@@ -320,16 +320,29 @@ def existing_versions(export_dir: str) -> list[int]:
                   and os.path.isdir(os.path.join(export_dir, name)))
 
 
+def _taken(export_dir: str, number: int) -> str | None:
+    """The directory of ``export_dir`` that is version ``number`` whatever
+    its zero padding (TF Serving parses version names as integers, so
+    ``1`` and ``0000001`` are one version), or None."""
+    if not os.path.isdir(export_dir):
+        return None
+    for name in os.listdir(export_dir):
+        if re.fullmatch(r"[0-9]+", name) and int(name) == number:
+            return os.path.join(export_dir, name)
+    return None
+
+
 def _check_version(export_dir: str, version: int | None) -> None:
     """Fails early (before the export's work) on a bad --version."""
     if version is None:
         return
     if version < 1:
         raise ConfigError(f"--version must be >= 1, got {version}")
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final):
-        raise ConfigError(f"{final} already exists; choose another "
-                          "--version")
+    taken = _taken(export_dir, version)
+    if taken is not None:
+        raise ConfigError(f"{taken} already is version {version} (TF "
+                          "Serving reads version names as numbers); choose "
+                          "another --version")
 
 
 def _items_tsv(item_ids: np.ndarray, counts: np.ndarray) -> str:
@@ -420,10 +433,11 @@ def _rename_into_place(tmp: str, export_dir: str, version: int | None
         number = version if version is not None else (
             max(existing_versions(export_dir), default=0) + 1)
         final = os.path.join(export_dir, str(number))
-        if os.path.exists(final):
+        taken = _taken(export_dir, number)
+        if taken is not None or os.path.exists(final):
             if version is not None:
-                raise ConfigError(f"{final} already exists; choose another "
-                                  "--version")
+                raise ConfigError(f"{taken or final} already is version "
+                                  f"{number}; choose another --version")
             continue
         try:
             os.rename(tmp, final)

@@ -568,6 +568,7 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
                 for k, v in diag.to_dict().items():
                     if k in FIGURES and v is not None:
                         tf.summary.scalar(f"collapse/{k}", v)
+        first_step = self._last_step
         seqs = (st.steps_done - self._last_step) * cfg.batch_size
         self._last_step = st.steps_done
         self.log(
@@ -576,7 +577,8 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
             f"  partition {entry['train'].get('partition_loss', float('nan')):.4f}"
             f"  valid recall@50 {metric:.4f}"
             f"{'  (best)' if improved else f'  (best {st.best_metric:.4f} at {st.best_step})'}"
-            f"  {seqs / max(time.time() - self._t0 - entry['eval_seconds'], 1e-9):,.0f} seq/s")
+            f"  {seqs / max(time.time() - self._t0 - entry['eval_seconds'], 1e-9):,.0f} seq/s"
+            f", {1e3 * interval_seconds / max(st.steps_done - first_step, 1):.1f} ms/step")
         if diag.num_interests > 1:
             self.log(f"  collapse (valid): {diag.summary()}")
 
@@ -590,16 +592,13 @@ PROGRESS: dict = {}
 class _Progress(tf.keras.callbacks.Callback):
     """Keras's own progress bar over each evaluation interval, with the
     losses, the time per step and the ETA, on stderr (stdout carries the
-    results).  It redraws in place (Keras uses '\r' on every POSIX
-    system), every 0.5 s on a terminal and every ``LOG_INTERVAL`` seconds
-    otherwise, so a log file gets few redraws."""
+    results), redrawn in place every 0.5 s: on a terminal only
+    (:func:`progress_bar_wanted`)."""
 
-    LOG_INTERVAL = 30.0
-
-    def __init__(self, eval_every: int, interactive: bool):
+    def __init__(self, eval_every: int):
         super().__init__()
         self.eval_every = eval_every
-        self.interval = 0.5 if interactive else self.LOG_INTERVAL
+        self.interval = 0.5
         self.bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -612,6 +611,18 @@ class _Progress(tf.keras.callbacks.Callback):
                   if k in ("loss", "rec_loss", "partition_loss")]
         with contextlib.redirect_stdout(sys.stderr):
             self.bar.update(batch + 1, values)
+
+
+def progress_bar_wanted(verbose, stream) -> bool:
+    """Keras's progress bar only on a terminal: it redraws in place with
+    carriage returns and backspaces, which a redirected log would keep.
+    Elsewhere every evaluation prints one plain line (step, losses, valid
+    Recall@50, seq/s and ms/step).  ``verbose`` 0 turns it off everywhere.
+    """
+    if verbose == 0:
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 # --------------------------------------------------------------------- run
@@ -817,8 +828,8 @@ def _train(r: _Run, verbose: int | None, log: Log,
     callbacks: list = [_EvalAndCheckpoint(
         r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
         r.best_ckpt, log, r.is_chief, r.clock, on_evaluation)]
-    if r.is_chief and verbose != 0:
-        callbacks.insert(0, _Progress(cfg.eval_every, sys.stderr.isatty()))
+    if r.is_chief and progress_bar_wanted(verbose, sys.stderr):
+        callbacks.insert(0, _Progress(cfg.eval_every))
     _check_workers_agree(r.strategy, state.steps_done)
     if state.epochs_done < total_epochs and not state.stopped_early:
         train_data = train_input(r.strategy, r.sampler, state.steps_done)

@@ -334,11 +334,19 @@ def test_export_cli_and_version_numbers(exported):
     assert export.export_model(*args, k=5, version=10) == os.path.join(
         cli_dir, "10")
     assert export.export_model(*args, k=5) == os.path.join(cli_dir, "11")
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(ConfigError, match="already is version 2"):
         export.export_model(*args, version=2)
     with pytest.raises(ConfigError, match="--k"):
         export.export_model(*args, k=run["ds"].num_items + 1)
     assert sorted(os.listdir(cli_dir)) == ["1", "10", "11", "2"]
+    # TF Serving reads version names as integers: '0000012' is version 12,
+    # so --version 12 is refused, whatever the padding, before any work,
+    # and the next free version is 13.
+    os.rename(os.path.join(cli_dir, "11"), os.path.join(cli_dir, "0000012"))
+    for v in (12, 1, 10):
+        with pytest.raises(ConfigError, match=f"already is version {v}"):
+            export.export_run(run["run_dir"], cli_dir, version=v)
+    assert export.export_model(*args, k=5) == os.path.join(cli_dir, "13")
 
 
 def test_export_cli_errors_exit_2(exported):

@@ -5,6 +5,7 @@ runs without checkpoints."""
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -73,8 +74,11 @@ def test_the_real_step_count_progress_and_where_the_run_is(small_run):
     err = proc.stderr
     assert "40 steps (--max_steps 30 rounded up" in err
     assert "step 40/40" in err and "/30 " not in err
-    # Keras's progress bar, with the time per step / ETA.
-    assert "20/20 [" in err and ("ms/step" in err or "s/step" in err)
+    # Redirected (not a terminal): no progress bar and none of its
+    # carriage returns or backspaces, one plain line per evaluation with
+    # the time per step.
+    assert "\r" not in err and "\b" not in err and "20/20 [" not in err
+    assert re.search(r"step 20/40 .* seq/s, [0-9.]+ ms/step", err), err
     assert f"tensorboard --logdir {os.path.join(out, 'logs')}" in err
     assert "metrics.json" in err
     # The metrics line once, on stdout.
@@ -213,3 +217,18 @@ def test_the_stderr_filter_never_blocks_when_its_reader_goes_away():
         cwd=ROOT, env={**_env(), "S": script, "PYTHONPATH": ROOT},
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from dismir_tf import training
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert training.progress_bar_wanted(None, Terminal())
+    assert not training.progress_bar_wanted(0, Terminal())
+    assert not training.progress_bar_wanted(None, io.StringIO())
+    assert not training.progress_bar_wanted(1, object())

@@ -14,6 +14,8 @@ ENTRY_POINTS = {
     "compare.py": [sys.executable, "compare.py"],
     "export": [sys.executable, "-m", "dismir_tf.export"],
     "analyze": [sys.executable, "-m", "dismir_tf.analysis"],
+    "tune.py": [sys.executable, "tune.py"],
+    "data": [sys.executable, "-m", "dismir_tf.data"],
 }
 
 
@@ -27,5 +29,11 @@ def test_help_lists_flags_with_defaults(name, arg):
     out = proc.stdout
     assert "Flags:" in out
     # A flag every entry point shares, with its default.
-    assert "--batch_size" in out or "--run_dir" in out, out[:2000]
+    assert ("--batch_size" in out or "--run_dir" in out
+            or "--dataset_file" in out), out[:2000]
     assert "(default:" in out
+    # Only this project's flags (not TensorFlow's TPU / tensor tracer
+    # ones), and no file path of this machine as a section header.
+    assert "tpu" not in out and "tensor_tracer" not in out
+    assert not [line for line in out.splitlines()
+                if line.startswith("/") or line.endswith(".py:")]

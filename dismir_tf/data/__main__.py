@@ -129,6 +129,11 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """The ``python -m dismir_tf.data`` / ``dismir-data`` command."""
+    from dismir_tf import cli
+
+    if any(arg in cli.HELP_ARGS for arg in sys.argv[1:]):
+        cli.print_help(__doc__)
+        sys.exit(0)
     app.run(main)
 
 
