@@ -340,3 +340,70 @@ def test_shared_file_helper_fails_under_ci_and_skips_otherwise(monkeypatch,
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         shared_file("beauty/Beauty.txt.gz")
+
+
+# ------------------------------------- every reader: BOMs and missing ids
+def _line(fmt: str, user: str, item: str, t: int) -> str:
+    """One interaction in ``fmt`` (the user and item given verbatim)."""
+    if fmt in ("recbole_inter", "user_item_time_tsv"):
+        return f"{user}\t{item}\t{t}"
+    if fmt == "snap_gowalla":
+        when = datetime.datetime.fromtimestamp(
+            1_300_000_000 + t, datetime.timezone.utc)
+        return f"{user}\t{when:%Y-%m-%dT%H:%M:%SZ}\t30.2\t-97.7\t{item}"
+    if fmt == "retailrocket_events":
+        return f"{1_433_000_000_000 + 1000 * t},{user},view,{item},"
+    if fmt == "amazon_reviews_json":
+        import json
+        return json.dumps({"reviewerID": user, "asin": item,
+                           "unixReviewTime": 1_300_000_000 + t})
+    if fmt == "seq_lines":
+        return f"{user} {item} {item}x"
+    return f"{user} {item}"
+
+
+HEADERS = {"recbole_inter": "user_id:token\titem_id:token\ttimestamp:float",
+           "retailrocket_events":
+               "timestamp,visitorid,event,itemid,transactionid"}
+
+
+def _file(tmp_path, fmt, lines):
+    header = [HEADERS[fmt]] if fmt in HEADERS else []
+    return write(tmp_path, f"f.{fmt}", "\n".join(header + lines) + "\n")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_bom_at_any_line_start_is_dropped(tmp_path, fmt):
+    # Two exported files joined with `cat`: the second one's byte order
+    # mark lands at the start of a line in the middle.
+    lines = [_line(fmt, "u1", "i1", 1), _line(fmt, "u2", "i2", 2),
+             "\ufeff" + _line(fmt, "u2", "i3", 3)]
+    raw = read_interactions(_file(tmp_path, fmt, lines), fmt)
+    assert set(raw.users) == {"u1", "u2"}
+    assert not any("\ufeff" in i for i in raw.items)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("null", ["null", "NULL", "None", "NaN", "n/a"])
+@pytest.mark.parametrize("role", ["user", "item"])
+def test_a_null_id_is_an_error_at_its_line(tmp_path, fmt, null, role):
+    user, item = (null, "i2") if role == "user" else ("u2", null)
+    lines = [_line(fmt, "u1", "i1", 1), _line(fmt, user, item, 2)]
+    path = _file(tmp_path, fmt, lines)
+    with pytest.raises(DataFormatError, match=f"the {role} id is missing"
+                       ) as excinfo:
+        read_interactions(path, fmt)
+    assert_error_at(excinfo, path, 2 + (fmt in HEADERS))
+
+
+@pytest.mark.parametrize("key", ["reviewerID", "asin"])
+def test_json_null_ids_are_errors_not_the_id_none(tmp_path, key):
+    import json
+    rows = [{"reviewerID": "u1", "asin": "i1", "unixReviewTime": 1},
+            {"reviewerID": "u2", "asin": "i2", "unixReviewTime": 2}]
+    rows[1][key] = None
+    path = write(tmp_path, "a.json",
+                 "\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataFormatError, match="id is missing") as excinfo:
+        read_interactions(path, "amazon_reviews_json")
+    assert_error_at(excinfo, path, 2)

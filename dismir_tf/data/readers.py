@@ -157,7 +157,8 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
     """Yields ``(line_number, text)`` for each line, gzip-transparently.
 
     Line numbers are 1-based; the text has its line ending removed.  A UTF-8
-    byte order mark at the start of the file is dropped.
+    byte order mark at the start of any line is dropped (one at the start of
+    the file, or of each file that ``cat`` joined).
 
     Args:
       path: the file to read, plain or gzip-compressed.
@@ -182,7 +183,9 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
                     raise DataFormatError(
                         f"not valid UTF-8 (byte {e.start + 1} of the line)",
                         path=path, line=lineno) from None
-                if lineno == 1 and text.startswith("\ufeff"):
+                # At any line start: files joined with `cat` keep each
+                # one's byte order mark.
+                if text.startswith("\ufeff"):
                     text = text[1:]
                 yield lineno, text.rstrip("\r\n")
     except DataFormatError:
@@ -252,6 +255,11 @@ def _parse_iso_time(text: str, path: str, lineno: int) -> int:
     return (t - _EPOCH) // datetime.timedelta(microseconds=1)
 
 
+# Ids that stand for a missing value in the files this project reads (JSON
+# null read as Python's None, pandas' NaN, SQL's NULL): never a real id.
+NULL_IDS = frozenset({"null", "none", "nan", "na", "n/a"})
+
+
 class _Collector:
     """Accumulates parallel columns with little memory.
 
@@ -279,10 +287,15 @@ class _Collector:
         self.notes: list[str] = []
         self._strings: dict[str, str] = {}
 
-    def _intern(self, value: str, lineno: int) -> str:
+    def _intern(self, value: str, lineno: int, role: str) -> str:
         known = self._strings.get(value)
         if known is not None:
             return known
+        if not value.strip() or value.strip().lower() in NULL_IDS:
+            raise DataFormatError(
+                f"the {role} id is missing ({value!r}); a missing or null "
+                f"id would merge every such line into one {role}: give the "
+                "id, or remove the line", path=self.path, line=lineno)
         bad = UNSAFE_ID_CHARACTERS.search(value)
         if bad is not None:
             raise DataFormatError(
@@ -294,8 +307,8 @@ class _Collector:
 
     def add(self, lineno: int, user: str, item: str,
             time: Time | None = None) -> None:
-        self.users.append(self._intern(user, lineno))
-        self.items.append(self._intern(item, lineno))
+        self.users.append(self._intern(user, lineno, "user"))
+        self.items.append(self._intern(item, lineno, "item"))
         if self.times is None:
             return
         if self.exact is None and type(time) is int and \
