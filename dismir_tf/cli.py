@@ -160,8 +160,10 @@ def define_train_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Run seed.")
     flags.DEFINE_integer("eval_batch_size", 512, "Users per evaluation "
                          "batch.")
-    flags.DEFINE_bool("exclude_history", False, "Do not recommend history "
-                      "items.")
+    flags.DEFINE_bool("exclude_history", False, "Evaluation: remove every "
+                      "item of the user's known sequence (the first 80%, "
+                      "not only the last max_len) from the ranking. An "
+                      "export then removes the items its request carries.")
     flags.DEFINE_string("strategy", "default", "default, mirrored or "
                         "multi_worker.")
     flags.DEFINE_integer("logical_cpus", 2, "Logical CPU devices for "

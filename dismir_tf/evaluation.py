@@ -282,7 +282,9 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
       examples: the split's histories and targets.
       ks: cut-offs; the top list has length max(ks).
       batch_size: users per batch (bounds memory: B x N scores).
-      exclude_history: remove each user's history items from the ranking.
+      exclude_history: remove each user's known items from the ranking:
+        the whole known sequence (``examples.known``, PROTOCOL.md's
+        option), not only the last max_len items the model reads.
       keep_topk: also return the [U, max(ks)] top lists.
       backend: 'exact' (one top_k of the max over queries) or 'tfrs'
         (BruteForce per query and the reference merge).
@@ -311,8 +313,9 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
         else:   # a model that takes the history times (PIMIRec)
             queries = query_fn(hist, tf.constant(examples.times[sl]))
         if backend == "exact":
-            _, items = _score_and_top_k_fn(
-                queries, emb, kmax, hist if exclude_history else None)
+            exclude = (tf.constant(examples.known_items(sl))
+                       if exclude_history else None)
+            _, items = _score_and_top_k_fn(queries, emb, kmax, exclude)
             top = items.numpy()
         else:
             top = tfrs_top_k(np.asarray(queries), emb.numpy(), kmax)

@@ -187,8 +187,9 @@ class ServingModule(tf.Module):
       train_counts: [N + 1] interactions per item over the training users.
       max_len: the history length the model was trained with.
       k: the length of the returned lists.
-      exclude_history: remove the (used) history items from the ranking, as
-        the evaluator does for runs trained with ``exclude_history``.
+      exclude_history: remove every item the request carries from the
+        ranking (the evaluator removes the user's whole known sequence for
+        runs trained with ``exclude_history``: send it to get its lists).
       time_unit: for a model that reads the history times (PIMIRec):
         seconds per time unit; ``serving_default`` and ``user_interests``
         then also take ``history_times`` [B, L] float64 times in the
@@ -227,8 +228,9 @@ class ServingModule(tf.Module):
                        ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor,
                                   tf.Tensor | None]:
             """Compacted indices [B', max_len] padded to whole row blocks,
-            known items used [B], B, and the model's times [B', max_len]
-            (None for a model without times)."""
+            known items used [B], B, the model's times [B', max_len]
+            (None for a model without times), and every item index of the
+            request [B', W] (0 for unknown ids and padding)."""
             indices = tf.cast(self.vocabulary.lookup(history), tf.int32)
             rel = None
             if time_unit is None:
@@ -254,8 +256,11 @@ class ServingModule(tf.Module):
             batch = tf.shape(hist)[0]
             rows = tf.maximum(-(-batch // ROW_BLOCK), 1) * ROW_BLOCK
             pad = [[0, rows - batch], [0, 0]]
+            # Every known item the request carries, not only the last
+            # max_len the model reads: what --exclude_history removes.
+            carried = tf.pad(indices, pad)
             return (tf.pad(hist, pad), length, batch,
-                    None if rel is None else tf.pad(rel, pad))
+                    None if rel is None else tf.pad(rel, pad), carried)
 
         specs = [_HISTORY_SPEC] + ([] if time_unit is None
                                    else [_TIMES_SPEC])
@@ -267,10 +272,11 @@ class ServingModule(tf.Module):
 
         @tf.function(input_signature=specs)
         def serve(history, history_times=None):
-            hist, length, batch, times = to_history(history, history_times)
+            hist, length, batch, times, carried = to_history(history,
+                                                             history_times)
             queries = model.query_vectors(hist, times=times)
             scores, ids = self.index(queries, k,
-                                     hist if exclude_history else None)
+                                     carried if exclude_history else None)
             empty = (length == 0)[:, None]
             return {
                 "item_ids": tf.where(
@@ -283,7 +289,8 @@ class ServingModule(tf.Module):
 
         @tf.function(input_signature=specs)
         def user_interests(history, history_times=None):
-            hist, length, batch, times = to_history(history, history_times)
+            hist, length, batch, times, _ = to_history(history,
+                                                       history_times)
             enc = model.encode_timed(hist, times, training=False)
             interests = enc.interests[:batch]
             if enc.weights is None:

@@ -290,12 +290,22 @@ class EvalExamples:
         follows the batch size, not the heaviest user of the split.
       times: [U, L] float32 history times (see ``types.HISTORY_TIME``), or
         None when the examples were built without a time unit.
+      known: :class:`Targets`-like ragged rows of each user's whole known
+        sequence (the first 80%; ``history`` is its last L items): what
+        ``--exclude_history`` removes from the ranking.  None: the history.
     """
 
     users: np.ndarray
     history: np.ndarray
     targets: Targets
     times: np.ndarray | None = None
+    known: Targets | None = None
+
+    def known_items(self, rows) -> np.ndarray:
+        """[B, K] the known items of ``rows`` (a slice), 0-padded to the
+        batch's longest (the history when ``known`` is None)."""
+        return (self.history[rows] if self.known is None
+                else self.known[rows])
 
     def __post_init__(self) -> None:
         if not isinstance(self.targets, Targets):
@@ -330,6 +340,11 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
     t_pos = (np.arange(t_offsets[-1], dtype=np.int64)
              + np.repeat(starts + k - t_offsets[:-1], t_len))
     targets = Targets(ds.items[t_pos], t_offsets)
+    # Ragged: the known items of user r are items[starts : starts + k].
+    k_offsets = np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
+    k_pos = (np.arange(k_offsets[-1], dtype=np.int64)
+             + np.repeat(starts - k_offsets[:-1], k))
+    known = Targets(ds.items[k_pos], k_offsets)
     times = None
     if time_unit is not None:
         # The training batches' own function, so both see the same times.
@@ -340,4 +355,4 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
             tf.constant(starts + k, tf.int64), max_len, time_unit).numpy()
     return EvalExamples(users=users.astype(np.int32),
                         history=history.astype(np.int32),
-                        targets=targets, times=times)
+                        targets=targets, times=times, known=known)

@@ -191,7 +191,8 @@ def eval_dataset(examples, batch_size: int) -> tf.data.Dataset:
     """The evaluation examples (``pipeline.EvalExamples``) as batches of
     {history, targets (, history_time)} for ``model.evaluate``."""
     features = {types.HISTORY: examples.history,
-                types.TARGETS: examples.targets}
+                types.TARGETS: examples.targets,
+                types.KNOWN_ITEMS: examples.known_items(slice(None))}
     if examples.times is not None:
         features[types.HISTORY_TIME] = examples.times
     return tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
@@ -209,7 +210,7 @@ def evaluate_with_tfrs(model, examples, batch_size: int = 512,
         n = int(model.item_embedding.embeddings.shape[0]) - 1
         candidates = brute_force_index(
             model.item_embedding.embeddings,
-            min(n, max(ks) + (examples.history.shape[1]
+            min(n, max(ks) + (examples.known_items(slice(None)).shape[1]
                               if exclude_history else 0)))
     if getattr(model, "optimizer", None) is None:
         model.compile()   # a loaded model: evaluate() needs a compiled one

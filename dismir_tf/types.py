@@ -19,6 +19,10 @@ HISTORY_TIME = "history_time"          # [B, L] float32
 # Evaluation batches (``model.evaluate`` with tfrs_metrics.ProtocolTopK):
 # every target of the user, 0-padded.
 TARGETS = "targets"                    # [B, T] int32
+# Evaluation only: each user's whole known sequence (the first 80%, of
+# which HISTORY is the last max_len items), removed from the ranking with
+# --exclude_history.
+KNOWN_ITEMS = "known_items"            # [B, K] int32, right-padded with 0
 
 # Retrieval readouts.
 MERGE = "merge"

@@ -182,3 +182,32 @@ def test_one_heavy_user_sets_only_its_own_batch():
     padded = EvalExamples(users=ex.users[:2], history=ex.history[:2],
                           targets=np.array([[4, 5, 0], [6, 0, 0]]))
     np.testing.assert_array_equal(padded.targets[0:2], [[4, 5], [6, 0]])
+
+
+def test_exclude_history_removes_the_whole_known_sequence():
+    # One valid user of 30 items: known = the first 24, of which the model
+    # reads the last 5.  The query scores items by their index, so the
+    # known items 1..19 that the model does not read would fill the top
+    # of the list unless the whole known sequence is excluded.
+    from dismir_tf import pipeline
+    from tests.helpers import make_dataset
+
+    seq = list(range(1, 31))
+    ds = make_dataset([seq, list(range(31, 61))], 80, train=[1], valid=[0],
+                      test=[])
+    ex = pipeline.eval_examples(ds, "valid", max_len=5)
+    assert ex.history[0].tolist() == [20, 21, 22, 23, 24]
+    assert ex.known[0].tolist() == list(range(1, 25))
+    emb = np.zeros((81, 1), np.float32)
+    emb[1:, 0] = -np.arange(1, 81, dtype=np.float32)   # item 1 scores best
+
+    def query_fn(history):
+        return tf.ones([tf.shape(history)[0], 1, 1])
+
+    top = evaluation.evaluate(query_fn, emb, ex, ks=(20,),
+                              exclude_history=True, keep_topk=True).topk[0]
+    assert not set(top.tolist()) & set(range(1, 25))
+    assert top.tolist()[:6] == [25, 26, 27, 28, 29, 30]
+    kept = evaluation.evaluate(query_fn, emb, ex, ks=(20,),
+                               keep_topk=True).topk[0]
+    assert kept.tolist()[:3] == [1, 2, 3]

@@ -291,10 +291,10 @@ class RetrievalModel(tf.keras.Model):
                                  "evaluate_with_tfrs sets one)")
             queries = self.query_vectors(batch[types.HISTORY],
                                          times=batch.get(types.HISTORY_TIME))
+            known = batch.get(types.KNOWN_ITEMS, batch[types.HISTORY])
             self.protocol_metric.update_state(
                 queries, None, batch[types.TARGETS],
-                history=(batch[types.HISTORY]
-                         if self._protocol[1] else None))
+                history=known if self._protocol[1] else None)
             return {m.name: m.result() for m in self.protocol_metric.means}
         losses = self.compute_losses(batch, training=False)
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
