@@ -33,14 +33,17 @@ EXIT_DIVERGED = 3
 
 def define_data_flags() -> None:
     flags.DEFINE_string("dataset", None,
-                        "Named data set: synthetic (default), gowalla, "
-                        "retailrocket, books.")
-    flags.DEFINE_string("dataset_file", None, "A local interactions file.")
+                        "Named data set: synthetic, gowalla, retailrocket, "
+                        "books (default: synthetic, unless --dataset_file "
+                        "is given).")
+    flags.DEFINE_string("dataset_file", None, "A local interactions file "
+                        "(default: none; --dataset is used).")
     flags.DEFINE_string("dataset_format", None,
                         "Format of --dataset_file: recbole_inter, "
                         "snap_gowalla, user_item_time_tsv, "
                         "retailrocket_events, amazon_reviews_json, "
-                        "seq_lines, user_item_lines.")
+                        "seq_lines, user_item_lines (default: none; required "
+                        "with --dataset_file).")
     flags.DEFINE_string("data_dir", "data",
                         "Downloads and processed caches go here.")
     flags.DEFINE_integer("min_item_count", 5, "Keep items with >= this many "
@@ -51,35 +54,41 @@ def define_data_flags() -> None:
     flags.DEFINE_integer("split_seed", 1230, "Seed of the user split.")
     flags.DEFINE_string("user_id_field", None,
                         "recbole_inter: header name of the user column "
-                        "(RecBole's USER_ID_FIELD; default user_id, "
-                        "visitor_id or session_id).")
+                        "(RecBole's USER_ID_FIELD; default: none, which "
+                        "finds user_id, visitor_id or session_id).")
     flags.DEFINE_string("item_id_field", None,
                         "recbole_inter: header name of the item column "
-                        "(RecBole's ITEM_ID_FIELD; default item_id, "
-                        "venue_id or product_id).")
+                        "(RecBole's ITEM_ID_FIELD; default: none, which "
+                        "finds item_id, venue_id or product_id).")
     flags.DEFINE_string("time_field", None,
                         "recbole_inter: header name of the time column "
-                        "(RecBole's TIME_FIELD; default timestamp; without "
-                        "one, file order is used and said).")
-    flags.DEFINE_integer("synthetic_users", None, "Synthetic set: users.")
-    flags.DEFINE_integer("synthetic_items", None, "Synthetic set: items.")
+                        "(RecBole's TIME_FIELD; default: none, which finds "
+                        "timestamp; without one, file order is used and "
+                        "said).")
+    flags.DEFINE_integer("synthetic_users", None, "Synthetic set: users "
+                         "(default: 6000).")
+    flags.DEFINE_integer("synthetic_items", None, "Synthetic set: items "
+                         "(default: 2000).")
     flags.DEFINE_integer("synthetic_groups", None,
-                         "Synthetic set: planted item groups.")
+                         "Synthetic set: planted item groups (default: 20).")
 
 
 def define_model_flags() -> None:
     flags.DEFINE_string("model", "dismir", "Model name.")
     flags.DEFINE_integer("embedding_dim", None, "d = K (default 64).")
-    flags.DEFINE_integer("num_interests", None, "F (paper default per data "
-                         "set).")
-    flags.DEFINE_integer("max_len", None, "History length (paper default "
-                         "per data set).")
+    flags.DEFINE_integer("num_interests", None, "F (default: 4; a named "
+                         "data set's own: gowalla 4, retailrocket 8, books "
+                         "6).")
+    flags.DEFINE_integer("max_len", None, "History length (default: 20; a "
+                         "named data set's own: gowalla 40, retailrocket "
+                         "and books 20).")
     flags.DEFINE_integer("routing_iterations", None, "Capsule routing passes "
-                         "(0: the model's default).")
+                         "(default: 0, the model's own: 1 for the DisMIR "
+                         "family, 3 for MIND and ComiRec-DR).")
     flags.DEFINE_float("partition_weight", None, "lambda of eq. 6 (default: "
-                       "the model's: "
                        f"{model_specs.DISMIR_PARTITION_WEIGHT:g} for dismir "
-                       "and dismir-wo-dpi, 0 for the others); > 0 adds the "
+                       "and dismir-wo-dpi, 0 for the others: each model's "
+                       "spec); > 0 adds the "
                        "partition task to a multi-interest baseline; refused "
                        "for dnn, gru4rec, mir, mir-rv, mir-bf. In compare.py "
                        "grids: DisMIR's lambda (table2, ablation) or every "
@@ -87,49 +96,56 @@ def define_model_flags() -> None:
     flags.DEFINE_integer("partition_negatives", None, "N_o (default 100).")
     flags.DEFINE_integer("hard_negative_candidates", None, "C (default 10, "
                          "50 for books).")
-    flags.DEFINE_string("retrieval", None, "merge or fused (default: the "
-                        "model's own readout).")
+    flags.DEFINE_string("retrieval", None, "merge or fused (default: none, "
+                        "the model's own readout).")
     flags.DEFINE_string("partition_anchors", None, "Partition anchors: items "
-                        "(target and history, default) or targets.")
+                        "(target and history) or targets (default: items).")
     # DisMIR's capsule (the DisMIR family only; docs/models.md).
     flags.DEFINE_string("capsule_preset", None, "DisMIR family: a named "
                         "capsule configuration (paper-remi: the authors' "
-                        "most likely one on REMI's code).")
+                        "most likely one on REMI's code; default: none).")
     flags.DEFINE_string("routing_init", None, "DisMIR family: how routing "
                         "logits start: prototype, random (one fixed draw) or "
-                        "random_per_call (a new draw every training step).")
+                        "random_per_call (a new draw every training step; "
+                        "default: prototype).")
     flags.DEFINE_string("routing_softmax", None, "DisMIR family: the routing "
                         "softmax's axis: interests (paper 3.2) or positions "
-                        "(REMI's code).")
+                        "(REMI's code; default: interests).")
     flags.DEFINE_bool("routing_padding_in_softmax", None, "DisMIR family, "
                       "with --routing_softmax=positions: padding stays inside "
-                      "the softmax (REMI's code).")
+                      "the softmax (REMI's code; default: false).")
     flags.DEFINE_string("routing_similarity", None, "DisMIR family: "
-                        "prototype logits by dot product or cosine.")
+                        "prototype logits by dot product or cosine (default: "
+                        "cosine).")
     flags.DEFINE_float("routing_temperature", None, "DisMIR family: routing "
-                       "logits are divided by it (default 1).")
+                       "logits are divided by it (default: 0.02).")
     flags.DEFINE_bool("routing_detach", None, "DisMIR family: the routed "
                       "items of the last pass get no gradient (REMI's code "
-                      "with one pass).")
+                      "with one pass; default: false).")
     flags.DEFINE_string("interest_norm", None, "DisMIR family: squash "
                         "(the squashed capsules v_f) or none (the capsules "
-                        "m_f of paper 3.2).")
+                        "m_f of paper 3.2; default: squash).")
     flags.DEFINE_string("capsule_transform", None, "DisMIR family: W of "
                         "the capsule: identity (paper 5.1.4) or shared (a "
-                        "learned d x d matrix).")
+                        "learned d x d matrix) or shared_from_identity (the "
+                        "same, started at W = I; default: "
+                        "shared_from_identity).")
     flags.DEFINE_string("capsule_recency", None, "DisMIR family: none (the "
                         "paper), learned (one learned weight per recency "
                         "rank scales each routed item) or "
-                        "learned_per_interest (one per rank and interest).")
+                        "learned_per_interest (one per rank and interest; "
+                        "default: learned).")
     flags.DEFINE_string("rec_loss", None, "DisMIR family: pairwise (eq. 5, "
                         "the hardest of C candidates) or sampled_softmax "
-                        "(REMI's IHN over --sampled_softmax_negatives).")
+                        "(REMI's IHN over --sampled_softmax_negatives; "
+                        "default: pairwise).")
     flags.DEFINE_integer("sampled_softmax_negatives", None, "Negatives of "
                          "the sampled softmax (default 1280).")
     flags.DEFINE_float("remi_beta", None, "REMI's hard-negative temperature "
                        "beta of the sampled softmax (default 1).")
     flags.DEFINE_string("readout", None, "DisMIR family: fused (eq. 5), max "
-                        "or weighted_max, in training and retrieval.")
+                        "or weighted_max, in training and retrieval (default: "
+                        "max).")
     flags.DEFINE_float("routing_variance_weight", None, "REMI and MIR-RV: "
                        "weight of the routing-variance regulariser (default "
                        "100).")
@@ -152,9 +168,12 @@ def define_train_flags() -> None:
     flags.DEFINE_integer("batch_size", 128, "Global batch size.")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
     flags.DEFINE_integer("max_steps", None, "Training steps (rounded up to a "
-                         "multiple of --eval_every).")
+                         "multiple of --eval_every; default: 2000 on the "
+                         "synthetic set, 10000 on a named or your own data "
+                         "set).")
     flags.DEFINE_integer("eval_every", None, "Evaluate on valid users every "
-                         "this many steps.")
+                         "this many steps (default: 500 on the synthetic "
+                         "set, 1000 otherwise, at most --max_steps).")
     flags.DEFINE_integer("patience", 5, "Stop after this many evaluations "
                          "without improvement.")
     flags.DEFINE_integer("seed", 0, "Run seed.")

@@ -37,3 +37,75 @@ def test_help_lists_flags_with_defaults(name, arg):
     assert "tpu" not in out and "tensor_tracer" not in out
     assert not [line for line in out.splitlines()
                 if line.startswith("/") or line.endswith(".py:")]
+
+
+DEFAULTS_SCRIPT = r"""
+import dataclasses, json, re, sys
+sys.argv = ["train.py"]
+import dismir_tf.commands.train  # noqa: F401  (defines the flags)
+from absl import flags
+from dismir_tf import cli
+from dismir_tf.models import resolve_config
+flags.FLAGS(["train.py"])
+cfg = cli.run_config_from_flags()
+model = resolve_config(cfg.model)
+resolved = {}
+for part in (model, cfg.train, cfg.data, cfg.data.synthetic):
+    for f in dataclasses.fields(part):
+        resolved.setdefault(f.name, getattr(part, f.name))
+for k, v in (("synthetic_users", "num_users"), ("synthetic_items",
+             "num_items"), ("synthetic_groups", "num_groups")):
+    resolved[k] = resolved[v]
+out = {}
+for name in sorted(cli.project_flags()):
+    fl = flags.FLAGS[name]
+    m = re.search(r"(?:\(|; )default:? ([^\s;,)]+)", fl.help)
+    out[name] = {"absl": fl.default, "help": m.group(1) if m else None,
+                 "resolved": resolved.get(name, "?")}
+print(json.dumps(out, default=str))
+"""
+
+
+def _same(text, value):
+    if text == "none":
+        return value in ("", None, 0)
+    if isinstance(value, bool):
+        return text == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return text == str(value)
+
+
+def test_every_flags_printed_default_is_the_resolved_one():
+    # `python train.py` with no flag: DisMIR on the synthetic set.  Every
+    # flag shows a default (absl's own, or "default: X" in its help), and
+    # it is what the run resolves to.
+    import json
+
+    env = dict(os.environ)
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    proc = subprocess.run([sys.executable, "-c", DEFAULTS_SCRIPT], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    flags = json.loads(proc.stdout.strip().splitlines()[-1])
+    wrong = {}
+    for name, f in flags.items():
+        if f["resolved"] == "?":        # not a configuration field
+            continue
+        if name == "output_dir":        # a template of the run's names
+            f["help"] = f["help"].replace("<dataset>", "synthetic").replace(
+                "<model>", "dismir").replace("<seed>", "0")
+        if f["help"] is not None:
+            if not _same(f["help"], f["resolved"]):
+                wrong[name] = f
+        elif f["absl"] is None:
+            wrong[name] = f             # no default shown at all
+        elif not _same(str(f["absl"]).lower() if isinstance(
+                f["absl"], bool) else str(f["absl"]), f["resolved"]):
+            wrong[name] = f
+    assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items())
