@@ -3,6 +3,9 @@ data set (ml-100k): a model that reads the history times (PIMIRec) takes
 them in its serving signature (issue 14 item 4)."""
 
 import dataclasses
+import json
+import os
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +17,19 @@ from dismir_tf.data import load_dataset
 from dismir_tf.models import (create_model, model_names, resolve_config,
                               time_unit)
 from tests.helpers import shared_file, tiny_run_config
+from tests.tfserving_json import call, request_to_tensors
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "docs", "serving.md")
+
+
+def documented_requests() -> list[dict]:
+    """Every REST request body of docs/serving.md (curl ... -d '{...}')."""
+    text = open(DOCS).read()
+    bodies = [json.loads(m) for m in re.findall(r"-d '(\{.*?\})'", text,
+                                                 re.S)]
+    assert len(bodies) >= 6, bodies
+    return bodies
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +83,51 @@ def test_the_export_serves_evaluate_py_lists(tmp_path, data, name):
         inputs["history_times"] = tf.constant(times)
     got = served(**inputs)["item_ids"].numpy().astype(str)
     assert (got == want).all(), (name, (got == want).all(axis=1).mean())
+    # Every request the serving document shows, as TF Serving turns it
+    # into tensors, for this model's signatures (times: PIMIRec only).
+    loaded = tf.saved_model.load(path)
+    checked = 0
+    for body in documented_requests():
+        sig = loaded.signatures[body.get("signature_name",
+                                         "serving_default")]
+        specs = sig.structured_input_signature[1]
+        rows = body.get("instances") or [body.get("inputs")]
+        has_times = any(isinstance(r, dict) and "history_times" in r
+                        for r in rows)
+        if has_times != timed:
+            continue
+        tensors = request_to_tensors(body, specs)
+        out = call(sig, tensors)
+        batch = len(tensors["history"])
+        assert all(v.shape[0] == batch for v in out.values()), body
+        checked += 1
+    assert checked >= (3 if timed else 4), checked
     if timed:
         # Without times the documented fallback (positions) is served, and
         # on this timestamped run it is not what evaluate.py scored.
         fallback = served(history=tf.constant(ids), history_times=tf.zeros(
             [len(ids), 0], tf.float64))["item_ids"].numpy().astype(str)
         assert not (fallback == want).all()
+
+
+def test_the_rest_emulation_refuses_what_tf_serving_refuses():
+    spec = {"history": tf.TensorSpec([None, None], tf.string),
+            "history_times": tf.TensorSpec([None, None], tf.float64)}
+    # [[]] per instance is [B, 1, 0]: a rank the signature does not take.
+    body = {"instances": [{"history": ["a", ""], "history_times": [[]]}]}
+    assert request_to_tensors(body, spec)["history_times"].shape == (1, 1, 0)
+    sig = type("Sig", (), {"structured_input_signature": ((), spec)})()
+    with pytest.raises(ValueError, match="shape"):
+        call(sig, request_to_tensors(body, spec))
+    ok = {"instances": [{"history": ["a", ""], "history_times": []}]}
+    assert request_to_tensors(ok, spec)["history_times"].shape == (1, 0)
+    with pytest.raises(ValueError, match="same shape"):
+        request_to_tensors({"instances": [
+            {"history": ["a"], "history_times": []},
+            {"history": ["a", "b"], "history_times": []}]}, spec)
+    with pytest.raises(ValueError, match="expected type: string"):
+        request_to_tensors({"inputs": {"history": [[790, 3266]],
+                                       "history_times": [[]]}}, spec)
+    with pytest.raises(ValueError, match="expected type: float64"):
+        request_to_tensors({"inputs": {"history": [["a"]],
+                                       "history_times": [["1"]]}}, spec)
