@@ -21,7 +21,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 from dismir_tf import model_specs
-from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
+from dismir_tf.config import (TIME_UNITS, DataConfig, ModelConfig, RunConfig,
                               SyntheticConfig, TrainConfig)
 from dismir_tf.errors import (EXIT_USER_ERROR, ConfigError,
                               TrainingDivergedError, UserInputError)
@@ -65,6 +65,12 @@ def define_data_flags() -> None:
                         "(RecBole's TIME_FIELD; default: none, which finds "
                         "timestamp; without one, file order is used and "
                         "said).")
+    flags.DEFINE_enum("time_unit", "auto", list(TIME_UNITS),
+                      "Unit of the file's time column: s, ms, us or ns; "
+                      "auto takes the format's own (retailrocket_events: "
+                      "ms; the others: s) and converts, with a note, a "
+                      "column that plainly holds epoch milli-, micro- or "
+                      "nanoseconds. Times are seconds after reading.")
     flags.DEFINE_integer("synthetic_users", None, "Synthetic set: users "
                          "(default: 6000).")
     flags.DEFINE_integer("synthetic_items", None, "Synthetic set: items "
@@ -221,7 +227,8 @@ def data_config_from_flags() -> DataConfig:
         split_seed=FLAGS.split_seed,
         user_id_field=FLAGS.user_id_field or "",
         item_id_field=FLAGS.item_id_field or "",
-        time_field=FLAGS.time_field or "")
+        time_field=FLAGS.time_field or "",
+        time_unit=FLAGS.time_unit)
 
 
 def dataset_defaults(data: DataConfig) -> dict:

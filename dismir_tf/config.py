@@ -79,6 +79,11 @@ class SyntheticConfig:
                "stay_probability must be in [0, 1]")
 
 
+# --time_unit: a file's time column in seconds, milli-, micro- or
+# nanoseconds, or 'auto' (the format's own, with epoch-scale detection).
+TIME_UNITS = ("auto", "s", "ms", "us", "ns")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the interactions come from and how they are preprocessed.
@@ -93,6 +98,11 @@ class DataConfig:
       kcore: iterate the filters to a fixed point instead of one pass.
       split_seed: seed of the user shuffle (1230 as the reference code).
       synthetic: parameters of the synthetic data set.
+      time_unit: the unit of the file's time column: 'auto' (the
+        format's own: seconds, or milliseconds for retailrocket_events;
+        a column whose values plainly are milliseconds, microseconds or
+        nanoseconds since the epoch is noticed, converted and said), or
+        's', 'ms', 'us', 'ns'.  Every reader gives seconds.
       user_id_field, item_id_field, time_field: header names of a RecBole
         atomic file's columns (RecBole's USER_ID_FIELD, ITEM_ID_FIELD and
         TIME_FIELD); '' takes the usual names (user_id, item_id,
@@ -112,6 +122,7 @@ class DataConfig:
     user_id_field: str = ""
     item_id_field: str = ""
     time_field: str = ""
+    time_unit: str = "auto"
 
     def __post_init__(self) -> None:
         _check(not (self.dataset_file and self.dataset_format
@@ -125,6 +136,8 @@ class DataConfig:
                "give exactly one of --dataset and --dataset_file")
         _check(not self.dataset_file or bool(self.dataset_format),
                "--dataset_file needs --dataset_format")
+        _check(self.time_unit in TIME_UNITS,
+               f"time_unit must be one of {', '.join(TIME_UNITS)}")
         _check(self.min_item_count >= 1, "min_item_count must be >= 1")
         _check(self.min_user_count >= 5,
                "min_user_count must be >= 5 (training picks a target at "

@@ -61,8 +61,11 @@ def test_recbole_inter_other_column_order_and_names():
     raw = read_interactions(fixture("recbole_visitor.inter"), "recbole_inter")
     assert raw.users == ["257597", "992329"]
     assert raw.items == ["355908", "248676"]
-    np.testing.assert_array_equal(raw.timestamps,
-                                  [1433221332117, 1433224214164])
+    # Kaggle's millisecond times, noticed and given in seconds like the
+    # retailrocket_events reader's (issue: 1000x apart, silently).
+    np.testing.assert_allclose(raw.timestamps,
+                               [1433221332.117, 1433224214.164])
+    assert any("milliseconds" in n for n in raw.notes)
 
 
 def test_recbole_inter_without_timestamp_column():
@@ -407,3 +410,51 @@ def test_json_null_ids_are_errors_not_the_id_none(tmp_path, key):
     with pytest.raises(DataFormatError, match="id is missing") as excinfo:
         read_interactions(path, "amazon_reviews_json")
     assert_error_at(excinfo, path, 2)
+
+
+# ------------------------------------------- times: one unit, seconds
+MS = [1433307732521, 1433307741000, 1433307799123]
+
+
+@pytest.mark.parametrize("fmt", ["recbole_inter", "user_item_time_tsv"])
+def test_epoch_milliseconds_are_noticed_and_converted(tmp_path, fmt):
+    # RecBole's retailrocket-view.inter keeps Kaggle's millisecond times;
+    # events.csv gives the same seconds through the retailrocket reader.
+    lines = [f"u1\ti{j}\t{t}.0" for j, t in enumerate(MS)]
+    header = ([HEADERS["recbole_inter"]] if fmt == "recbole_inter" else [])
+    path = write(tmp_path, "ms", "\n".join(header + lines) + "\n")
+    raw = read_interactions(path, fmt)
+    np.testing.assert_allclose(raw.timestamps, np.array(MS) / 1000)
+    assert any("milliseconds" in n and "converted" in n for n in raw.notes)
+    events = write(tmp_path, "events.csv", "\n".join(
+        [HEADERS["retailrocket_events"]]
+        + [f"{t},u1,view,i{j}," for j, t in enumerate(MS)]) + "\n")
+    np.testing.assert_allclose(
+        read_interactions(events, "retailrocket_events").timestamps,
+        raw.timestamps)
+
+
+@pytest.mark.parametrize("scale,unit", [(1, "s"), (10**3, "ms"),
+                                        (10**6, "us"), (10**9, "ns")])
+def test_every_unit_gives_seconds(tmp_path, scale, unit):
+    secs = [1_300_000_000, 1_300_000_060, 1_300_003_600]
+    path = write(tmp_path, "t.tsv", "".join(
+        f"u\ti{j}\t{t * scale}\n" for j, t in enumerate(secs)))
+    for given in ("auto", unit):
+        raw = read_interactions(path, "user_item_time_tsv",
+                                time_unit=given)
+        np.testing.assert_allclose(raw.timestamps, secs)
+    # Saying the unit wins over the guess (small numbers in seconds stay).
+    small = write(tmp_path, "small.tsv", "u\ti\t5\nu\tj\t7\n")
+    raw = read_interactions(small, "user_item_time_tsv", time_unit="ms")
+    np.testing.assert_allclose(raw.timestamps, [0.005, 0.007])
+
+
+def test_a_time_unit_for_a_format_without_numeric_times_is_refused(
+        tmp_path):
+    path = write(tmp_path, "s.txt", "u1 a b c\n")
+    with pytest.raises(UserInputError, match="no times"):
+        read_interactions(path, "seq_lines", time_unit="ms")
+    with pytest.raises(UserInputError, match="ISO times"):
+        read_interactions(fixture("snap_gowalla.txt"), "snap_gowalla",
+                          time_unit="s")

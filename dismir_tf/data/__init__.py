@@ -58,7 +58,9 @@ Log = Callable[[str], None]
 
 # Part of every cache key: bump it whenever build_dataset's output for the
 # same input changes, so stale caches are never read.
-PREPROCESS_VERSION = 2   # 2: exact time order (integer / decimal times)
+# 2: exact time order (integer / decimal times); 3: times in seconds
+# whatever the file's unit (epoch milli/micro/nanoseconds noticed).
+PREPROCESS_VERSION = 3
 
 
 def _quiet(message: str) -> None:
@@ -74,6 +76,7 @@ def _options(cfg: DataConfig) -> dict[str, object]:
         "preprocess_version": PREPROCESS_VERSION,
         **{f"recbole_{k}_field": v for k, v in cfg.recbole_fields.items()
            if v is not None},
+        **({"time_unit": cfg.time_unit} if cfg.time_unit != "auto" else {}),
     }
 
 
@@ -236,7 +239,8 @@ def _build(path: str, fmt: str, name: str, cfg: DataConfig, say: Log
     say(f"data: reading {path} ({fmt})")
     start = time.monotonic()
     raw = read_interactions(path, fmt,
-                            RecboleFields(**cfg.recbole_fields))
+                            RecboleFields(**cfg.recbole_fields),
+                            time_unit=cfg.time_unit)
     say(f"data: read {len(raw):,} interactions "
         f"({len(set(raw.users)):,} users, {len(set(raw.items)):,} items) "
         f"in {time.monotonic() - start:.1f} s")

@@ -58,6 +58,10 @@ _ITEM_ID_FIELD = flags.DEFINE_string(
 _TIME_FIELD = flags.DEFINE_string(
     "time_field", "", "recbole_inter: header name of the time column "
     "(RecBole's TIME_FIELD; default timestamp).")
+_TIME_UNIT = flags.DEFINE_enum(
+    "time_unit", "auto", ["auto", "s", "ms", "us", "ns"],
+    "Unit of the file's time column (auto: the format's own, and a column "
+    "of epoch milli-, micro- or nanoseconds is noticed and converted).")
 _QUIET = flags.DEFINE_boolean(
     "quiet", False, "Do not print progress lines on stderr.")
 
@@ -83,6 +87,7 @@ def _config() -> DataConfig:
         user_id_field=_USER_ID_FIELD.value,
         item_id_field=_ITEM_ID_FIELD.value,
         time_field=_TIME_FIELD.value,
+        time_unit=_TIME_UNIT.value,
     )
 
 

@@ -762,6 +762,47 @@ _READERS: dict[str, Callable[[str], RawInteractions]] = {
 assert tuple(_READERS) == FORMATS
 
 
+# Time units per second of each format's numeric time column as written
+# by its usual source (snap_gowalla has ISO strings; seq_lines and
+# user_item_lines have no times).
+NATIVE_UNITS = {"recbole_inter": 1, "user_item_time_tsv": 1,
+                "amazon_reviews_json": 1, "retailrocket_events": 1000}
+UNITS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+# Seconds since the epoch are below 1e11 until the year 5138: a column
+# whose median is above that is in a finer unit.
+_EPOCH_SCALES = ((1e17, "ns"), (1e14, "us"), (1e11, "ms"))
+
+
+def _to_seconds(raw: RawInteractions, fmt: str, unit: str
+                ) -> RawInteractions:
+    """``raw`` with its timestamps in seconds (see read_interactions)."""
+    if raw.timestamps is None or fmt not in NATIVE_UNITS:
+        if unit != "auto":
+            kind = ("ISO times" if fmt == "snap_gowalla" else "no times")
+            raise UserInputError(f"--time_unit {unit}: {fmt} has {kind}; "
+                                 "leave --time_unit out")
+        return raw
+    native = NATIVE_UNITS[fmt]
+    if unit != "auto":
+        factor = native / UNITS_PER_SECOND[unit]
+        if factor == 1:
+            return raw
+        return dataclasses.replace(raw, timestamps=raw.timestamps * factor)
+    median = float(np.median(np.abs(raw.timestamps)))
+    for scale, finer in _EPOCH_SCALES:
+        if median >= scale:
+            per_second = UNITS_PER_SECOND[finer]
+            note = (f"{raw.source}: the time column holds Unix "
+                    f"{dict(ms='milliseconds', us='microseconds', ns='nanoseconds')[finer]}"
+                    f" (median {median * native:.0f}), not "
+                    f"{'seconds' if native == 1 else 'milliseconds'}; "
+                    f"converted to seconds (--time_unit to say the unit)")
+            return dataclasses.replace(
+                raw, timestamps=raw.timestamps / per_second,
+                notes=raw.notes + (note,))
+    return raw
+
+
 def check_format(fmt: str) -> None:
     """Raises UserInputError unless ``fmt`` is a known format name."""
     if fmt not in _READERS:
@@ -771,8 +812,8 @@ def check_format(fmt: str) -> None:
 
 
 def read_interactions(path: str, fmt: str,
-                      recbole_fields: RecboleFields | None = None
-                      ) -> RawInteractions:
+                      recbole_fields: RecboleFields | None = None,
+                      time_unit: str = "auto") -> RawInteractions:
     """Reads an interaction file of format ``fmt``.
 
     Args:
@@ -780,6 +821,10 @@ def read_interactions(path: str, fmt: str,
       fmt: one of :data:`FORMATS`.
       recbole_fields: column names of a ``recbole_inter`` file (None: the
         usual names); refused for the other formats.
+      time_unit: the unit of the time column (``config.TIME_UNITS``):
+        'auto' takes the format's own (:data:`NATIVE_UNITS`) and notices a
+        column of epoch milli-, micro- or nanoseconds; the timestamps
+        returned are seconds either way.
 
     Returns:
       The interactions in file order, with ``notes``: the reader's (which
@@ -803,6 +848,7 @@ def read_interactions(path: str, fmt: str,
                 f"columns of a RecBole file (--dataset_format recbole_inter),"
                 f" not of {fmt}")
         raw = _READERS[fmt](path)
+    raw = _to_seconds(raw, fmt, time_unit)
     notes = list(raw.notes)
     if raw.timestamps is None and fmt != "recbole_inter":
         notes.append(f"{path}: {fmt} has no times; each user's items keep "
