@@ -127,15 +127,20 @@ class ProtocolTopK(tfrs.metrics.Factorized):
     query_embeddings [B, Q, d] (merge: Q = F interests) or [B, d];
     true_candidate_embeddings is not used (the protocol's positives are
     ids); true_candidate_ids [B, T] the targets, 0-padded; history [B, L]
-    to remove the history items from the lists (runs trained with
-    ``exclude_history``).
+    the items to remove from the lists (runs trained with
+    ``exclude_history``: each user's known items, 0-padded).
+    ``max_exclude``: the most items a user may have removed (the index is
+    asked for max(ks) + max_exclude candidates); default: the width of the
+    ``history`` given, which must then be static.
     """
 
     def __init__(self, candidates: tfrs.layers.factorized_top_k.TopK,
-                 ks: Sequence[int] = DEFAULT_KS, name: str = "protocol"):
+                 ks: Sequence[int] = DEFAULT_KS, name: str = "protocol",
+                 max_exclude: int | None = None):
         super().__init__(name=name)
         self._candidates = candidates
         self._ks = tuple(ks)
+        self._max_exclude = max_exclude
         self._means = [tf.keras.metrics.Mean(name=f"{m}@{k}")
                        for k in self._ks for m in METRIC_NAMES]
 
@@ -157,7 +162,9 @@ class ProtocolTopK(tfrs.metrics.Factorized):
             queries = queries[:, None]
         b, q = tf.shape(queries)[0], tf.shape(queries)[1]
         kmax = max(self._ks)
-        extra = 0 if history is None else int(history.shape[1])
+        extra = 0 if history is None else (
+            self._max_exclude if self._max_exclude is not None
+            else int(history.shape[1]))
         k = kmax + extra   # room for the history items removed below
         size = getattr(getattr(self._candidates, "_candidates", None),
                        "shape", [None])[0]
@@ -189,13 +196,34 @@ class ProtocolTopK(tfrs.metrics.Factorized):
 
 def eval_dataset(examples, batch_size: int) -> tf.data.Dataset:
     """The evaluation examples (``pipeline.EvalExamples``) as batches of
-    {history, targets (, history_time)} for ``model.evaluate``."""
-    features = {types.HISTORY: examples.history,
-                types.TARGETS: examples.targets,
-                types.KNOWN_ITEMS: examples.known_items(slice(None))}
-    if examples.times is not None:
-        features[types.HISTORY_TIME] = examples.times
-    return tf.data.Dataset.from_tensor_slices(features).batch(batch_size)
+    {history, targets, known_items (, history_time)} for
+    ``model.evaluate``.  Targets and known items are padded per batch, so
+    memory follows the batch, not the split's heaviest user."""
+    timed = examples.times is not None
+    spec = {types.HISTORY: tf.TensorSpec([None, None], tf.int32),
+            types.TARGETS: tf.TensorSpec([None, None], tf.int32),
+            types.KNOWN_ITEMS: tf.TensorSpec([None, None], tf.int32)}
+    if timed:
+        spec[types.HISTORY_TIME] = tf.TensorSpec([None, None], tf.float32)
+
+    def batches():
+        for sl in examples.batches(batch_size):
+            out = {types.HISTORY: examples.history[sl],
+                   types.TARGETS: examples.targets[sl],
+                   types.KNOWN_ITEMS: examples.known_items(sl)}
+            if timed:
+                out[types.HISTORY_TIME] = examples.times[sl]
+            yield out
+
+    return tf.data.Dataset.from_generator(batches, output_signature=spec)
+
+
+def _max_known(examples) -> int:
+    """The most known items of one user of ``examples``."""
+    if examples.known is None:
+        return int(examples.history.shape[1])
+    return max(int(examples.known.lengths.max()) if len(examples.known)
+               else 0, 1)
 
 
 def evaluate_with_tfrs(model, examples, batch_size: int = 512,
@@ -210,11 +238,13 @@ def evaluate_with_tfrs(model, examples, batch_size: int = 512,
         n = int(model.item_embedding.embeddings.shape[0]) - 1
         candidates = brute_force_index(
             model.item_embedding.embeddings,
-            min(n, max(ks) + (examples.known_items(slice(None)).shape[1]
+            min(n, max(ks) + (_max_known(examples)
                               if exclude_history else 0)))
     if getattr(model, "optimizer", None) is None:
         model.compile()   # a loaded model: evaluate() needs a compiled one
-    model.set_protocol_metric(ProtocolTopK(candidates, ks), exclude_history)
+    model.set_protocol_metric(
+        ProtocolTopK(candidates, ks, max_exclude=_max_known(examples)
+                     if exclude_history else None), exclude_history)
     # Keras keeps the traced test function, which holds the metric and
     # index of an earlier call: trace it again for this one.
     model.test_function = None

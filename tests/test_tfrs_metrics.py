@@ -103,3 +103,23 @@ def test_a_second_evaluation_sees_the_current_weights(trained):
                                                  abs=1e-6)
     finally:
         model.item_embedding.embeddings.assign(old)
+
+
+def test_eval_dataset_pads_per_batch():
+    # One heavy user (1,000 targets, 900 known items) widens only its own
+    # batch, in the TFRS path too.
+    from dismir_tf import types
+    from dismir_tf.pipeline import EvalExamples, Targets
+
+    t_len = np.array([1, 2, 1000, 3])
+    k_len = np.array([5, 4, 900, 6])
+
+    def ragged(lengths):
+        return Targets(np.ones(lengths.sum(), np.int32),
+                       np.concatenate([[0], np.cumsum(lengths)]))
+    ex = EvalExamples(users=np.arange(4, dtype=np.int32),
+                      history=np.ones((4, 5), np.int32),
+                      targets=ragged(t_len), known=ragged(k_len))
+    widths = [(b[types.TARGETS].shape[1], b[types.KNOWN_ITEMS].shape[1])
+              for b in tfrs_metrics.eval_dataset(ex, batch_size=2)]
+    assert widths == [(2, 5), (1000, 900)]
