@@ -192,8 +192,8 @@ def test_an_unknown_model_is_refused_at_once_with_the_closest_name():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: unknown model 'comirec_sa'; did you mean 'comirec-sa'? "
-        "(expected one of dnn, gru4rec, mind, comirec-dr, comirec-sa, "
-        "pimirec, remi, re4, umi, dismir, mir, mir-rv, mir-bf, "
+        "(expected one of dnn, gru4rec, sasrec, mind, comirec-dr, "
+        "comirec-sa, pimirec, remi, re4, umi, dismir, mir, mir-rv, mir-bf, "
         "dismir-wo-dpi)")
     # Refused before TensorFlow is imported (not after 7 to 12 s of it).
     check = subprocess.run(
