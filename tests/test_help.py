@@ -15,6 +15,7 @@ ENTRY_POINTS = {
     "export": [sys.executable, "-m", "dismir_tf.export"],
     "analyze": [sys.executable, "-m", "dismir_tf.analysis"],
     "tune.py": [sys.executable, "tune.py"],
+    "retrain.py": [sys.executable, "retrain.py"],
     "data": [sys.executable, "-m", "dismir_tf.data"],
 }
 
@@ -30,7 +31,7 @@ def test_help_lists_flags_with_defaults(name, arg):
     assert "Flags:" in out
     # A flag every entry point shares, with its default.
     assert ("--batch_size" in out or "--run_dir" in out
-            or "--dataset_file" in out), out[:2000]
+            or "--dataset_file" in out or "--output_dir" in out), out[:2000]
     assert "(default:" in out
     # Only this project's flags (not TensorFlow's TPU / tensor tracer
     # ones), and no file path of this machine as a section header.

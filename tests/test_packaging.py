@@ -42,7 +42,8 @@ def test_console_scripts_point_at_run_functions():
     scripts = _pyproject()["project"]["scripts"]
     assert set(scripts) == {"dismir-train", "dismir-evaluate",
                             "dismir-compare", "dismir-export",
-                            "dismir-analyze", "dismir-data", "dismir-tune"}
+                            "dismir-analyze", "dismir-data", "dismir-tune",
+                            "dismir-retrain"}
     for target in scripts.values():
         # Not imported: the command modules define their flags at import.
         module, function = target.split(":")

@@ -1,0 +1,57 @@
+"""`python retrain.py RUN` trains a recorded run again from its config.json
+into a new directory and compares the metrics with the recorded ones."""
+
+import json
+import os
+import subprocess
+import sys
+
+from dismir_tf import training
+from dismir_tf.commands.retrain import compare_metrics
+from tests.helpers import tiny_run_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _retrain(*args):
+    return subprocess.run([sys.executable, "retrain.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_retrain_reproduces_a_recorded_run(tmp_path):
+    run = str(tmp_path / "run")
+    training.run(tiny_run_config(run, model="dnn", max_steps=20,
+                                 eval_every=10))
+    # results/ keeps config.json, state.json and metrics.json only.
+    for name in os.listdir(run):
+        if name not in ("config.json", "state.json", "metrics.json"):
+            subprocess.run(["rm", "-rf", os.path.join(run, name)], check=True)
+    new = str(tmp_path / "again")
+    proc = _retrain(run, "--output_dir", new)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "identical to the recorded metrics" in proc.stdout, proc.stdout
+    old_cfg = json.load(open(os.path.join(run, "config.json")))
+    new_cfg = json.load(open(os.path.join(new, "config.json")))
+    assert new_cfg["train"].pop("output_dir") == new
+    old_cfg["train"].pop("output_dir")
+    assert new_cfg == old_cfg
+    assert json.load(open(os.path.join(new, "metrics.json")))["test"] == \
+        json.load(open(os.path.join(run, "metrics.json")))["test"]
+
+
+def test_compare_metrics_reports_a_difference():
+    old = {"valid": {"recall@50": 0.2}, "test": {"recall@50": 0.1}}
+    new = {"valid": {"recall@50": 0.2}, "test": {"recall@50": 0.125}}
+    lines = compare_metrics(old, new)
+    assert "test recall@50: recorded 0.1000, now 0.1250 (+0.0250)" in lines
+    assert lines[-1] == "largest difference 0.0250"
+    assert compare_metrics(old, old)[-1] == "identical to the recorded metrics"
+
+
+def test_retrain_refuses_a_directory_without_a_run(tmp_path):
+    proc = _retrain(str(tmp_path))
+    assert proc.returncode == 2
+    assert f"{tmp_path}: no config.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = _retrain()
+    assert proc.returncode == 2 and "give one run directory" in proc.stderr
