@@ -1,9 +1,9 @@
 """Benchmark: full-catalogue evaluation time and peak memory.
 
 Times ``dismir_tf.evaluation.evaluate`` (exact inner product over every
-item, PROTOCOL.md section 4, Recall/HR/NDCG at 20 and 50) for a DisMIR model
-(random weights: the cost does not depend on them) with F = 4 interests and
-d = 64, on the test users of two synthetic logs:
+item, docs/protocol.md "Retrieval", Recall/HR/NDCG at 20 and 50) for a
+DisMIR model (random weights: the cost does not depend on them) with F = 4
+interests and d = 64, on the test users of two synthetic logs:
 
 * ``gowalla``: Gowalla size (Table 1: 165,506 users, 174,605 items; 10% of
   the users, 16.5k, are test users), max_len 40;

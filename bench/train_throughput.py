@@ -10,7 +10,7 @@ lambda, as train.py) on
   2,061,264 interactions; heavy-tailed user lengths and Zipf item
   popularity, made by ``synthetic_books`` of bench/cooccurrence_books.py),
   or
-* a real file, to compare with ../shared/ANCHORS.md:
+* a real file, to compare with docs/reference-runs.md:
   ``--dataset_file ../shared/data/beauty/Beauty.txt.gz --dataset_format
   seq_lines --max_len 20`` or ``--dataset_file
   ../shared/data/gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz
@@ -79,7 +79,8 @@ from dismir_tf import model_specs  # noqa: E402
 GOWALLA_USERS = 165_506
 GOWALLA_ITEMS = 174_605
 GOWALLA_INTERACTIONS = 2_061_264
-# ../shared/ANCHORS.md: the reference PyTorch code's training sequences/s.
+# docs/reference-runs.md, "Training speed": the reference PyTorch code's
+# one-at-a-time training sequences/s.
 REFERENCE_BEAUTY = {"remi": 3784, "mind": 4131, "comirec-sa": 4255,
                     "comirec-dr": 417}
 REFERENCE_GOWALLA_LBSN = {"remi": 2732, "comirec-sa": 2757}
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None) -> None:
                      "jit_compile": args.jit_compile,
                      "steps_per_execution": args.steps_per_execution,
                      "models": {}, "breakdown": {}}
-    # The reference figures are for those two files only (ANCHORS.md).
+    # The reference figures are for those two files only
+    # (docs/reference-runs.md).
     name = ds.name.lower()
     reference = (REFERENCE_BEAUTY if "beauty" in name else
                  REFERENCE_GOWALLA_LBSN if "lbsn" in name else {})

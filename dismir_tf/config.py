@@ -94,7 +94,7 @@ class DataConfig:
       dataset_file: a local file to read instead of a named data set.
       dataset_format: the format of ``dataset_file`` (see dismir_tf.data).
       data_dir: where downloads and processed caches live.
-      min_item_count, min_user_count: the >= 5 filters of PROTOCOL.md.
+      min_item_count, min_user_count: the >= 5 filters of docs/protocol.md.
       kcore: iterate the filters to a fixed point instead of one pass.
       split_seed: seed of the user shuffle (1230 as the reference code).
       synthetic: parameters of the synthetic data set.
@@ -193,7 +193,7 @@ class ModelConfig:
         capsule (the DisMIR family only: dismir, mir, dismir-wo-dpi,
         mir-rv, mir-bf); '' / 0 means the model's default, filled in by
         ``dismir_tf.models.resolve_config`` (see
-        :class:`dismir_tf.capsule.CapsuleInterestExtractor` for each).
+        :class:`dismir_tf.layers.CapsuleInterestExtractor` for each).
       interest_norm: the DisMIR family's interests: 'squash' (the
         squashed capsules v_f, as ComiRec/MIND) or 'none' (the capsules
         m_f of section 3.2 before the squash); '' is the model's default.

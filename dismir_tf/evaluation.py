@@ -1,6 +1,6 @@
-"""Full-catalogue multi-interest retrieval and the metrics of PROTOCOL.md.
+"""Full-catalogue multi-interest retrieval and the metrics of docs/protocol.md.
 
-Two readouts (PROTOCOL.md section 4):
+Two readouts (docs/protocol.md, "Retrieval"):
 
 * ``fused`` (DisMIR eq. 5): one query ``sum_f a_f m_f`` per user, one top-N.
 * ``merge`` (ComiRec/REMI): every interest retrieves its own top-N, the F*N
@@ -222,7 +222,7 @@ def _is_in_rows(values: np.ndarray, sets: np.ndarray) -> np.ndarray:
 def metrics_from_topk(topk: np.ndarray, targets: np.ndarray,
                       ks: Sequence[int] = DEFAULT_KS
                       ) -> dict[str, np.ndarray]:
-    """Per-user Recall, HR and NDCG at each k (PROTOCOL.md section 5).
+    """Per-user Recall, HR and NDCG at each k (docs/protocol.md, "Metrics").
 
     Args:
       topk: [U, >= max(ks)] recommended items, best first.
@@ -283,8 +283,9 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
       ks: cut-offs; the top list has length max(ks).
       batch_size: users per batch (bounds memory: B x N scores).
       exclude_history: remove each user's known items from the ranking:
-        the whole known sequence (``examples.known``, PROTOCOL.md's
-        option), not only the last max_len items the model reads.
+        the whole known sequence (``examples.known``; the option of
+        docs/protocol.md, "Retrieval"), not only the last max_len items
+        the model reads.
       keep_topk: also return the [U, max(ks)] top lists.
       backend: 'exact' (one top_k of the max over queries) or 'tfrs'
         (BruteForce per query and the reference merge).

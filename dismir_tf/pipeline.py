@@ -1,4 +1,5 @@
-"""tf.data input pipelines (PROTOCOL.md sections 2 and 3).
+"""tf.data input pipelines (docs/protocol.md, "Training examples" and
+"Evaluation examples").
 
 Training batches are sampled entirely inside TensorFlow from a seed and the
 step number with stateless random ops: step ``s`` of a run always sees the
@@ -89,7 +90,8 @@ def _gather_window_times(timestamps: tf.Tensor | None, starts: tf.Tensor,
 
 @dataclasses.dataclass(frozen=True)
 class TrainSampler:
-    """Samples PROTOCOL.md section 2 training batches from a step number.
+    """Samples training batches (docs/protocol.md, "Training examples") from
+    a step number.
 
     Attributes:
       dataset: the processed data set.
@@ -279,7 +281,8 @@ class Targets:
 
 @dataclasses.dataclass(frozen=True)
 class EvalExamples:
-    """PROTOCOL.md section 3 evaluation examples of one split.
+    """Evaluation examples of one split (docs/protocol.md, "Evaluation
+    examples").
 
     Attributes:
       users: [U] int32 user indices.

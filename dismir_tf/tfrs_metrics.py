@@ -1,4 +1,4 @@
-"""The protocol's metrics (PROTOCOL.md section 5) as a TFRS metric.
+"""The protocol's metrics (docs/protocol.md, "Metrics") as a TFRS metric.
 
 TFRS's ``FactorizedTopK`` counts one positive per query and takes one query
 vector per row.  The protocol has F query vectors per user (merge
@@ -70,8 +70,8 @@ def merge_top_k(scores: tf.Tensor, ids: tf.Tensor, k: int) -> tf.Tensor:
 
 def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, tf.Tensor]:
-    """Per-user Recall, HR and NDCG at each k, as PROTOCOL.md section 5 and
-    ``evaluation.metrics_from_topk`` define them.
+    """Per-user Recall, HR and NDCG at each k, as docs/protocol.md
+    ("Metrics") and ``evaluation.metrics_from_topk`` define them.
 
     Args:
       top: [B, >= max(ks)] int items, best first.

@@ -24,7 +24,7 @@ from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
 from dismir_tf.data.synthetic import generate
 from dismir_tf.models import (MIND, create_model, resolve_config,
                               takes_partition_by_default)
-from dismir_tf.models.comirec import SelfAttentiveExtractor
+from dismir_tf.layers import SelfAttentiveExtractor
 from dismir_tf.models.regularizers import (backward_flow_loss,
                                            representative_items,
                                            routing_variation)

@@ -127,7 +127,7 @@ def test_evaluate_batches_users_and_averages():
 
 def _metrics_reference(topk, targets, ks=(20, 50)):
     """The [U, T, k] broadcast definition the evaluator used before its
-    targets went ragged (PROTOCOL.md section 5)."""
+    targets went ragged (docs/protocol.md, "Metrics")."""
     out = {}
     is_target = targets > 0
     n_targets = np.maximum(is_target.sum(axis=1), 1)

@@ -1,9 +1,10 @@
 """ComiRec-DR and MIND against REMI's PyTorch capsule (issue 5).
 
 REMI's ``CapsuleNetwork.forward`` (src/BasicModel.py), which produced the
-ANCHORS.md figures of both models, zeroes the history embeddings on padding,
-takes the routing softmax over all L positions (padding included) and zeroes
-the padded weights after it without renormalising.  The NumPy reference
+figures of both models in docs/reference-runs.md, zeroes the history
+embeddings on padding, takes the routing softmax over all L positions
+(padding included) and zeroes the padded weights after it without
+renormalising.  The NumPy reference
 below follows that loop step by step; the layer's option
 ``padding_in_softmax=True`` must reproduce it, and the default must not.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf.capsule import CapsuleInterestExtractor
+from dismir_tf.layers import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
 from dismir_tf.models import create_model
 from dismir_tf.models.comirec import reference_kernel_stddev

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf.capsule import CapsuleInterestExtractor, squash
-from dismir_tf.interest_attention import (InterestAttention,
-                                          LabelAwareAttention, masked_mean)
+from dismir_tf.layers import (CapsuleInterestExtractor, InterestAttention,
+                              LabelAwareAttention)
+from dismir_tf.layers.ops import masked_mean, squash
 
 
 def _np_squash(m):

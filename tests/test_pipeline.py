@@ -1,4 +1,5 @@
-"""The tf.data pipelines follow PROTOCOL.md sections 2 and 3."""
+"""The tf.data pipelines follow docs/protocol.md, "Training examples" and
+"Evaluation examples"."""
 
 import numpy as np
 import tensorflow as tf

@@ -1,4 +1,5 @@
-"""Tests of dismir_tf.data.preprocess against PROTOCOL.md section 1."""
+"""Tests of dismir_tf.data.preprocess against docs/protocol.md,
+"Preprocessing and the user split"."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models import (create_model, model_names, resolve_config,
                               takes_partition_by_default)
-from dismir_tf.models.re4 import (InterestReconstructor, positive_items,
+from dismir_tf.layers import InterestReconstructor
+from dismir_tf.models.re4 import (positive_items,
                                   re_attend_loss, re_construct_loss,
                                   re_contrast_loss)
 from tests.helpers import losses_before_after, tiny_run_config

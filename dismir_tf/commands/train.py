@@ -1,4 +1,4 @@
-r"""Trains a model and reports its test metrics (PROTOCOL.md).
+r"""Trains a model and reports its test metrics (docs/protocol.md).
 
     python train.py                       # DisMIR on the built-in synthetic set
     python train.py --dataset gowalla     # downloads Gowalla first if needed

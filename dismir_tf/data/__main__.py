@@ -6,10 +6,10 @@ Usage:
   python -m dismir_tf.data download --dataset NAME [--data_dir data]
 
 ``stats`` reads, preprocesses and caches the data exactly as training does
-(PROTOCOL.md section 1; --min_item_count, --min_user_count, --kcore and
---split_seed change the preprocessing) and prints ONE JSON line on stdout:
-users, items, interactions, train_users, valid_users, test_users.  Progress
-goes to stderr.
+(docs/protocol.md, "Preprocessing and the user split"; --min_item_count,
+--min_user_count, --kcore and --split_seed change the preprocessing) and
+prints ONE JSON line on stdout: users, items, interactions, train_users,
+valid_users, test_users.  Progress goes to stderr.
 
 ``download`` fetches the raw file of a named data set into
 <data_dir>/<name>/raw/, or says exactly what to fetch by hand.

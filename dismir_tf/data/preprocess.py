@@ -1,6 +1,6 @@
-"""Raw interactions -> :class:`SequenceDataset`, exactly as PROTOCOL.md s. 1.
+"""Raw interactions -> :class:`SequenceDataset`, exactly as the protocol.
 
-The steps, in order:
+The steps of docs/protocol.md, "Preprocessing and the user split", in order:
 
 1. Sort each user's interactions by timestamp, ascending, with a stable
    sort: ties, and files that record only an order, keep file order.

@@ -11,9 +11,10 @@ download is accepted only if its gzip stream decompresses completely with a
 valid CRC-32 and length trailer, and the file must then parse in its format
 (the readers reject a malformed line with its line number).  As a last,
 warning-level check, the processed counts are compared with the paper's
-Table 1 (PROTOCOL.md section 8) when the default preprocessing is used; a
-mismatch is logged, not raised, because the published counts were produced
-from slightly different files (see data/README.md).
+Table 1 (docs/protocol.md, "The paper's data sets") when the default
+preprocessing is used; a mismatch is logged, not raised, because the
+published counts were produced from slightly different files (see
+data/README.md).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class NamedDataset:
       expected_sha256, expected_size: integrity of the preferred source when
         a trustworthy published value exists (none does today).
       expected_counts: (users, items, interactions) after the default
-        preprocessing, as published in the paper (PROTOCOL.md section 8);
-        a mismatch is a warning.
+        preprocessing, as published in the paper (docs/protocol.md, "The
+        paper's data sets"); a mismatch is a warning.
       citation: what to cite.
       model_defaults: ModelConfig fields that follow from the data set's
         shape (the paper's section 5.1.4: F, the history length kappa and

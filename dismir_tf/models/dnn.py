@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
-from dismir_tf.interest_attention import masked_mean
+from dismir_tf.layers.ops import masked_mean
 from dismir_tf.models.base import Encoded, RetrievalModel
 
 

@@ -1,11 +1,11 @@
 """GRU4Rec: a GRU over the history; its last state is the user vector.
 
-Follows REMI's GRU4Rec (the reference code of ANCHORS.md): one GRU layer of
-2d units without biases over the history embeddings, the output at the last
-real position (the history is right-padded, so a masked GRU's final state),
-and a Dense(d) projection to the item space.  Single-interest.  Trained as
-every reference baseline: sampled softmax with uniform negatives shared by
-the batch (:mod:`dismir_tf.models.sampled_softmax`).
+Follows REMI's GRU4Rec (the reference code of docs/reference-runs.md): one
+GRU layer of 2d units without biases over the history embeddings, the output
+at the last real position (the history is right-padded, so a masked GRU's
+final state), and a Dense(d) projection to the item space.  Single-interest.
+Trained as every reference baseline: sampled softmax with uniform negatives
+shared by the batch (:mod:`dismir_tf.models.sampled_softmax`).
 
 Deviation: REMI applies dropout 0.2 to the history embeddings; it is left
 out here (ComiRec's TF GRU4Rec has none either) because every random draw

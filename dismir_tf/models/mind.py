@@ -3,8 +3,8 @@
 * Interests: :class:`CapsuleInterestExtractor` with one shared bilinear
   matrix (``transform='shared'``, the reference's ``bilinear_type=0``),
   randomly initialised routing logits and 3 routing iterations, routed as
-  REMI's ``CapsuleNetwork`` (which produced ANCHORS.md): the routing
-  softmax runs over the history positions with padding kept in it
+  REMI's ``CapsuleNetwork`` (which produced docs/reference-runs.md): the
+  routing softmax runs over the history positions with padding kept in it
   (``softmax_over='positions'``, ``padding_in_softmax=True``), and the
   matrix starts as torch's kaiming_normal_ on a Linear(d, d) weight,
   N(0, 2/d).  With the earlier softmax over the interests, padding masked
@@ -18,11 +18,11 @@
   default is the *hard* readout (the interest with the largest
   m_f . e_t), which is what both reference codes (ComiRec's TF Model_MIND
   and REMI's MIND) do after computing softmax_f((m_f . e_t)^1), and what
-  ANCHORS.md measured; ``hard_readout=False`` gives the MIND paper's soft
-  label-aware attention with p = 1.  On beauty at the ANCHORS budget the
-  soft readout scores about 12% higher R@50 than the reference figure, the
-  hard one lands within 5% of it (docs/models.md; measured with
-  the earlier routing).
+  docs/reference-runs.md measured; ``hard_readout=False`` gives the MIND
+  paper's soft label-aware attention with p = 1.  On beauty at the
+  reference budget the soft readout scores about 12% higher R@50 than the
+  reference figure, the hard one lands within 5% of it (docs/models.md;
+  measured with the earlier routing).
 * Objective: sampled softmax with ``sampled_softmax_negatives`` uniform
   negatives shared by the batch (:mod:`dismir_tf.models.sampled_softmax`).
 * Retrieval: 'merge' (each interest retrieves its own top-N).
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 
-from dismir_tf.capsule import CapsuleInterestExtractor
+from dismir_tf.layers import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel

@@ -58,17 +58,15 @@ hard readout + sampled softmax.  What was chosen here:
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded
-from dismir_tf.models.comirec import SelfAttentiveExtractor
+from dismir_tf.layers import (IntervalAttention, SelfAttentiveExtractor,
+                              StarGraphInteraction)
 from dismir_tf.initializers import he_normal, weight_seed
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
-_NEG_INF = -1e9
 
 
 def interval_buckets(times: tf.Tensor, max_interval: int) -> tf.Tensor:
@@ -87,168 +85,6 @@ def position_times(history: tf.Tensor) -> tf.Tensor:
     padding (what the pipeline gives for data sets without timestamps)."""
     pos = tf.cast(tf.range(tf.shape(history)[1]), tf.float32)[None]
     return tf.where(history > 0, pos, 0.0)
-
-
-def _project(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """x [..., d] @ kernel [d, d'] as one 2-D matmul (``x @ kernel`` on a
-    rank-3/4 x runs as a batch of tiny matmuls on the CPU, ~40x slower)."""
-    flat = tf.reshape(x, [-1, tf.shape(x)[-1]]) @ kernel
-    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1],
-                                       tf.shape(kernel)[-1:]], 0))
-
-
-def _masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    return tf.nn.softmax(tf.where(mask > 0, logits, _NEG_INF), axis=-1)
-
-
-@tf.keras.utils.register_keras_serializable(package="dismir_tf")
-class IntervalAttention(tf.keras.layers.Layer):
-    """PIMI's periodicity module: time_i = sum_j softmax_j(E_{m_ij} . w)
-    E_{m_ij} over the real items j.
-
-    Call args: buckets [B, L, L] int32 (:func:`interval_buckets`), mask
-    [B, L].  Returns [B, L, d] (0 on padded rows) and the attention
-    [B, L, L].
-    """
-
-    def __init__(self, max_interval: int, dim: int, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.max_interval = max_interval
-        self.dim = dim
-        self.seed = seed
-
-    def build(self, input_shape):
-        self.table = self.add_weight(
-            "interval_embedding", [self.max_interval + 1, self.dim],
-            initializer=he_normal(
-                self.dim, weight_seed(self.seed, "interval_embedding")))
-        self.w = self.add_weight("w", [self.dim],
-                                 initializer=he_normal(
-                                     self.dim, weight_seed(self.seed, "w")))
-        super().build(input_shape)
-
-    def call(self, buckets, mask):
-        # sum_j a_ij E_{m_ij} = sum_k (sum_{j: m_ij = k} a_ij) E_k: the
-        # scores and the weighted sum go through the K + 1 buckets, so the
-        # [B, L, L, d] tensor of gathered embeddings is never built (55x
-        # faster training than gathering it, same maths).
-        mask = tf.cast(mask, self.table.dtype)
-        buckets = tf.cast(buckets, tf.int32)
-        num_buckets = self.max_interval + 1
-        logits = tf.gather(tf.linalg.matvec(self.table, self.w), buckets)
-        attention = _masked_softmax(logits, mask[:, None, :])
-        attention = attention * mask[:, :, None]               # [B, L, L]
-        shape = tf.shape(buckets)
-        rows = tf.range(shape[0] * shape[1])                    # (b, i)
-        segments = (rows[:, None] * num_buckets
-                    + tf.reshape(buckets, [-1, shape[2]]))      # [B*L, L]
-        per_bucket = tf.math.unsorted_segment_sum(
-            tf.reshape(attention, [-1]), tf.reshape(segments, [-1]),
-            shape[0] * shape[1] * num_buckets)
-        per_bucket = tf.reshape(per_bucket,
-                                [shape[0], shape[1], num_buckets])
-        return per_bucket @ self.table, attention
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(max_interval=self.max_interval, dim=self.dim,
-                      seed=self.seed)
-        return config
-
-
-@tf.keras.utils.register_keras_serializable(package="dismir_tf")
-class StarGraphInteraction(tf.keras.layers.Layer):
-    """PIMI's interactivity module: rounds of attention on a star graph.
-
-    Call args: nodes [B, L, d] (h_i), initial [B, L, d] (e_i + p_i, a fixed
-    extra neighbour of node i), mask [B, L] (right-padded).  Returns the
-    item nodes [B, L, d] (0 on padding) and the central node [B, d] as the
-    last round's item nodes saw it (the last round does not update it: the
-    authors' code does, but nothing reads the result).
-    """
-
-    def __init__(self, num_layers: int = 3, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.num_layers = num_layers
-        self.seed = seed
-
-    def build(self, input_shape):
-        d = int(input_shape[-1])
-        self.node_qkv, self.centre_qkv = [], []
-        for layer in range(self.num_layers):
-            kinds = [("node", self.node_qkv)]
-            if layer < self.num_layers - 1:
-                # The last round's central node would feed nothing.
-                kinds.append(("centre", self.centre_qkv))
-            for kind, store in kinds:
-                store.append([
-                    self.add_weight(
-                        f"{kind}{layer}_{name}", [d, d],
-                        initializer=he_normal(d, weight_seed(
-                            self.seed, f"{kind}{layer}_{name}")))
-                    for name in ("wq", "wk", "wv")])
-        super().build(input_shape)
-
-    @staticmethod
-    def attend(query, keys, key_mask, qkv):
-        """q [..., d], keys [..., n, d], key_mask [..., n] ->
-        q + softmax(q Wq (keys Wk)^T / sqrt(d)) keys Wv  ([..., d])."""
-        wq, wk, wv = qkv
-        scale = 1.0 / math.sqrt(int(query.shape[-1]))
-        # Broadcast products: einsum with '...' is slower here on the CPU.
-        logits = tf.reduce_sum(_project(query, wq)[..., None, :]
-                               * _project(keys, wk), -1) * scale
-        attention = _masked_softmax(logits, key_mask)
-        return query + tf.reduce_sum(attention[..., None]
-                                     * _project(keys, wv), -2)
-
-    def call(self, nodes, initial, mask):
-        mask = tf.cast(mask, nodes.dtype)
-        m3 = mask[:, :, None]
-        nodes = nodes * m3
-        centre = tf.reduce_sum(nodes, 1) / tf.maximum(
-            tf.reduce_sum(mask, 1, keepdims=True), 1.0)        # [B, d]
-        zeros_row = tf.zeros_like(nodes[:, :1])
-        zero_mask = tf.zeros_like(mask[:, :1])
-        ones = tf.ones_like(mask)
-        prev_ok = tf.concat([zero_mask, mask[:, :-1]], 1)
-        next_ok = tf.concat([mask[:, 1:], zero_mask], 1)
-        key_mask = tf.stack([prev_ok, next_ok, ones, ones], 2)  # [B, L, 4]
-        centre_mask = tf.concat([tf.ones_like(mask[:, :1]), mask], 1)
-        def neighbours(node_proj, centre_proj, initial_proj):
-            # [B, L, 4, d]: previous, next, centre, own e + p.  Projecting
-            # the L nodes once and shifting equals projecting the shifted
-            # copies (the zero row projects to zero), at a quarter the cost.
-            prev = tf.concat([zeros_row, node_proj[:, :-1]], 1)
-            nxt = tf.concat([node_proj[:, 1:], zeros_row], 1)
-            hub = tf.broadcast_to(centre_proj[:, None], tf.shape(node_proj))
-            return tf.stack([prev, nxt, hub, initial_proj], 2)
-
-        scale = 1.0 / math.sqrt(int(nodes.shape[-1]))
-        for layer in range(self.num_layers):
-            wq, wk, wv = self.node_qkv[layer]
-            keys = neighbours(_project(nodes, wk), centre @ wk,
-                              _project(initial, wk))
-            values = neighbours(_project(nodes, wv), centre @ wv,
-                                _project(initial, wv))
-            logits = tf.reduce_sum(_project(nodes, wq)[:, :, None] * keys,
-                                   -1) * scale
-            attention = _masked_softmax(logits, key_mask)        # [B, L, 4]
-            nodes = tf.nn.relu(
-                nodes + tf.reduce_sum(attention[..., None] * values, 2)) * m3
-            if layer == self.num_layers - 1:
-                break
-            keys = tf.concat([centre[:, None], nodes], 1)       # [B, 1+L, d]
-            centre = tf.nn.relu(self.attend(centre, keys, centre_mask,
-                                            self.centre_qkv[layer]))
-        return nodes, centre
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_layers=self.num_layers, seed=self.seed)
-        return config
 
 
 class PIMIRec(SampledSoftmaxModel):

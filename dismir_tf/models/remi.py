@@ -1,7 +1,7 @@
 """REMI (Xie et al., RecSys '23): ComiRec-SA + IHN + routing regulariser.
 
 REMI is a training framework on top of a backbone; its reference results
-(and ANCHORS.md) use ComiRec-SA, so this is :class:`ComiRecSA` with
+(and docs/reference-runs.md) use ComiRec-SA, so this is :class:`ComiRecSA` with
 
 * interest-aware hard negatives (IHN): the sampled softmax weights each
   shared negative by softmax_j(beta * s_j) (``remi_beta``, the reference's

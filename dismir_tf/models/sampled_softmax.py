@@ -10,9 +10,9 @@ target item, and a sampled softmax ranks the target above S negatives.
   the target) are not removed, as in the reference.
 * log-Q correction: the reference subtracts log Q(i) from every logit, but
   with the uniform noise distribution (``sample_prob=0``, the default and
-  the ANCHORS.md setting) log Q is the same constant for every item and
-  cancels in the softmax, so it is left out here.  With ``beta > 0`` the
-  reference uses the uncorrected logits anyway.
+  the setting of docs/reference-runs.md) log Q is the same constant for
+  every item and cancels in the softmax, so it is left out here.  With
+  ``beta > 0`` the reference uses the uncorrected logits anyway.
 * REMI's interest-aware hard negatives (IHN, ``beta > 0``): each negative
   is weighted by w_j = softmax_j(beta * s_j) over the S negatives, and the
   loss is
@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.config import ModelConfig
-from dismir_tf.interest_attention import LabelAwareAttention
+from dismir_tf.layers import LabelAwareAttention
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.initializers import he_normal, weight_seed
 
@@ -107,8 +107,8 @@ class SampledSoftmaxModel(RetrievalModel):
         # The reference initialises every weight, the item embeddings
         # included, with kaiming_normal_: N(0, 2/d) instead of the base
         # class's N(0, 1/d).  It matters: with N(0, 1/d) REMI and
-        # ComiRec-SA land 8-13% above ANCHORS.md at R@50 / HR@50 on beauty,
-        # with N(0, 2/d) within 5% (docs/models.md).
+        # ComiRec-SA land 8-13% above docs/reference-runs.md at R@50 /
+        # HR@50 on beauty, with N(0, 2/d) within 5% (docs/models.md).
         self.item_embedding = tf.keras.layers.Embedding(
             num_items + 1, d, name="item_embedding",
             embeddings_initializer=he_normal(

@@ -29,9 +29,9 @@ What differs, and why:
 
 * The profile.  UMI's profile is categorical user features; our data sets
   have none, and a learned user-id embedding is no option either: valid and
-  test users never appear in training (PROTOCOL.md section 1), so it would
-  be untrained for every evaluated user, and the export serves from the
-  history alone.  The stand-in is computed from the user's own history,
+  test users never appear in training (docs/protocol.md, "Preprocessing and
+  the user split"), so it would be untrained for every evaluated user, and
+  the export serves from the history alone.  The stand-in is computed from the user's own history,
   which exists for any user at training, test and serving time:
   p = W_p2 relu(W_p1 mean(e_l) + b_p1) + b_p2, a small MLP on the masked
   mean of the history embeddings, with the reference's shape (3 fields of
@@ -64,14 +64,13 @@ Glorot initialisation 0.084 (seed 0).
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
-from dismir_tf.capsule import squash
+from dismir_tf.layers import InterestRefinement, UserGuidedRouting
+from dismir_tf.layers.ops import dense as _dense
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
-from dismir_tf.interest_attention import masked_mean
+from dismir_tf.layers.ops import masked_mean
 from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
@@ -80,198 +79,6 @@ PROFILE_FIELDS = 3
 PROFILE_FIELD_DIM = 8
 # Hidden units of the user-guided attention and the refinement gate nets.
 ATTENTION_UNITS = 8
-
-
-def _dense(units: int, seed: int, activation=None,
-           name: str | None = None) -> tf.keras.layers.Dense:
-    """A ``fully_connected`` layer as the reference's: Glorot-uniform
-    kernel (TF1's ``xavier_initializer``), zero bias."""
-    return tf.keras.layers.Dense(
-        units, activation=activation,
-        kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
-        bias_initializer="zeros", name=name)
-
-
-def capsule_kernel_initializer(dim: int, num_interests: int, seed: int
-                               ) -> tf.keras.initializers.Initializer:
-    """Glorot uniform of the reference's [d, F*d] capsule transform,
-    U(+-sqrt(6 / (d + F d))), for our [d, F, d] kernel (Keras'
-    GlorotUniform would take the fans of a 3-D shape differently)."""
-    limit = math.sqrt(6.0 / (dim + num_interests * dim))
-    return tf.keras.initializers.RandomUniform(-limit, limit, seed=seed)
-
-
-@tf.keras.utils.register_keras_serializable(package="dismir_tf")
-class UserGuidedRouting(tf.keras.layers.Layer):
-    """UMI's dual-attention routing: profile-weighted capsule routing.
-
-    Args:
-      num_interests: int. F.
-      max_len: int. L (the length of the fixed initial routing logits).
-      profile_dim: int. Size of the profile p.
-      iterations: int, default 3. Routing passes.
-      attention_units: int, default 8. Hidden units of the user-guided
-        attention net.
-      seed: int. Seeds the initialisers.
-
-    Call args:
-      items: [B, L, d] history embeddings; mask: [B, L] 1 on real items;
-      profile: [B, P].
-
-    Returns:
-      (interests [B, F, d] squashed capsules, routing [B, F, L] the final
-      c_lf (0 on padding), attention [B, L] the user-guided weights a_l).
-    """
-
-    def __init__(self, num_interests: int, max_len: int, profile_dim: int,
-                 iterations: int = 3, attention_units: int = ATTENTION_UNITS,
-                 seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        for name, value in (("num_interests", num_interests),
-                            ("max_len", max_len), ("profile_dim", profile_dim),
-                            ("iterations", iterations),
-                            ("attention_units", attention_units)):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        self.num_interests = num_interests
-        self.max_len = max_len
-        self.profile_dim = profile_dim
-        self.iterations = iterations
-        self.attention_units = attention_units
-        self.seed = seed
-
-    def build(self, input_shape):
-        d = int(input_shape[-1])
-        f = self.num_interests
-        self.kernel = self.add_weight(
-            "kernel", [d, f, d],
-            initializer=capsule_kernel_initializer(
-                d, f, weight_seed(self.seed, "kernel")))
-        self.attention_hidden = _dense(
-            self.attention_units, weight_seed(self.seed, "attention_hidden"),
-            activation="relu",
-            name="attention_hidden")
-        self.attention_out = _dense(
-            1, weight_seed(self.seed, "attention_out"), activation="sigmoid",
-            name="attention_out")
-        self.attention_hidden.build([None, None, d + self.profile_dim])
-        self.attention_out.build([None, None, self.attention_units])
-        self.initial_logits = self.add_weight(
-            "initial_logits", [self.max_len, f], trainable=False,
-            initializer=tf.keras.initializers.TruncatedNormal(
-                stddev=1.0, seed=weight_seed(self.seed, "initial_logits")))
-        super().build(input_shape)
-
-    def user_attention(self, items, profile):
-        """[B, L] a_l = sigmoid(w2 . relu(W1 [e_l; p] + b1) + b2)."""
-        length = tf.shape(items)[1]
-        tiled = tf.tile(profile[:, None], [1, length, 1])
-        hidden = self.attention_hidden(tf.concat([items, tiled], axis=-1))
-        return self.attention_out(hidden)[..., 0]
-
-    def call(self, items, mask, profile):
-        mask = tf.cast(mask, items.dtype)
-        attention = self.user_attention(items, profile)           # [B, L]
-        u = tf.einsum("bld,dfe->bfle", items, self.kernel)      # [B,F,L,d]
-        length = tf.shape(items)[1]
-        logits = tf.tile(tf.transpose(self.initial_logits[:length])[None],
-                         [tf.shape(items)[0], 1, 1])              # [B, F, L]
-        u_stop = tf.stop_gradient(u)
-        attention_stop = tf.stop_gradient(attention)
-        for it in range(self.iterations):
-            last = it == self.iterations - 1
-            routing = tf.nn.softmax(logits, axis=1) * mask[:, None, :]
-            u_it, a_it = (u, attention) if last else (u_stop, attention_stop)
-            interests = squash(tf.einsum("bfl,bl,bfld->bfd", routing, a_it,
-                                         u_it))
-            if not last:
-                logits = tf.einsum("bfld,bfd->bfl", u_stop, interests)
-        return interests, routing, attention
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_interests=self.num_interests, max_len=self.max_len,
-                      profile_dim=self.profile_dim,
-                      iterations=self.iterations,
-                      attention_units=self.attention_units, seed=self.seed)
-        return config
-
-
-@tf.keras.utils.register_keras_serializable(package="dismir_tf")
-class InterestRefinement(tf.keras.layers.Layer):
-    """UMI's interest refinement: profile fields gated per interest.
-
-    g_f = sigmoid(W2 relu(W1 [p; v_f] + b1) + b2) (one gate per field),
-    m_f = W4 relu(W3 [g_f * p; v_f] + b3) + b4.
-
-    Args:
-      num_fields: int. The profile's fields (p is split evenly).
-      profile_dim: int. P, the size of the profile.
-      output_dim: int. d, the size of the refined interests.
-      gate_units: int, default 8. Hidden units of the gate net.
-      seed: int. Seeds the initialisers.
-
-    Call args:
-      interests: [B, F, d] routed capsules; profile: [B, P].
-
-    Returns:
-      (interests [B, F, output_dim], gates [B, F, num_fields]).
-    """
-
-    def __init__(self, num_fields: int, profile_dim: int, output_dim: int,
-                 gate_units: int = ATTENTION_UNITS, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if num_fields < 1 or output_dim < 2 or gate_units < 1:
-            raise ValueError("need num_fields >= 1, output_dim >= 2, "
-                             "gate_units >= 1")
-        if profile_dim < 1 or profile_dim % num_fields:
-            raise ValueError(f"profile_dim {profile_dim} must be a positive "
-                             f"multiple of num_fields {num_fields}")
-        self.num_fields = num_fields
-        self.profile_dim = profile_dim
-        self.output_dim = output_dim
-        self.gate_units = gate_units
-        self.seed = seed
-
-    def build(self, input_shape):
-        d, p = int(input_shape[-1]), self.profile_dim
-        hidden = self.output_dim // 2
-        self.gate_hidden = _dense(self.gate_units,
-                                  weight_seed(self.seed, "gate_hidden"),
-                                  activation="relu", name="gate_hidden")
-        self.gate_out = _dense(self.num_fields,
-                               weight_seed(self.seed, "gate_out"),
-                               activation="sigmoid", name="gate_out")
-        self.user_hidden = _dense(hidden, weight_seed(self.seed, "user_hidden"),
-                                  activation="relu",
-                                  name="user_hidden")
-        self.user_out = _dense(self.output_dim,
-                               weight_seed(self.seed, "user_out"),
-                               name="user_out")
-        for layer, fan_in in ((self.gate_hidden, p + d),
-                              (self.gate_out, self.gate_units),
-                              (self.user_hidden, p + d),
-                              (self.user_out, hidden)):
-            layer.build([None, None, fan_in])
-        super().build(input_shape)
-
-    def call(self, interests, profile):
-        f = tf.shape(interests)[1]
-        tiled = tf.tile(profile[:, None], [1, f, 1])              # [B, F, P]
-        gates = self.gate_out(self.gate_hidden(
-            tf.concat([tiled, interests], axis=-1)))              # [B, F, n]
-        field_gates = tf.repeat(gates, self.profile_dim // self.num_fields,
-                                axis=-1)                          # [B, F, P]
-        refined = tf.concat([field_gates * tiled, interests], axis=-1)
-        return self.user_out(self.user_hidden(refined)), gates
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_fields=self.num_fields,
-                      profile_dim=self.profile_dim,
-                      output_dim=self.output_dim,
-                      gate_units=self.gate_units, seed=self.seed)
-        return config
 
 
 class UMI(SampledSoftmaxModel):

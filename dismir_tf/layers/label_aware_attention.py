@@ -1,42 +1,10 @@
-"""Attention over a user's interests.
-
-``InterestAttention`` is DisMIR's dynamic preference over interests (section
-4.3): a_uf = softmax_f(m_uf . e_bar_u) with e_bar_u the masked mean of the
-history embeddings.  ``LabelAwareAttention`` is the training readout of MIND
-and ComiRec: the interests are weighted by their agreement with the target
-item, either softly (MIND: softmax of (m_f . e_t)^p) or by a hard argmax
-(ComiRec: the single interest closest to the target).
+"""The training readout of MIND and ComiRec: interests weighted by their
+agreement with the target item.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
-
-
-def masked_mean(items: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """[B, L, d], [B, L] -> [B, d] mean over the real items."""
-    mask = tf.cast(mask, items.dtype)
-    total = tf.einsum("bld,bl->bd", items, mask)
-    count = tf.reduce_sum(mask, axis=1, keepdims=True)
-    return total / tf.maximum(count, 1.0)
-
-
-@tf.keras.utils.register_keras_serializable(package="dismir_tf")
-class InterestAttention(tf.keras.layers.Layer):
-    """a_uf = softmax over f of m_uf . mean(history).
-
-    Call args:
-      interests: [B, F, d].
-      items: [B, L, d] history embeddings.
-      mask: [B, L].
-
-    Returns:
-      [B, F] attention weights, summing to 1 over f.
-    """
-
-    def call(self, interests, items, mask):
-        mean = masked_mean(items, mask)                         # [B, d]
-        return tf.nn.softmax(tf.einsum("bfd,bd->bf", interests, mean), -1)
 
 
 @tf.keras.utils.register_keras_serializable(package="dismir_tf")
@@ -53,6 +21,14 @@ class LabelAwareAttention(tf.keras.layers.Layer):
 
     Returns:
       [B, d] the user vector for the target.
+
+    Example:
+      >>> import tensorflow as tf
+      >>> layer = LabelAwareAttention(hard=True)
+      >>> interests = tf.random.normal([2, 4, 8])
+      >>> target = tf.random.normal([2, 8])
+      >>> layer(interests, target).shape
+      TensorShape([2, 8])
     """
 
     def __init__(self, hard: bool = False, power: float = 1.0, **kwargs):

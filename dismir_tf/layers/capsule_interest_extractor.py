@@ -34,6 +34,8 @@ import math
 import tensorflow as tf
 
 from dismir_tf.initializers import weight_seed
+from dismir_tf.layers.ops import squash
+
 
 TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
@@ -42,12 +44,6 @@ SOFTMAX_AXES = ("interests", "positions")
 RECENCY = ("none", "learned", "learned_per_interest")
 _EPS = 1e-9
 _MASKED_LOGIT = -1e9
-
-
-def squash(m: tf.Tensor, axis: int = -1) -> tf.Tensor:
-    """v = |m|^2 / (1 + |m|^2) * m / |m| along ``axis``."""
-    sq = tf.reduce_sum(tf.square(m), axis=axis, keepdims=True)
-    return m * (sq / (1.0 + sq)) / tf.sqrt(sq + _EPS)
 
 
 @tf.keras.utils.register_keras_serializable(package="dismir_tf")
@@ -130,6 +126,15 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
       (interests [B, F, d] the squashed capsules v_f, or the capsules m_f
       with ``squash_output=False``; routing [B, F, L] the final routing
       weights b_if, 0 on padding).
+
+    Example:
+      >>> import tensorflow as tf
+      >>> layer = CapsuleInterestExtractor(num_interests=4, max_len=5)
+      >>> items = tf.random.normal([2, 5, 8])
+      >>> mask = tf.constant([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+      >>> interests, routing = layer(items, mask)
+      >>> interests.shape, routing.shape
+      (TensorShape([2, 4, 8]), TensorShape([2, 4, 5]))
     """
 
     def __init__(self, num_interests: int, max_len: int,

@@ -1,0 +1,53 @@
+"""The layout's dependency rules, read from the source (no TensorFlow)."""
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "dismir_tf"
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def test_keras_layers_live_in_layers_one_class_a_file():
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        layer_classes = [
+            n.name for n in tree.body if isinstance(n, ast.ClassDef)
+            and any(ast.unparse(b).endswith("layers.Layer") for b in n.bases)]
+        if path.parent.name == "layers":
+            assert len(layer_classes) <= 1, (path, layer_classes)
+        elif path.name not in ("partition_loss.py", "partition_task.py"):
+            # The partition loss and task are the retrieval core's.
+            assert not layer_classes, (path, layer_classes)
+
+
+def test_layers_do_not_import_models_or_training():
+    for path in (PACKAGE / "layers").glob("*.py"):
+        bad = {m for m in _imports(path) if m.startswith(
+            ("dismir_tf.models", "dismir_tf.training", "dismir_tf.commands"))}
+        assert not bad, (path, bad)
+
+
+def test_every_layer_is_exported():
+    import dismir_tf.layers as layers
+
+    files = {p.stem for p in (PACKAGE / "layers").glob("*.py")} - {
+        "__init__", "ops"}
+    exported = {name for name in layers.__all__}
+    assert len(files) == len(exported)
+    for name in exported:
+        cls = getattr(layers, name)
+        assert cls.__module__.rsplit(".", 1)[1] in files
+        # keras-rs style: what it takes, with shapes, and an Example
+        # (run by tests/test_layer_examples.py).
+        doc = cls.__doc__ or ""
+        assert "Example:" in doc and ("[B," in doc or "[B " in doc), name
