@@ -38,14 +38,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import dismir_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
-
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dismir_tf.cooccurrence import (DEFAULT_BLOCK_ENTRIES,  # noqa: E402
-                                    PositiveSampler, build_positive_sampler,
-                                    cooccurrence_nnz_bound)
+import dismir_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
+from dismir_tf.cooccurrence import (  # noqa: E402
+    DEFAULT_BLOCK_ENTRIES,
+    PositiveSampler,
+    build_positive_sampler,
+    cooccurrence_nnz_bound,
+)
 from dismir_tf.data.dataset import SequenceDataset  # noqa: E402
 
 # Table 1 of the paper, Amazon Books.

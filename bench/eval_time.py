@@ -63,10 +63,10 @@ def peak_rss_mib() -> float:
 def child(size: str, readout: str, batch: int, repeats: int,
           seed: int) -> dict:
     """One measurement, in this process (run by the parent as a child)."""
-    import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
     import tensorflow as tf
-
     from cooccurrence_books import synthetic_books
+
+    import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
     from dismir_tf import evaluation, pipeline, training
     from dismir_tf.config import ModelConfig
     from dismir_tf.models import create_model

@@ -30,10 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import dismir_tf  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import dismir_tf  # noqa: E402,F401
 from dismir_tf import evaluation, tfrs_metrics  # noqa: E402
 
 CATALOGUES = {"beauty": 12101, "books": 367982}

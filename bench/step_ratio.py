@@ -34,16 +34,14 @@ _BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_BENCH))
 sys.path.insert(0, _BENCH)
 
+from paper_scale import BEAUTY, OUT, SETTINGS, make_standin  # noqa: E402
+
 import dismir_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
-
-
 from dismir_tf import pipeline, training  # noqa: E402
 from dismir_tf.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
 from dismir_tf.cooccurrence import build_positive_sampler  # noqa: E402
 from dismir_tf.data import load_dataset  # noqa: E402
 from dismir_tf.models import create_model, resolve_config  # noqa: E402
-from paper_scale import (BEAUTY, SETTINGS, make_standin,  # noqa: E402
-                         OUT)
 
 BATCH = 128
 FULL_CORES = 1.3
@@ -188,7 +186,8 @@ def main() -> None:
           flush=True)
     out = {"size": args.size, "full_core_rounds": full,
            "wall_ratio_median_full_cores": round(statistics.median(
-               [ratios[r] for r in full]), 3) if full else None, "settings": settings, "steps": args.steps,
+               [ratios[r] for r in full]), 3) if full else None,
+           "settings": settings, "steps": args.steps,
            "rounds": args.rounds, "processes": "one per side",
            "beauty_ms": round(statistics.median(ms["beauty"]), 2),
            "paper_size_ms": round(statistics.median(ms[args.size]), 2),

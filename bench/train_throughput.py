@@ -60,20 +60,19 @@ _BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_BENCH))
 sys.path.insert(0, _BENCH)
 
-import dismir_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
-
 import tensorflow as tf  # noqa: E402
-
 from cooccurrence_books import synthetic_books  # noqa: E402
-from dismir_tf import pipeline, training  # noqa: E402
-from dismir_tf.config import (DataConfig, ModelConfig,  # noqa: E402
-                              TrainConfig)
-from dismir_tf.cooccurrence import (PositiveSampler,  # noqa: E402
-                                    build_cooccurrence)
+
+import dismir_tf  # noqa: E402,F401  (sets TF_USE_LEGACY_KERAS first)
+from dismir_tf import (  # noqa: E402
+    model_specs,  # noqa: E402
+    pipeline,
+    training,
+)
+from dismir_tf.config import DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence  # noqa: E402
 from dismir_tf.data.dataset import SequenceDataset  # noqa: E402
-from dismir_tf.models import (create_model, model_names,  # noqa: E402
-                              resolve_config)
-from dismir_tf import model_specs  # noqa: E402
+from dismir_tf.models import create_model, model_names, resolve_config  # noqa: E402
 
 # Table 1 of the paper, Gowalla.
 GOWALLA_USERS = 165_506

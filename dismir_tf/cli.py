@@ -21,10 +21,20 @@ from collections.abc import Callable
 from absl import app, flags
 
 from dismir_tf import model_specs
-from dismir_tf.config import (TIME_UNITS, DataConfig, ModelConfig, RunConfig,
-                              SyntheticConfig, TrainConfig)
-from dismir_tf.errors import (EXIT_USER_ERROR, ConfigError,
-                              TrainingDivergedError, UserInputError)
+from dismir_tf.config import (
+    TIME_UNITS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    SyntheticConfig,
+    TrainConfig,
+)
+from dismir_tf.errors import (
+    EXIT_USER_ERROR,
+    ConfigError,
+    TrainingDivergedError,
+    UserInputError,
+)
 
 FLAGS = flags.FLAGS
 

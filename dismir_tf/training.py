@@ -33,19 +33,22 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from dismir_tf import evaluation, pipeline
+from dismir_tf import evaluation, optimizers, pipeline
 from dismir_tf.config import RunConfig, TrainConfig, config_differences
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
-from dismir_tf import optimizers
-from dismir_tf.stages import StageClock, peak_rss_mib
-from dismir_tf.diagnostics import (DIAGNOSTIC_USERS, FIGURES,
-                                   collapse_diagnostics)
+from dismir_tf.diagnostics import DIAGNOSTIC_USERS, FIGURES, collapse_diagnostics
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json, read_json
+from dismir_tf.models import (
+    RetrievalModel,
+    create_model,
+    describe_settings,
+    resolve_config,
+    time_unit,
+)
 from dismir_tf.runs import require_checkpoint
-from dismir_tf.models import (RetrievalModel, create_model,
-                              describe_settings, resolve_config, time_unit)
+from dismir_tf.stages import StageClock, peak_rss_mib
 
 Log = Callable[[str], None]
 SELECTION_METRIC = "recall@50"
@@ -571,14 +574,20 @@ class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
         first_step = self._last_step
         seqs = (st.steps_done - self._last_step) * cfg.batch_size
         self._last_step = st.steps_done
+        train = entry["train"]
+        best = ("  (best)" if improved else
+                f"  (best {st.best_metric:.4f} at {st.best_step})")
+        train_seconds = max(time.time() - self._t0 - entry["eval_seconds"],
+                            1e-9)
+        ms_per_step = 1e3 * interval_seconds / max(st.steps_done - first_step,
+                                                   1)
         self.log(
-            f"step {st.steps_done}/{self.total_steps}  loss {entry['train'].get('loss', float('nan')):.4f}"
-            f"  rec {entry['train'].get('rec_loss', float('nan')):.4f}"
-            f"  partition {entry['train'].get('partition_loss', float('nan')):.4f}"
-            f"  valid recall@50 {metric:.4f}"
-            f"{'  (best)' if improved else f'  (best {st.best_metric:.4f} at {st.best_step})'}"
-            f"  {seqs / max(time.time() - self._t0 - entry['eval_seconds'], 1e-9):,.0f} seq/s"
-            f", {1e3 * interval_seconds / max(st.steps_done - first_step, 1):.1f} ms/step")
+            f"step {st.steps_done}/{self.total_steps}"
+            f"  loss {train.get('loss', float('nan')):.4f}"
+            f"  rec {train.get('rec_loss', float('nan')):.4f}"
+            f"  partition {train.get('partition_loss', float('nan')):.4f}"
+            f"  valid recall@50 {metric:.4f}{best}"
+            f"  {seqs / train_seconds:,.0f} seq/s, {ms_per_step:.1f} ms/step")
         if diag.num_interests > 1:
             self.log(f"  collapse (valid): {diag.summary()}")
 

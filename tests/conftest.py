@@ -22,8 +22,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def pytest_configure(config):
-    import dismir_tf  # noqa: F401  (sets the legacy-Keras switch)
     import tensorflow as tf
+
+    import dismir_tf  # noqa: F401  (sets the legacy-Keras switch)
 
     cpus = tf.config.list_physical_devices("CPU")
     try:

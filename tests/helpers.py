@@ -10,8 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
-                              SyntheticConfig, TrainConfig)
+from dismir_tf.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    SyntheticConfig,
+    TrainConfig,
+)
 from dismir_tf.data.dataset import SequenceDataset
 
 TINY_SYNTHETIC = SyntheticConfig(num_users=300, num_items=120, num_groups=6,

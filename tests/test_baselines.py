@@ -13,21 +13,25 @@ import math
 
 import numpy as np
 import pytest
-
-from dismir_tf import model_specs
-from dismir_tf.errors import ConfigError
 import tensorflow as tf
 
-from dismir_tf import pipeline, types
+from dismir_tf import model_specs, pipeline, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.cooccurrence import PositiveSampler, build_cooccurrence
 from dismir_tf.data.synthetic import generate
-from dismir_tf.models import (MIND, create_model, resolve_config,
-                              takes_partition_by_default)
+from dismir_tf.errors import ConfigError
 from dismir_tf.layers import SelfAttentiveExtractor
-from dismir_tf.models.regularizers import (backward_flow_loss,
-                                           representative_items,
-                                           routing_variation)
+from dismir_tf.models import (
+    MIND,
+    create_model,
+    resolve_config,
+    takes_partition_by_default,
+)
+from dismir_tf.models.regularizers import (
+    backward_flow_loss,
+    representative_items,
+    routing_variation,
+)
 from dismir_tf.models.sampled_softmax import sampled_softmax_loss
 from tests.helpers import TINY_SYNTHETIC
 

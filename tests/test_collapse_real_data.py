@@ -18,9 +18,8 @@ import pytest
 from dismir_tf import pipeline, training
 from dismir_tf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from dismir_tf.diagnostics import collapse_diagnostics
-from tests.conftest import require_shared_data
-
 from dismir_tf.models.dismir import LEGACY_CAPSULE as LEGACY  # noqa: E402
+from tests.conftest import require_shared_data
 
 
 def _run(tmp_path, shared_data, name, **capsule):

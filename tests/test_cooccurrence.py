@@ -1,16 +1,18 @@
 """Tests of dismir_tf.cooccurrence: the graph S and the positive sampler."""
 
-import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
-
 import numpy as np
 import scipy.stats
 import tensorflow as tf
 from absl.testing import parameterized
 
-from dismir_tf.cooccurrence import (CooccurrenceGraph, PositiveSampler,
-                                    build_cooccurrence,
-                                    cooccurrence_nnz_bound,
-                                    sample_positives_numpy)
+import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from dismir_tf.cooccurrence import (
+    CooccurrenceGraph,
+    PositiveSampler,
+    build_cooccurrence,
+    cooccurrence_nnz_bound,
+    sample_positives_numpy,
+)
 from dismir_tf.data.dataset import SequenceDataset
 
 NUM_DRAWS = 20_000

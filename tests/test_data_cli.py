@@ -21,8 +21,8 @@ from dismir_tf.data import (
     load_dataset,
     read_interactions,
 )
-from tests.helpers import shared_file
 from dismir_tf.errors import DataFormatError, UserInputError
+from tests.helpers import shared_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GOWALLA_LBSN = "gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz"

@@ -11,8 +11,13 @@ import tensorflow as tf
 
 from dismir_tf import pipeline, training
 from dismir_tf.analysis import measures as analysis
-from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,
-                              SyntheticConfig, TrainConfig)
+from dismir_tf.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    SyntheticConfig,
+    TrainConfig,
+)
 from dismir_tf.data.synthetic import generate
 from dismir_tf.diagnostics import collapse_diagnostics
 

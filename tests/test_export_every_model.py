@@ -14,8 +14,7 @@ import tensorflow as tf
 from dismir_tf import export, reports
 from dismir_tf.config import DataConfig
 from dismir_tf.data import load_dataset
-from dismir_tf.models import (create_model, model_names, resolve_config,
-                              time_unit)
+from dismir_tf.models import create_model, model_names, resolve_config, time_unit
 from tests.helpers import shared_file, tiny_run_config
 from tests.tfserving_json import call, request_to_tensors
 

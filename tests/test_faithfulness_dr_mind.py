@@ -9,15 +9,14 @@ below follows that loop step by step; the layer's option
 ``padding_in_softmax=True`` must reproduce it, and the default must not.
 """
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf.layers import CapsuleInterestExtractor
 from dismir_tf.config import ModelConfig
+from dismir_tf.layers import CapsuleInterestExtractor
 from dismir_tf.models import create_model
 from dismir_tf.models.comirec import reference_kernel_stddev
 

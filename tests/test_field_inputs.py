@@ -4,7 +4,6 @@ fields, ids with spaces through every writer, formats that do not fit."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 from pathlib import Path

@@ -7,7 +7,6 @@ attention matrix, a scaled copy for ComiRec-DR's kernel). The checks below
 compare the flattened starts of every pair of weights of every model.
 """
 
-import dataclasses
 import itertools
 
 import numpy as np

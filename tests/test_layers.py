@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf.layers import (CapsuleInterestExtractor, InterestAttention,
-                              LabelAwareAttention)
+from dismir_tf.layers import (
+    CapsuleInterestExtractor,
+    InterestAttention,
+    LabelAwareAttention,
+)
 from dismir_tf.layers.ops import masked_mean, squash
 
 

@@ -1,12 +1,11 @@
 """Tests of dismir_tf.optimizers: the lazy Adam update of embedding tables
 against a NumPy reference, with and without XLA, and --embedding_update."""
 
-import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from dismir_tf import optimizers
 from dismir_tf.config import TrainConfig
 from dismir_tf.errors import ConfigError

@@ -9,8 +9,6 @@ import subprocess
 import sys
 import tomllib
 
-import pytest
-
 import dismir_tf
 from tests.helpers import readme_block
 

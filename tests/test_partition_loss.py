@@ -1,13 +1,15 @@
 """Tests of dismir_tf.partition_loss (Theorem 4's contrastive loss)."""
 
-import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
-
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from dismir_tf.partition_loss import (PartitionLoss, partition_logits,
-                                      partition_loss_per_example)
+import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+from dismir_tf.partition_loss import (
+    PartitionLoss,
+    partition_logits,
+    partition_loss_per_example,
+)
 
 LEARNING_RATE = 0.1
 

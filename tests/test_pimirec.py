@@ -251,7 +251,8 @@ def test_pimirec_through_train_py_and_on_order_only_data(tmp_path):
          timed, "--dataset_format", "user_item_time_tsv", "--data_dir",
          str(tmp_path / "data"), "--embedding_dim", "16", "--max_len", "10",
          "--max_steps", "20", "--eval_every", "20", "--batch_size", "32",
-         "--nojit_compile", "--output_dir", out], cwd=ROOT, env=env, capture_output=True,
+         "--nojit_compile", "--output_dir", out], cwd=ROOT, env=env,
+        capture_output=True,
         text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.load(open(os.path.join(out, "metrics.json")))

@@ -13,9 +13,8 @@ import pytest
 
 from dismir_tf.data.preprocess import build_dataset, split_users
 from dismir_tf.data.readers import RawInteractions, read_interactions
-from tests.helpers import shared_file
 from dismir_tf.errors import UserInputError
-
+from tests.helpers import shared_file
 
 
 def raw_from(rows: list[tuple], timed: bool = True) -> RawInteractions:

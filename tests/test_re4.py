@@ -6,7 +6,6 @@ The NumPy references are written the way Re4's code computes the terms
 pin the reductions.
 """
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -19,12 +18,19 @@ import tensorflow as tf
 from dismir_tf import evaluation, export, pipeline, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
-from dismir_tf.models import (create_model, model_names, resolve_config,
-                              takes_partition_by_default)
 from dismir_tf.layers import InterestReconstructor
-from dismir_tf.models.re4 import (positive_items,
-                                  re_attend_loss, re_construct_loss,
-                                  re_contrast_loss)
+from dismir_tf.models import (
+    create_model,
+    model_names,
+    resolve_config,
+    takes_partition_by_default,
+)
+from dismir_tf.models.re4 import (
+    positive_items,
+    re_attend_loss,
+    re_construct_loss,
+    re_contrast_loss,
+)
 from tests.helpers import losses_before_after, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dismir_tf.data.readers import FORMATS, RawInteractions, read_interactions
-from tests.helpers import shared_file
 from dismir_tf.errors import DataFormatError, UserInputError
+from tests.helpers import shared_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -14,11 +14,11 @@ import pytest
 import tensorflow as tf
 
 from dismir_tf import evaluation, pipeline, training, types
-from dismir_tf.layers.ops import squash
 from dismir_tf.config import ModelConfig
 from dismir_tf.data.synthetic import generate
-from dismir_tf.models import UMI, create_model, resolve_config
 from dismir_tf.layers import InterestRefinement, UserGuidedRouting
+from dismir_tf.layers.ops import squash
+from dismir_tf.models import UMI, create_model, resolve_config
 from dismir_tf.models.umi import PROFILE_FIELD_DIM, PROFILE_FIELDS
 from tests.helpers import TINY_SYNTHETIC, losses_before_after
 

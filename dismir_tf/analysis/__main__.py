@@ -44,10 +44,9 @@ from __future__ import annotations
 import os
 import sys
 
-import dismir_tf  # noqa: F401  (legacy Keras before TensorFlow)
-
 from absl import flags
 
+import dismir_tf  # noqa: F401  (legacy Keras before TensorFlow)
 from dismir_tf import cli
 from dismir_tf.errors import ConfigError
 

@@ -70,8 +70,7 @@ def main(argv):
         raise ConfigError("--seeds must be >= 1")
     # Flags, data file and model names before TensorFlow starts.
     cli.check_flags()
-    from dismir_tf import compare, training
-    from dismir_tf import model_specs
+    from dismir_tf import compare, model_specs, training
 
     mode = FLAGS.mode
     models = (list(FLAGS.models) if FLAGS["models"].present

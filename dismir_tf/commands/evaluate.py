@@ -41,7 +41,6 @@ FLAGS = flags.FLAGS
 def _check_paths() -> None:
     """Flag paths checked before TensorFlow starts; nothing is written yet."""
     from dismir_tf.errors import ConfigError
-
     from dismir_tf.runs import require_checkpoint
 
     require_checkpoint(FLAGS.run_dir)

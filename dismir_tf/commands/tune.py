@@ -87,6 +87,7 @@ def main(argv):
 
     def run_trial(config, **kw):
         import tensorflow as tf
+
         from dismir_tf import training
         tf.keras.backend.clear_session()
         return training.run(config, log=log, dataset=dataset, **kw)

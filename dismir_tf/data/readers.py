@@ -771,6 +771,8 @@ UNITS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 # Seconds since the epoch are below 1e11 until the year 5138: a column
 # whose median is above that is in a finer unit.
 _EPOCH_SCALES = ((1e17, "ns"), (1e14, "us"), (1e11, "ms"))
+_UNIT_WORDS = {"ms": "milliseconds", "us": "microseconds",
+               "ns": "nanoseconds"}
 
 
 def _to_seconds(raw: RawInteractions, fmt: str, unit: str
@@ -793,7 +795,7 @@ def _to_seconds(raw: RawInteractions, fmt: str, unit: str
         if median >= scale:
             per_second = UNITS_PER_SECOND[finer]
             note = (f"{raw.source}: the time column holds Unix "
-                    f"{dict(ms='milliseconds', us='microseconds', ns='nanoseconds')[finer]}"
+                    f"{_UNIT_WORDS[finer]}"
                     f" (median {median * native:.0f}), not "
                     f"{'seconds' if native == 1 else 'milliseconds'}; "
                     f"converted to seconds (--time_unit to say the unit)")

@@ -15,8 +15,7 @@ Shared functions (squash, masked_mean, ...) are in dismir_tf.layers.ops.
 Layers import nothing from dismir_tf.models: the models build on them.
 """
 
-from dismir_tf.layers.capsule_interest_extractor import \
-    CapsuleInterestExtractor
+from dismir_tf.layers.capsule_interest_extractor import CapsuleInterestExtractor
 from dismir_tf.layers.interest_attention import InterestAttention
 from dismir_tf.layers.interest_reconstructor import InterestReconstructor
 from dismir_tf.layers.interest_refinement import InterestRefinement

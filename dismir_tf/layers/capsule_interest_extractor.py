@@ -36,7 +36,6 @@ import tensorflow as tf
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers.ops import squash
 
-
 TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
 SIMILARITIES = ("dot", "cosine")

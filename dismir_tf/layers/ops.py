@@ -9,7 +9,6 @@ import math
 
 import tensorflow as tf
 
-
 # Logit of a masked position (softmax weight 0 in float32).
 NEG_INF = -1e9
 # Guards the squash's norm against 0.

@@ -9,8 +9,7 @@ from dismir_tf import model_specs
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
-from dismir_tf.models.dismir import (DisMIR, check_no_capsule_options,
-                                     resolve_capsule)
+from dismir_tf.models.dismir import DisMIR, check_no_capsule_options, resolve_capsule
 from dismir_tf.models.dnn import DNN
 from dismir_tf.models.gru4rec import GRU4Rec
 from dismir_tf.models.mind import MIND
@@ -19,7 +18,6 @@ from dismir_tf.models.pimirec import PIMIRec
 from dismir_tf.models.re4 import Re4
 from dismir_tf.models.remi import REMI
 from dismir_tf.models.umi import UMI
-
 
 # Every model's name, class, defaults and partition policy are declared
 # once, in dismir_tf.model_specs; this module builds them.
@@ -112,5 +110,6 @@ def create_model(num_items: int, config: ModelConfig,
 
 __all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
            "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
-           "PIMIRec", "UMI", "create_model", "describe_settings", "model_names", "register", "resolve_config",
+           "PIMIRec", "UMI", "create_model", "describe_settings",
+           "model_names", "register", "resolve_config",
            "takes_partition_by_default", "Re4"]

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 
-from dismir_tf.layers import CapsuleInterestExtractor, SelfAttentiveExtractor
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
+from dismir_tf.layers import CapsuleInterestExtractor, SelfAttentiveExtractor
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 

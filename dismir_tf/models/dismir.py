@@ -25,12 +25,12 @@ import dataclasses
 
 import tensorflow as tf
 
-from dismir_tf import types
-from dismir_tf.layers import CapsuleInterestExtractor, InterestAttention
 from dismir_tf import config as config_lib
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
-from dismir_tf.initializers import weight_seed
 from dismir_tf.errors import ConfigError
+from dismir_tf.initializers import weight_seed
+from dismir_tf.layers import CapsuleInterestExtractor, InterestAttention
 from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 
 # The capsule fields of ModelConfig and their "model default" markers (the

@@ -19,8 +19,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dismir_tf.models.dismir import DisMIR
-from dismir_tf.models.regularizers import (backward_flow_loss,
-                                          weighted_routing_variation)
+from dismir_tf.models.regularizers import backward_flow_loss, weighted_routing_variation
 
 
 class MIRRV(DisMIR):

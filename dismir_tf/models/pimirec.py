@@ -61,12 +61,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
-from dismir_tf.models.base import Encoded
-from dismir_tf.layers import (IntervalAttention, SelfAttentiveExtractor,
-                              StarGraphInteraction)
 from dismir_tf.initializers import he_normal, weight_seed
+from dismir_tf.layers import (
+    IntervalAttention,
+    SelfAttentiveExtractor,
+    StarGraphInteraction,
+)
+from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
-
 
 
 def interval_buckets(times: tf.Tensor, max_interval: int) -> tf.Tensor:

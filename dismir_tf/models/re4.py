@@ -64,9 +64,9 @@ import numpy as np
 import tensorflow as tf
 
 from dismir_tf.config import ModelConfig
-from dismir_tf.models.comirec import ComiRecSA
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers import InterestReconstructor
+from dismir_tf.models.comirec import ComiRecSA
 
 _NEG_INF = -1e9
 _TINY = float(np.finfo(np.float32).tiny)

@@ -15,7 +15,6 @@ REMI is a training framework on top of a backbone; its reference results
 
 from __future__ import annotations
 
-
 from dismir_tf.models.comirec import ComiRecSA
 from dismir_tf.models.regularizers import weighted_routing_variation
 

@@ -36,9 +36,9 @@ import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.config import ModelConfig
+from dismir_tf.initializers import he_normal, weight_seed
 from dismir_tf.layers import LabelAwareAttention
 from dismir_tf.models.base import Encoded, RetrievalModel
-from dismir_tf.initializers import he_normal, weight_seed
 
 
 def sampled_softmax_logits(user: tf.Tensor, target: tf.Tensor,

@@ -31,8 +31,9 @@ What differs, and why:
   have none, and a learned user-id embedding is no option either: valid and
   test users never appear in training (docs/protocol.md, "Preprocessing and
   the user split"), so it would be untrained for every evaluated user, and
-  the export serves from the history alone.  The stand-in is computed from the user's own history,
-  which exists for any user at training, test and serving time:
+  the export serves from the history alone.  The stand-in is computed from
+  the user's own history, which exists for any user at training, test and
+  serving time:
   p = W_p2 relu(W_p1 mean(e_l) + b_p1) + b_p2, a small MLP on the masked
   mean of the history embeddings, with the reference's shape (3 fields of
   8 dims).  It is a user-level summary that conditions which items the
@@ -66,10 +67,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from dismir_tf.layers import InterestRefinement, UserGuidedRouting
-from dismir_tf.layers.ops import dense as _dense
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
+from dismir_tf.layers import InterestRefinement, UserGuidedRouting
+from dismir_tf.layers.ops import dense as _dense
 from dismir_tf.layers.ops import masked_mean
 from dismir_tf.models.base import Encoded
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel

@@ -2,8 +2,10 @@
 pruned, best parameters, best valid Recall@50) and its tuned configuration's
 3 seeds (valid and test), DisMIR against the best of the others (paired t).
 
-    python results/fair/summarize.py DATA            # writes results/fair/DATA/table2.md
-    python results/fair/summarize.py --best_flags DATA MODEL   # train.py flags of the best trial
+    python results/fair/summarize.py DATA
+        # writes results/fair/DATA/table2.md
+    python results/fair/summarize.py --best_flags DATA MODEL
+        # train.py flags of the best trial
 """
 
 from __future__ import annotations

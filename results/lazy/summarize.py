@@ -39,8 +39,10 @@ def main():
             a = [r[split]["recall@50"] for r in lazy]
             b = [r[split]["recall@50"] for r in table]
             c = [r[split]["recall@50"] for r in rerun]
-            cos = (f"{np.mean([r['collapse']['test']['interest_cosine'] for r in lazy]):.3f} | "
-                   f"{np.mean([r['collapse']['test']['interest_cosine'] for r in table]):.3f}"
+            def cosine(runs):
+                return np.mean([r["collapse"]["test"]["interest_cosine"]
+                                for r in runs])
+            cos = (f"{cosine(lazy):.3f} | {cosine(table):.3f}"
                    if split == "test" else " | ")
             lines.append(
                 f"| {d} | {split} | {np.mean(a):.4f} ± {np.std(a, ddof=1):.4f}"

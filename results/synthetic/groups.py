@@ -16,7 +16,8 @@ section 4.1) and reports
 
 Resumable: a finished run (results/synthetic/groups/runs/...) is read, not
 trained again; its best checkpoint is needed (checkpoints are not committed:
-on a fresh clone delete results/synthetic/groups/runs first). Writes results/synthetic/groups.{json,md}.
+on a fresh clone delete results/synthetic/groups/runs first). Writes
+results/synthetic/groups.{json,md}.
 
 Usage: python results/synthetic/groups.py [--lambdas 0,0.5,2] [--seeds 0,1]
 """
@@ -35,8 +36,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from dismir_tf import pipeline, training  # noqa: E402
 from dismir_tf.analysis import measures  # noqa: E402
-from dismir_tf.config import (DataConfig, ModelConfig, RunConfig,  # noqa: E402
-                              SyntheticConfig, TrainConfig)
+from dismir_tf.config import (  # noqa: E402
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    SyntheticConfig,
+    TrainConfig,
+)
 from dismir_tf.data.synthetic import generate  # noqa: E402
 from dismir_tf.diagnostics import collapse_diagnostics  # noqa: E402
 from dismir_tf.errors import UserInputError  # noqa: E402
