@@ -38,6 +38,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+# Legacy Keras (tf-keras) before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

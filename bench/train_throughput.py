@@ -60,6 +60,9 @@ _BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_BENCH))
 sys.path.insert(0, _BENCH)
 
+# Legacy Keras (tf-keras) before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import tensorflow as tf  # noqa: E402
 from cooccurrence_books import synthetic_books  # noqa: E402
 
