@@ -366,8 +366,8 @@ EXIT_INTERRUPTED = 130
 
 def interrupted_message() -> str:
     """One line for Ctrl-C: the step reached and how to resume."""
-    training = sys.modules.get("dismir_tf.training")
-    progress = getattr(training, "PROGRESS", {}) if training else {}
+    callbacks = sys.modules.get("dismir_tf.callbacks")
+    progress = getattr(callbacks, "PROGRESS", {}) if callbacks else {}
     if not progress:
         return "interrupted (nothing was trained)"
     return (f"interrupted at step {progress['step']} of {progress['total']}"

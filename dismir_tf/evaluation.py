@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from dismir_tf.pipeline import EvalExamples
+
+if TYPE_CHECKING:
+    from dismir_tf.config import RunConfig
+    from dismir_tf.models import RetrievalModel
 
 DEFAULT_KS = (20, 50)
 METRICS = ("recall", "ndcg", "hr")
@@ -334,3 +339,40 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     return EvalResult(
         metrics=metrics, topk=np.concatenate(tops) if keep_topk else None,
         contributors=np.concatenate(contrib) if contributors else None)
+
+
+def make_query_fn(model: RetrievalModel, retrieval: str | None = None):
+    """A compiled history [B, L] -> queries [B, Q, d], cached per model.
+
+    For a model with ``uses_time`` (PIMIRec) it is history, times=None ->
+    queries, times [B, L] being the examples' history times."""
+    cache = model.__dict__.setdefault("_query_fns", {})
+    if retrieval not in cache:
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+        def query(history):
+            return model.query_vectors(history, retrieval)
+        cache[retrieval] = query
+        if getattr(model, "uses_time", False):
+            @tf.function(input_signature=[
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([None, None], tf.float32)])
+            def timed_query(history, times):
+                return model.query_vectors(history, retrieval, times=times)
+
+            def query_with_times(history, times=None):
+                if times is None:
+                    return query(history)
+                return timed_query(history, times)
+            cache[retrieval] = query_with_times
+    return cache[retrieval]
+
+
+def evaluate_model(model: RetrievalModel, examples: EvalExamples,
+                   config: RunConfig, keep_topk: bool = False,
+                   ks=DEFAULT_KS,
+                   contributors: bool = False) -> EvalResult:
+    return evaluate(
+        make_query_fn(model), model.item_embedding.embeddings, examples,
+        ks=ks, batch_size=config.train.eval_batch_size,
+        exclude_history=config.train.exclude_history, keep_topk=keep_topk,
+        contributors=contributors)

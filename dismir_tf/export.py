@@ -460,7 +460,7 @@ def _rename_into_place(tmp: str, export_dir: str, version: int | None
 def export_run(run_dir: str, export_dir: str, k: int = DEFAULT_K,
                version: int | None = None, log: Log = _noop) -> str:
     """Exports the best checkpoint of a finished run (see export_model)."""
-    from dismir_tf.training import load_run
+    from dismir_tf.runs import load_run
 
     _check_version(export_dir, version)
     config, ds, model = load_run(run_dir, log=log)

@@ -31,7 +31,7 @@ def evaluate_split(config: RunConfig, ds: SequenceDataset,
     ``{"user": raw id, "top50": [50 raw item ids, best first], "targets":
     [raw item ids]}`` (read it with :func:`read_topk_dump`).
     """
-    from dismir_tf.training import evaluate_model
+    from dismir_tf.evaluation import evaluate_model
 
     # With the history times for a model that takes them (PIMIRec), as in
     # training's own evaluation.

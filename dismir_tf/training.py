@@ -19,10 +19,8 @@ sees the batches it would have seen); a finished run is not trained again.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import sys
@@ -34,87 +32,51 @@ import numpy as np
 import tensorflow as tf
 
 from dismir_tf import evaluation, optimizers, pipeline
-from dismir_tf.config import RunConfig, TrainConfig, config_differences
+from dismir_tf.callbacks import (  # noqa: F401  (re-exported)
+    PROGRESS,
+    SELECTION_METRIC,
+    EvalAndCheckpoint,
+    OnEvaluation,
+    Progress,
+    progress_bar_wanted,
+)
+from dismir_tf.config import RunConfig, TrainConfig
 from dismir_tf.data import dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
-from dismir_tf.diagnostics import DIAGNOSTIC_USERS, FIGURES, collapse_diagnostics
-from dismir_tf.errors import ConfigError, TrainingDivergedError
-from dismir_tf.io_utils import atomic_write_json, read_json
+from dismir_tf.devices import (  # noqa: F401  (re-exported)
+    configure_logical_cpus,
+    is_chief,
+    is_multi_worker,
+    make_strategy,
+    task_name,
+)
+from dismir_tf.diagnostics import collapse_diagnostics
+from dismir_tf.errors import ConfigError
+from dismir_tf.evaluation import evaluate_model, make_query_fn  # noqa: F401  (re-exported)
+from dismir_tf.io_utils import atomic_write_json
 from dismir_tf.models import (
     RetrievalModel,
-    create_model,
     describe_settings,
     resolve_config,
     time_unit,
 )
-from dismir_tf.runs import require_checkpoint
-from dismir_tf.stages import StageClock, peak_rss_mib
+from dismir_tf.runs import (  # noqa: F401  (re-exported)
+    RunDirectory,
+    RunState,
+    build_model,
+    check_output_dir,
+    check_same_run,
+    load_run,
+    read_run_json,
+    require_checkpoint,
+)
+from dismir_tf.stages import StageClock
 
 Log = Callable[[str], None]
-SELECTION_METRIC = "recall@50"
 
 
 def _stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------ devices
-def configure_logical_cpus(n: int) -> None:
-    """Splits the CPU into n logical devices (before TF initialises them)."""
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
-    except RuntimeError:
-        # Already initialised (e.g. by an earlier call in this process);
-        # fine if there are enough logical devices.
-        pass
-    have = len(tf.config.list_logical_devices("CPU"))
-    if have < n:
-        raise ConfigError(
-            f"the mirrored strategy needs {n} logical CPU devices but the "
-            f"process has {have}; TensorFlow was initialised before the "
-            "strategy was chosen")
-
-
-def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
-    """The tf.distribute strategy named by ``config.train.strategy``."""
-    name = config.train.strategy
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            return tf.distribute.MirroredStrategy()
-        n = config.train.logical_cpus
-        configure_logical_cpus(n)
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:n]
-        return tf.distribute.MirroredStrategy(
-            devices=devices,
-            cross_device_ops=tf.distribute.ReductionToOneDevice())
-    if name == "multi_worker":
-        # The cluster and this process's task come from TF_CONFIG
-        # (docs/multi_worker.md).  Without it TensorFlow would quietly train
-        # a one-worker "cluster", which is never what was meant.
-        if not os.environ.get("TF_CONFIG"):
-            raise ConfigError(
-                "--strategy multi_worker needs the TF_CONFIG environment "
-                "variable (the cluster's addresses and this worker's task); "
-                "see docs/multi_worker.md")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"unknown strategy {name!r}")
-
-
-def _is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-
-
-def _task_name(strategy: tf.distribute.Strategy) -> str:
-    """'worker-1', 'chief-0', ... or 'local' outside a cluster."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return "local"
-    return f"{resolver.task_type}-{resolver.task_id}"
 
 
 def train_input(strategy: tf.distribute.Strategy,
@@ -130,7 +92,7 @@ def train_input(strategy: tf.distribute.Strategy,
     run does not depend on how the replicas are spread over machines.
     """
     data = sampler.dataset_from(start_step)
-    if not _is_multi_worker(strategy):
+    if not is_multi_worker(strategy):
         return data
     replicas = strategy.num_replicas_in_sync
     if sampler.batch_size % replicas:
@@ -162,7 +124,7 @@ def _check_workers_agree(strategy: tf.distribute.Strategy,
     chief's step on one worker and step 0 on another and train on garbage.
     All workers are equal iff n * sum(x^2) == (sum x)^2.
     """
-    if not _is_multi_worker(strategy):
+    if not is_multi_worker(strategy):
         return
     x = float(steps_done)
     sums = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(
@@ -173,50 +135,6 @@ def _check_workers_agree(strategy: tf.distribute.Strategy,
             "the workers found different progress in --output_dir (step "
             f"{steps_done} here); on a cluster it must be storage that "
             "every worker reads (docs/multi_worker.md)")
-
-
-# ----------------------------------------------------------------- helpers
-def build_model(config: RunConfig, num_items: int) -> RetrievalModel:
-    model = create_model(num_items, config.model, seed=config.train.seed)
-    model.build_for(config.model.max_len)
-    return model
-
-
-def make_query_fn(model: RetrievalModel, retrieval: str | None = None):
-    """A compiled history [B, L] -> queries [B, Q, d], cached per model.
-
-    For a model with ``uses_time`` (PIMIRec) it is history, times=None ->
-    queries, times [B, L] being the examples' history times."""
-    cache = model.__dict__.setdefault("_query_fns", {})
-    if retrieval not in cache:
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        def query(history):
-            return model.query_vectors(history, retrieval)
-        cache[retrieval] = query
-        if getattr(model, "uses_time", False):
-            @tf.function(input_signature=[
-                tf.TensorSpec([None, None], tf.int32),
-                tf.TensorSpec([None, None], tf.float32)])
-            def timed_query(history, times):
-                return model.query_vectors(history, retrieval, times=times)
-
-            def query_with_times(history, times=None):
-                if times is None:
-                    return query(history)
-                return timed_query(history, times)
-            cache[retrieval] = query_with_times
-    return cache[retrieval]
-
-
-def evaluate_model(model: RetrievalModel, examples: pipeline.EvalExamples,
-                   config: RunConfig, keep_topk: bool = False,
-                   ks=evaluation.DEFAULT_KS,
-                   contributors: bool = False) -> evaluation.EvalResult:
-    return evaluation.evaluate(
-        make_query_fn(model), model.item_embedding.embeddings, examples,
-        ks=ks, batch_size=config.train.eval_batch_size,
-        exclude_history=config.train.exclude_history, keep_topk=keep_topk,
-        contributors=contributors)
 
 
 def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
@@ -274,100 +192,6 @@ def compile_model(model: RetrievalModel, cfg: TrainConfig,
                   jit_compile=step_xla)
 
 
-@dataclasses.dataclass
-class RunState:
-    """What survives a kill: progress, model selection, early stopping."""
-
-    epochs_done: int = 0
-    steps_done: int = 0
-    best_metric: float = -1.0
-    best_step: int = 0
-    best_prefix: str = ""
-    bad_evals: int = 0
-    stopped_early: bool = False
-    finished: bool = False
-    train_seconds: float = 0.0
-    fingerprint: str = ""
-    evals: list = dataclasses.field(default_factory=list)
-
-
-class RunDirectory:
-    """File layout and atomic bookkeeping of one run directory."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.config_path = os.path.join(path, "config.json")
-        self.state_path = os.path.join(path, "state.json")
-        self.metrics_path = os.path.join(path, "metrics.json")
-        self.ckpt_dir = os.path.join(path, "ckpt")
-        self.best_dir = os.path.join(path, "best")
-        self.log_dir = os.path.join(path, "logs")
-
-    def load_state(self) -> RunState | None:
-        if not os.path.exists(self.state_path):
-            return None
-        values = _read_run_json(self.state_path)
-        try:
-            state = RunState(**values)
-        except TypeError as e:
-            raise ConfigError(f"not a state file of this version ({e})",
-                              path=self.state_path) from None
-        if state.best_prefix:
-            # The best checkpoint is looked up in this directory's best/
-            # whatever path the file names: the run directory may have been
-            # moved since, and old best checkpoints are deleted by this name,
-            # so a path read from a file must not point anywhere else.
-            state.best_prefix = os.path.join(
-                self.best_dir, os.path.basename(state.best_prefix))
-        return state
-
-    def save_state(self, state: RunState) -> None:
-        atomic_write_json(self.state_path, dataclasses.asdict(state))
-
-    def read_config(self) -> RunConfig:
-        values = _read_run_json(self.config_path)
-        try:
-            return RunConfig.from_dict(values)
-        except (TypeError, AttributeError) as e:
-            raise ConfigError(f"not a config file of this version ({e})",
-                              path=self.config_path) from None
-
-
-def _read_run_json(path: str) -> dict:
-    """A JSON object from a run directory; a damaged file is a ConfigError.
-
-    The run's own writes are atomic, so this only happens to a file edited
-    or truncated by something else.
-    """
-    try:
-        values = read_json(path)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"not valid JSON ({e.msg}, column {e.colno}); "
-                          "was it edited by hand?", path=path,
-                          line=e.lineno) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not valid UTF-8", path=path) from None
-    if not isinstance(values, dict):
-        raise ConfigError("expected a JSON object", path=path, line=1)
-    return values
-
-
-def _check_output_dir(path: str) -> None:
-    """Fails before any work if ``path`` cannot become the run directory."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError("--output_dir exists and is not a directory",
-                          path=path)
-    parent = os.path.abspath(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ConfigError(f"--output_dir cannot be created: {parent} is not "
-                          "a directory", path=path)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output_dir cannot be written: {parent} is not "
-                          "writable", path=path)
-
-
 def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
                         run_dir: RunDirectory, state: RunState,
                         cfg: TrainConfig, log: Log, clean: bool) -> None:
@@ -415,223 +239,6 @@ def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
             tf.io.gfile.remove(f)
 
 
-def _check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
-    if not os.path.exists(run_dir.config_path):
-        return
-    # Parsing fills fields added to the config since the run started.
-    diff = config_differences(run_dir.read_config().to_dict(),
-                              config.to_dict())
-    if diff:
-        raise ConfigError(
-            f"{run_dir.path} holds a run with a different configuration "
-            f"({', '.join(diff)}); use a new --output_dir")
-
-
-# ------------------------------------------------------------------ callback
-# run(on_evaluation=...): called after every valid evaluation with the step
-# and the valid metrics; returning True stops the run there (a pruner).
-OnEvaluation = Callable[[int, dict], bool]
-
-
-class _EvalAndCheckpoint(tf.keras.callbacks.Callback):
-    """Valid evaluation, best checkpoint, resume checkpoint, early stop."""
-
-    def __init__(self, run_dir: RunDirectory, state: RunState,
-                 config: RunConfig, examples: pipeline.EvalExamples,
-                 manager: tf.train.CheckpointManager, step_var: tf.Variable,
-                 best_ckpt: tf.train.Checkpoint, log: Log, is_chief: bool,
-                 clock: StageClock | None = None,
-                 on_evaluation: OnEvaluation | None = None):
-        super().__init__()
-        self.clock = clock if clock is not None else StageClock()
-        self.on_evaluation = on_evaluation
-        self.run_dir = run_dir
-        self.state = state
-        self.config = config
-        self.examples = examples
-        self.manager = manager
-        self.step_var = step_var
-        self.best_ckpt = best_ckpt
-        self.log = log
-        self.is_chief = is_chief
-        self.writer = (tf.summary.create_file_writer(
-            os.path.join(run_dir.log_dir, "valid")) if is_chief else None)
-        # Training scalars on the global step as well (Keras' TensorBoard
-        # callback would index them by evaluation interval).
-        self.train_writer = (tf.summary.create_file_writer(
-            os.path.join(run_dir.log_dir, "train")) if is_chief else None)
-        self.total_steps = (math.ceil(config.train.max_steps
-                                      / config.train.eval_every)
-                            * config.train.eval_every)
-        self._t0 = 0.0
-        self._last_step = state.steps_done
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.time()
-        self._cpu0 = time.process_time()
-        self._peak0 = peak_rss_mib()
-        self._checked_batch = -1
-
-    def on_train_batch_end(self, batch, logs=None):
-        PROGRESS["step"] = self.state.steps_done + batch + 1
-        # logs['loss'] is the epoch's running mean, reported once per
-        # steps_per_execution: it turns NaN/inf in the chunk where the first
-        # bad step is, and nothing of that epoch has been saved.
-        loss = (logs or {}).get("loss")
-        first = self.state.steps_done + getattr(self, "_checked_batch",
-                                                -1) + 2
-        self._checked_batch = batch
-        if loss is None or math.isfinite(float(loss)):
-            return
-        step = self.state.steps_done + batch + 1
-        where = (f"at step {step}" if first >= step else
-                 f"between steps {first} and {step}")
-        if self.state.steps_done > 0:
-            kept = (f"the last good checkpoint, step {self.state.steps_done}"
-                    f", is kept in {self.run_dir.ckpt_dir} and the run "
-                    "directory is left as it was then")
-        else:
-            kept = ("no checkpoint had been written yet (the first is at "
-                    f"step {self.config.train.eval_every})")
-        raise TrainingDivergedError(
-            f"the loss became {float(loss)} {where}; {kept}. Start again "
-            "with a lower --learning_rate (or --partition_weight) in a new "
-            "--output_dir")
-
-    def on_epoch_end(self, epoch, logs=None):
-        cfg = self.config.train
-        st = self.state
-        st.train_seconds += time.time() - self._t0
-        self.clock.add("train", time.time() - self._t0,
-                       time.process_time() - self._cpu0, self._peak0)
-        st.epochs_done = epoch + 1
-        st.steps_done = st.epochs_done * cfg.eval_every
-        self.step_var.assign(st.steps_done)
-        interval_seconds = time.time() - self._t0
-        t_eval = time.time()
-        with self.clock("evaluation"):
-            result = evaluate_model(self.model, self.examples, self.config,
-                                    ks=(50,), contributors=True)
-        t_diag = time.time()
-        metric = result.metrics[SELECTION_METRIC]
-        improved = metric > st.best_metric
-        # A fixed sample of the valid users, and the evaluation's own top
-        # lists: the diagnostics cost a few percent of the evaluation.
-        with self.clock("diagnostics"):
-            diag = collapse_diagnostics(
-                self.model, self.examples, self.config.train.eval_batch_size,
-                max_users=DIAGNOSTIC_USERS,
-                top_k_interests=result.contributors)
-        entry = {"step": st.steps_done, "valid": result.metrics,
-                 "collapse": diag.to_dict(),
-                 "train": {k: float(v) for k, v in (logs or {}).items()},
-                 "eval_seconds": round(time.time() - t_eval, 2),
-                 # The split of this interval: training (the first one
-                 # includes tracing and XLA compilation), the valid
-                 # evaluation, and the diagnostics (part of eval_seconds).
-                 "train_seconds": round(interval_seconds, 3),
-                 "evaluation_seconds": round(t_diag - t_eval, 3),
-                 "diagnostics_seconds": round(time.time() - t_diag, 3)}
-        st.evals.append(entry)
-        old_best = st.best_prefix
-        if improved:
-            st.best_metric, st.best_step, st.bad_evals = (metric,
-                                                          st.steps_done, 0)
-            # Every worker writes (a non-chief into its scratch directory):
-            # saving may run collective ops that need all of them.
-            st.best_prefix = self.best_ckpt.write(os.path.join(
-                self.run_dir.best_dir, f"step-{st.steps_done}"))
-        else:
-            st.bad_evals += 1
-        if st.bad_evals >= cfg.patience or st.steps_done >= cfg.max_steps:
-            st.stopped_early = st.steps_done < cfg.max_steps
-            self.model.stop_training = True
-        if (self.on_evaluation is not None and st.steps_done < cfg.max_steps
-                and self.on_evaluation(st.steps_done, dict(result.metrics))):
-            # The caller (a tuner's pruner) stops the run here.
-            entry["stopped_by_caller"] = True
-            st.stopped_early = True
-            self.model.stop_training = True
-        self.manager.save(checkpoint_number=st.steps_done)
-        PROGRESS["checkpoint"] = st.steps_done
-        if self.is_chief:
-            self.run_dir.save_state(st)
-        # Only a best checkpoint of this process's own directory: a resumed
-        # non-chief worker's old_best is the chief's.
-        if improved and old_best.startswith(self.run_dir.best_dir + os.sep):
-            for f in tf.io.gfile.glob(old_best + ".*"):
-                tf.io.gfile.remove(f)
-        if self.is_chief:
-            with self.train_writer.as_default(step=st.steps_done):
-                for k, v in entry["train"].items():
-                    tf.summary.scalar(k, v)
-            with self.writer.as_default(step=st.steps_done):
-                for k, v in result.metrics.items():
-                    tf.summary.scalar(k, v)
-                for k, v in diag.to_dict().items():
-                    if k in FIGURES and v is not None:
-                        tf.summary.scalar(f"collapse/{k}", v)
-        first_step = self._last_step
-        seqs = (st.steps_done - self._last_step) * cfg.batch_size
-        self._last_step = st.steps_done
-        train = entry["train"]
-        best = ("  (best)" if improved else
-                f"  (best {st.best_metric:.4f} at {st.best_step})")
-        train_seconds = max(time.time() - self._t0 - entry["eval_seconds"],
-                            1e-9)
-        ms_per_step = 1e3 * interval_seconds / max(st.steps_done - first_step,
-                                                   1)
-        self.log(
-            f"step {st.steps_done}/{self.total_steps}"
-            f"  loss {train.get('loss', float('nan')):.4f}"
-            f"  rec {train.get('rec_loss', float('nan')):.4f}"
-            f"  partition {train.get('partition_loss', float('nan')):.4f}"
-            f"  valid recall@50 {metric:.4f}{best}"
-            f"  {seqs / train_seconds:,.0f} seq/s, {ms_per_step:.1f} ms/step")
-        if diag.num_interests > 1:
-            self.log(f"  collapse (valid): {diag.summary()}")
-
-
-# Where the run of this process is, for the one-line Ctrl-C message of the
-# entry points (cli.user_errors_exit): output_dir, step (the last step
-# trained), checkpoint (the last step saved, where a rerun resumes).
-PROGRESS: dict = {}
-
-
-class _Progress(tf.keras.callbacks.Callback):
-    """Keras's own progress bar over each evaluation interval, with the
-    losses, the time per step and the ETA, on stderr (stdout carries the
-    results), redrawn in place every 0.5 s: on a terminal only
-    (:func:`progress_bar_wanted`)."""
-
-    def __init__(self, eval_every: int):
-        super().__init__()
-        self.eval_every = eval_every
-        self.interval = 0.5
-        self.bar = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tf.keras.utils.Progbar(
-            self.eval_every, interval=self.interval, unit_name="step",
-            stateful_metrics=["loss", "rec_loss", "partition_loss"])
-
-    def on_train_batch_end(self, batch, logs=None):
-        values = [(k, float(v)) for k, v in (logs or {}).items()
-                  if k in ("loss", "rec_loss", "partition_loss")]
-        with contextlib.redirect_stdout(sys.stderr):
-            self.bar.update(batch + 1, values)
-
-
-def progress_bar_wanted(verbose, stream) -> bool:
-    """Keras's progress bar only on a terminal: it redraws in place with
-    carriage returns and backspaces, which a redirected log would keep.
-    Elsewhere every evaluation prints one plain line (step, losses, valid
-    Recall@50, seq/s and ms/step).  ``verbose`` 0 turns it off everywhere.
-    """
-    if verbose == 0:
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 # --------------------------------------------------------------------- run
@@ -684,7 +291,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
     if state is not None and state.finished and os.path.exists(
             run_dir.metrics_path):
         log(f"{run_dir.path} is already finished; metrics.json is there")
-        return _read_run_json(run_dir.metrics_path)
+        return read_run_json(run_dir.metrics_path)
     clock = clock if clock is not None else StageClock()
     strategy = make_strategy(config)
     tf.keras.utils.set_random_seed(config.train.seed)
@@ -698,7 +305,7 @@ def run(config: RunConfig, log: Log = _stderr_log,
         # identical early-stopping decisions without a collective); the
         # test evaluation and all outputs are the chief's.
         tf.io.gfile.rmtree(r.write_dir.path)
-        log(f"{_task_name(strategy)}: done at step {r.state.steps_done}; "
+        log(f"{task_name(strategy)}: done at step {r.state.steps_done}; "
             "the chief writes the metrics")
         log(r.clock.summary())
         return {"valid": {}, "test": {}, "best_step": r.state.best_step,
@@ -730,13 +337,13 @@ def _open_run_dir(run_dir: RunDirectory, config: RunConfig,
                   resume: bool) -> RunState | None:
     """Checks the output directory (writable, not another run's, --noresume)
     and returns the state of the run already there, or None."""
-    _check_output_dir(run_dir.path)
+    check_output_dir(run_dir.path)
     if not resume and (os.path.exists(run_dir.config_path)
                        or os.path.exists(run_dir.state_path)):
         raise ConfigError(
             "already holds a run and --noresume was given; drop --noresume "
             "to resume it, or choose a new --output_dir", path=run_dir.path)
-    _check_same_run(run_dir, config)
+    check_same_run(run_dir, config)
     return run_dir.load_state()
 
 
@@ -765,14 +372,14 @@ def _set_up(config: RunConfig, ds: SequenceDataset,
     # History times only for models that ask for them (PIMIRec).
     unit = time_unit(config.model)
     valid = pipeline.eval_examples(ds, "valid", config.model.max_len, unit)
-    is_chief = _is_chief(strategy)
-    if is_chief:
+    chief = is_chief(strategy)
+    if chief:
         os.makedirs(cfg.output_dir, exist_ok=True)
         atomic_write_json(run_dir.config_path, config.to_dict())
     # Only the chief writes into the run directory.  Other workers still
     # save every checkpoint, as the TF multi-worker guide has it (saving
     # may run collective ops), into a scratch directory of their own.
-    write_dir = run_dir if is_chief else _scratch_dir(strategy, cfg)
+    write_dir = run_dir if chief else _scratch_dir(strategy, cfg)
     with clock("graph"):
         positives = make_positive_sampler(config, ds, log)
     sampler = pipeline.TrainSampler(
@@ -795,13 +402,13 @@ def _set_up(config: RunConfig, ds: SequenceDataset,
                 f"the data set of {cfg.output_dir} has changed since the run "
                 "started; use a new --output_dir")
         _restore_for_resume(ckpt, step_var, run_dir, state, cfg, log,
-                            clean=is_chief)
+                            clean=chief)
         log(f"resuming {cfg.output_dir} from step {state.steps_done} "
             f"(best valid {SELECTION_METRIC} {state.best_metric:.4f} at step "
             f"{state.best_step}, {state.bad_evals} evaluation(s) without "
             "improvement)")
     return _Run(config=config, ds=ds, strategy=strategy, run_dir=run_dir,
-                write_dir=write_dir, is_chief=is_chief, state=state,
+                write_dir=write_dir, is_chief=chief, state=state,
                 valid=valid, sampler=sampler, model=model, step_var=step_var,
                 manager=manager, best_ckpt=tf.train.Checkpoint(model=model),
                 clock=clock)
@@ -834,11 +441,11 @@ def _train(r: _Run, verbose: int | None, log: Log,
                      f"{'>' if update == 'lazy' else '<='} "
                      f"{optimizers.LAZY_FROM_ROWS:,})"
                      if cfg.embedding_update == "auto" else ""))
-    callbacks: list = [_EvalAndCheckpoint(
+    callbacks: list = [EvalAndCheckpoint(
         r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
         r.best_ckpt, log, r.is_chief, r.clock, on_evaluation)]
     if r.is_chief and progress_bar_wanted(verbose, sys.stderr):
-        callbacks.insert(0, _Progress(cfg.eval_every))
+        callbacks.insert(0, Progress(cfg.eval_every))
     _check_workers_agree(r.strategy, state.steps_done)
     if state.epochs_done < total_epochs and not state.stopped_early:
         train_data = train_input(r.strategy, r.sampler, state.steps_done)
@@ -856,9 +463,9 @@ def _test_and_report(r: _Run, log: Log) -> dict:
     test = pipeline.eval_examples(r.ds, "test", config.model.max_len,
                                   time_unit(config.model))
     with r.clock("test"):
-        test_result = evaluate_model(r.model, test, config,
+        test_result = evaluation.evaluate_model(r.model, test, config,
                                      contributors=True)
-        valid_metrics = evaluate_model(r.model, r.valid, config).metrics
+        valid_metrics = evaluation.evaluate_model(r.model, r.valid, config).metrics
     metrics = {
         "valid": valid_metrics,
         "test": test_result.metrics,
@@ -932,7 +539,7 @@ def _scratch_dir(strategy: tf.distribute.Strategy,
     """
     key = hashlib.sha256(os.path.abspath(cfg.output_dir).encode()).hexdigest()
     path = os.path.join(tempfile.gettempdir(),
-                        f"dismir-{_task_name(strategy)}-{key[:12]}")
+                        f"dismir-{task_name(strategy)}-{key[:12]}")
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
     tf.io.gfile.makedirs(path)
@@ -951,35 +558,8 @@ def _dump_final_weights(model: RetrievalModel,
     if not out:
         return
     os.makedirs(out, exist_ok=True)
-    np.savez(os.path.join(out, f"{_task_name(strategy)}.npz"),
+    np.savez(os.path.join(out, f"{task_name(strategy)}.npz"),
              **{v.name: v.numpy() for v in model.weights})
-
-
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def load_run(run_dir_path: str, log: Log = _stderr_log
-             ) -> tuple[RunConfig, SequenceDataset, RetrievalModel]:
-    """A finished run's config, data set and best model (for evaluation)."""
-    run_dir = RunDirectory(run_dir_path)
-    require_checkpoint(run_dir_path)
-    state = run_dir.load_state()
-    config = run_dir.read_config()
-    ds = load_dataset(config.data, log=log)
-    if state.fingerprint and state.fingerprint != dataset_fingerprint(ds):
-        raise ConfigError(
-            f"the data set ({config.data.dataset or config.data.dataset_file}"
-            ") has changed since this run was trained; its checkpoint does "
-            "not belong to the data as it is now", path=run_dir_path)
-    model = build_model(config, ds.num_items)
-    tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
-    return config, ds, model
 
 
 def describe_metrics(metrics: dict) -> str:

@@ -255,7 +255,7 @@ def _retry_interrupted(study, log: Callable[[str], None]) -> None:
 
 def tune(base: RunConfig, tcfg: TuneConfig,
          log: Callable[[str], None] = print,
-         run_fn: Callable[..., dict] | None = None) -> TrialRecord | None:
+         *, run_fn: Callable[..., dict]) -> TrialRecord | None:
     """Runs (or resumes) the search and returns the best trial.
 
     Args:
@@ -263,7 +263,9 @@ def tune(base: RunConfig, tcfg: TuneConfig,
         name and its other settings, budget, seed).
       tcfg: the search.
       log: progress lines.
-      run_fn: ``training.run`` (tests may wrap it).
+      run_fn: runs one trial as ``training.run`` does (the tune command
+        passes ``training.run`` on the data set loaded once; this module
+        does not import the training loop).
 
     Returns:
       The best completed trial, or None if none completed.
@@ -273,9 +275,6 @@ def tune(base: RunConfig, tcfg: TuneConfig,
         space).
     """
     optuna = _optuna()
-    if run_fn is None:
-        from dismir_tf import training
-        run_fn = training.run
     model = base.model.name
     space = search_space(model, tcfg.params)
     study = open_study(tcfg, model)

@@ -119,15 +119,15 @@ def test_a_run_made_before_a_config_field_existed_still_resumes(tmp_path):
     del old["train"]["jit_compile"]      # written by an older version
     with open(run_dir.config_path, "w") as f:
         json.dump(old, f)
-    training._check_same_run(run_dir, config)          # no error
+    training.check_same_run(run_dir, config)          # no error
     # Leaving the new field at its default is the same run; a real change
     # of any field is still refused.
     with pytest.raises(ConfigError, match="train.jit_compile"):
-        training._check_same_run(run_dir, dataclasses.replace(
+        training.check_same_run(run_dir, dataclasses.replace(
             config, train=dataclasses.replace(config.train,
                                               jit_compile=False)))
     with pytest.raises(ConfigError, match="train.batch_size"):
-        training._check_same_run(run_dir, dataclasses.replace(
+        training.check_same_run(run_dir, dataclasses.replace(
             config, train=dataclasses.replace(config.train, batch_size=64)))
     assert os.path.exists(run_dir.config_path)
 

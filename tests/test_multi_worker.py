@@ -265,4 +265,4 @@ class _Strategy:
 ])
 def test_is_chief(task_type, task_id, jobs, chief):
     strategy = _Strategy(_Resolver(task_type, task_id, jobs))
-    assert training._is_chief(strategy) is chief
+    assert training.is_chief(strategy) is chief

@@ -308,14 +308,14 @@ def test_nan_after_an_evaluation_keeps_the_last_good_checkpoint(
         tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     config = tiny_run_config(out, max_steps=60, eval_every=20)
-    original = training._EvalAndCheckpoint.on_train_batch_end
+    original = training.EvalAndCheckpoint.on_train_batch_end
 
     def poisoned(self, batch, logs=None):
         if self.state.steps_done >= 20:
             logs = dict(logs or {}, loss=float("nan"))
         return original(self, batch, logs)
 
-    monkeypatch.setattr(training._EvalAndCheckpoint, "on_train_batch_end",
+    monkeypatch.setattr(training.EvalAndCheckpoint, "on_train_batch_end",
                         poisoned)
     with pytest.raises(TrainingDivergedError) as excinfo:
         training.run(config, log=lambda m: None)
@@ -328,7 +328,7 @@ def test_nan_after_an_evaluation_keeps_the_last_good_checkpoint(
     assert os.path.exists(os.path.join(out, "ckpt", "ckpt-20.index"))
     assert not os.path.exists(os.path.join(out, "ckpt", "ckpt-40.index"))
     # The kept checkpoint is usable: without the poison the run resumes.
-    monkeypatch.setattr(training._EvalAndCheckpoint, "on_train_batch_end",
+    monkeypatch.setattr(training.EvalAndCheckpoint, "on_train_batch_end",
                         original)
     lines = []
     training.run(config, log=lines.append)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from dismir_tf import pipeline, training, tuning
+from dismir_tf import evaluation, pipeline, training, tuning
 from dismir_tf.errors import ConfigError
 from tests.helpers import tiny_run_config
 
@@ -54,7 +54,7 @@ def test_selection_never_reads_test_users(tmp_path, monkeypatch):
         splits.append(split)
         return real_examples(ds, split, *a, **kw)
 
-    real_evaluate = training.evaluate_model
+    real_evaluate = evaluation.evaluate_model
     test_users = {}
 
     def evaluate_model(model, examples, config, **kw):
@@ -68,7 +68,7 @@ def test_selection_never_reads_test_users(tmp_path, monkeypatch):
     ds = load_dataset(_base(tmp_path).data)
     test_users["ids"] = set(ds.test_users.tolist())
     monkeypatch.setattr(pipeline, "eval_examples", eval_examples)
-    monkeypatch.setattr(training, "evaluate_model", evaluate_model)
+    monkeypatch.setattr(evaluation, "evaluate_model", evaluate_model)
     tcfg = _tcfg(tmp_path, trials=3)
     _enqueue(tcfg, LRS)
     best = tuning.tune(_base(tmp_path), tcfg, log=lambda m: None,

@@ -172,7 +172,7 @@ def cmd_diagnose() -> None:
     from dismir_tf.diagnostics import collapse_diagnostics
     from dismir_tf.io_utils import atomic_write_json, read_json
     from dismir_tf.models import time_unit
-    from dismir_tf.training import load_run
+    from dismir_tf.runs import load_run
 
     for run_dir, _ in _runs_and_labels():
         config, ds, model = load_run(run_dir, log=lambda m: None)
@@ -216,7 +216,7 @@ def cmd_tsne() -> None:
 
     from dismir_tf import pipeline
     from dismir_tf.analysis import collapse, plots
-    from dismir_tf.training import load_run
+    from dismir_tf.runs import load_run
 
     out = _out(".png")
     loaded = []
@@ -275,7 +275,7 @@ def cmd_catalogue() -> None:
 
     from dismir_tf.analysis import measures as analysis
     from dismir_tf.analysis import plots
-    from dismir_tf.training import load_run
+    from dismir_tf.runs import load_run
 
     out = _out(".png")
     rows = []

@@ -201,7 +201,7 @@ def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
     """
     from dismir_tf import pipeline
     from dismir_tf.errors import ConfigError
-    from dismir_tf.training import load_run
+    from dismir_tf.runs import load_run
 
     config, ds, model = load_run(run_dir, log=log or (lambda m: None))
     examples = pipeline.eval_examples(ds, split, config.model.max_len)
