@@ -63,7 +63,7 @@ def test_partition_recovers_planted_groups_better_than_lambda_zero(runs):
     assert dismir["kmeans_nmi"] > mir["kmeans_nmi"] + 0.4
     assert dismir["kmeans_purity"] > mir["kmeans_purity"] + 0.3
     assert dismir["knn_agreement"] > 2 * mir["knn_agreement"]
-    # The raw argmax partition is weaker (see README) but still better.
+    # The raw argmax partition is weaker (docs/results.md) but still better.
     assert dismir["argmax_nmi"] > mir["argmax_nmi"]
     # And the recommendation improves at the same budget.
     assert (by_lam[2.0][0]["test"]["recall@50"]
