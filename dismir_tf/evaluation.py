@@ -155,55 +155,29 @@ def contributors_of(queries, item_embeddings, top_items) -> np.ndarray:
     return tf.reduce_sum(used, axis=1).numpy().astype(np.float64)
 
 
-def merge_topk(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """The reference merge: sort by score, de-duplicate, keep the first k.
-
-    Args:
-      items: [B, M] candidate items (e.g. F per-interest top-k lists side by
-        side).
-      scores: [B, M] their scores.
-      k: output length; every row must hold at least k distinct items.
-
-    Returns:
-      [B, k] items, best first, each item once.
-    """
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranked = np.take_along_axis(items, order, axis=1)
-    # A stable sort by item keeps each item's best-scored copy first.
-    by_item = np.argsort(ranked, axis=1, kind="stable")
-    sorted_items = np.take_along_axis(ranked, by_item, axis=1)
-    first = np.ones_like(sorted_items, dtype=bool)
-    first[:, 1:] = sorted_items[:, 1:] != sorted_items[:, :-1]
-    keep = np.empty_like(first)
-    np.put_along_axis(keep, by_item, first, axis=1)
-    keep &= np.cumsum(keep, axis=1) <= k
-    counts = keep.sum(axis=1)
-    if np.any(counts < k):
-        raise ValueError("a row has fewer than k distinct candidates")
-    return ranked[keep].reshape(len(items), k)
-
-
 def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray,
                k: int) -> np.ndarray:
-    """The reference procedure with a TFRS BruteForce index and a merge.
+    """The reference procedure through TFRS: a BruteForce index, each
+    interest's top-k, and the merge (an item's score is its best
+    interest's), with the project's one TFRS core
+    (``dismir_tf.tfrs_metrics``: ``brute_force_index``, ``merge_top_k``).
 
     Args:
-      queries: [B, Q, d]; item_embeddings: [N + 1, d].
+      queries: [B, Q, d]; item_embeddings: [N + 1, d] (row 0 padding).
 
     Returns:
-      [B, k] items.
+      [B, k] int32 items, best first.
     """
-    import tensorflow_recommenders as tfrs
+    from dismir_tf.tfrs_metrics import brute_force_index, merge_top_k
 
     b, q, d = queries.shape
-    index = tfrs.layers.factorized_top_k.BruteForce(k=k)
-    index.index(tf.constant(item_embeddings[1:]),
-                tf.range(1, item_embeddings.shape[0]))
+    index = brute_force_index(tf.constant(item_embeddings), k)
     scores, ids = index(tf.constant(queries.reshape(b * q, d)), k=k)
     if q == 1:
         return ids.numpy().reshape(b, k)
-    return merge_topk(ids.numpy().reshape(b, q * k),
-                      scores.numpy().reshape(b, q * k), k)
+    return merge_top_k(tf.reshape(scores, [b, q * k]),
+                       tf.reshape(tf.cast(ids, tf.int32), [b, q * k]),
+                       k).numpy()
 
 
 def _is_in_rows(values: np.ndarray, sets: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Exports a trained model as a SavedModel that TensorFlow Serving serves.
 
-    python -m dismir_tf.export --run_dir RUN [--export_dir DIR] [--k 50]
+    python export.py --run_dir RUN [--export_dir DIR] [--k 50]
         [--version N]
 
 writes ``DIR/<version>/`` (DIR defaults to RUN/export; the version is by
@@ -470,6 +470,7 @@ def export_run(run_dir: str, export_dir: str, k: int = DEFAULT_K,
 
 # --------------------------------------------------------------------- CLI
 if __name__ == "__main__":
-    from dismir_tf.commands.export import run
-
-    run()
+    # The command lives in dismir_tf/commands/export.py (which imports this
+    # module, not the other way round).
+    raise SystemExit("the export command is `python export.py --run_dir RUN "
+                     "...` (or `dismir-export`), with the same flags")

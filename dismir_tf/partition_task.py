@@ -59,6 +59,16 @@ class PartitionTask(tf.keras.layers.Layer, tfrs.tasks.Task):
     def call(self, anchors: tf.Tensor, positives: tf.Tensor,
              mask: tf.Tensor | None = None,
              seed: tf.Tensor | None = None) -> tf.Tensor:
+        return tf.reduce_mean(self.per_example(anchors, positives, mask,
+                                               seed))
+
+    def per_example(self, anchors: tf.Tensor, positives: tf.Tensor,
+                    mask: tf.Tensor | None = None,
+                    seed: tf.Tensor | None = None) -> tf.Tensor:
+        """[B] each example's mean loss over its anchors (the call's
+        arguments); the models average it over the global batch
+        (``tf.nn.compute_average_loss``) as a distribution strategy needs.
+        """
         if mask is None:
             mask = tf.cast(anchors > 0, tf.float32)
         num_items = self.item_embedding.input_dim - 1
@@ -77,6 +87,5 @@ class PartitionTask(tf.keras.layers.Layer, tfrs.tasks.Task):
             tf.reshape(self.item_embedding(positives), [-1, k]),
             self.item_embedding(negatives), tf.reshape(mask, [-1]))
         per_anchor = tf.reshape(per_anchor, tf.shape(anchors))
-        per_example = tf.reduce_sum(per_anchor, 1) / tf.maximum(
+        return tf.reduce_sum(per_anchor, 1) / tf.maximum(
             tf.reduce_sum(mask, 1), 1.0)
-        return tf.reduce_mean(per_example)

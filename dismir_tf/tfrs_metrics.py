@@ -27,8 +27,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dismir_tf import types
+from dismir_tf.evaluation import DEFAULT_KS
 
-DEFAULT_KS = (20, 50)
 METRIC_NAMES = ("recall", "hr", "ndcg")
 
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from dismir_tf import evaluation
 from dismir_tf.pipeline import EvalExamples
+from dismir_tf.tfrs_metrics import merge_top_k
 
 
 def test_metrics_hand_computed_with_repeated_targets():
@@ -40,14 +41,59 @@ def test_metrics_fewer_hits_than_n_and_padding():
                                [0.0, 0.5 / (1 + 1 / math.log2(3))])
 
 
+def _np_merge_topk(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The reference merge in NumPy (the check of the TF core,
+    ``tfrs_metrics.merge_top_k``): sort by score, de-duplicate, keep the
+    first k.
+
+    Args:
+      items: [B, M] candidate items (e.g. F per-interest top-k lists side by
+        side).
+      scores: [B, M] their scores.
+      k: output length; every row must hold at least k distinct items.
+
+    Returns:
+      [B, k] items, best first, each item once.
+    """
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(items, order, axis=1)
+    # A stable sort by item keeps each item's best-scored copy first.
+    by_item = np.argsort(ranked, axis=1, kind="stable")
+    sorted_items = np.take_along_axis(ranked, by_item, axis=1)
+    first = np.ones_like(sorted_items, dtype=bool)
+    first[:, 1:] = sorted_items[:, 1:] != sorted_items[:, :-1]
+    keep = np.empty_like(first)
+    np.put_along_axis(keep, by_item, first, axis=1)
+    keep &= np.cumsum(keep, axis=1) <= k
+    counts = keep.sum(axis=1)
+    if np.any(counts < k):
+        raise ValueError("a row has fewer than k distinct candidates")
+    return ranked[keep].reshape(len(items), k)
+
+
 def test_merge_deduplicates_an_item_retrieved_by_two_interests():
     # Interest A: items 4 (0.9), 2 (0.5); interest B: 4 (0.8), 7 (0.7).
     items = np.array([[4, 2, 4, 7]])
     scores = np.array([[0.9, 0.5, 0.8, 0.7]])
-    np.testing.assert_array_equal(evaluation.merge_topk(items, scores, 2),
-                                  [[4, 7]])
-    np.testing.assert_array_equal(evaluation.merge_topk(items, scores, 3),
-                                  [[4, 7, 2]])
+    for k, expected in ((2, [[4, 7]]), (3, [[4, 7, 2]])):
+        np.testing.assert_array_equal(_np_merge_topk(items, scores, k),
+                                      expected)
+        np.testing.assert_array_equal(merge_top_k(
+            tf.constant(scores, tf.float32), tf.constant(items, tf.int32),
+            k).numpy(), expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tf_merge_equals_the_numpy_reference_with_ties(seed):
+    rng = np.random.RandomState(seed)
+    items = rng.randint(1, 9, size=(20, 12))
+    scores = rng.randint(0, 4, size=(20, 12)).astype(np.float32)  # ties
+    k = 4
+    ok = [len(set(row)) >= k for row in items]
+    items, scores = items[ok], scores[ok]
+    np.testing.assert_array_equal(
+        merge_top_k(tf.constant(scores), tf.constant(items, tf.int32),
+                    k).numpy(), _np_merge_topk(items, scores, k))
 
 
 def _reference_merge(queries, emb, k):

@@ -144,7 +144,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
 
 @pytest.mark.parametrize("command", [
     ["evaluate.py", "--run_dir", "{run}"],
-    ["-m", "dismir_tf.export", "--run_dir", "{run}", "--export_dir",
+    ["export.py", "--run_dir", "{run}", "--export_dir",
      "{tmp}/export"],
     ["-m", "dismir_tf.analysis", "collapse", "--run_dirs", "{run}", "--out",
      "{tmp}/c"],
@@ -176,7 +176,7 @@ def test_outputs_default_into_the_run_directory_with_mode_0644(small_run):
         assert os.path.isfile(path), name
         assert os.stat(path).st_mode & 0o777 == 0o644 & ~_umask(), name
     assert not os.path.exists(os.path.join(ROOT, "top.jsonl"))
-    proc = _python("-m", "dismir_tf.export", "--run_dir", out)
+    proc = _python("export.py", "--run_dir", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == os.path.join(out, "export", "1")
 

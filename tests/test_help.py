@@ -12,7 +12,7 @@ ENTRY_POINTS = {
     "train.py": [sys.executable, "train.py"],
     "evaluate.py": [sys.executable, "evaluate.py"],
     "compare.py": [sys.executable, "compare.py"],
-    "export": [sys.executable, "-m", "dismir_tf.export"],
+    "export.py": [sys.executable, "export.py"],
     "analyze": [sys.executable, "-m", "dismir_tf.analysis"],
     "tune.py": [sys.executable, "tune.py"],
     "retrain.py": [sys.executable, "retrain.py"],

@@ -1,6 +1,6 @@
 """Exports a finished run as a SavedModel for TensorFlow Serving.
 
-    python -m dismir_tf.export --run_dir RUN [--export_dir DIR] [--k 50]
+    python export.py --run_dir RUN [--export_dir DIR] [--k 50]
         [--version N]                        # or: dismir-export ...
 
 writes DIR/<version>/ (DIR defaults to RUN/export; the version is one more
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    """The ``python -m dismir_tf.export`` / ``dismir-export`` command."""
+    """The ``python export.py`` / ``dismir-export`` command."""
     define_flags()
     cli.run_app(main, doc=__doc__)
 

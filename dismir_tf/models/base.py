@@ -29,7 +29,7 @@ import tensorflow as tf
 from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
-from dismir_tf.partition_loss import partition_loss_per_example
+from dismir_tf.partition_task import PartitionTask
 
 _NEG_INF = -1e9
 
@@ -165,28 +165,32 @@ class RetrievalModel(tf.keras.Model):
         scores = tf.where(cand == target[:, None], _NEG_INF, scores)
         return tf.reduce_max(scores, axis=1)
 
+    @property
+    def partition_task(self) -> PartitionTask:
+        """The model's item-partition task (Theorem 4, eq. 6) over its item
+        table: ``dismir_tf.partition_task.PartitionTask``, the same task a
+        TFRS model adds as a plugin.  It holds no variables of its own and
+        is not tracked (checkpoints are unchanged); it is rebuilt if a
+        subclass replaces ``item_embedding``."""
+        task = self.__dict__.get("_partition_task")
+        if task is None or task.item_embedding is not self.item_embedding:
+            task = PartitionTask(self.item_embedding,
+                                 self.model_config.partition_negatives)
+            self.__dict__["_partition_task"] = task
+        return task
+
     def partition_loss(self, batch: dict[str, tf.Tensor],
                        seed: tf.Tensor) -> tf.Tensor:
         """[B] the item-partition loss of each example's anchors.
 
         Anchors are the example's target and history items; positives were
         drawn by the pipeline from S_i; N_o negatives are drawn uniformly
-        per replica and shared by its anchors.
+        per replica (from ``seed``, as ``sample_items`` draws) and shared by
+        its anchors.
         """
-        anchors = batch[types.PARTITION_ANCHOR]                   # [B, A]
-        positives = batch[types.PARTITION_POSITIVE]
-        mask = batch[types.PARTITION_MASK]
-        k = self.model_config.embedding_dim
-        negatives = self.sample_items([self.model_config.partition_negatives],
-                                      seed)
-        per_anchor = partition_loss_per_example(
-            tf.reshape(self.item_embedding(anchors), [-1, k]),
-            tf.reshape(self.item_embedding(positives), [-1, k]),
-            self.item_embedding(negatives),
-            tf.reshape(mask, [-1]))
-        per_anchor = tf.reshape(per_anchor, tf.shape(anchors))
-        return tf.reduce_sum(per_anchor, 1) / tf.maximum(
-            tf.reduce_sum(mask, 1), 1.0)
+        return self.partition_task.per_example(
+            batch[types.PARTITION_ANCHOR], batch[types.PARTITION_POSITIVE],
+            batch[types.PARTITION_MASK], seed)
 
     # ------------------------------------------------------------------ Keras
     def query_vectors(self, history: tf.Tensor,
