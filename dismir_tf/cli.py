@@ -176,6 +176,24 @@ def define_model_flags() -> None:
     flags.DEFINE_float("sasrec_dropout", None, "SASRec: dropout rate "
                        "(default 0.5, the reference's on sparse sets; it "
                        "used 0.2 on MovieLens-1M).")
+    define_param_flags()
+
+
+_DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                   float: flags.DEFINE_float, str: flags.DEFINE_string}
+
+
+def define_param_flags() -> None:
+    """One flag per field of each registered model's own ``params``
+    (``model_specs.ModelSpec.params``): ``--<model>_<field>``, typed by the
+    field's default, with its help and default from the field."""
+    for spec in model_specs.specs():
+        for flag, field in spec.param_flags().items():
+            if flag in FLAGS:
+                continue
+            define = _DEFINE_BY_TYPE[type(field.default)]
+            define(flag, None, f"{spec.name}: {field.metadata['help']} "
+                   f"(default {field.default!r}).")
 
 
 def define_train_flags() -> None:
@@ -289,6 +307,20 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
     model = model or FLAGS.model
     values = dataset_defaults(data)
     values.update(_model_flag_values())
+    params, foreign = {}, []
+    for spec in model_specs.specs():
+        for flag, field in spec.param_flags().items():
+            if flag not in FLAGS or FLAGS[flag].value is None:
+                continue
+            if spec.name == model:
+                params[field.name] = FLAGS[flag].value
+            else:
+                foreign.append(f"--{flag}")
+    if foreign and not grid:
+        raise ConfigError(f"{', '.join(foreign)} only act on their own "
+                          f"model, not {model!r}; remove them")
+    if params:
+        values["params"] = params
     own = sorted(k for k in values if k.startswith("sasrec_"))
     if own and model != "sasrec" and not grid:
         raise ConfigError(f"{', '.join('--' + k for k in own)} only act on "

@@ -220,6 +220,10 @@ class ModelConfig:
         per recency rank r(i) = 0 for the newest item, started at 1) or
         'learned_per_interest' (one weight per rank and interest,
         w_{r(i), f}); '' is the model's default.
+      params: the model's own hyperparameters, declared by its spec
+        (``ModelSpec.params``, a dataclass; flags ``--<model>_<field>``):
+        given values are checked against it and the defaults filled in, so
+        config.json records every one; {} for a model that declares none.
       capsule_preset: '' or a named capsule configuration
         (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
         configuration on REMI's code, docs/models.md).
@@ -278,6 +282,7 @@ class ModelConfig:
     capsule_transform: str = ""
     capsule_recency: str = ""
     capsule_preset: str = ""
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")
@@ -286,6 +291,7 @@ class ModelConfig:
         _check(self.routing_iterations >= 0,
                "routing_iterations must be >= 0")
         spec = model_specs.get(self.name)
+        self._check_params(spec)
         if self.partition_weight is None:
             # frozen: the model's own lambda is filled in here, once.
             object.__setattr__(self, "partition_weight",
@@ -359,6 +365,31 @@ class ModelConfig:
                "routing_padding_in_softmax needs routing_softmax=positions")
 
 
+    def _check_params(self, spec: model_specs.ModelSpec) -> None:
+        given = dict(self.params or {})
+        if spec.params is None:
+            _check(not given, f"{self.name!r} has no parameters of its own "
+                   f"(got {', '.join(sorted(given))})")
+            return
+        names = {f.name for f in dataclasses.fields(spec.params)}
+        unknown = sorted(set(given) - names)
+        _check(not unknown, f"{self.name!r} has no parameter "
+               f"{', '.join(unknown)} (its own: {', '.join(sorted(names))})")
+        try:
+            own = spec.params(**given)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{self.name}: {e}") from None
+        # frozen: the defaults are filled in here, once.
+        object.__setattr__(self, "params", dataclasses.asdict(own))
+
+    @property
+    def own(self) -> Any:
+        """The model's own hyperparameters as its spec's dataclass."""
+        spec = model_specs.get(self.name)
+        if spec.params is None:
+            raise AttributeError(f"{self.name!r} declares no params")
+        return spec.params(**self.params)
+
     def with_model(self, name: str, **changes: Any) -> ModelConfig:
         """These settings for model ``name``: a lambda set away from this
         model's default is kept where ``name`` takes the partition task, a
@@ -373,7 +404,9 @@ class ModelConfig:
         else:
             lam = self.partition_weight
         return dataclasses.replace(
-            self, **{"name": name, "partition_weight": lam, **changes})
+            self, **{"name": name, "partition_weight": lam,
+                     "params": {} if name != self.name else self.params,
+                     **changes})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,6 +78,13 @@ class ModelSpec:
       capsule: built on DisMIR's capsule (takes the capsule options).
       factory_kwargs: keyword arguments the factory is called with (e.g.
         ``use_attention=False`` for w/o DPI).
+      params: the model's own hyperparameters, a frozen dataclass whose
+        fields are declared with :func:`param` (default, help, search
+        range), or None.  Each field becomes the flag
+        ``--<model>_<field>`` (``-`` in the model name read as ``_``), a
+        key of ``ModelConfig.params`` (and of config.json), and, with a
+        search range, a tuned parameter under the flag's name.  A new
+        model declares its settings here and touches nothing else.
     """
 
     name: str
@@ -90,14 +97,36 @@ class ModelSpec:
     capsule: bool = False
     factory_kwargs: Mapping[str, Any] = dataclasses.field(
         default_factory=dict)
+    params: type | None = None
 
     def __post_init__(self) -> None:
+        if self.params is not None:
+            if not dataclasses.is_dataclass(self.params):
+                raise ValueError(f"{self.name}: params must be a dataclass")
+            space = dict(self.search_space)
+            for flag, field in self.param_flags().items():
+                search = field.metadata.get("search")
+                if search is not None:
+                    space.setdefault(flag, search)
+            object.__setattr__(self, "search_space", space)
         if self.partition not in PARTITION_POLICIES:
             raise ValueError(f"partition must be one of {PARTITION_POLICIES}")
         lam = self.defaults.get("partition_weight", 0.0)
         if (self.partition == "default") != (lam > 0):
             raise ValueError(f"{self.name}: partition='default' goes with a "
                              "default partition_weight > 0 and only with it")
+
+    @property
+    def flag_prefix(self) -> str:
+        """``sasrec``, ``comirec_sa``: the model's name as a flag prefix."""
+        return self.name.replace("-", "_")
+
+    def param_flags(self) -> dict[str, dataclasses.Field]:
+        """{flag name: field} of the model's own hyperparameters."""
+        if self.params is None:
+            return {}
+        return {f"{self.flag_prefix}_{f.name}": f
+                for f in dataclasses.fields(self.params)}
 
     @property
     def default_partition_weight(self) -> float:
@@ -110,6 +139,14 @@ class ModelSpec:
 # each and the paper's Gowalla value 0.01 on gowalla-lbsn (docs/models.md,
 # "The partition weight").
 DISMIR_PARTITION_WEIGHT = 1.0
+
+def param(default: Any, help: str,
+          search: SearchRange | None = None) -> Any:
+    """A field of a model's ``params`` dataclass: its default, its flag's
+    help line and, optionally, the range a tuner searches."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "search": search})
+
 
 _LR = SearchRange(1e-4, 1e-2, log=True)
 _LAMBDA = SearchRange(0.01, 10.0, log=True)

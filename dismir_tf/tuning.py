@@ -149,10 +149,14 @@ def trial_config(base: RunConfig, params: Mapping[str, Any],
                  output_dir: str) -> RunConfig:
     """``base`` with the trial's parameters and run directory."""
     train = {k: v for k, v in params.items() if k in TRAIN_PARAMS}
-    model = {k: v for k, v in params.items() if k not in TRAIN_PARAMS}
+    own = model_specs.get(base.model.name).param_flags()
+    model = {k: v for k, v in params.items()
+             if k not in TRAIN_PARAMS and k not in own}
+    model_params = {**base.model.params, **{
+        own[k].name: v for k, v in params.items() if k in own}}
     return RunConfig(
         data=base.data,
-        model=dataclasses.replace(base.model, **model),
+        model=dataclasses.replace(base.model, params=model_params, **model),
         train=dataclasses.replace(base.train, output_dir=output_dir, **train))
 
 

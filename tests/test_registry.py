@@ -1,0 +1,106 @@
+"""Adding a model touches its own file and one registry line: a toy model
+from outside the package (tests/toy_model.py) is registered with
+``model_specs.register(SPEC)`` and then configured, trained, tuned and
+given flags by the project's own code."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dismir_tf import model_specs, training, tuning
+from dismir_tf.config import ModelConfig
+from dismir_tf.errors import ConfigError
+from dismir_tf.models import create_model
+from tests import toy_model
+from tests.helpers import tiny_run_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    # register(SPEC), undone after the test.
+    monkeypatch.setitem(model_specs._SPECS, "toy-mean", toy_model.SPEC)
+    return toy_model.SPEC
+
+
+def test_its_params_are_a_config_with_defaults_and_checks(toy):
+    assert ModelConfig(name="toy-mean").params == {"scale": 1.0}
+    assert ModelConfig(name="toy-mean", params={"scale": 2}).own.scale == 2
+    with pytest.raises(ConfigError, match="no parameter width"):
+        ModelConfig(name="toy-mean", params={"width": 3})
+    with pytest.raises(ConfigError, match="scale must be > 0"):
+        ModelConfig(name="toy-mean", params={"scale": -1.0})
+    with pytest.raises(ConfigError, match="no parameters of its own"):
+        ModelConfig(name="dnn", params={"scale": 2.0})
+
+
+def test_its_param_acts_on_the_model(toy):
+    history = tf.constant([[3, 5, 0, 0]])
+    vectors = [create_model(20, ModelConfig(name="toy-mean", max_len=4,
+                                            params={"scale": s}), seed=0)
+               .query_vectors(history).numpy() for s in (1.0, 3.0)]
+    np.testing.assert_allclose(vectors[1], 3.0 * vectors[0], rtol=1e-6)
+
+
+def test_it_trains_and_records_its_params(toy, tmp_path):
+    config = tiny_run_config(str(tmp_path / "run"), model="toy-mean",
+                             params={"scale": 1.5}, max_steps=20,
+                             eval_every=10)
+    metrics = training.run(config, log=lambda m: None, verbose=0)
+    assert 0.0 <= metrics["test"]["recall@50"] <= 1.0
+    recorded = json.load(open(tmp_path / "run" / "config.json"))
+    assert recorded["model"]["params"] == {"scale": 1.5}
+
+
+def test_its_search_range_is_tuned_under_its_flag_name(toy, tmp_path):
+    space = tuning.search_space("toy-mean")
+    assert set(space) == {"learning_rate", "toy_mean_scale"}
+    base = tiny_run_config(str(tmp_path / "base"), model="toy-mean")
+    trial = tuning.trial_config(base, {"toy_mean_scale": 0.75,
+                                       "learning_rate": 0.002},
+                                str(tmp_path / "t"))
+    assert trial.model.params == {"scale": 0.75}
+    assert trial.train.learning_rate == 0.002
+
+
+_CLI = """
+import sys
+sys.path.insert(0, {root!r})
+from dismir_tf import model_specs
+from tests.toy_model import SPEC
+model_specs.register(SPEC)                  # the one registry line
+from dismir_tf.commands.train import run
+sys.argv = ["train.py"] + {argv!r}
+run()
+"""
+
+
+def _train_cli(argv):
+    code = _CLI.format(root=ROOT, argv=argv)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_train_py_gets_its_flag(tmp_path):
+    out = str(tmp_path / "run")
+    proc = _train_cli(["--model", "toy-mean", "--toy_mean_scale", "2.5",
+                       "--synthetic_users", "300", "--synthetic_items", "120",
+                       "--synthetic_groups", "6", "--embedding_dim", "16",
+                       "--max_steps", "20", "--eval_every", "10",
+                       "--batch_size", "32", "--output_dir", out])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recorded = json.load(open(os.path.join(out, "config.json")))
+    assert recorded["model"]["params"] == {"scale": 2.5}
+    help_text = _train_cli(["--help"]).stdout
+    assert "--toy_mean_scale" in help_text
+    assert "the user vector's scale (default 1.0)" in help_text
+    wrong = _train_cli(["--model", "dnn", "--toy_mean_scale", "2.5",
+                        "--output_dir", str(tmp_path / "x")])
+    assert wrong.returncode == 2
+    assert "--toy_mean_scale only act on their own model" in wrong.stderr
