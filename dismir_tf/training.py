@@ -232,7 +232,12 @@ def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
     keep = state.best_prefix + "."
     for f in tf.io.gfile.glob(os.path.join(run_dir.best_dir, "step-*")):
         if not (state.best_prefix and f.startswith(keep)):
-            tf.io.gfile.remove(f)
+            # A kill during a checkpoint write leaves its temporary
+            # directory (step-N_temp/).
+            if tf.io.gfile.isdir(f):
+                tf.io.gfile.rmtree(f)
+            else:
+                tf.io.gfile.remove(f)
     for name in ("config.json", "state.json", "metrics.json"):
         for f in tf.io.gfile.glob(os.path.join(run_dir.path,
                                                f".{name}.*.tmp")):

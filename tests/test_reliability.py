@@ -361,8 +361,14 @@ def test_kill_between_checkpoint_and_state_resumes_exactly(
     assert json.load(open(os.path.join(out, "state.json")))[
         "steps_done"] == 20
     assert os.path.exists(os.path.join(out, "ckpt", "ckpt-40.index"))
+    # A kill during a best-checkpoint write also leaves TensorFlow's
+    # temporary directory of that write (seen after a Ctrl-C under load).
+    leftover = os.path.join(out, "best", "step-40_temp")
+    os.makedirs(leftover)
+    open(os.path.join(leftover, "part-00000-of-00001"), "w").close()
     lines = []
     resumed = training.run(config, log=lines.append)
+    assert not os.path.exists(leftover)
     assert any(re.search(r"resuming .* from step 20 ", x) for x in lines)
     assert resumed["test"] == reference["test"]
     assert resumed["valid"] == reference["valid"]
