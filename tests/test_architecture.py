@@ -51,3 +51,18 @@ def test_every_layer_is_exported():
         # (run by tests/test_layer_examples.py).
         doc = cls.__doc__ or ""
         assert "Example:" in doc and ("[B," in doc or "[B " in doc), name
+
+
+def test_sources_hold_no_experiment_figures():
+    """Docstrings and comments give shapes, units, errors and sources; what
+    a configuration scored lives in docs/ and results/."""
+    import re
+
+    figure = re.compile(r"(R@50|HR@50|Recall@50)[^|\n]{0,20}\d\.\d{2}"
+                        r"|\d+% (above|below|higher|lower)|-\d+% / ")
+    found = [f"{p.relative_to(PACKAGE)}:{i}"
+             for p in PACKAGE.rglob("*.py")
+             for i, line in enumerate(p.read_text(encoding="utf-8")
+                                      .splitlines(), 1)
+             if figure.search(line) and "f\"" not in line]
+    assert not found, found

@@ -31,8 +31,9 @@ def reference_kernel_stddev(max_len: int, num_interests: int,
                             dim: int) -> float:
     """REMI's start of the per-position weights: torch's kaiming_normal_
     on its [1, L, F*d, d] tensor, whose fan_in is L * F * d * d, so
-    sqrt(2 / (L F d^2)) (0.00247 at L=20, F=4, d=64; 0.00175 at L=40).
-    The layer's default 1/sqrt(d) lands 26-39% below docs/reference-runs.md."""
+    sqrt(2 / (L F d^2)) (0.00247 at L=20, F=4, d=64; 0.00175 at L=40),
+    against the layer's default 1/sqrt(d) (what each scored:
+    docs/models.md, "Faithfulness against the reference runs")."""
     return math.sqrt(2.0 / (max_len * num_interests * dim * dim))
 
 
@@ -52,9 +53,8 @@ class ComiRecDR(SampledSoftmaxModel):
             # figures: routing softmax over the history positions with the
             # padded positions kept in it (their weights zeroed after it,
             # not renormalised), and kaiming_normal_'s tiny initial
-            # transformation.  Padding in the softmax alone moves R@50 /
-            # HR@50 at 3,000 steps on beauty from -19% / -19% to -9% / -6%
-            # of docs/reference-runs.md (3 seeds; results/beauty-faithfulness/NOTES.md).
+            # transformation (what each choice scored: docs/models.md and
+            # results/beauty-faithfulness/NOTES.md).
             softmax_over="positions", padding_in_softmax=True,
             kernel_stddev=reference_kernel_stddev(
                 config.max_len, config.num_interests, config.embedding_dim),

@@ -7,10 +7,8 @@
   routing softmax runs over the history positions with padding kept in it
   (``softmax_over='positions'``, ``padding_in_softmax=True``), and the
   matrix starts as torch's kaiming_normal_ on a Linear(d, d) weight,
-  N(0, 2/d).  With the earlier softmax over the interests, padding masked
-  out and N(0, 1/d), seed 0 on beauty scored R@50 0.1035 / HR@50 0.1828
-  (3 seeds 0.0999 / 0.1730); with REMI's routing 0.1041 / 0.1779
-  (results/beauty-faithfulness/NOTES.md).  The random logits are drawn
+  N(0, 2/d) (what each choice scored: docs/models.md, "Faithfulness
+  against the reference runs").  The random logits are drawn
   once from the model's seed and kept fixed, so serving scores what
   evaluation scored; the reference code re-draws them on every forward
   pass, which also makes its evaluation non-deterministic.
@@ -19,10 +17,8 @@
   m_f . e_t), which is what both reference codes (ComiRec's TF Model_MIND
   and REMI's MIND) do after computing softmax_f((m_f . e_t)^1), and what
   docs/reference-runs.md measured; ``hard_readout=False`` gives the MIND
-  paper's soft label-aware attention with p = 1.  On beauty at the
-  reference budget the soft readout scores about 12% higher R@50 than the
-  reference figure, the hard one lands within 5% of it (docs/models.md;
-  measured with the earlier routing).
+  paper's soft label-aware attention with p = 1 (the two readouts against
+  the reference runs: docs/models.md).
 * Objective: sampled softmax with ``sampled_softmax_negatives`` uniform
   negatives shared by the batch (:mod:`dismir_tf.models.sampled_softmax`).
 * Retrieval: 'merge' (each interest retrieves its own top-N).

@@ -106,9 +106,8 @@ class SampledSoftmaxModel(RetrievalModel):
         d = config.embedding_dim
         # The reference initialises every weight, the item embeddings
         # included, with kaiming_normal_: N(0, 2/d) instead of the base
-        # class's N(0, 1/d).  It matters: with N(0, 1/d) REMI and
-        # ComiRec-SA land 8-13% above docs/reference-runs.md at R@50 /
-        # HR@50 on beauty, with N(0, 2/d) within 5% (docs/models.md).
+        # class's N(0, 1/d).  It matters for REMI's and ComiRec-SA's
+        # agreement with the reference runs (docs/models.md).
         self.item_embedding = tf.keras.layers.Embedding(
             num_items + 1, d, name="item_embedding",
             embeddings_initializer=he_normal(
