@@ -63,6 +63,7 @@ def peak_rss_mib() -> float:
 def child(size: str, readout: str, batch: int, repeats: int,
           seed: int) -> dict:
     """One measurement, in this process (run by the parent as a child)."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow
     import tensorflow as tf
     from cooccurrence_books import synthetic_books
 

@@ -1,5 +1,5 @@
 """Benchmark: a DisMIR training step at paper size against the same step on
-beauty, interleaved in one process.
+beauty, interleaved (one process per side, taking turns).
 
     python bench/step_ratio.py --size books      # F 6, max_len 20, C 50
     python bench/step_ratio.py --size gowalla    # F 4, max_len 40, C 10

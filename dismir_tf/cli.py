@@ -181,6 +181,8 @@ def define_model_flags() -> None:
 
 _DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
                    float: flags.DEFINE_float, str: flags.DEFINE_string}
+# The flags define_param_flags made (a second call defines none again).
+_PARAM_FLAGS: set[str] = set()
 
 
 def define_param_flags() -> None:
@@ -189,8 +191,13 @@ def define_param_flags() -> None:
     field's default, with its help and default from the field."""
     for spec in model_specs.specs():
         for flag, field in spec.param_flags().items():
-            if flag in FLAGS:
+            if flag in _PARAM_FLAGS:
                 continue
+            if flag in FLAGS:
+                raise ValueError(f"{spec.name}: params field {field.name!r} "
+                                 f"would be --{flag}, which is already a "
+                                 "flag; rename the field")
+            _PARAM_FLAGS.add(flag)
             define = _DEFINE_BY_TYPE[type(field.default)]
             define(flag, None, f"{spec.name}: {field.metadata['help']} "
                    f"(default {field.default!r}).")
@@ -317,8 +324,8 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
             else:
                 foreign.append(f"--{flag}")
     if foreign and not grid:
-        raise ConfigError(f"{', '.join(foreign)} only act on their own "
-                          f"model, not {model!r}; remove them")
+        raise ConfigError(f"{', '.join(foreign)}: each acts only on its own "
+                          f"model, not on {model!r}; remove it")
     if params:
         values["params"] = params
     own = sorted(k for k in values if k.startswith("sasrec_"))

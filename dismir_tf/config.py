@@ -282,7 +282,8 @@ class ModelConfig:
     capsule_transform: str = ""
     capsule_recency: str = ""
     capsule_preset: str = ""
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict,
+                                               hash=False)
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")

@@ -103,6 +103,14 @@ class ModelSpec:
         if self.params is not None:
             if not dataclasses.is_dataclass(self.params):
                 raise ValueError(f"{self.name}: params must be a dataclass")
+            for field in dataclasses.fields(self.params):
+                default = field.default
+                if type(default) not in (bool, int, float, str) or \
+                        "help" not in field.metadata:
+                    raise ValueError(
+                        f"{self.name}: params field {field.name!r} must be "
+                        "declared with model_specs.param(default, help) and "
+                        "a bool, int, float or str default")
             space = dict(self.search_space)
             for flag, field in self.param_flags().items():
                 search = field.metadata.get("search")

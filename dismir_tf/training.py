@@ -244,8 +244,6 @@ def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
             tf.io.gfile.remove(f)
 
 
-
-
 # --------------------------------------------------------------------- run
 def run(config: RunConfig, log: Log = _stderr_log,
         verbose: int | None = None, resume: bool = True,

@@ -5,7 +5,7 @@ import scipy.stats
 import tensorflow as tf
 from absl.testing import parameterized
 
-import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+import dismir_tf  # noqa: F401  (legacy Keras; conftest.py sets it first)
 from dismir_tf.cooccurrence import (
     CooccurrenceGraph,
     PositiveSampler,

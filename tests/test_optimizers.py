@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import dismir_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+import dismir_tf  # noqa: F401  (legacy Keras; conftest.py sets it first)
 from dismir_tf import optimizers
 from dismir_tf.config import TrainConfig
 from dismir_tf.errors import ConfigError

@@ -40,6 +40,23 @@ def test_its_params_are_a_config_with_defaults_and_checks(toy):
         ModelConfig(name="dnn", params={"scale": 2.0})
 
 
+def test_a_badly_declared_param_is_refused_at_registration():
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Bad:
+        width: int = 4                  # not model_specs.param(...)
+
+    with pytest.raises(ValueError, match="'width' must be declared"):
+        model_specs.ModelSpec(name="bad", factory="x:y", summary="",
+                              partition="never", params=Bad)
+
+
+def test_configs_stay_hashable(toy):
+    assert hash(ModelConfig(name="toy-mean")) == hash(
+        ModelConfig(name="toy-mean", params={"scale": 3.0}))
+
+
 def test_its_param_acts_on_the_model(toy):
     history = tf.constant([[3, 5, 0, 0]])
     vectors = [create_model(20, ModelConfig(name="toy-mean", max_len=4,
@@ -103,4 +120,4 @@ def test_train_py_gets_its_flag(tmp_path):
     wrong = _train_cli(["--model", "dnn", "--toy_mean_scale", "2.5",
                         "--output_dir", str(tmp_path / "x")])
     assert wrong.returncode == 2
-    assert "--toy_mean_scale only act on their own model" in wrong.stderr
+    assert "--toy_mean_scale: each acts only on its own model" in wrong.stderr

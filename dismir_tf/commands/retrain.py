@@ -87,7 +87,7 @@ def main(argv):
 
     try:
         recorded = config_module.RunConfig.from_json(text)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"config.json does not describe a run: {e}",
                           path=os.path.join(run_dir, "config.json")) from e
     output_dir = FLAGS.output_dir or f"{run_dir}-retrain"
