@@ -169,13 +169,6 @@ def define_model_flags() -> None:
                        "Re4's backward-flow loss (default 0.1).")
     flags.DEFINE_float("re4_temperature", None, "Re4: re-contrast "
                        "temperature (default 0.02).")
-    flags.DEFINE_integer("sasrec_blocks", None, "SASRec: self-attention "
-                         "blocks (default 2).")
-    flags.DEFINE_integer("sasrec_heads", None, "SASRec: attention heads "
-                         "(default 1; must divide embedding_dim).")
-    flags.DEFINE_float("sasrec_dropout", None, "SASRec: dropout rate "
-                       "(default 0.5, the reference's on sparse sets; it "
-                       "used 0.2 on MovieLens-1M).")
     define_param_flags()
 
 
@@ -287,7 +280,6 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "interest_norm", "readout", "rec_loss",
                     "sampled_softmax_negatives", "remi_beta",
                     "capsule_transform", "capsule_recency",
-                    "sasrec_blocks", "sasrec_heads", "sasrec_dropout",
                     "routing_variance_weight", "backward_flow_weight",
                     "re4_temperature")
 
@@ -328,10 +320,6 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
                           f"model, not on {model!r}; remove it")
     if params:
         values["params"] = params
-    own = sorted(k for k in values if k.startswith("sasrec_"))
-    if own and model != "sasrec" and not grid:
-        raise ConfigError(f"{', '.join('--' + k for k in own)} only act on "
-                          f"--model sasrec, not {model!r}; remove them")
     if grid and model_specs.get(model).partition != "default":
         values.pop("partition_weight", None)
     return ModelConfig(name=model, **values)

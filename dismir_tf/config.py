@@ -262,13 +262,6 @@ class ModelConfig:
     pimirec_time_span: int = 64
     pimirec_time_unit: float = 86400.0
     pimirec_graph_layers: int = 3
-    # SASRec (Kang and McAuley, ICDM '18; dismir_tf/models/sasrec.py):
-    # self-attention blocks, heads and the dropout rate (the reference's
-    # settings: 2 blocks, 1 head; dropout 0.5 on its sparse Amazon and
-    # Steam sets, 0.2 on MovieLens-1M).
-    sasrec_blocks: int = 2
-    sasrec_heads: int = 1
-    sasrec_dropout: float = 0.5
     # DisMIR's capsule and readout ('' / 0: the model's default).
     routing_init: str = ""
     routing_softmax: str = ""
@@ -328,12 +321,6 @@ class ModelConfig:
                    f"{field} must be finite and >= 0")
         _check(math.isfinite(self.re4_temperature)
                and self.re4_temperature > 0.0, "re4_temperature must be > 0")
-        _check(self.sasrec_blocks >= 1, "sasrec_blocks must be >= 1")
-        _check(self.sasrec_heads >= 1
-               and self.embedding_dim % self.sasrec_heads == 0,
-               "sasrec_heads must be >= 1 and divide embedding_dim")
-        _check(0.0 <= self.sasrec_dropout < 1.0,
-               "sasrec_dropout must be in [0, 1)")
         _check(0.0 <= self.re4_threshold < 1.0,
                "re4_threshold must be in [0, 1) (0: 1/|history|)")
         # PIMIRec.
@@ -382,6 +369,9 @@ class ModelConfig:
             raise ConfigError(f"{self.name}: {e}") from None
         # frozen: the defaults are filled in here, once.
         object.__setattr__(self, "params", dataclasses.asdict(own))
+        if spec.check is not None:
+            problem = spec.check(self)
+            _check(problem is None, str(problem))
 
     @property
     def own(self) -> Any:
@@ -480,6 +470,23 @@ class TrainConfig:
 # without a 'readout' field is read with it.
 def _legacy_capsule_model(name: str) -> bool:
     return name in model_specs.names() and model_specs.get(name).capsule
+def _legacy_params(model: dict[str, Any]) -> None:
+    """Moves settings that a model's spec now keeps in ``params`` out of
+    the flat fields of an older config.json (e.g. ``sasrec_blocks``):
+    into ``params`` for that model, dropped (they were defaults) for the
+    others."""
+    name = model.get("name", "dismir")
+    params = dict(model.get("params") or {})
+    for spec in model_specs.specs():
+        for flag, field in spec.param_flags().items():
+            if flag in model:
+                value = model.pop(flag)
+                if spec.name == name:
+                    params.setdefault(field.name, value)
+    if params:
+        model["params"] = params
+
+
 LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
                        routing_padding_in_softmax=False,
                        routing_similarity="dot", routing_temperature=1.0,
@@ -509,6 +516,7 @@ class RunConfig:
         if "synthetic" in data:
             data["synthetic"] = SyntheticConfig(**data["synthetic"])
         model = dict(d.get("model", {}))
+        _legacy_params(model)
         if _legacy_capsule_model(model.get("name", "dismir")):
             if "readout" not in model:
                 # Written before the capsule options existed: the capsule

@@ -80,7 +80,10 @@ class ModelSpec:
         ``use_attention=False`` for w/o DPI).
       params: the model's own hyperparameters, a frozen dataclass whose
         fields are declared with :func:`param` (default, help, search
-        range), or None.  Each field becomes the flag
+        range), or None; ``check`` (optional) is called with the whole
+        ModelConfig and returns a message when the params do not fit the
+        rest of it (e.g. heads that do not divide d).  Each field becomes
+        the flag
         ``--<model>_<field>`` (``-`` in the model name read as ``_``), a
         key of ``ModelConfig.params`` (and of config.json), and, with a
         search range, a tuned parameter under the flag's name.  A new
@@ -98,6 +101,7 @@ class ModelSpec:
     factory_kwargs: Mapping[str, Any] = dataclasses.field(
         default_factory=dict)
     params: type | None = None
+    check: Callable[[Any], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.params is not None:
@@ -157,6 +161,34 @@ def param(default: Any, help: str,
 
 
 _LR = SearchRange(1e-4, 1e-2, log=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SASRecParams:
+    """SASRec's own settings (Kang and McAuley, ICDM '18;
+    dismir_tf/models/sasrec.py): the reference's 2 blocks and 1 head;
+    dropout 0.5 as on its sparse Amazon and Steam sets (0.2 on
+    MovieLens-1M)."""
+
+    blocks: int = param(2, "self-attention blocks", SearchRange(1, 3))
+    heads: int = param(1, "attention heads (must divide embedding_dim)",
+                       SearchRange(choices=(1, 2)))
+    dropout: float = param(0.5, "dropout rate", SearchRange(0.0, 0.5))
+
+    def __post_init__(self) -> None:
+        if self.blocks < 1:
+            raise ValueError("sasrec_blocks must be >= 1")
+        if self.heads < 1:
+            raise ValueError("sasrec_heads must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("sasrec_dropout must be in [0, 1)")
+
+
+def _check_sasrec(config: Any) -> str | None:
+    if config.embedding_dim % config.params["heads"]:
+        return (f"sasrec_heads {config.params['heads']} must divide "
+                f"embedding_dim {config.embedding_dim}")
+    return None
 _LAMBDA = SearchRange(0.01, 10.0, log=True)
 _F = SearchRange(2, 8)
 _CAPSULE_SPACE = {"learning_rate": _LR, "num_interests": _F,
@@ -176,11 +208,8 @@ _SPECS: dict[str, ModelSpec] = {s.name: s for s in (
           partition="never", search_space={"learning_rate": _LR}),
     _spec("sasrec", "dismir_tf.models.sasrec:SASRec",
           "SASRec: causal self-attention over the ordered history, one "
-          "interest", partition="never",
-          search_space={"learning_rate": _LR,
-                        "sasrec_blocks": SearchRange(1, 3),
-                        "sasrec_heads": SearchRange(choices=(1, 2)),
-                        "sasrec_dropout": SearchRange(0.0, 0.5)}),
+          "interest", partition="never", params=SASRecParams,
+          check=_check_sasrec, search_space={"learning_rate": _LR}),
     _spec("mind", "dismir_tf.models.mind:MIND",
           "MIND: dynamic-routing capsules with a label-aware readout",
           search_space={"learning_rate": _LR, "num_interests": _F,

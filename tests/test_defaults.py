@@ -37,13 +37,18 @@ def test_every_spec_is_consistent():
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     for spec in model_specs.specs():
         assert set(spec.defaults) <= fields, spec.name
-        assert set(spec.search_space) <= fields | {"learning_rate"}, spec.name
+        own = spec.param_flags()           # its params, by flag name
+        assert set(spec.search_space) <= fields | {"learning_rate"} | set(
+            own), spec.name
         # A spec's own defaults lie inside its search space.
         config = ModelConfig(name=spec.name)
         for field, rng in spec.search_space.items():
             if field in fields and field in spec.defaults:
                 assert rng.contains(getattr(config, field)), (spec.name,
                                                               field)
+            if field in own:
+                assert rng.contains(config.params[own[field].name]), (
+                    spec.name, field)
         # lambda: the spec's, and only the DisMIR models take it by default.
         assert config.partition_weight == spec.default_partition_weight
         assert (spec.partition == "default") == (

@@ -54,6 +54,10 @@ resolved = {}
 for part in (model, cfg.train, cfg.data, cfg.data.synthetic):
     for f in dataclasses.fields(part):
         resolved.setdefault(f.name, getattr(part, f.name))
+from dismir_tf import model_specs
+for spec in model_specs.specs():
+    for flag, field in spec.param_flags().items():
+        resolved[flag] = field.default     # what --model NAME resolves to
 for k, v in (("synthetic_users", "num_users"), ("synthetic_items",
              "num_items"), ("synthetic_groups", "num_groups")):
     resolved[k] = resolved[v]

@@ -16,9 +16,16 @@ from dismir_tf.models.sasrec import next_items
 L = 6
 
 
+def _params(kw):
+    """sasrec_blocks=2 -> params {'blocks': 2} (the --sasrec_* flags)."""
+    return {k[len("sasrec_"):]: kw.pop(k) for k in list(kw)
+            if k.startswith("sasrec_")}
+
+
 def _model(**kw):
+    params = {"dropout": kw.pop("dropout", 0.0), **_params(kw)}
     cfg = ModelConfig(name="sasrec", embedding_dim=16, max_len=L,
-                      sasrec_dropout=kw.pop("dropout", 0.0), **kw)
+                      params=params, **kw)
     model = create_model(40, cfg, seed=3)
     model.build_for(L)
     return model
@@ -121,4 +128,16 @@ def test_dropout_follows_the_step_seed_and_is_off_in_evaluation():
 def test_bad_settings_are_refused(bad):
     from dismir_tf.errors import ConfigError
     with pytest.raises(ConfigError):
-        ModelConfig(name="sasrec", embedding_dim=16, **bad)
+        ModelConfig(name="sasrec", embedding_dim=16, params=_params(bad))
+
+
+def test_an_older_config_json_with_flat_sasrec_fields_still_loads():
+    from dismir_tf.config import RunConfig
+
+    old = {"model": {"name": "sasrec", "sasrec_blocks": 3,
+                     "sasrec_heads": 2, "sasrec_dropout": 0.2}}
+    assert RunConfig.from_dict(old).model.params == {
+        "blocks": 3, "heads": 2, "dropout": 0.2}
+    # Another model's config.json carried them as unused defaults.
+    other = {"model": {"name": "dnn", "sasrec_blocks": 2}}
+    assert RunConfig.from_dict(other).model.params == {}

@@ -76,10 +76,10 @@ class SASRec(RetrievalModel):
             config.max_len, d, name="position_embedding",
             embeddings_initializer=tf.keras.initializers.GlorotUniform(
                 seed=weight_seed(seed, "position_embedding")))
-        self.blocks = [SASRecBlock(d, config.sasrec_heads,
-                                   config.sasrec_dropout, seed, i,
+        self.blocks = [SASRecBlock(d, config.own.heads,
+                                   config.own.dropout, seed, i,
                                    name=f"block{i}")
-                       for i in range(config.sasrec_blocks)]
+                       for i in range(config.own.blocks)]
         self.final_norm = tf.keras.layers.LayerNormalization(
             epsilon=1e-8, name="final_norm")
 
@@ -98,7 +98,7 @@ class SASRec(RetrievalModel):
         pos = tf.clip_by_value(pos, 0, cfg.max_len - 1)
         x = items * float(cfg.embedding_dim) ** 0.5 + \
             self.position_embedding(pos)
-        x = _dropout(x, cfg.sasrec_dropout, seed, 1) * mask[:, :, None]
+        x = _dropout(x, cfg.own.dropout, seed, 1) * mask[:, :, None]
         for block in self.blocks:
             x = block(x, mask, seed)
         x = self.final_norm(x)                                    # [B, L, d]
