@@ -167,8 +167,6 @@ def define_model_flags() -> None:
                        "100).")
     flags.DEFINE_float("backward_flow_weight", None, "MIR-BF: weight of "
                        "Re4's backward-flow loss (default 0.1).")
-    flags.DEFINE_float("re4_temperature", None, "Re4: re-contrast "
-                       "temperature (default 0.02).")
     define_param_flags()
 
 
@@ -280,8 +278,7 @@ MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
                     "interest_norm", "readout", "rec_loss",
                     "sampled_softmax_negatives", "remi_beta",
                     "capsule_transform", "capsule_recency",
-                    "routing_variance_weight", "backward_flow_weight",
-                    "re4_temperature")
+                    "routing_variance_weight", "backward_flow_weight")
 
 
 def _model_flag_values() -> dict:

@@ -243,25 +243,6 @@ class ModelConfig:
     routing_variance_weight: float = 100.0
     backward_flow_weight: float = 0.1
     partition_anchors: str = "items"
-    # Re4 (Zhang et al., WWW '22; dismir_tf/models/re4.py): the weights of
-    # its three backward flows, the re-contrast temperature and the
-    # attention threshold that picks each interest's representative items
-    # (0: 1/|history| per user, the reference's --thre -1).  Defaults: the
-    # reference code's t_cont and the RecPanGu port's lambdas (the official
-    # script takes the lambdas as required flags).
-    re4_contrast_weight: float = 0.1
-    re4_attend_weight: float = 0.01
-    re4_construct_weight: float = 0.1
-    re4_temperature: float = 0.02
-    re4_threshold: float = 0.0
-    # PIMIRec (Chen et al., IJCAI '21; dismir_tf/models/pimirec.py): K, the
-    # clip of the interval matrix (the reference's --time_span default);
-    # the seconds per time unit of the intervals (timestamped data only;
-    # order-only data counts one unit per interaction); and the rounds of
-    # the star-graph interactivity module.
-    pimirec_time_span: int = 64
-    pimirec_time_unit: float = 86400.0
-    pimirec_graph_layers: int = 3
     # DisMIR's capsule and readout ('' / 0: the model's default).
     routing_init: str = ""
     routing_softmax: str = ""
@@ -313,23 +294,6 @@ class ModelConfig:
                "routing_variance_weight must be >= 0")
         _check(self.backward_flow_weight >= 0.0,
                "backward_flow_weight must be >= 0")
-        # Re4's backward flows.
-        for field in ("re4_contrast_weight", "re4_attend_weight",
-                      "re4_construct_weight"):
-            value = getattr(self, field)
-            _check(math.isfinite(value) and value >= 0.0,
-                   f"{field} must be finite and >= 0")
-        _check(math.isfinite(self.re4_temperature)
-               and self.re4_temperature > 0.0, "re4_temperature must be > 0")
-        _check(0.0 <= self.re4_threshold < 1.0,
-               "re4_threshold must be in [0, 1) (0: 1/|history|)")
-        # PIMIRec.
-        _check(self.pimirec_time_span >= 1, "pimirec_time_span must be >= 1")
-        _check(math.isfinite(self.pimirec_time_unit)
-               and self.pimirec_time_unit > 0.0,
-               "pimirec_time_unit must be finite and > 0")
-        _check(self.pimirec_graph_layers >= 1,
-               "pimirec_graph_layers must be >= 1")
         # DisMIR's capsule.
         for field, allowed in (("routing_init", ROUTING_INITS),
                                ("routing_softmax", ROUTING_SOFTMAX),

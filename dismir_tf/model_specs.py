@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -184,6 +185,62 @@ class SASRecParams:
             raise ValueError("sasrec_dropout must be in [0, 1)")
 
 
+def _finite_at_least_zero(**values: float) -> None:
+    for name, value in values.items():
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{name} must be finite and >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Re4Params:
+    """Re4's own settings (Zhang et al., WWW '22; dismir_tf/models/re4.py):
+    the weights of its three backward flows, the re-contrast temperature
+    and the attention threshold that picks each interest's representative
+    items (0: 1/|history| per user, the reference's --thre -1).  Defaults:
+    the reference code's t_cont and the RecPanGu port's lambdas (the
+    official script takes the lambdas as required flags)."""
+
+    contrast_weight: float = param(0.1, "weight of the re-contrast flow")
+    attend_weight: float = param(0.01, "weight of the re-attend flow")
+    construct_weight: float = param(0.1, "weight of the re-construct flow")
+    temperature: float = param(0.02, "re-contrast temperature",
+                               SearchRange(0.01, 1.0, log=True))
+    threshold: float = param(0.0, "attention threshold of an interest's "
+                             "representative items (0: 1/|history|)")
+
+    def __post_init__(self) -> None:
+        _finite_at_least_zero(re4_contrast_weight=self.contrast_weight,
+                              re4_attend_weight=self.attend_weight,
+                              re4_construct_weight=self.construct_weight)
+        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
+            raise ValueError("re4_temperature must be > 0")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError("re4_threshold must be in [0, 1) "
+                             "(0: 1/|history|)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PIMIRecParams:
+    """PIMIRec's own settings (Chen et al., IJCAI '21;
+    dismir_tf/models/pimirec.py): K, the clip of the interval matrix (the
+    reference's --time_span default); the seconds per time unit of the
+    intervals (timestamped data only; order-only data counts one unit per
+    interaction); and the rounds of the star-graph interactivity module."""
+
+    time_span: int = param(64, "K, the clip of the interval matrix")
+    time_unit: float = param(86400.0, "seconds per time unit of the "
+                             "intervals")
+    graph_layers: int = param(3, "rounds of the star-graph module")
+
+    def __post_init__(self) -> None:
+        if self.time_span < 1:
+            raise ValueError("pimirec_time_span must be >= 1")
+        if not (math.isfinite(self.time_unit) and self.time_unit > 0.0):
+            raise ValueError("pimirec_time_unit must be finite and > 0")
+        if self.graph_layers < 1:
+            raise ValueError("pimirec_graph_layers must be >= 1")
+
+
 def _check_sasrec(config: Any) -> str | None:
     if config.embedding_dim % config.params["heads"]:
         return (f"sasrec_heads {config.params['heads']} must divide "
@@ -223,6 +280,7 @@ _SPECS: dict[str, ModelSpec] = {s.name: s for s in (
           search_space={"learning_rate": _LR, "num_interests": _F}),
     _spec("pimirec", "dismir_tf.models.pimirec:PIMIRec",
           "PIMIRec: time- and position-aware interests",
+          params=PIMIRecParams,
           search_space={"learning_rate": _LR, "num_interests": _F}),
     _spec("remi", "dismir_tf.models.remi:REMI",
           "REMI: ComiRec-SA with routing regularisation and "
@@ -232,9 +290,8 @@ _SPECS: dict[str, ModelSpec] = {s.name: s for s in (
                         "routing_variance_weight": SearchRange(
                             1.0, 1000.0, log=True)}),
     _spec("re4", "dismir_tf.models.re4:Re4",
-          "Re4: ComiRec-SA with backward flows",
-          search_space={"learning_rate": _LR, "num_interests": _F,
-                        "re4_temperature": SearchRange(0.01, 1.0, log=True)}),
+          "Re4: ComiRec-SA with backward flows", params=Re4Params,
+          search_space={"learning_rate": _LR, "num_interests": _F}),
     _spec("umi", "dismir_tf.models.umi:UMI",
           "UMI: user-guided routing",
           search_space={"learning_rate": _LR, "num_interests": _F}),

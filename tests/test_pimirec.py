@@ -21,8 +21,8 @@ from tests.helpers import TINY_SYNTHETIC, make_dataset
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFG = ModelConfig(name="pimirec", embedding_dim=8, num_interests=3,
                   max_len=5, partition_weight=0.0,
-                  sampled_softmax_negatives=7, pimirec_time_span=6,
-                  pimirec_time_unit=10.0, pimirec_graph_layers=2)
+                  sampled_softmax_negatives=7,
+                  params=dict(time_span=6, time_unit=10.0, graph_layers=2))
 
 
 def _timed_dataset():
@@ -131,7 +131,7 @@ def _numpy_encode(model, hist, times):
         e = emb[h_row[:n]]
         x0 = e + pos[:n]
         m = np.minimum(np.floor(np.abs(t_row[:n, None] - t_row[None, :n])),
-                       cfg.pimirec_time_span).astype(int)
+                       cfg.own.time_span).astype(int)
         h = np.stack([sum(a * table[m[i, j]] for j, a in enumerate(
             _softmax(table[m[i]] @ w))) for i in range(n)]) + x0
         c = h.mean(0)
@@ -141,14 +141,14 @@ def _numpy_encode(model, hist, times):
             a = _softmax((keys @ wk) @ (q @ wq) / np.sqrt(d))
             return np.maximum(q + a @ (keys @ wv), 0.0)
 
-        for layer in range(cfg.pimirec_graph_layers):
+        for layer in range(cfg.own.graph_layers):
             new = []
             for i in range(n):
                 nb = ([h[i - 1]] if i > 0 else []) + (
                     [h[i + 1]] if i + 1 < n else []) + [c, x0[i]]
                 new.append(attend(h[i], np.stack(nb), graph.node_qkv[layer]))
             h = np.stack(new)
-            if layer + 1 < cfg.pimirec_graph_layers:
+            if layer + 1 < cfg.own.graph_layers:
                 c = attend(c, np.concatenate([c[None], h]),
                            graph.centre_qkv[layer])
         logits = np.tanh(h @ w1) @ w2                              # [n, F]

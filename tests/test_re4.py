@@ -114,8 +114,17 @@ def _batch(b=5, seed=0):
             types.SEED: tf.zeros([b, 2], tf.int64)}
 
 
+def _re4_params(kw):
+    """re4_temperature=0.1 -> params {'temperature': 0.1} (the flags)."""
+    return {k[len("re4_"):]: kw.pop(k) for k in list(kw)
+            if k.startswith("re4_")}
+
+
 def _model(**kw):
     name = kw.pop("name", "re4")
+    params = _re4_params(kw)
+    if params:
+        kw["params"] = params
     model = create_model(40, CFG.with_model(name, **kw),
                          seed=1)
     model.build_for(CFG.max_len)
@@ -190,7 +199,7 @@ def test_registered_as_a_multi_interest_baseline():
     for bad in (dict(re4_contrast_weight=-1.0), dict(re4_temperature=0.0),
                 dict(re4_threshold=1.0), dict(re4_attend_weight=np.nan)):
         with pytest.raises(ConfigError, match="re4_"):
-            ModelConfig(name="re4", **bad)
+            ModelConfig(name="re4", params=_re4_params(dict(bad)))
 
 
 def test_encode_shapes_and_attention():
@@ -357,7 +366,8 @@ def test_train_py_runs_re4_and_its_run_exports(cli_runs, tmp_path):
     assert 0.0 <= metrics["test"]["recall@50"] <= 1.0
     config, ds, model = training.load_run(run_dir, log=lambda m: None)
     assert config.model.name == "re4"
-    assert config.model.re4_temperature == ModelConfig().re4_temperature
+    assert config.model.params["temperature"] == ModelConfig(
+        name="re4").params["temperature"]
     path = export.export_model(model, ds, config, str(tmp_path / "serving"))
     served = tf.saved_model.load(path).signatures["serving_default"]
     hist = pipeline.eval_examples(ds, "test", config.model.max_len).history

@@ -54,7 +54,7 @@ def time_unit(config: ModelConfig) -> float | None:
     factory = getattr(factory, "__wrapped__", factory)
     if not getattr(factory, "uses_time", False):
         return None
-    return config.pimirec_time_unit
+    return config.own.time_unit
 
 
 def takes_partition_by_default(name: str) -> bool:

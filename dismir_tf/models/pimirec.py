@@ -109,10 +109,10 @@ class PIMIRec(SampledSoftmaxModel):
             embeddings_initializer=he_normal(
                 d, weight_seed(seed, "position_embedding")))
         self.periodicity = IntervalAttention(
-            config.pimirec_time_span, d, seed=weight_seed(seed, "periodicity"),
+            config.own.time_span, d, seed=weight_seed(seed, "periodicity"),
             name="periodicity")
         self.interactivity = StarGraphInteraction(
-            config.pimirec_graph_layers,
+            config.own.graph_layers,
             seed=weight_seed(seed, "interactivity"),
             name="interactivity")
         self.extractor = SelfAttentiveExtractor(
@@ -135,7 +135,7 @@ class PIMIRec(SampledSoftmaxModel):
         initial = (items + self.position_embedding(tf.range(length))[None]
                    ) * m3
         buckets = interval_buckets(tf.cast(times, tf.float32),
-                                   self.model_config.pimirec_time_span)
+                                   self.model_config.own.time_span)
         time_emb, interval_attention = self.periodicity(buckets, mask)
         nodes, _ = self.interactivity((initial + time_emb) * m3, initial,
                                       mask)

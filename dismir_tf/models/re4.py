@@ -162,9 +162,9 @@ class Re4(ComiRecSA):
     def backward_flows(self, enc) -> dict[str, tf.Tensor]:
         """The three unweighted terms, each a scalar mean as Re4's code."""
         cfg = self.model_config
-        positives = positive_items(enc.routing, enc.mask, cfg.re4_threshold)
+        positives = positive_items(enc.routing, enc.mask, cfg.own.threshold)
         contrast = re_contrast_loss(enc.interests, enc.items, positives,
-                                    enc.mask, cfg.re4_temperature)
+                                    enc.mask, cfg.own.temperature)
         attend = re_attend_loss(enc.interests, enc.items, enc.routing,
                                 enc.mask)
         construct = re_construct_loss(
@@ -177,9 +177,9 @@ class Re4(ComiRecSA):
     def regularization(self, batch, enc, seed):
         del batch, seed
         cfg = self.model_config
-        weights = {"contrast": cfg.re4_contrast_weight,
-                   "attend": cfg.re4_attend_weight,
-                   "construct": cfg.re4_construct_weight}
+        weights = {"contrast": cfg.own.contrast_weight,
+                   "attend": cfg.own.attend_weight,
+                   "construct": cfg.own.construct_weight}
         if not any(weights.values()):
             return tf.constant(0.0)
         terms = self.backward_flows(enc)
