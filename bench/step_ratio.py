@@ -47,19 +47,15 @@ BATCH = 128
 FULL_CORES = 1.3
 
 
-def cpu_times() -> tuple[int, int]:
-    """(busy, steal) jiffies of all CPUs from /proc/stat; (0, 0) elsewhere.
-
-    Steal is time the hypervisor gave this machine's virtual CPUs to other
-    guests: load that no process list on this machine shows.
-    """
+def stolen_jiffies() -> int:
+    """CPU time the hypervisor gave this machine's virtual CPUs to other
+    guests, in jiffies since boot (/proc/stat; 0 elsewhere): load that no
+    process list on this machine shows."""
     try:
         with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return 0, 0
-    user, nice, system, _, _, irq, softirq, steal = fields[:8]
-    return user + nice + system + irq + softirq, steal
+            return int(f.readline().split()[8])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 class Side:
@@ -92,14 +88,14 @@ class Side:
 
     def run(self, record: bool = True) -> float:
         t0, c0 = time.perf_counter(), time.process_time()
-        _, steal0 = cpu_times()
+        steal0 = stolen_jiffies()
         self.model.fit(self.data, steps_per_epoch=self.steps,
                        epochs=self.epoch + 1, initial_epoch=self.epoch,
                        verbose=0)
         self.epoch += 1
         wall = time.perf_counter() - t0
         self.last_cpu_ms = 1e3 * (time.process_time() - c0) / self.steps
-        _, steal1 = cpu_times()
+        steal1 = stolen_jiffies()
         ms = 1e3 * wall / self.steps
         # Share of the machine's CPU time (all cores) stolen by the host.
         self.last_steal = (steal1 - steal0) / (

@@ -29,12 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 from dismir_tf.pipeline import EvalExamples
+from dismir_tf.tfrs_metrics import brute_force_index, merge_top_k
+from dismir_tf.types import DEFAULT_KS
 
 if TYPE_CHECKING:
     from dismir_tf.config import RunConfig
     from dismir_tf.models import RetrievalModel
 
-DEFAULT_KS = (20, 50)
 METRICS = ("recall", "ndcg", "hr")
 _NEG_INF = -np.inf
 
@@ -168,8 +169,6 @@ def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray,
     Returns:
       [B, k] int32 items, best first.
     """
-    from dismir_tf.tfrs_metrics import brute_force_index, merge_top_k
-
     b, q, d = queries.shape
     index = brute_force_index(tf.constant(item_embeddings), k)
     scores, ids = index(tf.constant(queries.reshape(b * q, d)), k=k)

@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dismir_tf import types
-from dismir_tf.evaluation import DEFAULT_KS
+from dismir_tf.types import DEFAULT_KS
 
 METRIC_NAMES = ("recall", "hr", "ndcg")
 

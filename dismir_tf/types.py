@@ -27,3 +27,6 @@ KNOWN_ITEMS = "known_items"            # [B, K] int32, right-padded with 0
 # Retrieval readouts.
 MERGE = "merge"
 FUSED = "fused"
+
+# The protocol's cut-offs N of Recall@N, HR@N and NDCG@N.
+DEFAULT_KS = (20, 50)

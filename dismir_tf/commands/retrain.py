@@ -32,28 +32,27 @@ flags.DEFINE_string("output_dir", None, "Where the new run goes (default: "
 FLAGS = flags.FLAGS
 
 
-def _recorded(run_dir: str) -> tuple[str, dict | None]:
-    """RUN's config.json text and its metrics.json (None when absent).
+def _recorded(run_dir: str):
+    """RUN's configuration (``RunDirectory.read_config``) and its
+    metrics.json (None when absent or unreadable).
 
     Raises:
-      ConfigError: no run directory or no config.json in it.
+      ConfigError: no config.json in ``run_dir``, or one that is not a
+        run's configuration.
     """
     from dismir_tf.errors import ConfigError
+    from dismir_tf.runs import RunDirectory
 
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
+    directory = RunDirectory(run_dir)
+    if not os.path.isfile(directory.config_path):
         raise ConfigError("no config.json: not a run directory written by "
                           "train.py", path=run_dir)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    metrics = None
     try:
-        with open(os.path.join(run_dir, "metrics.json"),
-                  encoding="utf-8") as f:
+        with open(directory.metrics_path, encoding="utf-8") as f:
             metrics = json.load(f)
     except (OSError, ValueError):
-        pass
-    return text, metrics
+        metrics = None
+    return directory.read_config(), metrics
 
 
 def compare_metrics(old: dict | None, new: dict) -> list[str]:
@@ -82,14 +81,9 @@ def main(argv):
     if len(argv) != 2:
         raise ConfigError("give one run directory: python retrain.py RUN")
     run_dir = argv[1].rstrip("/")
-    text, old = _recorded(run_dir)
+    recorded, old = _recorded(run_dir)
     from dismir_tf import config as config_module
 
-    try:
-        recorded = config_module.RunConfig.from_json(text)
-    except (TypeError, ValueError, AttributeError) as e:
-        raise ConfigError(f"config.json does not describe a run: {e}",
-                          path=os.path.join(run_dir, "config.json")) from e
     output_dir = FLAGS.output_dir or f"{run_dir}-retrain"
     if os.path.realpath(output_dir) == os.path.realpath(run_dir):
         raise ConfigError("--output_dir is the recorded run itself; give a "
