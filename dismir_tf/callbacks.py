@@ -155,9 +155,11 @@ class EvalAndCheckpoint(tf.keras.callbacks.Callback):
             st.stopped_early = True
             self.model.stop_training = True
         self.manager.save(checkpoint_number=st.steps_done)
-        PROGRESS["checkpoint"] = st.steps_done
         if self.is_chief:
             self.run_dir.save_state(st)
+        # Only now can a resume start here: it reads state.json, and a
+        # checkpoint that state.json does not name is removed on resume.
+        PROGRESS["checkpoint"] = st.steps_done
         # Only a best checkpoint of this process's own directory: a resumed
         # non-chief worker's old_best is the chief's.
         if improved and old_best.startswith(self.run_dir.best_dir + os.sep):

@@ -394,9 +394,12 @@ def interrupted_message() -> str:
     progress = getattr(callbacks, "PROGRESS", {}) if callbacks else {}
     if not progress:
         return "interrupted (nothing was trained)"
-    return (f"interrupted at step {progress['step']} of {progress['total']}"
-            f" in {progress['output_dir']}; the last checkpoint is step "
-            f"{progress['checkpoint']}: the same command resumes from it")
+    where = (f"interrupted at step {progress['step']} of "
+             f"{progress['total']} in {progress['output_dir']}")
+    if not progress["checkpoint"]:
+        return f"{where}; no checkpoint yet: the same command starts again"
+    return (f"{where}; the last checkpoint is step {progress['checkpoint']}:"
+            f" the same command resumes from it")
 
 
 def user_errors_exit(main: Callable[[list[str]], None]

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import pytest
 
-from dismir_tf import training
+from dismir_tf import cli, training
 from dismir_tf.config import DataConfig, ModelConfig, TrainConfig
 from dismir_tf.data import cache_path, dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
@@ -360,6 +360,9 @@ def test_kill_between_checkpoint_and_state_resumes_exactly(
     monkeypatch.setattr(training.RunDirectory, "save_state", save_state)
     assert json.load(open(os.path.join(out, "state.json")))[
         "steps_done"] == 20
+    # A Ctrl-C there names the step a resume really starts from.
+    assert cli.interrupted_message().endswith(
+        "the last checkpoint is step 20: the same command resumes from it")
     assert os.path.exists(os.path.join(out, "ckpt", "ckpt-40.index"))
     # A kill during a best-checkpoint write also leaves TensorFlow's
     # temporary directory of that write (seen after a Ctrl-C under load).
@@ -556,3 +559,13 @@ def test_config_validation_happens_in_the_dataclasses():
     config = tiny_run_config("unused")
     with pytest.raises(ConfigError):
         dataclasses.replace(config.train, batch_size=0)
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_it_starts_again(
+        monkeypatch):
+    from dismir_tf import callbacks
+    monkeypatch.setattr(callbacks, "PROGRESS", {
+        "step": 7, "total": 40, "output_dir": "/r", "checkpoint": 0})
+    assert cli.interrupted_message() == (
+        "interrupted at step 7 of 40 in /r; no checkpoint yet: the same "
+        "command starts again")
