@@ -6,7 +6,7 @@ cost does not depend on the values), times the top-50 retrieval of
 * ``exact``: dismir_tf.evaluation's vectorised path (one matmul over the
   catalogue, the max over interests, one ``tf.math.top_k``);
 * ``tfrs``: a TFRS ``BruteForce`` index queried per interest, then the
-  protocol's merge (tfrs_metrics.merge_top_k),
+  protocol's merge (retrieval.merge_top_k),
 
 and reports the recall of each list against the exact one (both are exact
 searches, so 1.0 up to ties).  Catalogues: beauty's 12,101 items (the
@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import dismir_tf  # noqa: E402,F401
-from dismir_tf import evaluation, tfrs_metrics  # noqa: E402
+from dismir_tf import retrieval  # noqa: E402
 
 CATALOGUES = {"beauty": 12101, "books": 367982}
 
@@ -61,19 +61,19 @@ def main():
         emb = tf.constant(rng.normal(size=(n + 1, 64)).astype(np.float32))
         queries = tf.constant(rng.normal(
             size=(args.users, 4, 64)).astype(np.float32))
-        index = tfrs_metrics.brute_force_index(emb, k=50)
+        index = retrieval.brute_force_index(emb, k=50)
         batches = [queries[i:i + args.batch]
                    for i in range(0, args.users, args.batch)]
 
         def exact():
-            return [evaluation._score_and_top_k_fn(q, emb, 50, None)[1]
+            return [retrieval.score_and_top_k_fn(q, emb, 50, None)[1]
                     for q in batches]
 
         @tf.function
         def tfrs_batch(q):
             b = tf.shape(q)[0]
             scores, ids = index(tf.reshape(q, [-1, 64]), k=50)
-            return tfrs_metrics.merge_top_k(
+            return retrieval.merge_top_k(
                 tf.reshape(scores, [b, -1]),
                 tf.reshape(tf.cast(ids, tf.int32), [b, -1]), 50)
 

@@ -191,17 +191,17 @@ def top_k_contributors(queries, item_embeddings, k: int) -> np.ndarray:
 
     The merged top-k is the top-k of max_q queries_q . e_i over items
     1..N (row 0 of ``item_embeddings`` is padding), found by the
-    evaluator's exact top-k (``evaluation.score_and_top_k_candidates``);
+    evaluator's exact top-k (``retrieval.score_and_top_k_candidates``);
     each of its items is contributed by its argmax q
-    (``evaluation.contributors_of``).
+    (``retrieval.contributors_of``).
     """
     import tensorflow as tf
 
-    from dismir_tf.evaluation import _score_and_top_k_fn, contributors_of
+    from dismir_tf.retrieval import contributors_of, score_and_top_k_fn
 
     emb = tf.convert_to_tensor(item_embeddings, tf.float32)
     k = min(k, int(emb.shape[0]) - 1)
-    _, items = _score_and_top_k_fn(tf.convert_to_tensor(queries, tf.float32),
+    _, items = score_and_top_k_fn(tf.convert_to_tensor(queries, tf.float32),
                                    emb, k, None)
     return contributors_of(queries, emb, items)
 

@@ -64,7 +64,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import dismir_tf
-from dismir_tf import evaluation
+from dismir_tf import retrieval
 from dismir_tf.config import RunConfig
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError
@@ -161,7 +161,7 @@ class MultiInterestBruteForce(tfrs.layers.factorized_top_k.BruteForce):
     models), removes ``exclude`` [B, L] item indices (runs trained with
     ``exclude_history``), and returns (scores [B, k], identifiers [B, k]).
     The scores and the top-k are evaluate.py's own computation
-    (``evaluation.score_and_top_k_candidates``), so the lists are the same.
+    (``retrieval.score_and_top_k_candidates``), so the lists are the same.
     """
 
     def call(self, queries: tf.Tensor, k: int | None = None,
@@ -169,7 +169,7 @@ class MultiInterestBruteForce(tfrs.layers.factorized_top_k.BruteForce):
              ) -> tuple[tf.Tensor, tf.Tensor]:
         if self._candidates is None:
             raise ValueError("call index() first")
-        scores, rows = evaluation.score_and_top_k_candidates(
+        scores, rows = retrieval.score_and_top_k_candidates(
             queries, self._candidates, k or self._k, exclude)
         return scores, tf.gather(self._identifiers, rows)
 

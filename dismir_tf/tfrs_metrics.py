@@ -16,7 +16,8 @@ With it, ``model.evaluate()`` on the evaluation examples reports
 equal the project's exact evaluator (up to exact score ties between
 interests, which the merge breaks by interest and the exact top-k by item
 index) (``dismir_tf.evaluation``), which stays
-the fast default of train.py.
+the fast default of train.py.  Index, merge and metrics are the project's
+one retrieval core (``dismir_tf.retrieval``).
 """
 
 from __future__ import annotations
@@ -27,89 +28,13 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from dismir_tf import types
+from dismir_tf.retrieval import (
+    METRIC_NAMES,
+    brute_force_index,
+    merge_top_k,
+    protocol_metrics,
+)
 from dismir_tf.types import DEFAULT_KS
-
-METRIC_NAMES = ("recall", "hr", "ndcg")
-
-
-def brute_force_index(item_embeddings: tf.Tensor, k: int
-                      ) -> tfrs.layers.factorized_top_k.BruteForce:
-    """A TFRS BruteForce index over items 1..N of an [N + 1, d] table (row
-    0 is padding), with the item indices as identifiers."""
-    n = int(item_embeddings.shape[0]) - 1
-    index = tfrs.layers.factorized_top_k.BruteForce(k=k)
-    index.index(tf.convert_to_tensor(item_embeddings)[1:],
-                tf.range(1, n + 1))
-    return index
-
-
-def merge_top_k(scores: tf.Tensor, ids: tf.Tensor, k: int) -> tf.Tensor:
-    """The k best distinct items of each row of candidate lists.
-
-    Args:
-      scores: [B, M] float scores of M candidates (the Q interests' lists
-        side by side, any order); -inf for a removed candidate.
-      ids: [B, M] int32 item indices; an item may appear once per interest.
-
-    Returns:
-      [B, k] int32 items, best first; an item's score is its best one
-      (ties: the earlier candidate).
-    """
-    order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)
-    s = tf.gather(scores, order, batch_dims=1)
-    i = tf.gather(ids, order, batch_dims=1)
-    m = tf.shape(i)[1]
-    earlier = tf.linalg.band_part(tf.ones([m, m], tf.bool), -1, 0) & \
-        ~tf.eye(m, dtype=tf.bool)                       # [m, j]: j < m
-    repeat = tf.reduce_any(
-        tf.equal(i[:, :, None], i[:, None, :]) & earlier[None], axis=2)
-    s = tf.where(repeat, tf.constant(-float("inf"), s.dtype), s)
-    top = tf.math.top_k(s, k=k, sorted=True).indices
-    return tf.gather(i, top, batch_dims=1)
-
-
-def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
-                     ks: Sequence[int] = DEFAULT_KS) -> dict[str, tf.Tensor]:
-    """Per-user Recall, HR and NDCG at each k, as docs/protocol.md
-    ("Metrics") and ``evaluation.metrics_from_topk`` define them.
-
-    Args:
-      top: [B, >= max(ks)] int items, best first.
-      targets: [B, T] int targets, 0-padded; repeats count in Recall.
-      ks: cut-offs.
-
-    Returns:
-      {'recall@k', 'hr@k', 'ndcg@k'} -> [B] float32.
-    """
-    top = tf.cast(top, tf.int32)
-    targets = tf.cast(targets, tf.int32)
-    is_target = targets > 0
-    n_targets = tf.maximum(tf.reduce_sum(tf.cast(is_target, tf.float32), 1),
-                           1.0)
-    t = tf.shape(targets)[1]
-    earlier = tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0) & \
-        ~tf.eye(t, dtype=tf.bool)
-    seen = tf.reduce_any(tf.equal(targets[:, :, None], targets[:, None, :])
-                         & earlier[None], axis=2)
-    distinct = tf.reduce_sum(tf.cast(is_target & ~seen, tf.int32), axis=1)
-    kmax = max(ks)
-    discount = 1.0 / (tf.math.log(tf.range(kmax, dtype=tf.float32) + 2.0)
-                      / tf.math.log(2.0))
-    cum = tf.concat([[0.0], tf.cumsum(discount)], 0)
-    out = {}
-    for k in ks:
-        tk = top[:, :k]
-        hit = tf.reduce_any(tf.equal(targets[:, :, None], tk[:, None, :]),
-                            axis=2) & is_target                  # [B, T]
-        out[f"recall@{k}"] = tf.reduce_sum(tf.cast(hit, tf.float32),
-                                           1) / n_targets
-        out[f"hr@{k}"] = tf.cast(tf.reduce_any(hit, axis=1), tf.float32)
-        rel = tf.reduce_any(tf.equal(tk[:, :, None], targets[:, None, :])
-                            & is_target[:, None, :], axis=2)     # [B, k]
-        dcg = tf.reduce_sum(tf.cast(rel, tf.float32) * discount[:k], 1)
-        idcg = tf.gather(cum, tf.minimum(distinct, k))
-        out[f"ndcg@{k}"] = tf.math.divide_no_nan(dcg, idcg)
-    return out
 
 
 class ProtocolTopK(tfrs.metrics.Factorized):

@@ -66,3 +66,38 @@ def test_sources_hold_no_experiment_figures():
                                       .splitlines(), 1)
              if figure.search(line) and "f\"" not in line]
     assert not found, found
+
+
+def test_nothing_below_the_commands_imports_training():
+    """training.py is the run; helpers live in runs, callbacks, evaluation
+    and devices, so only entry points import it."""
+    entry_points = {PACKAGE / "training.py", PACKAGE / "analysis" /
+                    "__main__.py"} | set((PACKAGE / "commands").glob("*.py"))
+    for path in PACKAGE.rglob("*.py"):
+        if path in entry_points:
+            continue
+        assert "dismir_tf.training" not in _imports(path), path
+
+
+def test_retrieval_and_metrics_are_defined_once():
+    """One retrieval-and-metrics core (dismir_tf/retrieval.py): the
+    evaluator, the TFRS metric and the export call it; the NumPy
+    definitions are the tests' reference (tests/reference_metrics.py)."""
+    core = {"protocol_metrics", "merge_top_k", "brute_force_index",
+            "score_and_top_k", "score_and_top_k_candidates", "exact_top_k"}
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined = {n.name for n in ast.walk(tree)
+                   if isinstance(n, ast.FunctionDef)}
+        if path.name != "retrieval.py":
+            assert not defined & core, (path, defined & core)
+            calls = {ast.unparse(n.func) for n in ast.walk(tree)
+                     if isinstance(n, ast.Call)}
+            # No metric under another name either (the NDCG discount is
+            # the core's), and no second BruteForce index.
+            assert not any(c.rsplit(".", 1)[-1] in ("log2", "BruteForce")
+                           for c in calls), path
+    for user in ("evaluation.py", "tfrs_metrics.py", "export.py"):
+        text = (PACKAGE / user).read_text(encoding="utf-8")
+        assert ("from dismir_tf.retrieval import" in text
+                or "retrieval." in text), user

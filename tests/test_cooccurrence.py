@@ -11,7 +11,6 @@ from dismir_tf.cooccurrence import (
     PositiveSampler,
     build_cooccurrence,
     cooccurrence_nnz_bound,
-    sample_positives_numpy,
 )
 from dismir_tf.data.dataset import SequenceDataset
 
@@ -42,6 +41,34 @@ EXPECTED_CO = np.array([
     [0, 0, 1, 1, 0, 0],
     [0, 0, 0, 0, 0, 0],
 ])
+
+
+def sample_positives_numpy(
+        graph: CooccurrenceGraph, anchors: np.ndarray,
+        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The plain NumPy reference of :class:`PositiveSampler`, one row at a
+    time.
+
+    Args:
+      graph: The co-occurrence graph.
+      anchors: [B] int item indices in 0..N.
+      rng: The random generator.
+
+    Returns:
+      (positives [B] int32, has_positive [B] bool), with the same meaning as
+      :meth:`PositiveSampler.__call__` (not the same random stream).
+    """
+    anchors = np.asarray(anchors)
+    positives = np.zeros(anchors.shape, np.int32)
+    has_positive = np.zeros(anchors.shape, bool)
+    for n, anchor in enumerate(anchors):
+        neighbours, counts = graph.row(int(anchor))
+        if len(neighbours):
+            # One slot per co-occurring user: uniform slot = j ~ S_anchor.
+            slots = np.repeat(neighbours, counts)
+            positives[n] = slots[rng.integers(len(slots))]
+            has_positive[n] = True
+    return positives, has_positive
 
 
 def _dataset(sequences: list[list[int]], num_items: int,

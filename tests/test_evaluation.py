@@ -6,16 +6,31 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import evaluation
+from dismir_tf import evaluation, retrieval
 from dismir_tf.pipeline import EvalExamples
-from dismir_tf.tfrs_metrics import merge_top_k
+from dismir_tf.retrieval import merge_top_k
+from tests.reference_metrics import metrics_from_topk
 
 
-def test_metrics_hand_computed_with_repeated_targets():
+def _core(topk, targets, ks):
+    """The package's metrics (``retrieval.protocol_metrics``) as NumPy."""
+    got = retrieval.protocol_metrics(tf.constant(topk), tf.constant(targets),
+                                     ks, tf.float64)
+    return {name: v.numpy() for name, v in got.items()}
+
+
+# Every hand-computed case holds for the package's TF core and for the
+# NumPy reference the other tests compare with.
+BOTH = pytest.mark.parametrize("metrics", [_core, metrics_from_topk],
+                               ids=["tf-core", "numpy-reference"])
+
+
+@BOTH
+def test_metrics_hand_computed_with_repeated_targets(metrics):
     # One user, top-5 = [3, 1, 7, 2, 9], targets [1, 1, 4, 9] (1 repeated).
     topk = np.array([[3, 1, 7, 2, 9]])
     targets = np.array([[1, 1, 4, 9]])
-    m = evaluation.metrics_from_topk(topk, targets, ks=(2, 5))
+    m = metrics(topk, targets, (2, 5))
     # @2: top = [3, 1]; target entries in it: 1, 1 -> 2 of 4.
     assert m["recall@2"][0] == pytest.approx(2 / 4)
     assert m["hr@2"][0] == 1.0
@@ -30,10 +45,11 @@ def test_metrics_hand_computed_with_repeated_targets():
     assert m["ndcg@5"][0] == pytest.approx(dcg / idcg)
 
 
-def test_metrics_fewer_hits_than_n_and_padding():
+@BOTH
+def test_metrics_fewer_hits_than_n_and_padding(metrics):
     topk = np.array([[5, 6, 7], [1, 2, 3]])
     targets = np.array([[8, 0, 0], [3, 4, 0]])    # 0 is padding
-    m = evaluation.metrics_from_topk(topk, targets, ks=(3,))
+    m = metrics(topk, targets, (3,))
     np.testing.assert_allclose(m["recall@3"], [0.0, 0.5])
     np.testing.assert_allclose(m["hr@3"], [0.0, 1.0])
     # user 2: rel = [0, 0, 1] -> DCG 1/log2(4) = 0.5; IDCG = 1 + 1/log2(3).
@@ -43,7 +59,7 @@ def test_metrics_fewer_hits_than_n_and_padding():
 
 def _np_merge_topk(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """The reference merge in NumPy (the check of the TF core,
-    ``tfrs_metrics.merge_top_k``): sort by score, de-duplicate, keep the
+    ``retrieval.merge_top_k``): sort by score, de-duplicate, keep the
     first k.
 
     Args:
@@ -124,21 +140,21 @@ def test_exact_and_tfrs_backends_equal_the_reference_merge(seed,
     emb = rng.randn(n + 1, d).astype(np.float32)
     queries = rng.randn(users, num_queries, d).astype(np.float32)
     expected = _reference_merge(queries, emb, k)
-    _, exact = evaluation._score_and_top_k(tf.constant(queries),
+    _, exact = retrieval.score_and_top_k(tf.constant(queries),
                                            tf.constant(emb), k, None)
     np.testing.assert_array_equal(exact.numpy(), expected)
     np.testing.assert_array_equal(
-        evaluation.tfrs_top_k(queries, emb, k), expected)
+        retrieval.tfrs_top_k(queries, emb, k), expected)
 
 
 def test_padding_is_never_recommended_and_history_exclusion():
     # Item 0 (padding) has by far the largest score.
     emb = np.array([[100.0], [1.0], [3.0], [2.0]], np.float32)
     queries = np.ones((1, 1, 1), np.float32)
-    _, top = evaluation._score_and_top_k(tf.constant(queries),
+    _, top = retrieval.score_and_top_k(tf.constant(queries),
                                          tf.constant(emb), 3, None)
     np.testing.assert_array_equal(top.numpy(), [[2, 3, 1]])
-    _, top = evaluation._score_and_top_k(
+    _, top = retrieval.score_and_top_k(
         tf.constant(queries), tf.constant(emb), 2,
         tf.constant([[2, 0]], tf.int32))
     np.testing.assert_array_equal(top.numpy(), [[3, 1]])
@@ -163,33 +179,12 @@ def test_evaluate_batches_users_and_averages():
     np.testing.assert_array_equal(whole.topk, batched.topk)
     for k, v in whole.metrics.items():
         assert batched.metrics[k] == pytest.approx(v)
-    per_user = evaluation.metrics_from_topk(whole.topk, targets, (5, 10))
+    per_user = metrics_from_topk(whole.topk, targets, (5, 10))
     assert whole.metrics["recall@10"] == pytest.approx(
         per_user["recall@10"].mean())
     # Each user's own first history item scores q.q = |q|^2, the largest
     # possible for that query unless another item is longer in its direction.
     assert whole.topk.shape == (9, 10)
-
-
-def _metrics_reference(topk, targets, ks=(20, 50)):
-    """The [U, T, k] broadcast definition the evaluator used before its
-    targets went ragged (docs/protocol.md, "Metrics")."""
-    out = {}
-    is_target = targets > 0
-    n_targets = np.maximum(is_target.sum(axis=1), 1)
-    for k in ks:
-        top = topk[:, :k]
-        hit = (targets[:, :, None] == top[:, None, :]).any(axis=2) & is_target
-        out[f"recall@{k}"] = hit.sum(axis=1) / n_targets
-        out[f"hr@{k}"] = hit.any(axis=1).astype(np.float64)
-        rel = (top[:, :, None] == targets[:, None, :]).any(axis=2)
-        discount = 1.0 / np.log2(np.arange(k) + 2.0)
-        dcg = (rel * discount).sum(axis=1)
-        distinct = np.array([len(set(t[t > 0])) for t in targets])
-        idcg = np.array([discount[:min(n, k)].sum() for n in distinct])
-        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg,
-                                                             1), 0.0)
-    return out
 
 
 def test_metrics_match_the_broadcast_definition_with_repeats_and_padding():
@@ -201,8 +196,8 @@ def test_metrics_match_the_broadcast_definition_with_repeats_and_padding():
     targets = np.zeros((users, 40), np.int32)
     for u, n in enumerate(lengths):          # repeats allowed, 0-padded
         targets[u, :n] = rng.integers(1, n_items + 1, size=n)
-    got = evaluation.metrics_from_topk(topk, targets)
-    want = _metrics_reference(topk, targets)
+    got = _core(topk, targets, (20, 50))
+    want = metrics_from_topk(topk, targets)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], err_msg=name)
 
@@ -257,3 +252,16 @@ def test_exclude_history_removes_the_whole_known_sequence():
     kept = evaluation.evaluate(query_fn, emb, ex, ks=(20,),
                                keep_topk=True).topk[0]
     assert kept.tolist()[:3] == [1, 2, 3]
+
+
+def test_metrics_of_users_with_20000_targets_fit_in_memory():
+    """The core sorts and searches instead of comparing every target with
+    every target or listed item: a [B, T, T] comparison of these 64 users
+    would take 25.6 GB."""
+    rng = np.random.default_rng(5)
+    topk = rng.integers(1, 5000, size=(64, 50)).astype(np.int32)
+    targets = rng.integers(0, 5000, size=(64, 20000)).astype(np.int32)
+    got = _core(topk, targets, (20, 50))
+    want = metrics_from_topk(topk, targets)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], err_msg=name)

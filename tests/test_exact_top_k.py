@@ -1,10 +1,10 @@
-"""evaluation.exact_top_k: the block top-k equals tf.math.top_k exactly."""
+"""retrieval.exact_top_k: the block top-k equals tf.math.top_k exactly."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf.evaluation import exact_top_k
+from dismir_tf.retrieval import exact_top_k
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import evaluation, export, pipeline, reports, training
+from dismir_tf import export, pipeline, reports, retrieval, training
 from dismir_tf.errors import ConfigError
 from tests.helpers import tiny_run_config
 
@@ -138,7 +138,7 @@ def exported(tmp_path_factory):
         ex = pipeline.eval_examples(ds, "test", config.model.max_len)
         hist = tf.constant(ex.history)
         # The evaluator's exclusion: the whole known sequence.
-        ref_scores, ref_items = evaluation._score_and_top_k_fn(
+        ref_scores, ref_items = retrieval.score_and_top_k_fn(
             training.make_query_fn(model)(hist),
             model.item_embedding.embeddings, K,
             tf.constant(ex.known_items(slice(None)))
@@ -407,7 +407,7 @@ def test_every_registered_model_traces(exported):
                                       ds.item_counts(ds.train_users),
                                       cfg.max_len, k=10)
         out = module.serve(tf.constant(ds.item_ids[hist]))
-        scores, want = evaluation._score_and_top_k_fn(
+        scores, want = retrieval.score_and_top_k_fn(
             training.make_query_fn(model)(tf.constant(hist)),
             model.item_embedding.embeddings, 10, None)
         assert (out["item_ids"].numpy().astype(str)

@@ -278,7 +278,7 @@ def test_export_serves_the_order_only_fallback(tmp_path):
     """Without times (history_times with no columns) PIMIRec is served
     with the order-only times (positions), exactly as
     query_vectors(history); with times see tests/test_export_every_model."""
-    from dismir_tf import evaluation, export
+    from dismir_tf import export, retrieval
     timed, _ = _timed_dataset()
     m = create_model(timed.num_items, CFG, seed=2)
     m.build_for(CFG.max_len)
@@ -290,7 +290,7 @@ def test_export_serves_the_order_only_fallback(tmp_path):
     got = serve(history=tf.constant([["item3", "item7", "item1", "item9"]]),
                 history_times=tf.zeros([1, 0], tf.float64))
     hist = tf.constant([[3, 7, 1, 9, 0]])
-    _, top = evaluation._score_and_top_k(
+    _, top = retrieval.score_and_top_k(
         m.query_vectors(hist), m.item_embedding.embeddings, 5, None)
     assert [x.decode() for x in got["item_ids"].numpy()[0]] == [
         timed.item_ids[i] for i in top.numpy()[0]]

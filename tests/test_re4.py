@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import evaluation, export, pipeline, training, types
+from dismir_tf import export, pipeline, retrieval, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.layers import InterestReconstructor
@@ -372,7 +372,7 @@ def test_train_py_runs_re4_and_its_run_exports(cli_runs, tmp_path):
     served = tf.saved_model.load(path).signatures["serving_default"]
     hist = pipeline.eval_examples(ds, "test", config.model.max_len).history
     out = served(history=tf.constant(ds.item_ids[hist]))
-    _, want = evaluation._score_and_top_k_fn(
+    _, want = retrieval.score_and_top_k_fn(
         training.make_query_fn(model)(tf.constant(hist)),
         model.item_embedding.embeddings, export.DEFAULT_K, None)
     assert (out["item_ids"].numpy().astype(str)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import evaluation, pipeline, tfrs_metrics, training
+from dismir_tf import pipeline, retrieval, tfrs_metrics, training
 from tests.helpers import tiny_run_config
+from tests.reference_metrics import metrics_from_topk
 
 
 @pytest.fixture(scope="module", params=[
@@ -43,7 +44,7 @@ def test_model_evaluate_reports_the_exact_evaluators_metrics(trained):
 def test_merge_keeps_each_items_best_score_once():
     scores = tf.constant([[0.9, 0.5, 0.8, 0.7, 0.1, 0.6]])
     ids = tf.constant([[3, 4, 3, 5, 4, 6]])
-    top = tfrs_metrics.merge_top_k(scores, ids, 4).numpy()
+    top = retrieval.merge_top_k(scores, ids, 4).numpy()
     assert top.tolist() == [[3, 5, 6, 4]]
 
 
@@ -53,8 +54,8 @@ def test_protocol_metrics_match_the_numpy_definition():
     targets = rng.integers(0, 30, size=(50, 7)).astype(np.int32)
     targets[:, 0] = np.maximum(targets[:, 0], 1)     # >= 1 target each
     targets[:5, 1] = targets[:5, 0]                  # repeated targets
-    want = evaluation.metrics_from_topk(top, targets)
-    got = tfrs_metrics.protocol_metrics(tf.constant(top),
+    want = metrics_from_topk(top, targets)
+    got = retrieval.protocol_metrics(tf.constant(top),
                                         tf.constant(targets))
     for key, value in want.items():
         np.testing.assert_allclose(got[key].numpy(), value, atol=1e-6,

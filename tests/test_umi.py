@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import evaluation, pipeline, training, types
+from dismir_tf import pipeline, retrieval, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.data.synthetic import generate
 from dismir_tf.layers import InterestRefinement, UserGuidedRouting
@@ -329,7 +329,7 @@ def test_train_py_and_export(tmp_path):
     got = served.signatures["serving_default"](
         history=tf.constant(ds.item_ids[hist].astype(str)))
     k = got["scores"].shape[1]
-    scores, items = evaluation._score_and_top_k_fn(
+    scores, items = retrieval.score_and_top_k_fn(
         training.make_query_fn(model)(tf.constant(hist)),
         model.item_embedding.embeddings, k, None)
     np.testing.assert_allclose(got["scores"].numpy(), scores.numpy(),
