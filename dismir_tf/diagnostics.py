@@ -52,7 +52,7 @@ hide (issue: DisMIR's interests collapse into one on real data):
   "contributing" interests).
 
 Interests and scores are read exactly as the evaluator reads them
-(``model.encode_timed`` in inference mode, ``model.retrieval_queries`` of
+(``model.encode`` in inference mode, ``model.retrieval_queries`` of
 the same encoding for the retrieval queries), in batches of users.
 
 Cost.  Every figure but ``top_k_interests`` reads only the users' own
@@ -338,10 +338,9 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
     num_interests = 1
     for lo in range(0, len(rows), batch_size):
         sl = rows[lo:lo + batch_size]
-        hist = tf.constant(examples.history[sl], tf.int32)
-        times = (None if examples.times is None
-                 else tf.constant(examples.times[sl], tf.float32))
-        enc = model.encode_timed(hist, times, training=False)
+        enc = model.encode({k: tf.constant(v)
+                            for k, v in examples.inputs(sl).items()},
+                           training=False)
         queries = model.retrieval_queries(enc, mode)
         num_interests = int(enc.interests.shape[1])
         parts.append(figures_from_arrays(

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.pipeline import EvalExamples
 from dismir_tf.retrieval import (
     contributors_of,
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from dismir_tf.config import RunConfig
     from dismir_tf.models import RetrievalModel
 
-QueryFn = Callable[[tf.Tensor], tf.Tensor]  # history [B, L] -> [B, Q, d]
+# Features ({types.HISTORY: [B, L], ...}, or the history alone) -> [B, Q, d].
+QueryFn = Callable[[Any], tf.Tensor]
 
 
 # Per-user metrics in float64, as the recorded figures were computed.
@@ -97,11 +99,8 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     per_user: dict[str, list[np.ndarray]] = {}
     tops, contrib = [], []
     for sl in examples.batches(batch_size):
-        hist = tf.constant(examples.history[sl])
-        if examples.times is None:
-            queries = query_fn(hist)
-        else:   # a model that takes the history times (PIMIRec)
-            queries = query_fn(hist, tf.constant(examples.times[sl]))
+        queries = query_fn({k: tf.constant(v)
+                            for k, v in examples.inputs(sl).items()})
         if backend == "exact":
             exclude = (tf.constant(examples.known_items(sl))
                        if exclude_history else None)
@@ -124,30 +123,32 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
         contributors=np.concatenate(contrib) if contributors else None)
 
 
-def make_query_fn(model: RetrievalModel, retrieval: str | None = None):
-    """A compiled history [B, L] -> queries [B, Q, d], cached per model.
+def make_query_fn(model: RetrievalModel, retrieval: str | None = None
+                  ) -> QueryFn:
+    """A compiled features -> queries [B, Q, d], cached per model.
 
-    For a model with ``uses_time`` (PIMIRec) it is history, times=None ->
-    queries, times [B, L] being the examples' history times."""
+    The function takes the features a model reads (``model.input_features``;
+    the other keys given are ignored, a bare history [B, L] is accepted) and
+    is traced once per set of keys present: a PIMIRec model given no
+    ``types.HISTORY_TIME`` falls back to the positions, as its export's
+    history-only signature does."""
     cache = model.__dict__.setdefault("_query_fns", {})
-    if retrieval not in cache:
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
-        def query(history):
-            return model.query_vectors(history, retrieval)
-        cache[retrieval] = query
-        if getattr(model, "uses_time", False):
-            @tf.function(input_signature=[
-                tf.TensorSpec([None, None], tf.int32),
-                tf.TensorSpec([None, None], tf.float32)])
-            def timed_query(history, times):
-                return model.query_vectors(history, retrieval, times=times)
 
-            def query_with_times(history, times=None):
-                if times is None:
-                    return query(history)
-                return timed_query(history, times)
-            cache[retrieval] = query_with_times
-    return cache[retrieval]
+    def query(features):
+        features = types.as_features(features)
+        keys = tuple(k for k in model.input_features if k in features)
+        fn = cache.get((retrieval, keys))
+        if fn is None:
+            signature = {k: tf.TensorSpec([None, None], types.FEATURE_DTYPES[k])
+                         for k in keys}
+
+            @tf.function(input_signature=[signature])
+            def fn(inputs):
+                return model.query_vectors(inputs, retrieval)
+            cache[(retrieval, keys)] = fn
+        return fn({k: features[k] for k in keys})
+
+    return query
 
 
 def evaluate_model(model: RetrievalModel, examples: EvalExamples,

@@ -64,7 +64,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import dismir_tf
-from dismir_tf import retrieval
+from dismir_tf import retrieval, types
 from dismir_tf.config import RunConfig
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError
@@ -264,6 +264,13 @@ class ServingModule(tf.Module):
         specs = [_HISTORY_SPEC] + ([] if time_unit is None
                                    else [_TIMES_SPEC])
 
+        def features_of(hist: tf.Tensor, times: tf.Tensor | None
+                        ) -> dict[str, tf.Tensor]:
+            """The model's features of compacted histories (and times)."""
+            if times is None:
+                return {types.HISTORY: hist}
+            return {types.HISTORY: hist, types.HISTORY_TIME: times}
+
         # Retrieval through a TFRS index layer over the item table, with
         # the raw ids as identifiers (TFRS's export guide).
         self.index = MultiInterestBruteForce(k=k)
@@ -273,7 +280,7 @@ class ServingModule(tf.Module):
         def serve(history, history_times=None):
             hist, length, batch, times, carried = to_history(history,
                                                              history_times)
-            queries = model.query_vectors(hist, times=times)
+            queries = model.query_vectors(features_of(hist, times))
             scores, ids = self.index(queries, k,
                                      carried if exclude_history else None)
             empty = (length == 0)[:, None]
@@ -290,7 +297,7 @@ class ServingModule(tf.Module):
         def user_interests(history, history_times=None):
             hist, length, batch, times, _ = to_history(history,
                                                        history_times)
-            enc = model.encode_timed(hist, times, training=False)
+            enc = model.encode(features_of(hist, times), training=False)
             interests = enc.interests[:batch]
             if enc.weights is None:
                 f = tf.shape(interests)[1]

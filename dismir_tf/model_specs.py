@@ -359,5 +359,5 @@ def load_factory(spec: ModelSpec) -> Callable[..., Any]:
 
     def make(num_items, config, seed=0):
         return target(num_items, config, seed, **kwargs)
-    make.__wrapped__ = target      # uses_time and other class attributes
+    make.__wrapped__ = target      # input_features and other class attributes
     return make

@@ -14,7 +14,7 @@ Evaluation examples are fixed NumPy arrays: each valid/test user's history
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -105,7 +105,7 @@ class TrainSampler:
         'targets' (the target only).
       time_unit: None (no time features, the default), or seconds per
         time unit: every batch then also carries ``types.HISTORY_TIME``
-        (only models with ``uses_time`` ask for it).
+        (only models whose ``input_features`` list ``types.HISTORY_TIME``).
     """
 
     dataset: SequenceDataset
@@ -291,8 +291,9 @@ class EvalExamples:
         0-padded array is accepted and converted.  ``targets[batch]`` is
         padded to the longest list of the batch, so evaluation memory
         follows the batch size, not the heaviest user of the split.
-      times: [U, L] float32 history times (see ``types.HISTORY_TIME``), or
-        None when the examples were built without a time unit.
+      features: each user's model inputs besides the history, by key of
+        ``dismir_tf.types`` ([U, L] arrays: ``types.HISTORY_TIME`` float32
+        when the examples were built with a time unit); empty by default.
       known: :class:`Targets`-like ragged rows of each user's whole known
         sequence (the first 80%; ``history`` is its last L items): what
         ``--exclude_history`` removes from the ranking.  None: the history.
@@ -301,8 +302,24 @@ class EvalExamples:
     users: np.ndarray
     history: np.ndarray
     targets: Targets
-    times: np.ndarray | None = None
+    features: Mapping[str, np.ndarray] = dataclasses.field(
+        default_factory=dict)
     known: Targets | None = None
+
+    def inputs(self, rows) -> dict[str, np.ndarray]:
+        """The model inputs of ``rows`` (a slice or indices):
+        {``types.HISTORY``: [B, L], every key of ``features``: [B, L]}."""
+        return {types.HISTORY: self.history[rows],
+                **{k: v[rows] for k, v in self.features.items()}}
+
+    def select(self, rows) -> EvalExamples:
+        """The examples of ``rows`` (indices), every field cut alike."""
+        return EvalExamples(
+            users=self.users[rows], history=self.history[rows],
+            targets=Targets.from_padded(self.targets[rows]),
+            features={k: v[rows] for k, v in self.features.items()},
+            known=None if self.known is None else Targets.from_padded(
+                self.known[rows]))
 
     def known_items(self, rows) -> np.ndarray:
         """[B, K] the known items of ``rows`` (a slice), 0-padded to the
@@ -348,14 +365,14 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
     k_pos = (np.arange(k_offsets[-1], dtype=np.int64)
              + np.repeat(starts - k_offsets[:-1], k))
     known = Targets(ds.items[k_pos], k_offsets)
-    times = None
+    features = {}
     if time_unit is not None:
         # The training batches' own function, so both see the same times.
         timestamps = (None if ds.timestamps is None
                       else tf.constant(ds.timestamps, tf.float64))
-        times = _gather_window_times(
+        features[types.HISTORY_TIME] = _gather_window_times(
             timestamps, tf.constant(starts, tf.int64),
             tf.constant(starts + k, tf.int64), max_len, time_unit).numpy()
     return EvalExamples(users=users.astype(np.int32),
                         history=history.astype(np.int32),
-                        targets=targets, times=times, known=known)
+                        targets=targets, features=features, known=known)

@@ -121,24 +121,19 @@ class ProtocolTopK(tfrs.metrics.Factorized):
 
 def eval_dataset(examples, batch_size: int) -> tf.data.Dataset:
     """The evaluation examples (``pipeline.EvalExamples``) as batches of
-    {history, targets, known_items (, history_time)} for
+    {history, targets, known_items, and the examples' other features} for
     ``model.evaluate``.  Targets and known items are padded per batch, so
     memory follows the batch, not the split's heaviest user."""
-    timed = examples.times is not None
-    spec = {types.HISTORY: tf.TensorSpec([None, None], tf.int32),
-            types.TARGETS: tf.TensorSpec([None, None], tf.int32),
+    spec = {types.TARGETS: tf.TensorSpec([None, None], tf.int32),
             types.KNOWN_ITEMS: tf.TensorSpec([None, None], tf.int32)}
-    if timed:
-        spec[types.HISTORY_TIME] = tf.TensorSpec([None, None], tf.float32)
+    spec.update({k: tf.TensorSpec([None, None], types.FEATURE_DTYPES[k])
+                 for k in examples.inputs(slice(0, 0))})
 
     def batches():
         for sl in examples.batches(batch_size):
-            out = {types.HISTORY: examples.history[sl],
+            yield {**examples.inputs(sl),
                    types.TARGETS: examples.targets[sl],
                    types.KNOWN_ITEMS: examples.known_items(sl)}
-            if timed:
-                out[types.HISTORY_TIME] = examples.times[sl]
-            yield out
 
     return tf.data.Dataset.from_generator(batches, output_signature=spec)
 

@@ -120,7 +120,7 @@ def test_model_rec_loss_matches_numpy(name):
     model = _model(name, remi_beta=0.5)
     batch = _batch()
     seed = tf.constant([5, 6], tf.int64)
-    enc = model.encode(batch[types.HISTORY])
+    enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     loss = model.rec_loss_per_example(batch, enc, seed).numpy()
 
     emb = model.item_embedding.embeddings.numpy()
@@ -217,7 +217,7 @@ def test_comirec_sa_without_positions_and_config_round_trip():
 def test_gru4rec_user_is_the_state_after_the_last_real_item():
     model = _model("gru4rec")
     hist = tf.constant([[3, 7, 9, 0, 0, 0]], tf.int32)
-    user = model.encode(hist).interests[:, 0].numpy()
+    user = model.encode({types.HISTORY: hist}).interests[:, 0].numpy()
     items = model.item_embedding(hist[:, :3])
     expected = model.dense(model.gru(items)).numpy()   # no padding at all
     np.testing.assert_allclose(user, expected, rtol=1e-5, atol=1e-6)
@@ -226,8 +226,8 @@ def test_gru4rec_user_is_the_state_after_the_last_real_item():
 def test_mind_routing_start_is_fixed_and_capsule_is_shared_bilinear():
     model = _model("mind")
     hist = _history()
-    a = model.encode(hist).interests.numpy()
-    b = model.encode(hist).interests.numpy()
+    a = model.encode({types.HISTORY: hist}).interests.numpy()
+    b = model.encode({types.HISTORY: hist}).interests.numpy()
     np.testing.assert_array_equal(a, b)        # no re-drawn logits
     assert model.capsule.transform == "shared"
     assert model.capsule.iterations == 3
@@ -265,7 +265,7 @@ def test_routing_variation_matches_eq1_and_remi_code():
 def test_remi_regulariser_is_weight_times_batch_sum():
     model = _model("remi", routing_variance_weight=100.0)
     batch = _batch()
-    enc = model.encode(batch[types.HISTORY])
+    enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     att = enc.routing.numpy()
     np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(att[batch[types.HISTORY].numpy()[:, None]
@@ -274,7 +274,7 @@ def test_remi_regulariser_is_weight_times_batch_sum():
     got = float(model.regularization(batch, enc, tf.constant([0, 0])))
     assert got == pytest.approx(expected, rel=1e-5)
     mir_rv = _model("mir-rv", routing_variance_weight=100.0)
-    enc = mir_rv.encode(batch[types.HISTORY])
+    enc = mir_rv.encode({types.HISTORY: batch[types.HISTORY]})
     expected = 100.0 * routing_variation(enc.routing, 8.0).numpy().sum()
     assert float(mir_rv.regularization(batch, enc, None)) == pytest.approx(
         expected, rel=1e-5)
@@ -300,7 +300,7 @@ def test_mir_bf_regulariser_uses_capsule_routing():
     model = _model("mir-bf", backward_flow_weight=0.3)
     assert model.model_config.partition_weight == 0.0
     batch = _batch()
-    enc = model.encode(batch[types.HISTORY])
+    enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     emb = model.item_embedding.embeddings.numpy()
     hist = batch[types.HISTORY].numpy()
     m, routing = enc.interests.numpy(), enc.routing.numpy()

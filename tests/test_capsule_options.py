@@ -231,7 +231,7 @@ def test_models_build_the_capsule_with_the_configured_recency(recency):
                                      num_interests=F, max_len=L,
                                      capsule_recency=recency))
     model = create_model(30, cfg, seed=0)
-    model.encode(tf.constant(np.ones((2, L), np.int32)))
+    model.encode({types.HISTORY: tf.constant(np.ones((2, L), np.int32))})
     want = recency or DEFAULT_CAPSULE["capsule_recency"]
     assert model.capsule.recency == want
     assert hasattr(model.capsule, "recency_logits") == (want != "none")
@@ -315,7 +315,7 @@ def test_readout_scores_match_numpy(readout):
     history = rng.randint(1, 31, size=(4, L)).astype(np.int32)
     history[1, 3:] = 0
     target = rng.randint(1, 31, size=4).astype(np.int32)
-    enc = model.encode(tf.constant(history))
+    enc = model.encode({types.HISTORY: tf.constant(history)})
     m, a = enc.interests.numpy(), enc.weights.numpy()
     emb = model.item_embedding.embeddings.numpy()
     per_f = np.einsum("bfd,nd->bfn", m, emb)                 # [B, F, N+1]
@@ -356,13 +356,15 @@ def test_paper_remi_preset_trains_with_fresh_draws_and_evaluates_fixed():
     q2 = model.query_vectors(history).numpy()
     np.testing.assert_array_equal(q1, q2)          # evaluation: fixed draw
     assert q1.shape == (4, F, D)                   # merge retrieval
-    e1 = model.encode_timed(history, None, True, seed=tf.constant([0, 1]))
-    e2 = model.encode_timed(history, None, True, seed=tf.constant([0, 2]))
+    e1 = model.encode({types.HISTORY: history}, True,
+                      seed=tf.constant([0, 1]))
+    e2 = model.encode({types.HISTORY: history}, True,
+                      seed=tf.constant([0, 2]))
     assert np.abs(e1.interests.numpy() - e2.interests.numpy()).max() > 1e-4
     # No gradient reaches the history embeddings through the interests.
     with tf.GradientTape() as tape:
-        enc = model.encode_timed(history, None, True,
-                                 seed=tf.constant([0, 1]))
+        enc = model.encode({types.HISTORY: history}, True,
+                           seed=tf.constant([0, 1]))
         loss = tf.reduce_sum(enc.interests)
     grad = tape.gradient(loss, model.item_embedding.embeddings)
     assert grad is None or float(tf.reduce_sum(tf.abs(
@@ -376,7 +378,7 @@ def test_legacy_default_is_unchanged_by_the_refactor():
     history = tf.constant(np.random.RandomState(2).randint(
         1, 31, size=(4, L)).astype(np.int32))
     target = tf.constant([1, 5, 7, 30], tf.int32)
-    enc = model.encode(history)
+    enc = model.encode({types.HISTORY: history})
     seed = tf.constant([5, 6], tf.int32)
     got = model.rec_loss_per_example({types.TARGET: target}, enc, seed)
     want = RetrievalModel.rec_loss_per_example(
@@ -396,7 +398,7 @@ def test_sampled_softmax_objective_matches_numpy(readout, beta):
     rng = np.random.RandomState(5)
     history = rng.randint(1, 31, size=(4, L)).astype(np.int32)
     target = rng.randint(1, 31, size=4).astype(np.int32)
-    enc = model.encode(tf.constant(history))
+    enc = model.encode({types.HISTORY: tf.constant(history)})
     seed = tf.constant([8, 9], tf.int32)
     got = model.rec_loss_per_example({types.TARGET: tf.constant(target)},
                                      enc, seed).numpy()
@@ -429,8 +431,8 @@ def test_learned_transform_starts_at_identity_or_normal():
     np.testing.assert_allclose(from_i.query_vectors(history).numpy(),
                                q_ident, rtol=1e-5, atol=1e-6)
     # A learned W: the routed items are W e_i, which the diagnostics see.
-    enc = normal.encode(history)
+    enc = normal.encode({types.HISTORY: history})
     w = normal.capsule.kernel.numpy()
     np.testing.assert_allclose(enc.routed_items.numpy(),
                                enc.items.numpy() @ w, rtol=1e-5, atol=1e-6)
-    assert ident.encode(history).routed_items is None
+    assert ident.encode({types.HISTORY: history}).routed_items is None

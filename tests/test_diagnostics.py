@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import diagnostics
+from dismir_tf import diagnostics, types
 from dismir_tf.models.base import Encoded
 from dismir_tf.pipeline import EvalExamples
 
@@ -27,7 +27,8 @@ class _FakeModel:
         self.retrieval = retrieval
         self.queries = queries
 
-    def encode_timed(self, history, times, training=False, seed=None):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         rows = tf.shape(history)[0]
         b = int(rows)
         idx = self._rows(history)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import pipeline, training
+from dismir_tf import pipeline, training, types
 from dismir_tf.analysis import measures as analysis
 from dismir_tf.config import (
     DataConfig,
@@ -94,7 +94,7 @@ def test_trained_interests_are_distinct(runs):
     # hard routing of the default (temperature 0.02) an interest that
     # collects no item of a user is the zero vector (b_if ~ e^-30), so two
     # empty interests of one user are equal; they score 0 for every item.
-    m = model.encode(tf.constant(ex.history)).interests.numpy()
+    m = model.encode({types.HISTORY: tf.constant(ex.history)}).interests.numpy()
     norms = np.linalg.norm(m, axis=-1)                       # [U, F]
     assert (norms > 1e-3).sum(1).min() >= 1                  # never all empty
     for f in range(m.shape[1]):

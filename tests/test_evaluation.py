@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import evaluation, retrieval
+from dismir_tf import evaluation, retrieval, types
 from dismir_tf.pipeline import EvalExamples
 from dismir_tf.retrieval import merge_top_k
 from tests.reference_metrics import metrics_from_topk
@@ -168,9 +168,9 @@ def test_evaluate_batches_users_and_averages():
     ex = EvalExamples(users=np.arange(9, dtype=np.int32), history=hist,
                       targets=targets)
 
-    def query_fn(h):
+    def query_fn(features):
         # One query per user: the embedding of the first history item.
-        return tf.gather(emb, h[:, :1])
+        return tf.gather(emb, features[types.HISTORY][:, :1])
 
     whole = evaluation.evaluate(query_fn, emb, ex, ks=(5, 10),
                                 batch_size=100, keep_topk=True)
@@ -242,8 +242,8 @@ def test_exclude_history_removes_the_whole_known_sequence():
     emb = np.zeros((81, 1), np.float32)
     emb[1:, 0] = -np.arange(1, 81, dtype=np.float32)   # item 1 scores best
 
-    def query_fn(history):
-        return tf.ones([tf.shape(history)[0], 1, 1])
+    def query_fn(features):
+        return tf.ones([tf.shape(features[types.HISTORY])[0], 1, 1])
 
     top = evaluation.evaluate(query_fn, emb, ex, ks=(20,),
                               exclude_history=True, keep_topk=True).topk[0]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import export, pipeline, reports, retrieval, training
+from dismir_tf import export, pipeline, reports, retrieval, training, types
 from dismir_tf.errors import ConfigError
 from tests.helpers import tiny_run_config
 
@@ -143,7 +143,7 @@ def exported(tmp_path_factory):
             model.item_embedding.embeddings, K,
             tf.constant(ex.known_items(slice(None)))
             if config.train.exclude_history else None)
-        enc = model.encode(hist)
+        enc = model.encode({types.HISTORY: hist})
         export_dir = str(base / f"serving-{name}")
         path = export.export_model(model, ds, config, export_dir)
         req, prefixes = _requests(ds, config, ex.history)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.layers import CapsuleInterestExtractor
 from dismir_tf.models import create_model
@@ -153,7 +154,7 @@ def test_dr_and_mind_use_remis_routing_and_kaiming_kernels(name):
     hist = np.zeros([2, l], np.int32)
     hist[0, :3] = rng.randint(1, 300, 3)
     hist[1, :] = rng.randint(1, 300, l)
-    enc = model.encode(tf.constant(hist))
+    enc = model.encode({types.HISTORY: tf.constant(hist)})
     items = model.item_embedding(tf.constant(hist)).numpy()
     mask = (hist > 0).astype(np.float32)
     if name == "mind":

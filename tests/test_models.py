@@ -60,7 +60,7 @@ def test_pairwise_hard_negative_loss_matches_numpy(tiny):
     model.build_for(CFG.max_len)
     batch = _batch(sampler, 7)
     seed = tf.constant([11, 12], tf.int64)
-    enc = model.encode(batch[types.HISTORY])
+    enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     loss = model.rec_loss_per_example(batch, enc, seed).numpy()
 
     emb = model.item_embedding.embeddings.numpy()
@@ -101,7 +101,7 @@ def test_without_dpi_uses_equal_interest_weights(tiny):
     model = create_model(ds.num_items,
                          CFG.with_model("dismir-wo-dpi"))
     model.build_for(CFG.max_len)
-    enc = model.encode(_batch(sampler)[types.HISTORY])
+    enc = model.encode({types.HISTORY: _batch(sampler)[types.HISTORY]})
     assert enc.weights is None
     np.testing.assert_allclose(enc.fused().numpy(),
                                enc.interests.numpy().mean(1), rtol=1e-6)
@@ -156,7 +156,7 @@ def test_mirrored_strategy_keeps_replicas_in_sync_and_scales_loss(tiny):
 
     def step(b):
         seeds = model._step_seeds(b)
-        enc = model.encode(b[types.HISTORY])
+        enc = model.encode({types.HISTORY: b[types.HISTORY]})
         per_example = model.rec_loss_per_example(b, enc, seeds[0])
         return tf.nn.compute_average_loss(per_example), per_example
 

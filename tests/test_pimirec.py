@@ -54,16 +54,18 @@ def test_window_times_by_hand_with_padding_and_order_only():
 
 def test_eval_examples_times_by_hand():
     timed, order = _timed_dataset()
-    assert pipeline.eval_examples(timed, "valid", 4).times is None
+    assert pipeline.eval_examples(timed, "valid", 4).features == {}
     ex = pipeline.eval_examples(timed, "valid", 4, time_unit=10.0)
     # User 1: n = 10, k = 8, history = positions 4..7 (t 40, 45, 47, 60).
     np.testing.assert_array_equal(ex.history, [[12, 13, 1, 2]])
-    np.testing.assert_allclose(ex.times, [[0, 0.5, 0.7, 2.0]], rtol=1e-6)
+    np.testing.assert_allclose(ex.features[types.HISTORY_TIME],
+                               [[0, 0.5, 0.7, 2.0]], rtol=1e-6)
     ex = pipeline.eval_examples(timed, "test", 6, time_unit=10.0)
     # User 0: n = 7, k = 5: items 1..5, t 0, 10, 30, 30, 100; one pad.
-    np.testing.assert_allclose(ex.times, [[0, 1, 3, 3, 10, 0]], rtol=1e-6)
+    np.testing.assert_allclose(ex.features[types.HISTORY_TIME],
+                               [[0, 1, 3, 3, 10, 0]], rtol=1e-6)
     ex = pipeline.eval_examples(order, "test", 6, time_unit=10.0)
-    np.testing.assert_array_equal(ex.times, [[0, 1, 2, 3, 4, 0]])
+    np.testing.assert_array_equal(ex.features[types.HISTORY_TIME], [[0, 1, 2, 3, 4, 0]])
 
 
 def test_sampler_adds_times_only_when_asked_and_keeps_the_rest():
@@ -169,7 +171,8 @@ def test_encode_matches_numpy_periodicity_and_interactivity(model):
                     np.int32)
     times = np.array([[0, 0.4, 2.5, 2.6, 30], [0, 1, 7, 0, 0],
                       [0, 0, 0, 0, 0]], np.float32)
-    enc = model.encode(tf.constant(hist), times=tf.constant(times))
+    enc = model.encode({types.HISTORY: tf.constant(hist),
+                        types.HISTORY_TIME: tf.constant(times)})
     assert enc.interests.shape == (3, CFG.num_interests, CFG.embedding_dim)
     assert enc.routing.shape == (3, CFG.num_interests, CFG.max_len)
     np.testing.assert_allclose(enc.interests.numpy(),
@@ -185,15 +188,19 @@ def test_times_matter_and_order_only_is_the_fallback(model):
     pos = position_times(hist)
     default = model.query_vectors(hist).numpy()
     np.testing.assert_allclose(
-        default, model.query_vectors(hist, times=pos).numpy(), rtol=1e-6)
+        default, model.query_vectors(
+            {types.HISTORY: hist, types.HISTORY_TIME: pos}).numpy(), rtol=1e-6)
     np.testing.assert_allclose(                      # the Keras call too
         default, model({types.HISTORY: hist,
                         types.HISTORY_TIME: pos}).numpy(), rtol=1e-6)
-    spread = model.query_vectors(hist, times=pos * 3.0).numpy()
+    spread = model.query_vectors(
+        {types.HISTORY: hist, types.HISTORY_TIME: pos * 3.0}).numpy()
     assert np.abs(spread - default).max() > 1e-4
     # Only the interval matters, not the origin.
     np.testing.assert_allclose(
-        model.query_vectors(hist, times=pos * 3.0 + 5.0).numpy()[0], spread[0],
+        model.query_vectors({types.HISTORY: hist,
+                             types.HISTORY_TIME: pos * 3.0 + 5.0}
+                            ).numpy()[0], spread[0],
         rtol=1e-5, atol=1e-6)
 
 

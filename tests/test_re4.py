@@ -205,7 +205,7 @@ def test_registered_as_a_multi_interest_baseline():
 def test_encode_shapes_and_attention():
     model = _model()
     hist = _history()
-    enc = model.encode(tf.constant(hist))
+    enc = model.encode({types.HISTORY: tf.constant(hist)})
     assert enc.interests.shape == (5, 3, 8)
     assert enc.routing.shape == (5, 3, 6)
     assert enc.items.shape == (5, 6, 8)
@@ -315,7 +315,7 @@ def test_regularization_is_the_weighted_sum_of_the_numpy_terms():
     model = _model(re4_contrast_weight=0.3, re4_attend_weight=0.05,
                    re4_construct_weight=2.0, re4_temperature=0.1)
     batch = _batch()
-    enc = model.encode(batch[types.HISTORY])
+    enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     m, e = enc.interests.numpy(), enc.items.numpy()
     att, mask = enc.routing.numpy(), enc.mask.numpy()
     pos = _np_positives(att, mask)

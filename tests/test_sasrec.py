@@ -32,7 +32,8 @@ def _model(**kw):
 
 
 def _seq(model, history):
-    return model.encode(tf.constant(history, tf.int32)).sequence.numpy()
+    features = {types.HISTORY: tf.constant(history, tf.int32)}
+    return model.encode(features).sequence.numpy()
 
 
 def test_outputs_never_see_later_items():
@@ -49,17 +50,18 @@ def test_the_newest_item_sits_at_the_last_position():
     # position rows L - n .. L - 1 whatever the padding.
     model = _model()
     hist = tf.constant([[4, 8, 15, 0, 0, 0]], tf.int32)       # n = 3
-    user = model.encode(hist).interests.numpy()
+    user = model.encode({types.HISTORY: hist}).interests.numpy()
     table = model.position_embedding.embeddings
     saved = table.numpy()
     table.assign(np.concatenate([np.zeros((L - 3, 16), np.float32),
                                  saved[L - 3:]]))
-    np.testing.assert_allclose(model.encode(hist).interests.numpy(), user,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        model.encode({types.HISTORY: hist}).interests.numpy(), user,
+        atol=1e-6)
     changed = saved.copy()
     changed[L - 1] += 1.0
     table.assign(changed)
-    assert not np.allclose(model.encode(hist).interests.numpy(), user,
+    assert not np.allclose(model.encode({types.HISTORY: hist}).interests.numpy(), user,
                            atol=1e-4)
 
 
@@ -80,7 +82,7 @@ def test_loss_is_the_papers_mean_over_every_real_position():
     batch = {types.HISTORY: hist, types.TARGET: target,
              types.HISTORY_MASK: tf.cast(hist > 0, tf.float32)}
     seed = tf.constant([1, 2], tf.int64)
-    enc = model.encode(hist)
+    enc = model.encode({types.HISTORY: hist})
     got = model.rec_loss_per_example(batch, enc, seed).numpy()
     seq = enc.sequence.numpy()
     emb = model.item_embedding.embeddings.numpy()
@@ -115,7 +117,7 @@ def test_dropout_follows_the_step_seed_and_is_off_in_evaluation():
     s1, s2 = tf.constant([1, 1], tf.int64), tf.constant([1, 2], tf.int64)
 
     def user(training, seed):
-        return model.encode(hist, training=training,
+        return model.encode({types.HISTORY: hist}, training=training,
                             seed=seed).interests.numpy()
     np.testing.assert_array_equal(user(True, s1), user(True, s1))
     assert not np.allclose(user(True, s1), user(True, s2))

@@ -117,7 +117,7 @@ def test_registered_as_a_multi_interest_baseline():
 def test_shapes():
     model = _model()
     hist = tf.constant(_history())
-    enc = model.encode(hist)
+    enc = model.encode({types.HISTORY: hist})
     assert enc.interests.shape == (4, 3, 8)
     assert enc.routing.shape == (4, 3, 6)
     assert model.query_vectors(hist).shape == (4, 3, 8)
@@ -154,7 +154,7 @@ def test_encoder_matches_numpy_reference():
     model = _model()
     hist = _history(5, seed=2)
     want = _np_umi(model, hist)
-    enc = model.encode(tf.constant(hist))
+    enc = model.encode({types.HISTORY: tf.constant(hist)})
     np.testing.assert_allclose(enc.interests.numpy(), want["interests"],
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(enc.routing.numpy(), want["routing"],
@@ -197,8 +197,8 @@ def test_the_profile_conditions_attention_and_refinement():
     assert np.abs(m.numpy() - m2.numpy()).max() > 1e-4
     # The profile comes from the history alone: the same history gives
     # the same interests (no user id, no re-drawn routing logits).
-    np.testing.assert_array_equal(model.encode(hist).interests.numpy(),
-                                  model.encode(hist).interests.numpy())
+    np.testing.assert_array_equal(model.encode({types.HISTORY: hist}).interests.numpy(),
+                                  model.encode({types.HISTORY: hist}).interests.numpy())
 
 
 def test_routing_gradient_only_through_the_final_pass():
@@ -271,7 +271,7 @@ def test_rec_loss_is_remi_hard_negative_sampled_softmax():
     for m_ in (model, plain_model):
         m_.item_embedding.embeddings.assign(
             m_.item_embedding.embeddings * 30.0)
-    enc = model.encode(batch[types.HISTORY])
+    enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     loss = model.rec_loss_per_example(batch, enc, seed).numpy()
     emb = model.item_embedding.embeddings.numpy()
     m = enc.interests.numpy()

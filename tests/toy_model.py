@@ -13,6 +13,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.layers.ops import masked_mean
 from dismir_tf.model_specs import ModelSpec, SearchRange, param
 from dismir_tf.models.base import Encoded, RetrievalModel
@@ -33,7 +34,8 @@ class ToyMean(RetrievalModel):
 
     multi_interest = False
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         user = self.model_config.own.scale * masked_mean(items, mask)

@@ -39,6 +39,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dismir_tf import types
+
 ROUTING = "routing"
 INTEREST_SCORE = "interest_score"
 SOURCES = {ROUTING: "largest routing weight b_if",
@@ -181,7 +183,8 @@ def encode_numpy(model, history: np.ndarray) -> dict:
     """model.encode on a NumPy history -> dict of NumPy arrays."""
     import tensorflow as tf
 
-    enc = model.encode(tf.constant(history, tf.int32), training=False)
+    enc = model.encode({types.HISTORY: tf.constant(history, tf.int32)},
+                       training=False)
     return {"interests": enc.interests.numpy(),
             "routing": None if enc.routing is None else enc.routing.numpy(),
             "items": enc.items.numpy(), "mask": enc.mask.numpy()}
@@ -212,11 +215,7 @@ def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
     pick = eligible[sample_users(len(eligible), num_users, seed)]
     enc = encode_numpy(model, examples.history[pick])
     from dismir_tf.diagnostics import collapse_diagnostics
-    from dismir_tf.pipeline import EvalExamples
-    sampled = EvalExamples(
-        users=examples.users[pick], history=examples.history[pick],
-        targets=examples.targets[pick],
-        times=None if examples.times is None else examples.times[pick])
+    sampled = examples.select(pick)
     diag = collapse_diagnostics(model, sampled)
     whole = collapse_diagnostics(model, examples)
     assign, source = assign_items(enc["routing"], enc["mask"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dismir_tf import config as config_module
-from dismir_tf import model_specs
+from dismir_tf import model_specs, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
@@ -48,11 +48,12 @@ def _factory(name: str) -> Callable[..., RetrievalModel]:
 
 def time_unit(config: ModelConfig) -> float | None:
     """Seconds per time unit of the history times the pipeline adds for
-    ``config``'s model, or None when the model takes no time (the class
-    attribute ``uses_time``; only PIMIRec has it)."""
+    ``config``'s model, or None when the model takes no time (its
+    ``input_features`` do not list ``types.HISTORY_TIME``; only PIMIRec's
+    do)."""
     factory = _factory(resolve_config(config).name)
     factory = getattr(factory, "__wrapped__", factory)
-    if not getattr(factory, "uses_time", False):
+    if types.HISTORY_TIME not in getattr(factory, "input_features", ()):
         return None
     return config.own.time_unit
 

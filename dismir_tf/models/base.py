@@ -23,6 +23,7 @@ a resumed run continues exactly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import tensorflow as tf
 
@@ -30,6 +31,7 @@ from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.partition_task import PartitionTask
+from dismir_tf.types import as_features
 
 _NEG_INF = -1e9
 
@@ -77,8 +79,10 @@ class RetrievalModel(tf.keras.Model):
 
     default_retrieval = types.MERGE
     multi_interest = True
-    # encode() takes the step's seed (``encode(history, training, seed)``).
-    uses_step_seed = False
+    # The input features encode() reads, keys of ``dismir_tf.types`` (a new
+    # input is a new key: the pipeline, the evaluator and the export give
+    # a model the keys it lists).
+    input_features: tuple[str, ...] = (types.HISTORY,)
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  **kwargs):
@@ -99,23 +103,23 @@ class RetrievalModel(tf.keras.Model):
         }
 
     # ------------------------------------------------------------ to override
-    def encode(self, history: tf.Tensor, training: bool = False) -> Encoded:
-        """History [B, L] int32 -> :class:`Encoded`."""
-        raise TypeError(f"{type(self).__name__} does not define encode()")
+    def encode(self, features: Mapping[str, tf.Tensor],
+               training: bool = False,
+               seed: tf.Tensor | None = None) -> Encoded:
+        """Features -> :class:`Encoded`.
 
-    def encode_timed(self, history: tf.Tensor, times: tf.Tensor | None,
-                     training: bool = False,
-                     seed: tf.Tensor | None = None) -> Encoded:
-        """Encodes a history with its times [B, L] (``types.HISTORY_TIME``)
-        or None.  Only models with ``uses_time`` (PIMIRec) read the times;
-        the others encode the history alone.  ``seed``: the step's [2]
-        stateless seed in training (None in evaluation and serving), passed
-        on to models with ``uses_step_seed`` (DisMIR's per-call routing
-        draw)."""
-        del times
-        if self.uses_step_seed:
-            return self.encode(history, training=training, seed=seed)
-        return self.encode(history, training=training)
+        Args:
+          features: {``types.HISTORY``: [B, L] int32, right-padded with 0}
+            and whatever else the model lists in ``input_features`` (e.g.
+            ``types.HISTORY_TIME`` [B, L] float32); a training batch (which
+            holds more keys) is passed as it is.
+          training: training mode (dropout).
+          seed: the step's [2] stateless seed in training, None in
+            evaluation and serving; a model with its own random draws
+            (DisMIR's per-call routing logits, SASRec's dropout) takes them
+            from it.
+        """
+        raise TypeError(f"{type(self).__name__} does not define encode()")
 
     def encode_with(self, extractor: tf.keras.layers.Layer,
                     history: tf.Tensor) -> Encoded:
@@ -193,12 +197,13 @@ class RetrievalModel(tf.keras.Model):
             batch[types.PARTITION_MASK], seed)
 
     # ------------------------------------------------------------------ Keras
-    def query_vectors(self, history: tf.Tensor,
-                      retrieval: str | None = None,
-                      times: tf.Tensor | None = None) -> tf.Tensor:
-        """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused');
-        ``times``: the history times, for a model that takes them."""
-        enc = self.encode_timed(history, times, training=False)
+    def query_vectors(self, features: Mapping[str, tf.Tensor] | tf.Tensor,
+                      retrieval: str | None = None) -> tf.Tensor:
+        """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused').
+
+        ``features``: as :meth:`encode` takes them, or the history [B, L]
+        alone (:func:`as_features`)."""
+        enc = self.encode(as_features(features), training=False)
         return self.retrieval_queries(enc, retrieval)
 
     def retrieval_queries(self, enc: Encoded,
@@ -211,9 +216,6 @@ class RetrievalModel(tf.keras.Model):
         return enc.interests
 
     def call(self, inputs, training=False):
-        if isinstance(inputs, dict):
-            return self.query_vectors(inputs[types.HISTORY],
-                                      times=inputs.get(types.HISTORY_TIME))
         return self.query_vectors(inputs)
 
     # A tfrs_metrics.ProtocolTopK for model.evaluate() on evaluation
@@ -256,9 +258,7 @@ class RetrievalModel(tf.keras.Model):
         # above stay what they were.
         s_enc = tf.random.experimental.stateless_fold_in(s_rec, 1,
                                                          alg="philox")
-        enc = self.encode_timed(batch[types.HISTORY],
-                                batch.get(types.HISTORY_TIME), training,
-                                seed=s_enc if training else None)
+        enc = self.encode(batch, training, seed=s_enc if training else None)
         rec = tf.nn.compute_average_loss(
             self.rec_loss_per_example(batch, enc, s_rec))
         reg = self.regularization(batch, enc, s_reg)
@@ -293,8 +293,7 @@ class RetrievalModel(tf.keras.Model):
                                  "model.protocol_metric, a tfrs_metrics."
                                  "ProtocolTopK (tfrs_metrics."
                                  "evaluate_with_tfrs sets one)")
-            queries = self.query_vectors(batch[types.HISTORY],
-                                         times=batch.get(types.HISTORY_TIME))
+            queries = self.query_vectors(batch)
             known = batch.get(types.KNOWN_ITEMS, batch[types.HISTORY])
             self.protocol_metric.update_state(
                 queries, None, batch[types.TARGETS],
@@ -309,7 +308,8 @@ class RetrievalModel(tf.keras.Model):
 
     def build_for(self, max_len: int) -> None:
         """Creates all weights by running a dummy history."""
-        self(tf.zeros([1, max_len], tf.int32))
+        self({key: tf.zeros([1, max_len], types.FEATURE_DTYPES[key])
+              for key in self.input_features})
 
     def get_config(self):
         return {"num_items": self.num_items,

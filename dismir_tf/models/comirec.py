@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers import CapsuleInterestExtractor, SelfAttentiveExtractor
@@ -60,7 +61,8 @@ class ComiRecDR(SampledSoftmaxModel):
                 config.max_len, config.num_interests, config.embedding_dim),
             seed=weight_seed(seed, "capsule"), name="capsule")
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         return self.encode_with(self.capsule, history)
 
 
@@ -76,5 +78,6 @@ class ComiRecSA(SampledSoftmaxModel):
             config.num_interests, config.max_len,
             seed=weight_seed(seed, "self_attention"), name="self_attention")
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         return self.encode_with(self.extractor, history)

@@ -133,7 +133,6 @@ class DisMIR(RetrievalModel):
     """
 
     default_retrieval = types.FUSED
-    uses_step_seed = True
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  use_attention: bool = True, **kwargs):
@@ -164,7 +163,8 @@ class DisMIR(RetrievalModel):
             name="capsule")
         self.attention = InterestAttention(name="interest_attention")
 
-    def encode(self, history, training=False, seed=None):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         interests, routing = self.capsule(items, mask, seed=seed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers.ops import masked_mean
@@ -28,7 +29,8 @@ class DNN(RetrievalModel):
             kernel_initializer=tf.keras.initializers.GlorotUniform(
                 weight_seed(seed, "user_dense")))
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         user = self.dense(masked_mean(items, mask))

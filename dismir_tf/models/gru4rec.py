@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.models.base import Encoded
@@ -43,7 +44,8 @@ class GRU4Rec(SampledSoftmaxModel):
             kernel_initializer=tf.keras.initializers.GlorotUniform(
                 weight_seed(seed, "user_dense")))
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         mask = history > 0
         items = self.item_embedding(history)                      # [B, L, d]
         # With a mask, the returned state is the one after the last real

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers import CapsuleInterestExtractor
@@ -56,5 +57,6 @@ class MIND(SampledSoftmaxModel):
             seed=weight_seed(seed, "capsule"),
             name="capsule")
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         return self.encode_with(self.capsule, history)

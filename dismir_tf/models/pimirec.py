@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import he_normal, weight_seed
 from dismir_tf.layers import (
@@ -92,13 +93,14 @@ def position_times(history: tf.Tensor) -> tf.Tensor:
 class PIMIRec(SampledSoftmaxModel):
     """Periodicity + interactivity + ComiRec-SA extraction (see module doc).
 
-    ``uses_time``: the pipeline adds ``types.HISTORY_TIME`` to its training
-    batches and evaluation examples for this model (in units of
-    ``pimirec_time_unit`` seconds); other models never pay for it.
+    Its ``input_features`` include ``types.HISTORY_TIME``: the pipeline adds
+    the history times to its training batches and evaluation examples for
+    this model (in units of ``pimirec_time_unit`` seconds); other models
+    never pay for them.
     """
 
     hard_readout = True
-    uses_time = True
+    input_features = (types.HISTORY, types.HISTORY_TIME)
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  **kwargs):
@@ -119,10 +121,6 @@ class PIMIRec(SampledSoftmaxModel):
             config.num_interests, length, add_positions=False,
             seed=weight_seed(seed, "self_attention"), name="self_attention")
 
-    def encode_timed(self, history, times, training=False, seed=None):
-        del seed
-        return self.encode(history, training, times=times)
-
     def item_features(self, history, times=None):
         """(graph item features H [B, L, d], plain embeddings [B, L, d],
         mask [B, L], interval attention [B, L, L])."""
@@ -141,10 +139,11 @@ class PIMIRec(SampledSoftmaxModel):
                                       mask)
         return nodes, items, mask, interval_attention
 
-    def encode(self, history, training=False, times=None):
-        """History [B, L] (+ times [B, L], else the positions)
-        -> interests [B, F, d] = A E, routing = A [B, F, L]."""
-        nodes, items, mask, _ = self.item_features(history, times)
+    def encode(self, features, training=False, seed=None):
+        """History [B, L] (+ ``types.HISTORY_TIME`` [B, L], else the
+        positions) -> interests [B, F, d] = A E, routing = A [B, F, L]."""
+        nodes, items, mask, _ = self.item_features(
+            features[types.HISTORY], features.get(types.HISTORY_TIME))
         _, attention = self.extractor(nodes, mask)
         interests = tf.einsum("bfl,bld->bfd", attention, items)
         return Encoded(interests=interests, weights=None, routing=attention,

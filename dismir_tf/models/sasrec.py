@@ -21,7 +21,7 @@ every difference):
   of the next item (the history's t+1-th item; the batch's target after
   the newest) against one uniformly drawn negative.
 
-Dropout draws come from the step's stateless seed (``uses_step_seed``), so
+Dropout draws come from the step's stateless seed (``encode``'s ``seed``), so
 a batch is still a function of the run seed and the step.
 
 Shapes: history [B, L] int32 (right-padded with 0); interests [B, 1, d].
@@ -62,7 +62,6 @@ class SASRec(RetrievalModel):
     """Causal self-attention; the newest item's output is the user."""
 
     multi_interest = False
-    uses_step_seed = True
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  **kwargs):
@@ -83,7 +82,8 @@ class SASRec(RetrievalModel):
         self.final_norm = tf.keras.layers.LayerNormalization(
             epsilon=1e-8, name="final_norm")
 
-    def encode(self, history, training=False, seed=None):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         """history [B, L] -> Encoded (interests [B, 1, d]; ``sequence``
         [B, L, d] the output at every position)."""
         cfg = self.model_config

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from dismir_tf import types
 from dismir_tf.config import ModelConfig
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers import InterestRefinement, UserGuidedRouting
@@ -123,7 +124,8 @@ class UMI(SampledSoftmaxModel):
         """[B, P] the profile stand-in from the history alone."""
         return self.profile_out(self.profile_hidden(masked_mean(items, mask)))
 
-    def encode(self, history, training=False):
+    def encode(self, features, training=False, seed=None):
+        history = features[types.HISTORY]
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         profile = self.profile(items, mask)
