@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -124,16 +125,17 @@ class EvalAndCheckpoint(tf.keras.callbacks.Callback):
                 self.model, self.examples, self.config.train.eval_batch_size,
                 max_users=DIAGNOSTIC_USERS,
                 top_k_interests=result.contributors)
-        entry = {"step": st.steps_done, "valid": result.metrics,
-                 "collapse": diag.to_dict(),
-                 "train": {k: float(v) for k, v in (logs or {}).items()},
-                 "eval_seconds": round(time.time() - t_eval, 2),
-                 # The split of this interval: training (the first one
-                 # includes tracing and XLA compilation), the valid
-                 # evaluation, and the diagnostics (part of eval_seconds).
-                 "train_seconds": round(interval_seconds, 3),
-                 "evaluation_seconds": round(t_diag - t_eval, 3),
-                 "diagnostics_seconds": round(time.time() - t_diag, 3)}
+        train = {k: float(v) for k, v in (logs or {}).items()}
+        entry: dict[str, Any] = {
+            "step": st.steps_done, "valid": result.metrics,
+            "collapse": diag.to_dict(), "train": train,
+            "eval_seconds": round(time.time() - t_eval, 2),
+            # The split of this interval: training (the first one includes
+            # tracing and XLA compilation), the valid evaluation, and the
+            # diagnostics (part of eval_seconds).
+            "train_seconds": round(interval_seconds, 3),
+            "evaluation_seconds": round(t_diag - t_eval, 3),
+            "diagnostics_seconds": round(time.time() - t_diag, 3)}
         st.evals.append(entry)
         old_best = st.best_prefix
         if improved:
@@ -165,9 +167,9 @@ class EvalAndCheckpoint(tf.keras.callbacks.Callback):
         if improved and old_best.startswith(self.run_dir.best_dir + os.sep):
             for f in tf.io.gfile.glob(old_best + ".*"):
                 tf.io.gfile.remove(f)
-        if self.is_chief:
+        if self.train_writer is not None and self.writer is not None:
             with self.train_writer.as_default(step=st.steps_done):
-                for k, v in entry["train"].items():
+                for k, v in train.items():
                     tf.summary.scalar(k, v)
             with self.writer.as_default(step=st.steps_done):
                 for k, v in result.metrics.items():
@@ -178,7 +180,6 @@ class EvalAndCheckpoint(tf.keras.callbacks.Callback):
         first_step = self._last_step
         seqs = (st.steps_done - self._last_step) * cfg.batch_size
         self._last_step = st.steps_done
-        train = entry["train"]
         best = ("  (best)" if improved else
                 f"  (best {st.best_metric:.4f} at {st.best_step})")
         train_seconds = max(time.time() - self._t0 - entry["eval_seconds"],
@@ -206,7 +207,7 @@ class Progress(tf.keras.callbacks.Callback):
         super().__init__()
         self.eval_every = eval_every
         self.interval = 0.5
-        self.bar = None
+        self.bar: tf.keras.utils.Progbar | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.bar = tf.keras.utils.Progbar(
@@ -216,6 +217,8 @@ class Progress(tf.keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         values = [(k, float(v)) for k, v in (logs or {}).items()
                   if k in ("loss", "rec_loss", "partition_loss")]
+        if self.bar is None:     # Keras begins every epoch first
+            return
         with contextlib.redirect_stdout(sys.stderr):
             self.bar.update(batch + 1, values)
 

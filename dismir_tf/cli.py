@@ -17,6 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from absl import app, flags
 
@@ -170,8 +171,9 @@ def define_model_flags() -> None:
     define_param_flags()
 
 
-_DEFINE_BY_TYPE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-                   float: flags.DEFINE_float, str: flags.DEFINE_string}
+_DEFINE_BY_TYPE: dict[type, Callable[..., Any]] = {
+    bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+    float: flags.DEFINE_float, str: flags.DEFINE_string}
 # The flags define_param_flags made (a second call defines none again).
 _PARAM_FLAGS: set[str] = set()
 
@@ -452,6 +454,10 @@ _NOISE_PREFIX = re.compile(rb"(W(A(R(N(I(N(G(:.*)?)?)?)?)?)?)?|[IWE][\d :.]*"
                            rb"(\S+(\.(c(c(:\d*)?)?)?)?)?)\Z")
 
 
+# Whether quiet_startup has replaced file descriptor 2 in this process.
+_QUIET_STARTUP = {"done": False}
+
+
 def quiet_startup() -> None:
     """Drops TensorFlow's start-up lines (``_STARTUP_NOISE``) from stderr
     for the rest of the process, unless the user set TensorFlow's own
@@ -466,9 +472,9 @@ def quiet_startup() -> None:
 
     import dismir_tf
 
-    if dismir_tf.USER_TF_LOGGING or getattr(quiet_startup, "done", False):
+    if dismir_tf.USER_TF_LOGGING or _QUIET_STARTUP["done"]:
         return
-    quiet_startup.done = True
+    _QUIET_STARTUP["done"] = True
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     real = os.dup(2)

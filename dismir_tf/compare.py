@@ -23,6 +23,7 @@ import dataclasses
 import io
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -179,7 +180,7 @@ def summarize(results: dict[str, list[dict]], proposed: str | None,
               split: str = "test") -> Table:
     """Mean +- std per metric, best baseline, improvement and t-test."""
     labels = list(results)
-    cells = {}
+    cells: dict[str, dict[str, Cell]] = {}
     for lab in labels:
         cells[lab] = {}
         for m in METRIC_ORDER:
@@ -210,11 +211,11 @@ def summarize(results: dict[str, list[dict]], proposed: str | None,
 
 
 def _collapse_cell(runs: list[dict], split: str, key: str) -> Cell | None:
-    vals = [((r.get("collapse") or {}).get(split) or {}).get(key)
-            for r in runs]
-    if not vals or any(v is None for v in vals):
+    found = [((r.get("collapse") or {}).get(split) or {}).get(key)
+             for r in runs]
+    if not found or any(v is None for v in found):
         return None
-    vals = [float(v) for v in vals]
+    vals = [float(v) for v in found if v is not None]
     return Cell(float(np.mean(vals)),
                 float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, vals)
 
@@ -482,8 +483,9 @@ def variant_rows(root: str, models: Sequence[str] = (
                 if not found:
                     continue
                 found.sort()
-                row = {"data": data, "variant": variant, "model": model,
-                       "seeds": [s for s, _ in found]}
+                row: dict[str, Any] = {
+                    "data": data, "variant": variant, "model": model,
+                    "seeds": [s for s, _ in found]}
                 for split, key in (("valid", "recall@50"),
                                    ("test", "recall@50"), ("test", "hr@50")):
                     vals = [float(m[split][key]) for _, m in found]

@@ -338,6 +338,14 @@ class ModelConfig:
             _check(problem is None, str(problem))
 
     @property
+    def lam(self) -> float:
+        """lambda of eq. 6 as the run uses it: ``partition_weight`` after
+        the model's default was filled in (never None)."""
+        if self.partition_weight is None:   # only before __post_init__
+            raise AttributeError("partition_weight is not resolved yet")
+        return float(self.partition_weight)
+
+    @property
     def own(self) -> Any:
         """The model's own hyperparameters as its spec's dataclass."""
         spec = model_specs.get(self.name)

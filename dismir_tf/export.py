@@ -100,8 +100,7 @@ def _noop(msg: str) -> None:
 
 def compact_history(indices: tf.Tensor, max_len: int,
                     times: tf.Tensor | None = None
-                    ) -> tuple[tf.Tensor, tf.Tensor] | tuple[
-                        tf.Tensor, tf.Tensor, tf.Tensor]:
+                    ) -> tuple[tf.Tensor, ...]:
     """Drops index 0 entries, keeps the last ``max_len`` of the rest.
 
     Args:
@@ -225,7 +224,7 @@ class ServingModule(tf.Module):
 
         def to_history(history: tf.Tensor, times: tf.Tensor | None = None
                        ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor,
-                                  tf.Tensor | None]:
+                                  tf.Tensor | None, tf.Tensor]:
             """Compacted indices [B', max_len] padded to whole row blocks,
             known items used [B], B, the model's times [B', max_len]
             (None for a model without times), and every item index of the

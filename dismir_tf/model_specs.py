@@ -56,6 +56,13 @@ class SearchRange:
         if self.log and self.low <= 0:
             raise ValueError("a log-scale SearchRange needs low > 0")
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a numeric range as floats."""
+        if self.low is None or self.high is None:
+            raise ValueError("a categorical SearchRange has no bounds")
+        return float(self.low), float(self.high)
+
     def contains(self, value: Any) -> bool:
         if self.choices:
             return value in self.choices
@@ -359,5 +366,6 @@ def load_factory(spec: ModelSpec) -> Callable[..., Any]:
 
     def make(num_items, config, seed=0):
         return target(num_items, config, seed, **kwargs)
-    make.__wrapped__ = target      # input_features and other class attributes
+    # The class behind it: its input_features and other class attributes.
+    setattr(make, "__wrapped__", target)
     return make

@@ -115,6 +115,15 @@ class TrainSampler:
     positive_sampler: PositiveSampler | None = None
     anchors: str = "items"
     time_unit: float | None = None
+    # Set by __post_init__: the data set's tables as constants.
+    _items: tf.Tensor = dataclasses.field(init=False, repr=False,
+                                          compare=False)
+    _starts: tf.Tensor = dataclasses.field(init=False, repr=False,
+                                           compare=False)
+    _lengths: tf.Tensor = dataclasses.field(init=False, repr=False,
+                                            compare=False)
+    _timestamps: tf.Tensor | None = dataclasses.field(init=False, repr=False,
+                                                      compare=False)
 
     def __post_init__(self) -> None:
         ds = self.dataset

@@ -39,7 +39,7 @@ def evaluate_split(config: RunConfig, ds: SequenceDataset,
                                       time_unit(config.model))
     result = evaluate_model(model, examples, config,
                             keep_topk=dump_topk is not None)
-    if dump_topk is not None:
+    if dump_topk is not None and result.topk is not None:
         lines = []
         for row, user in enumerate(examples.users):
             targets = examples.targets[row]

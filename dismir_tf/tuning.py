@@ -135,7 +135,8 @@ def suggest(trial, name: str, r: SearchRange) -> Any:
         return trial.suggest_categorical(name, list(r.choices))
     if _is_int_range(r):
         return trial.suggest_int(name, r.low, r.high)
-    return trial.suggest_float(name, float(r.low), float(r.high), log=r.log)
+    low, high = r.bounds
+    return trial.suggest_float(name, low, high, log=r.log)
 
 
 def trial_key(params: Mapping[str, Any]) -> str:
@@ -208,7 +209,7 @@ def records(study) -> list[TrialRecord]:
         metrics = _read_json(os.path.join(run, "metrics.json")) or {}
         state = _read_json(os.path.join(run, "state.json")) or {}
         best = state.get("best_step", 0)
-        valid = metrics.get("valid") or next(
+        valid: dict[str, float] = metrics.get("valid") or next(
             (e["valid"] for e in state.get("evals", [])
              if e["step"] == best), {})
         out.append(TrialRecord(

@@ -199,7 +199,7 @@ def plot_sweep(curves: Sequence[SweepCurve], out: str, title: str,
         handles = []
         right = ax.twinx() if len(cur.metrics) > 1 else None
         for m, (metric, ys) in enumerate(cur.metrics.items()):
-            target = right if m == 1 else ax
+            target = right if m == 1 and right is not None else ax
             handles += target.plot(x, ys, marker=markers[m % len(markers)],
                                    color=colours[m], label=metric)
             if m < 2:

@@ -295,17 +295,18 @@ def load_dataset(cfg: DataConfig, log: Log | None = None) -> SequenceDataset:
         # Imported here: the generator is only needed for this data set.
         from dismir_tf.data import synthetic
         say("data: generating the synthetic data set")
-        ds, _ = synthetic.generate(cfg.synthetic, split_seed=cfg.split_seed)
-        say(f"data: synthetic: {_counts(ds)}")
-        return ds
+        generated, _ = synthetic.generate(cfg.synthetic,
+                                          split_seed=cfg.split_seed)
+        say(f"data: synthetic: {_counts(generated)}")
+        return generated
 
     if cfg.dataset:
         spec = registry.get(cfg.dataset)
         cache = cache_path(cfg)
         found = registry.find_raw(spec, cfg.data_dir)
-        ds = _try_load(cache, found[0] if found else None, say)
-        if ds is not None:
-            return ds
+        cached = _try_load(cache, found[0] if found else None, say)
+        if cached is not None:
+            return cached
         _check_cache_dir(cache)
         path, fmt = ensure_raw(cfg.dataset, cfg.data_dir, log=say)
         ds, notes = _build(path, fmt, cfg.dataset, cfg, say)
@@ -320,9 +321,9 @@ def load_dataset(cfg: DataConfig, log: Log | None = None) -> SequenceDataset:
 
     check_format(cfg.dataset_format)
     cache = cache_path(cfg)
-    ds = _try_load(cache, None, say)
-    if ds is not None:
-        return ds
+    cached = _try_load(cache, None, say)
+    if cached is not None:
+        return cached
     _check_cache_dir(cache)
     ds, notes = _build(cfg.dataset_file, cfg.dataset_format,
                        cfg.display_name, cfg, say)

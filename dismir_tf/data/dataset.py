@@ -131,7 +131,9 @@ class SequenceDataset:
 
         def write(tmp_path: str) -> None:
             with open(tmp_path, "wb") as f:
-                np.savez(f, **arrays)
+                # numpy's stub may map **arrays onto savez's allow_pickle
+                # (NumPy >= 2.1); object arrays are never written here.
+                np.savez(f, **arrays)  # type: ignore[arg-type]
 
         atomic_write(path, write)
 

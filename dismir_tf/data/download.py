@@ -184,7 +184,7 @@ def _stream(url: str, part: str, expected_size: int | None,
 
 def fetch(url: str, dest: str, expected_sha256: str | None = None,
           expected_size: int | None = None, progress: bool = True,
-          check: Callable[[str], None] | None = None) -> str:
+          check: Callable[[str], object] | None = None) -> str:
     """Downloads ``url`` to ``dest``, resumably, and verifies it.
 
     The bytes go to ``dest + '.part'``.  If that file exists, the download
@@ -242,7 +242,7 @@ def fetch(url: str, dest: str, expected_sha256: str | None = None,
 
 def _verify(path: str, expected_sha256: str | None,
             expected_size: int | None,
-            check: Callable[[str], None] | None) -> None:
+            check: Callable[[str], object] | None) -> None:
     size = os.path.getsize(path)
     if expected_size is not None and size != expected_size:
         raise UserInputError(f"size {size} bytes, expected {expected_size}")

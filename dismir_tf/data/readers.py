@@ -218,23 +218,21 @@ def _parse_time(text: str, path: str, lineno: int) -> Time:
     try:
         value = int(text)
     except ValueError:
-        value = None
-    if value is None:
         try:
-            value = decimal.Decimal(text.strip())
+            exact = decimal.Decimal(text.strip())
         except decimal.InvalidOperation:
             raise DataFormatError(f"timestamp {text!r} is not a number",
                                   path=path, line=lineno) from None
-        if not value.is_finite():
+        if not exact.is_finite():
             raise DataFormatError(f"timestamp {text!r} is not finite",
                                   path=path, line=lineno)
-        if value.adjusted() >= _MAX_TIME_DIGITS:
+        if exact.adjusted() >= _MAX_TIME_DIGITS:
             raise DataFormatError(f"timestamp {text!r} is out of range "
                                   f"(|t| >= 1e{_MAX_TIME_DIGITS})",
                                   path=path, line=lineno)
-        if value != value.to_integral_value():
-            return value
-        value = int(value)
+        if exact != exact.to_integral_value():
+            return exact
+        value = int(exact)
     if abs(value) >= 10**_MAX_TIME_DIGITS:
         raise DataFormatError(f"timestamp {text!r} is out of range "
                               f"(|t| >= 1e{_MAX_TIME_DIGITS})",
@@ -311,6 +309,8 @@ class _Collector:
         self.items.append(self._intern(item, lineno, "item"))
         if self.times is None:
             return
+        if time is None:
+            raise ValueError("a timed collector needs every time")
         if self.exact is None and type(time) is int and \
                 -_INT64 <= time < _INT64:
             self.times.append(time)
@@ -382,17 +382,25 @@ def _header_name(field: str) -> str:
     return field.strip().split(":", 1)[0]
 
 
-def _find_column(names: list[str], candidates: tuple[str, ...], path: str,
-                 required: bool) -> int | None:
+def _find_column(names: list[str], candidates: tuple[str, ...]
+                 ) -> int | None:
+    """The index of the first of ``candidates`` in ``names``, or None."""
     for c in candidates:
         if c in names:
             return names.index(c)
-    if required:
+    return None
+
+
+def _column(names: list[str], candidates: tuple[str, ...], path: str) -> int:
+    """:func:`_find_column` for a required column: a DataFormatError on
+    line 1 when none of ``candidates`` is in ``names``."""
+    col = _find_column(names, candidates)
+    if col is None:
         raise DataFormatError(
             f"missing header column {candidates[0]!r} (accepted names: "
             f"{', '.join(candidates)}; found: {', '.join(names)})",
             path=path, line=1)
-    return None
+    return col
 
 
 # Lower-case column names that mark a header row (RecBole's and the
@@ -514,13 +522,12 @@ def read_recbole_inter(path: str, fields: RecboleFields | None = None
         raise _empty(path)
     names = [_header_name(f)
              for f in _split_header(first[1], "\t", "tabs", path)]
-    ucol = _find_column(names, (fields.user,) if fields.user
-                        else _RECBOLE_USER_FIELDS, path, True)
-    icol = _find_column(names, (fields.item,) if fields.item
-                        else _RECBOLE_ITEM_FIELDS, path, True)
-    tcol = _find_column(names, (fields.time,) if fields.time
-                        else _RECBOLE_TIME_FIELDS, path,
-                        required=fields.time is not None)
+    ucol = _column(names, (fields.user,) if fields.user
+                   else _RECBOLE_USER_FIELDS, path)
+    icol = _column(names, (fields.item,) if fields.item
+                   else _RECBOLE_ITEM_FIELDS, path)
+    tcol = (_column(names, (fields.time,), path) if fields.time
+            else _find_column(names, _RECBOLE_TIME_FIELDS))
     width = len(names)
     out = _Collector(path, with_time=tcol is not None)
     if tcol is None:
@@ -628,7 +635,7 @@ def read_retailrocket_events(path: str) -> RawInteractions:
              for f in _split_header(first[1], ",", "commas", path)]
     cols = {}
     for name in ("timestamp", "visitorid", "event", "itemid"):
-        cols[name] = _find_column(names, (name,), path, True)
+        cols[name] = _column(names, (name,), path)
     tcol, ucol, ecol, icol = (cols["timestamp"], cols["visitorid"],
                               cols["event"], cols["itemid"])
     width = len(names)

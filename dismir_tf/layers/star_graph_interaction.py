@@ -43,7 +43,8 @@ class StarGraphInteraction(tf.keras.layers.Layer):
 
     def build(self, input_shape):
         d = int(input_shape[-1])
-        self.node_qkv, self.centre_qkv = [], []
+        self.node_qkv: list[list[tf.Variable]] = []
+        self.centre_qkv: list[list[tf.Variable]] = []
         for layer in range(self.num_layers):
             kinds = [("node", self.node_qkv)]
             if layer < self.num_layers - 1:

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import tensorflow as tf
 
@@ -40,18 +41,17 @@ CAPSULE_FIELDS = ("routing_init", "routing_softmax",
                   "routing_temperature", "routing_detach", "interest_norm",
                   "readout", "rec_loss", "capsule_transform",
                   "capsule_recency")
-_UNSET = {f: ModelConfig.__dataclass_fields__[f].default
-          for f in CAPSULE_FIELDS}
+_UNSET: dict[str, Any] = {f: ModelConfig.__dataclass_fields__[f].default
+                          for f in CAPSULE_FIELDS}
 
 # The project's default DisMIR capsule (docs/models.md, "Choosing the
 # capsule").
-DEFAULT_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
-                       routing_padding_in_softmax=False,
-                       routing_similarity="cosine", routing_temperature=0.02,
-                       routing_detach=False, interest_norm="squash",
-                       readout="max", rec_loss="pairwise",
-                       capsule_transform="shared_from_identity",
-                       capsule_recency="learned")
+DEFAULT_CAPSULE: dict[str, Any] = dict(
+    routing_init="prototype", routing_softmax="interests",
+    routing_padding_in_softmax=False, routing_similarity="cosine",
+    routing_temperature=0.02, routing_detach=False, interest_norm="squash",
+    readout="max", rec_loss="pairwise",
+    capsule_transform="shared_from_identity", capsule_recency="learned")
 # The default before the recency weights (--routing_temperature 0.1
 # --capsule_recency none) is in docs/models.md, "How the default was
 # chosen".
@@ -68,7 +68,7 @@ LEGACY_CAPSULE = {k: v for k, v in config_lib.LEGACY_CAPSULE.items()
 # items (REMI's passes i < 2 use item_eb_hat_iter); eq. 5's fused score in
 # training and REMI's evaluator in retrieval (every interest retrieves,
 # merged by score).
-CAPSULE_PRESETS = {
+CAPSULE_PRESETS: dict[str, dict[str, Any]] = {
     "paper-remi": dict(routing_init="random_per_call",
                        routing_softmax="positions",
                        routing_padding_in_softmax=True,
@@ -99,7 +99,7 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
                     "preset")
     else:
         base = DEFAULT_CAPSULE
-    changes = {field: value for field, value in base.items()
+    changes: dict[str, Any] = {field: value for field, value in base.items()
                if getattr(config, field) == _UNSET.get(field, "")}
     return dataclasses.replace(config, **changes)
 
