@@ -3,8 +3,8 @@
 For F = 4 interest queries per user and d = 64 (random vectors: retrieval
 cost does not depend on the values), times the top-50 retrieval of
 
-* ``exact``: dismir_tf.evaluation's vectorised path (one matmul over the
-  catalogue, the max over interests, one ``tf.math.top_k``);
+* ``exact``: the evaluator's retrieval.score_and_top_k_fn (one matmul over
+  the catalogue, the max over interests, one ``tf.math.top_k``);
 * ``tfrs``: a TFRS ``BruteForce`` index queried per interest, then the
   protocol's merge (retrieval.merge_top_k),
 

@@ -338,11 +338,15 @@ class ModelConfig:
             _check(problem is None, str(problem))
 
     @property
-    def lam(self) -> float:
+    def partition_lambda(self) -> float:
         """lambda of eq. 6 as the run uses it: ``partition_weight`` after
-        the model's default was filled in (never None)."""
-        if self.partition_weight is None:   # only before __post_init__
-            raise AttributeError("partition_weight is not resolved yet")
+        the model's default was filled in (never None once constructed).
+
+        Raises:
+          ValueError: called before ``__post_init__`` resolved it.
+        """
+        if self.partition_weight is None:
+            raise ValueError("partition_weight is not resolved yet")
         return float(self.partition_weight)
 
     @property

@@ -202,7 +202,7 @@ def top_k_contributors(queries, item_embeddings, k: int) -> np.ndarray:
     emb = tf.convert_to_tensor(item_embeddings, tf.float32)
     k = min(k, int(emb.shape[0]) - 1)
     _, items = score_and_top_k_fn(tf.convert_to_tensor(queries, tf.float32),
-                                   emb, k, None)
+                                  emb, k, None)
     return contributors_of(queries, emb, items)
 
 
@@ -312,8 +312,9 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
 
     Args:
       model: a :class:`dismir_tf.models.RetrievalModel`.
-      examples: :class:`dismir_tf.pipeline.EvalExamples` of a split (their
-        ``times`` are used by models that take history times).
+      examples: :class:`dismir_tf.pipeline.EvalExamples` of a split (the
+        model is given their ``inputs(rows)``: the history and the other
+        features, e.g. history times).
       batch_size: users per batch.
       top_k: k of ``top_k_interests`` (the protocol's largest cut-off, 50).
       retrieval: 'merge' or 'fused'; default the model's own.

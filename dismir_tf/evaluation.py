@@ -67,8 +67,9 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     """Evaluates a model over all users of ``examples``.
 
     Args:
-      query_fn: history [B, L] int32 -> query vectors [B, Q, d] (Q = F for
-        'merge', 1 for 'fused' or single-interest models).
+      query_fn: features {types.HISTORY: [B, L] int32, and the examples'
+        other ``features``} -> query vectors [B, Q, d] (Q = F for 'merge',
+        1 for 'fused' or single-interest models); :func:`make_query_fn`.
       item_embeddings: [N + 1, d].
       examples: the split's histories and targets.
       ks: cut-offs; the top list has length max(ks).

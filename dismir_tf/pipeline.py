@@ -300,7 +300,8 @@ class EvalExamples:
         0-padded array is accepted and converted.  ``targets[batch]`` is
         padded to the longest list of the batch, so evaluation memory
         follows the batch size, not the heaviest user of the split.
-      features: each user's model inputs besides the history, by key of
+      features: each user's model inputs besides the history (which
+        ``inputs(rows)`` adds to give a model's whole features), by key of
         ``dismir_tf.types`` ([U, L] arrays: ``types.HISTORY_TIME`` float32
         when the examples were built with a time unit); empty by default.
       known: :class:`Targets`-like ragged rows of each user's whole known

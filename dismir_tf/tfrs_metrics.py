@@ -127,7 +127,7 @@ def eval_dataset(examples, batch_size: int) -> tf.data.Dataset:
     spec = {types.TARGETS: tf.TensorSpec([None, None], tf.int32),
             types.KNOWN_ITEMS: tf.TensorSpec([None, None], tf.int32)}
     spec.update({k: tf.TensorSpec([None, None], types.FEATURE_DTYPES[k])
-                 for k in examples.inputs(slice(0, 0))})
+                 for k in (types.HISTORY, *examples.features)})
 
     def batches():
         for sl in examples.batches(batch_size):

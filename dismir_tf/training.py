@@ -139,7 +139,7 @@ def _check_workers_agree(strategy: tf.distribute.Strategy,
 
 def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
                           log: Log):
-    if config.model.lam <= 0:
+    if config.model.partition_lambda <= 0:
         return None
     from dismir_tf.cooccurrence import build_positive_sampler
     t0 = time.time()

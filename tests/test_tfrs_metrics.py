@@ -55,8 +55,7 @@ def test_protocol_metrics_match_the_numpy_definition():
     targets[:, 0] = np.maximum(targets[:, 0], 1)     # >= 1 target each
     targets[:5, 1] = targets[:5, 0]                  # repeated targets
     want = metrics_from_topk(top, targets)
-    got = retrieval.protocol_metrics(tf.constant(top),
-                                        tf.constant(targets))
+    got = retrieval.protocol_metrics(tf.constant(top), tf.constant(targets))
     for key, value in want.items():
         np.testing.assert_allclose(got[key].numpy(), value, atol=1e-6,
                                    err_msg=key)

@@ -225,11 +225,11 @@ def _parse_time(text: str, path: str, lineno: int) -> Time:
                                   path=path, line=lineno) from None
         if not exact.is_finite():
             raise DataFormatError(f"timestamp {text!r} is not finite",
-                                  path=path, line=lineno)
+                                  path=path, line=lineno) from None
         if exact.adjusted() >= _MAX_TIME_DIGITS:
             raise DataFormatError(f"timestamp {text!r} is out of range "
                                   f"(|t| >= 1e{_MAX_TIME_DIGITS})",
-                                  path=path, line=lineno)
+                                  path=path, line=lineno) from None
         if exact != exact.to_integral_value():
             return exact
         value = int(exact)

@@ -264,7 +264,7 @@ class RetrievalModel(tf.keras.Model):
         reg = self.regularization(batch, enc, s_reg)
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         reg = reg / tf.cast(num_replicas, reg.dtype)
-        lam = self.model_config.lam
+        lam = self.model_config.partition_lambda
         if lam > 0 and types.PARTITION_ANCHOR in batch:
             part = tf.nn.compute_average_loss(
                 self.partition_loss(batch, s_part))

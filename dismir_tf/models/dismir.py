@@ -99,8 +99,9 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
                     "preset")
     else:
         base = DEFAULT_CAPSULE
-    changes: dict[str, Any] = {field: value for field, value in base.items()
-               if getattr(config, field) == _UNSET.get(field, "")}
+    changes: dict[str, Any] = {
+        field: value for field, value in base.items()
+        if getattr(config, field) == _UNSET.get(field, "")}
     return dataclasses.replace(config, **changes)
 
 

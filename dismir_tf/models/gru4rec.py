@@ -8,9 +8,8 @@ Trained as every reference baseline: sampled softmax with uniform negatives
 shared by the batch (:mod:`dismir_tf.models.sampled_softmax`).
 
 Deviation: REMI applies dropout 0.2 to the history embeddings; it is left
-out here (ComiRec's TF GRU4Rec has none either) because every random draw
-of a training step must come from the step's stateless seed, and
-``encode()`` has no seed.
+out here, as ComiRec's TF GRU4Rec has none (the reference configuration
+the tables keep).
 """
 
 from __future__ import annotations

@@ -83,9 +83,10 @@ class SASRec(RetrievalModel):
             epsilon=1e-8, name="final_norm")
 
     def encode(self, features, training=False, seed=None):
+        """features[HISTORY] [B, L] -> Encoded (interests [B, 1, d];
+        ``sequence`` [B, L, d] the output at every position); dropout draws
+        from ``seed`` in training."""
         history = features[types.HISTORY]
-        """history [B, L] -> Encoded (interests [B, 1, d]; ``sequence``
-        [B, L, d] the output at every position)."""
         cfg = self.model_config
         seed = seed if training else None
         mask = tf.cast(history > 0, tf.float32)                    # [B, L]
