@@ -19,12 +19,12 @@ a softmax over *all* N items j'.  It is estimated here per anchor i by
 
 This module returns the per-anchor cross-entropy ``-log softmax[0]``, i.e.
 the *negated* log-likelihood of Theorem 4, so that eq. 6 is minimised as
-``L_Rec + lambda * mean(partition loss)``.
+``L_Rec + lambda * mean(partition loss)``.  The Keras layer and TFRS task
+around it, which every model and a TFRS model's plugin use, is
+``dismir_tf.partition_task.PartitionTask``.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import tensorflow as tf
 
@@ -93,35 +93,3 @@ def partition_loss_per_example(anchor: tf.Tensor, positive: tf.Tensor,
         return loss
     # tf.where (not a product) so that a non-finite masked loss stays 0.
     return tf.where(tf.cast(mask, tf.bool), loss, tf.zeros_like(loss))
-
-
-@tf.keras.utils.register_keras_serializable(package="dismir_tf")
-class PartitionLoss(tf.keras.layers.Layer):
-    """Keras wrapper of :func:`partition_loss_per_example`.
-
-    It has no weights and no hyperparameters; it exists so that the loss can
-    sit in a functional model and be serialised with it.
-    """
-
-    def call(self, anchor: tf.Tensor, positive: tf.Tensor,
-             negatives: tf.Tensor,
-             mask: tf.Tensor | None = None) -> tf.Tensor:
-        """Per-example partition losses.
-
-        Args:
-          anchor: [B, K] anchor partition weights.
-          positive: [B, K] positive partition weights.
-          negatives: [No, K] or [B, No, K] negative partition weights.
-          mask: [B] bool or None; False entries give 0.
-
-        Returns:
-          [B] losses.
-        """
-        return partition_loss_per_example(anchor, positive, negatives, mask)
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        # The [B] loss is not a sequence: do not propagate the anchor mask.
-        return None
-
-    def get_config(self) -> dict[str, Any]:
-        return super().get_config()

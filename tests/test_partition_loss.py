@@ -6,7 +6,6 @@ from absl.testing import parameterized
 
 import dismir_tf  # noqa: F401  (legacy Keras; conftest.py sets it first)
 from dismir_tf.partition_loss import (
-    PartitionLoss,
     partition_logits,
     partition_loss_per_example,
 )
@@ -125,48 +124,6 @@ class PartitionLossTest(tf.test.TestCase, parameterized.TestCase):
     def test_bad_negatives_rank(self):
         with self.assertRaisesRegex(ValueError, "rank 1"):
             partition_logits(tf.ones([2, 3]), tf.ones([2, 3]), tf.ones([3]))
-
-
-class PartitionLossLayerTest(tf.test.TestCase):
-
-    def test_layer_matches_function(self):
-        anchor, positive, negs = random_inputs(4, 4, 5, 3, shared=True)
-        mask = tf.constant([True, True, False, True])
-        layer = PartitionLoss()
-        self.assertAllClose(
-            layer(anchor, positive, negs, mask),
-            partition_loss_per_example(anchor, positive, negs, mask))
-        self.assertAllClose(
-            layer(anchor, positive, negs),
-            partition_loss_per_example(anchor, positive, negs))
-
-    def test_config_round_trip(self):
-        layer = PartitionLoss(name="partition")
-        config = layer.get_config()
-        self.assertEqual(config["name"], "partition")
-        restored = PartitionLoss.from_config(config)
-        self.assertEqual(restored.get_config(), config)
-        serialized = tf.keras.utils.serialize_keras_object(layer)
-        self.assertEqual(serialized["registered_name"],
-                         "dismir_tf>PartitionLoss")
-        revived = tf.keras.utils.deserialize_keras_object(serialized)
-        self.assertIsInstance(revived, PartitionLoss)
-        self.assertEqual(revived.get_config(), config)
-        anchor, positive, negs = random_inputs(5, 2, 3, 4, shared=False)
-        self.assertAllClose(revived(anchor, positive, negs),
-                            layer(anchor, positive, negs))
-
-    def test_in_functional_model(self):
-        anchor = tf.keras.Input((4,))
-        positive = tf.keras.Input((4,))
-        negatives = tf.keras.Input((6, 4))
-        model = tf.keras.Model([anchor, positive, negatives],
-                               PartitionLoss()(anchor, positive, negatives))
-        inputs = random_inputs(6, 3, 6, 4, shared=False)
-        self.assertAllClose(model(list(inputs)),
-                            partition_loss_per_example(*inputs))
-        revived = tf.keras.Model.from_config(model.get_config())
-        self.assertAllClose(revived(list(inputs)), model(list(inputs)))
 
 
 if __name__ == "__main__":
