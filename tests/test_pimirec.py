@@ -301,3 +301,19 @@ def test_export_serves_the_order_only_fallback(tmp_path):
         m.query_vectors(hist), m.item_embedding.embeddings, 5, None)
     assert [x.decode() for x in got["item_ids"].numpy()[0]] == [
         timed.item_ids[i] for i in top.numpy()[0]]
+
+
+def test_the_collapse_analysis_encodes_with_the_history_times(model):
+    """analysis.collapse.encode_numpy passes every feature it is given, so
+    the collapse analysis of a PIMIRec run sees the times evaluation uses."""
+    from dismir_tf.analysis import collapse
+    hist = np.array([[3, 7, 1, 9, 2], [5, 6, 11, 0, 0]], np.int32)
+    times = np.array([[0, 0.4, 2.5, 2.6, 30], [0, 1, 7, 0, 0]], np.float32)
+    timed = collapse.encode_numpy(model, {types.HISTORY: hist,
+                                          types.HISTORY_TIME: times})
+    want = model.encode({types.HISTORY: tf.constant(hist),
+                         types.HISTORY_TIME: tf.constant(times)})
+    np.testing.assert_allclose(timed["interests"], want.interests.numpy(),
+                               rtol=1e-6)
+    plain = collapse.encode_numpy(model, hist)       # positions instead
+    assert np.abs(plain["interests"] - timed["interests"]).max() > 1e-4

@@ -216,13 +216,15 @@ def cmd_tsne() -> None:
 
     from dismir_tf import pipeline
     from dismir_tf.analysis import collapse, plots
+    from dismir_tf.models import time_unit
     from dismir_tf.runs import load_run
 
     out = _out(".png")
     loaded = []
     for run_dir, label in _runs_and_labels():
         config, ds, model = load_run(run_dir, log=lambda m: None)
-        ex = pipeline.eval_examples(ds, FLAGS.split, config.model.max_len)
+        ex = pipeline.eval_examples(ds, FLAGS.split, config.model.max_len,
+                                    time_unit(config.model))
         loaded.append((label or config.model.name, config, ds, model, ex))
     _, config0, ds0, _, ex0 = loaded[0]
     lengths = (ex0.history > 0).sum(1)
@@ -241,7 +243,7 @@ def cmd_tsne() -> None:
                               f"{ds0.user_ids[user]} is not a {FLAGS.split} "
                               f"user of the {label} run")
         row = int(np.flatnonzero(ex.users == user)[0])
-        enc = collapse.encode_numpy(model, ex.history[row:row + 1])
+        enc = collapse.encode_numpy(model, ex.inputs(slice(row, row + 1)))
         assign, source = collapse.assign_items(
             enc["routing"], enc["mask"], enc["interests"], enc["items"])
         sources.add(source)

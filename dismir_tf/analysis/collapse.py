@@ -179,11 +179,18 @@ def sample_users(num_split_users: int, num_users: int, seed: int
     return np.sort(rng.choice(num_split_users, n, replace=False))
 
 
-def encode_numpy(model, history: np.ndarray) -> dict:
-    """model.encode on a NumPy history -> dict of NumPy arrays."""
+def encode_numpy(model, inputs) -> dict:
+    """model.encode on NumPy inputs -> dict of NumPy arrays.
+
+    Args:
+      inputs: the model's features as NumPy arrays ({types.HISTORY: [B, L],
+        ...}, e.g. ``EvalExamples.inputs(rows)``, with history times for a
+        model that reads them), or a history [B, L] alone.
+    """
     import tensorflow as tf
 
-    enc = model.encode({types.HISTORY: tf.constant(history, tf.int32)},
+    enc = model.encode({k: tf.constant(v, tf.as_dtype(types.FEATURE_DTYPES[k]))
+                        for k, v in types.as_features(inputs).items()},
                        training=False)
     return {"interests": enc.interests.numpy(),
             "routing": None if enc.routing is None else enc.routing.numpy(),
@@ -204,16 +211,20 @@ def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
     """
     from dismir_tf import pipeline
     from dismir_tf.errors import ConfigError
+    from dismir_tf.models import time_unit
     from dismir_tf.runs import load_run
 
     config, ds, model = load_run(run_dir, log=log or (lambda m: None))
-    examples = pipeline.eval_examples(ds, split, config.model.max_len)
+    # With the history times for a model that reads them (PIMIRec), as the
+    # evaluation gives them.
+    examples = pipeline.eval_examples(ds, split, config.model.max_len,
+                                      time_unit(config.model))
     eligible = np.flatnonzero((examples.history > 0).sum(1) >= min_history)
     if len(eligible) == 0:
         raise ConfigError(f"no {split} user of {run_dir} has "
                           f"{min_history} or more history items")
     pick = eligible[sample_users(len(eligible), num_users, seed)]
-    enc = encode_numpy(model, examples.history[pick])
+    enc = encode_numpy(model, examples.inputs(pick))
     from dismir_tf.diagnostics import collapse_diagnostics
     sampled = examples.select(pick)
     diag = collapse_diagnostics(model, sampled)
