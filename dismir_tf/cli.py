@@ -29,6 +29,7 @@ from dismir_tf.config import (
     RunConfig,
     SyntheticConfig,
     TrainConfig,
+    flag_fields,
 )
 from dismir_tf.errors import (
     EXIT_USER_ERROR,
@@ -92,82 +93,11 @@ def define_data_flags() -> None:
 
 def define_model_flags() -> None:
     flags.DEFINE_string("model", "dismir", "Model name.")
-    flags.DEFINE_integer("embedding_dim", None, "d = K (default 64).")
-    flags.DEFINE_integer("num_interests", None, "F (default: 4; a named "
-                         "data set's own: gowalla 4, retailrocket 8, books "
-                         "6).")
-    flags.DEFINE_integer("max_len", None, "History length (default: 20; a "
-                         "named data set's own: gowalla 40, retailrocket "
-                         "and books 20).")
-    flags.DEFINE_integer("routing_iterations", None, "Capsule routing passes "
-                         "(default: 0, the model's own: 1 for the DisMIR "
-                         "family, 3 for MIND and ComiRec-DR).")
-    flags.DEFINE_float("partition_weight", None, "lambda of eq. 6 (default: "
-                       f"{model_specs.DISMIR_PARTITION_WEIGHT:g} for dismir "
-                       "and dismir-wo-dpi, 0 for the others: each model's "
-                       "spec); > 0 adds the "
-                       "partition task to a multi-interest baseline; refused "
-                       "for dnn, gru4rec, mir, mir-rv, mir-bf. In compare.py "
-                       "grids: DisMIR's lambda (table2, ablation) or every "
-                       "backbone's (plugin).")
-    flags.DEFINE_integer("partition_negatives", None, "N_o (default 100).")
-    flags.DEFINE_integer("hard_negative_candidates", None, "C (default 10, "
-                         "50 for books).")
-    flags.DEFINE_string("retrieval", None, "merge or fused (default: none, "
-                        "the model's own readout).")
-    flags.DEFINE_string("partition_anchors", None, "Partition anchors: items "
-                        "(target and history) or targets (default: items).")
-    # DisMIR's capsule (the DisMIR family only; docs/models.md).
-    flags.DEFINE_string("capsule_preset", None, "DisMIR family: a named "
-                        "capsule configuration (paper-remi: the authors' "
-                        "most likely one on REMI's code; default: none).")
-    flags.DEFINE_string("routing_init", None, "DisMIR family: how routing "
-                        "logits start: prototype, random (one fixed draw) or "
-                        "random_per_call (a new draw every training step; "
-                        "default: prototype).")
-    flags.DEFINE_string("routing_softmax", None, "DisMIR family: the routing "
-                        "softmax's axis: interests (paper 3.2) or positions "
-                        "(REMI's code; default: interests).")
-    flags.DEFINE_bool("routing_padding_in_softmax", None, "DisMIR family, "
-                      "with --routing_softmax=positions: padding stays inside "
-                      "the softmax (REMI's code; default: false).")
-    flags.DEFINE_string("routing_similarity", None, "DisMIR family: "
-                        "prototype logits by dot product or cosine (default: "
-                        "cosine).")
-    flags.DEFINE_float("routing_temperature", None, "DisMIR family: routing "
-                       "logits are divided by it (default: 0.02).")
-    flags.DEFINE_bool("routing_detach", None, "DisMIR family: the routed "
-                      "items of the last pass get no gradient (REMI's code "
-                      "with one pass; default: false).")
-    flags.DEFINE_string("interest_norm", None, "DisMIR family: squash "
-                        "(the squashed capsules v_f) or none (the capsules "
-                        "m_f of paper 3.2; default: squash).")
-    flags.DEFINE_string("capsule_transform", None, "DisMIR family: W of "
-                        "the capsule: identity (paper 5.1.4) or shared (a "
-                        "learned d x d matrix) or shared_from_identity (the "
-                        "same, started at W = I; default: "
-                        "shared_from_identity).")
-    flags.DEFINE_string("capsule_recency", None, "DisMIR family: none (the "
-                        "paper), learned (one learned weight per recency "
-                        "rank scales each routed item) or "
-                        "learned_per_interest (one per rank and interest; "
-                        "default: learned).")
-    flags.DEFINE_string("rec_loss", None, "DisMIR family: pairwise (eq. 5, "
-                        "the hardest of C candidates) or sampled_softmax "
-                        "(REMI's IHN over --sampled_softmax_negatives; "
-                        "default: pairwise).")
-    flags.DEFINE_integer("sampled_softmax_negatives", None, "Negatives of "
-                         "the sampled softmax (default 1280).")
-    flags.DEFINE_float("remi_beta", None, "REMI's hard-negative temperature "
-                       "beta of the sampled softmax (default 1).")
-    flags.DEFINE_string("readout", None, "DisMIR family: fused (eq. 5), max "
-                        "or weighted_max, in training and retrieval (default: "
-                        "max).")
-    flags.DEFINE_float("routing_variance_weight", None, "REMI and MIR-RV: "
-                       "weight of the routing-variance regulariser (default "
-                       "100).")
-    flags.DEFINE_float("backward_flow_weight", None, "MIR-BF: weight of "
-                       "Re4's backward-flow loss (default 0.1).")
+    # One flag per ModelConfig field declared with config.setting, with the
+    # field's help and type; None (absent) keeps the config's value.
+    for field in flag_fields(ModelConfig):
+        define = _DEFINE_BY_TYPE[field.metadata["flag_type"]]
+        define(field.name, None, field.metadata["help"])
     define_param_flags()
 
 
@@ -270,17 +200,7 @@ def dataset_defaults(data: DataConfig) -> dict:
 
 
 # ModelConfig fields set by a flag of the same name (when given).
-MODEL_FLAG_NAMES = ("embedding_dim", "num_interests", "max_len",
-                    "routing_iterations", "partition_weight",
-                    "partition_negatives", "hard_negative_candidates",
-                    "retrieval", "partition_anchors", "capsule_preset",
-                    "routing_init", "routing_softmax",
-                    "routing_padding_in_softmax", "routing_similarity",
-                    "routing_temperature", "routing_detach",
-                    "interest_norm", "readout", "rec_loss",
-                    "sampled_softmax_negatives", "remi_beta",
-                    "capsule_transform", "capsule_recency",
-                    "routing_variance_weight", "backward_flow_weight")
+MODEL_FLAG_NAMES = tuple(f.name for f in flag_fields(ModelConfig))
 
 
 def _model_flag_values() -> dict:

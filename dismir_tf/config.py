@@ -38,6 +38,26 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def setting(default: Any, help: str, flag_type: type | None = None) -> Any:
+    """A config field that the entry points expose as ``--<field name>``.
+
+    Args:
+      default: the field's default (the flag's own default is None: an
+        absent flag leaves the config's value).
+      help: the flag's help text.
+      flag_type: the flag's type when the default does not show it (a None
+        default); otherwise ``type(default)``.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "flag_type": flag_type or type(default)})
+
+
+def flag_fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    """The fields of config dataclass ``cls`` declared with :func:`setting`,
+    in declaration order (each is a flag of the same name)."""
+    return tuple(f for f in dataclasses.fields(cls) if "help" in f.metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
     """The built-in planted multi-interest data set.
@@ -159,6 +179,14 @@ class DataConfig:
         return os.path.basename(self.dataset_file).split(".")[0]
 
 
+_PARTITION_WEIGHT_HELP = (
+    f"lambda of eq. 6 (default: {model_specs.DISMIR_PARTITION_WEIGHT:g} for "
+    "dismir and dismir-wo-dpi, 0 for the others: each model's spec); > 0 "
+    "adds the partition task to a multi-interest baseline; refused for dnn, "
+    "gru4rec, mir, mir-rv, mir-bf. In compare.py grids: DisMIR's lambda "
+    "(table2, ablation) or every backbone's (plugin).")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The model and its losses.
@@ -230,32 +258,77 @@ class ModelConfig:
     """
 
     name: str = "dismir"
-    embedding_dim: int = 64
-    num_interests: int = 4
-    max_len: int = 20
-    routing_iterations: int = 0
-    partition_weight: float | None = None
-    partition_negatives: int = 100
-    hard_negative_candidates: int = 10
-    retrieval: str = ""
-    sampled_softmax_negatives: int = 1280
-    remi_beta: float = 1.0
-    routing_variance_weight: float = 100.0
-    backward_flow_weight: float = 0.1
-    partition_anchors: str = "items"
+    embedding_dim: int = setting(64, "d = K (default 64).")
+    num_interests: int = setting(
+        4, "F (default: 4; a named data set's own: gowalla 4, retailrocket 8, "
+        "books 6).")
+    max_len: int = setting(
+        20, "History length (default: 20; a named data set's own: gowalla 40, "
+        "retailrocket and books 20).")
+    routing_iterations: int = setting(
+        0, "Capsule routing passes (default: 0, the model's own: 1 for the "
+        "DisMIR family, 3 for MIND and ComiRec-DR).")
+    partition_weight: float | None = setting(
+        None, _PARTITION_WEIGHT_HELP, flag_type=float)
+    partition_negatives: int = setting(100, "N_o (default 100).")
+    hard_negative_candidates: int = setting(
+        10, "C (default 10, 50 for books).")
+    retrieval: str = setting(
+        "", "merge or fused (default: none, the model's own readout).")
+    sampled_softmax_negatives: int = setting(
+        1280, "Negatives of the sampled softmax (default 1280).")
+    remi_beta: float = setting(
+        1.0, "REMI's hard-negative temperature beta of the sampled softmax "
+        "(default 1).")
+    routing_variance_weight: float = setting(
+        100.0, "REMI and MIR-RV: weight of the routing-variance regulariser "
+        "(default 100).")
+    backward_flow_weight: float = setting(
+        0.1, "MIR-BF: weight of Re4's backward-flow loss (default 0.1).")
+    partition_anchors: str = setting(
+        "items", "Partition anchors: items (target and history) or targets "
+        "(default: items).")
     # DisMIR's capsule and readout ('' / 0: the model's default).
-    routing_init: str = ""
-    routing_softmax: str = ""
-    routing_padding_in_softmax: bool = False
-    routing_similarity: str = ""
-    routing_temperature: float = 0.0
-    routing_detach: bool = False
-    interest_norm: str = ""
-    readout: str = ""
-    rec_loss: str = ""
-    capsule_transform: str = ""
-    capsule_recency: str = ""
-    capsule_preset: str = ""
+    routing_init: str = setting(
+        "", "DisMIR family: how routing logits start: prototype, random (one "
+        "fixed draw) or random_per_call (a new draw every training step; "
+        "default: prototype).")
+    routing_softmax: str = setting(
+        "", "DisMIR family: the routing softmax's axis: interests (paper 3.2) "
+        "or positions (REMI's code; default: interests).")
+    routing_padding_in_softmax: bool = setting(
+        False, "DisMIR family, with --routing_softmax=positions: padding "
+        "stays inside the softmax (REMI's code; default: false).")
+    routing_similarity: str = setting(
+        "", "DisMIR family: prototype logits by dot product or cosine "
+        "(default: cosine).")
+    routing_temperature: float = setting(
+        0.0, "DisMIR family: routing logits are divided by it (default: "
+        "0.02).")
+    routing_detach: bool = setting(
+        False, "DisMIR family: the routed items of the last pass get no "
+        "gradient (REMI's code with one pass; default: false).")
+    interest_norm: str = setting(
+        "", "DisMIR family: squash (the squashed capsules v_f) or none (the "
+        "capsules m_f of paper 3.2; default: squash).")
+    readout: str = setting(
+        "", "DisMIR family: fused (eq. 5), max or weighted_max, in training "
+        "and retrieval (default: max).")
+    rec_loss: str = setting(
+        "", "DisMIR family: pairwise (eq. 5, the hardest of C candidates) or "
+        "sampled_softmax (REMI's IHN over --sampled_softmax_negatives; "
+        "default: pairwise).")
+    capsule_transform: str = setting(
+        "", "DisMIR family: W of the capsule: identity (paper 5.1.4) or "
+        "shared (a learned d x d matrix) or shared_from_identity (the same, "
+        "started at W = I; default: shared_from_identity).")
+    capsule_recency: str = setting(
+        "", "DisMIR family: none (the paper), learned (one learned weight per "
+        "recency rank scales each routed item) or learned_per_interest (one "
+        "per rank and interest; default: learned).")
+    capsule_preset: str = setting(
+        "", "DisMIR family: a named capsule configuration (paper-remi: the "
+        "authors' most likely one on REMI's code; default: none).")
     params: dict[str, Any] = dataclasses.field(default_factory=dict,
                                                hash=False)
 

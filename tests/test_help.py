@@ -114,3 +114,24 @@ def test_every_flags_printed_default_is_the_resolved_one():
                 f["absl"], bool) else str(f["absl"]), f["resolved"]):
             wrong[name] = f
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items())
+
+
+def test_every_model_setting_is_a_flag_generated_from_its_field():
+    """ModelConfig's settings carry their flag's help and type
+    (config.setting); cli defines --<field> from them, so a new setting is
+    a new field and nothing in cli.py."""
+    import dataclasses
+
+    from dismir_tf import cli
+    from dismir_tf.config import ModelConfig
+
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    assert set(cli.MODEL_FLAG_NAMES) == set(fields) - {"name", "params"}
+    proc = subprocess.run([sys.executable, "train.py", "--helpfull"],
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    flat = " ".join(proc.stdout.split())
+    for name in cli.MODEL_FLAG_NAMES:
+        help_text = " ".join(fields[name].metadata["help"].split())
+        assert (f"--{name}:" in flat or f"--[no]{name}:" in flat), name
+        assert help_text[:40] in flat, name
