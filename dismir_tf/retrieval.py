@@ -238,8 +238,8 @@ def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
 
     Args:
       top: [B, >= max(ks)] int items (ids >= 1), best first.
-      targets: [B, T] int targets, 0-padded (T >= 1); repeats count in
-        Recall.
+      targets: [B, T] int targets, 0-padded (T may be 0); repeats count
+        in Recall.
       ks: cut-offs.
       dtype: of the results (the evaluator asks for float64, the Keras
         metric for float32).
@@ -279,7 +279,7 @@ def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
         out[f"recall@{k}"] = tf.reduce_sum(tf.cast(hit, dtype),
                                            axis=1) / n_targets
         out[f"hr@{k}"] = tf.cast(tf.reduce_any(hit, axis=1), dtype)
-        rel = _is_in_rows(tk, marked)                             # [B, k]
+        rel = _is_in_rows(tk, marked) & (tk > 0)                  # [B, k]
         dcg = tf.reduce_sum(tf.cast(rel, dtype) * discount[:k], axis=1)
         idcg = tf.gather(cum_discount, tf.minimum(distinct, k))
         out[f"ndcg@{k}"] = tf.math.divide_no_nan(dcg, idcg)
