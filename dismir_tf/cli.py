@@ -375,7 +375,7 @@ _NOISE_PREFIX = re.compile(rb"(W(A(R(N(I(N(G(:.*)?)?)?)?)?)?)?|[IWE][\d :.]*"
 
 
 # Whether quiet_startup has replaced file descriptor 2 in this process.
-_QUIET_STARTUP = {"done": False}
+_quiet_started = False
 
 
 def quiet_startup() -> None:
@@ -392,9 +392,10 @@ def quiet_startup() -> None:
 
     import dismir_tf
 
-    if dismir_tf.USER_TF_LOGGING or _QUIET_STARTUP["done"]:
+    global _quiet_started
+    if dismir_tf.USER_TF_LOGGING or _quiet_started:
         return
-    _QUIET_STARTUP["done"] = True
+    _quiet_started = True
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     real = os.dup(2)

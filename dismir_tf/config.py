@@ -514,11 +514,6 @@ class TrainConfig:
         _check(self.logical_cpus >= 1, "logical_cpus must be >= 1")
 
 
-# The DisMIR family's capsule before the capsule options existed (version
-# 1: prototype logits, softmax over interests, fused readout); a config.json
-# without a 'readout' field is read with it.
-def _legacy_capsule_model(name: str) -> bool:
-    return name in model_specs.names() and model_specs.get(name).capsule
 def _legacy_params(model: dict[str, Any]) -> None:
     """Moves settings that a model's spec now keeps in ``params`` out of
     the flat fields of an older config.json (e.g. ``sasrec_blocks``):
@@ -534,6 +529,13 @@ def _legacy_params(model: dict[str, Any]) -> None:
                     params.setdefault(field.name, value)
     if params:
         model["params"] = params
+
+
+# The DisMIR family's capsule before the capsule options existed (version
+# 1: prototype logits, softmax over interests, fused readout); a config.json
+# without a 'readout' field is read with it.
+def _legacy_capsule_model(name: str) -> bool:
+    return name in model_specs.names() and model_specs.get(name).capsule
 
 
 LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",

@@ -329,7 +329,7 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
     Returns:
       :class:`CollapseDiagnostics`.
     """
-    import tensorflow as tf
+    from dismir_tf.pipeline import feature_tensors
 
     mode = retrieval or model.retrieval
     rows = sample_rows(examples.num_users, max_users, seed)
@@ -339,8 +339,7 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
     num_interests = 1
     for lo in range(0, len(rows), batch_size):
         sl = rows[lo:lo + batch_size]
-        enc = model.encode({k: tf.constant(v)
-                            for k, v in examples.inputs(sl).items()},
+        enc = model.encode(feature_tensors(examples.inputs(sl)),
                            training=False)
         queries = model.retrieval_queries(enc, mode)
         num_interests = int(enc.interests.shape[1])

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from dismir_tf import types
-from dismir_tf.pipeline import EvalExamples
+from dismir_tf.pipeline import EvalExamples, feature_tensors
 from dismir_tf.retrieval import (
     contributors_of,
     protocol_metrics,
@@ -100,8 +100,7 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     per_user: dict[str, list[np.ndarray]] = {}
     tops, contrib = [], []
     for sl in examples.batches(batch_size):
-        queries = query_fn({k: tf.constant(v)
-                            for k, v in examples.inputs(sl).items()})
+        queries = query_fn(feature_tensors(examples.inputs(sl)))
         if backend == "exact":
             exclude = (tf.constant(examples.known_items(sl))
                        if exclude_history else None)

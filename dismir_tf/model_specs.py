@@ -253,6 +253,8 @@ def _check_sasrec(config: Any) -> str | None:
         return (f"sasrec_heads {config.params['heads']} must divide "
                 f"embedding_dim {config.embedding_dim}")
     return None
+
+
 _LAMBDA = SearchRange(0.01, 10.0, log=True)
 _F = SearchRange(2, 8)
 _CAPSULE_SPACE = {"learning_rate": _LR, "num_interests": _F,

@@ -288,6 +288,13 @@ class Targets:
                                1))
 
 
+def feature_tensors(features) -> dict[str, tf.Tensor]:
+    """NumPy model features ({types.HISTORY: [B, L], ...}, or a history
+    alone) as tensors of their ``types.FEATURE_DTYPES``."""
+    return {k: tf.constant(v, types.FEATURE_DTYPES[k])
+            for k, v in types.as_features(features).items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalExamples:
     """Evaluation examples of one split (docs/protocol.md, "Evaluation

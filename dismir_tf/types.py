@@ -27,8 +27,9 @@ TARGETS = "targets"                    # [B, T] int32
 # --exclude_history.
 KNOWN_ITEMS = "known_items"            # [B, K] int32, right-padded with 0
 
-# The dtype of each model input feature (``RetrievalModel.input_features``),
-# for the signatures of the evaluator's and the export's traced functions.
+# The dtype of each model input feature (``RetrievalModel.input_features``):
+# what the evaluator's traced query function, the TFRS evaluation batches
+# and a model's build take.
 FEATURE_DTYPES = {HISTORY: "int32", HISTORY_TIME: "float32"}
 
 # Retrieval readouts.

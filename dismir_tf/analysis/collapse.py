@@ -39,8 +39,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dismir_tf import types
-
 ROUTING = "routing"
 INTEREST_SCORE = "interest_score"
 SOURCES = {ROUTING: "largest routing weight b_if",
@@ -187,11 +185,9 @@ def encode_numpy(model, inputs) -> dict:
         ...}, e.g. ``EvalExamples.inputs(rows)``, with history times for a
         model that reads them), or a history [B, L] alone.
     """
-    import tensorflow as tf
+    from dismir_tf.pipeline import feature_tensors
 
-    enc = model.encode({k: tf.constant(v, tf.as_dtype(types.FEATURE_DTYPES[k]))
-                        for k, v in types.as_features(inputs).items()},
-                       training=False)
+    enc = model.encode(feature_tensors(inputs), training=False)
     return {"interests": enc.interests.numpy(),
             "routing": None if enc.routing is None else enc.routing.numpy(),
             "items": enc.items.numpy(), "mask": enc.mask.numpy()}

@@ -17,7 +17,6 @@ error: on one machine runs are bit-reproducible, across machines they may
 differ in the last digits).
 """
 
-import json
 import os
 import sys
 
@@ -41,6 +40,7 @@ def _recorded(run_dir: str):
         run's configuration.
     """
     from dismir_tf.errors import ConfigError
+    from dismir_tf.io_utils import read_json
     from dismir_tf.runs import RunDirectory
 
     directory = RunDirectory(run_dir)
@@ -48,8 +48,7 @@ def _recorded(run_dir: str):
         raise ConfigError("no config.json: not a run directory written by "
                           "train.py", path=run_dir)
     try:
-        with open(directory.metrics_path, encoding="utf-8") as f:
-            metrics = json.load(f)
+        metrics = read_json(directory.metrics_path)
     except (OSError, ValueError):
         metrics = None
     return directory.read_config(), metrics

@@ -526,8 +526,9 @@ def read_recbole_inter(path: str, fields: RecboleFields | None = None
                    else _RECBOLE_USER_FIELDS, path)
     icol = _column(names, (fields.item,) if fields.item
                    else _RECBOLE_ITEM_FIELDS, path)
-    tcol = (_column(names, (fields.time,), path) if fields.time
-            else _find_column(names, _RECBOLE_TIME_FIELDS))
+    time_names = (fields.time,) if fields.time else _RECBOLE_TIME_FIELDS
+    tcol = (_column(names, time_names, path) if fields.time is not None
+            else _find_column(names, time_names))
     width = len(names)
     out = _Collector(path, with_time=tcol is not None)
     if tcol is None:
