@@ -109,21 +109,26 @@ _PARAM_FLAGS: set[str] = set()
 
 
 def define_param_flags() -> None:
-    """One flag per field of each registered model's own ``params``
-    (``model_specs.ModelSpec.params``): ``--<model>_<field>``, typed by the
-    field's default, with its help and default from the field."""
-    for spec in model_specs.specs():
-        for flag, field in spec.param_flags().items():
-            if flag in _PARAM_FLAGS:
-                continue
-            if flag in FLAGS:
-                raise ValueError(f"{spec.name}: params field {field.name!r} "
-                                 f"would be --{flag}, which is already a "
-                                 "flag; rename the field")
-            _PARAM_FLAGS.add(flag)
-            define = _DEFINE_BY_TYPE[type(field.default)]
-            define(flag, None, f"{spec.name}: {field.metadata['help']} "
-                   f"(default {field.default!r}).")
+    """One flag per field of the registered models' own ``params``
+    (``model_specs.ModelSpec.params``): ``--<model>_<field>``, or the
+    field's shared flag (the DisMIR family's ``--routing_init``, ...),
+    typed by the field's default, with its help and default."""
+    for flag, (field, owners) in model_specs.param_flag_owners().items():
+        if flag in _PARAM_FLAGS:
+            continue
+        if flag in FLAGS:
+            raise ValueError(f"{owners[0]}: params field {field.name!r} "
+                             f"would be --{flag}, which is already a "
+                             "flag; rename the field")
+        _PARAM_FLAGS.add(flag)
+        define = _DEFINE_BY_TYPE[type(field.default)]
+        # A shared flag's help names the models it acts on; a help that
+        # states the resolved default ('' is "the model's") keeps it.
+        who = f"{owners[0]}: " if len(owners) == 1 else ""
+        help_ = field.metadata["help"]
+        if "default" not in help_:
+            help_ += f" (default {field.default!r})."
+        define(flag, None, who + help_)
 
 
 def define_train_flags() -> None:
@@ -225,18 +230,21 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
     model = model or FLAGS.model
     values = dataset_defaults(data)
     values.update(_model_flag_values())
-    params, foreign = {}, []
-    for spec in model_specs.specs():
-        for flag, field in spec.param_flags().items():
-            if flag not in FLAGS or FLAGS[flag].value is None:
-                continue
-            if spec.name == model:
-                params[field.name] = FLAGS[flag].value
-            else:
-                foreign.append(f"--{flag}")
+    own = model_specs.get(model).param_flags()
+    params, foreign = {}, {}
+    for flag, (_, owners) in model_specs.param_flag_owners().items():
+        if flag not in FLAGS or FLAGS[flag].value is None:
+            continue
+        if flag in own:
+            params[own[flag].name] = FLAGS[flag].value
+        else:
+            foreign[f"--{flag}"] = owners
     if foreign and not grid:
-        raise ConfigError(f"{', '.join(foreign)}: each acts only on its own "
-                          f"model, not on {model!r}; remove it")
+        raise ConfigError("; ".join(
+            f"{flag} acts only on {', '.join(owners)}"
+            for flag, owners in foreign.items())
+            + f", not on {model!r}; remove "
+            + ("it" if len(foreign) == 1 else "them"))
     if params:
         values["params"] = params
     if grid and model_specs.get(model).partition != "default":

@@ -17,16 +17,6 @@ from dismir_tf import model_specs
 from dismir_tf.errors import ConfigError
 
 RETRIEVAL_MODES = ("merge", "fused")
-# DisMIR's capsule design space (dismir_tf/models/dismir.py, docs/models.md).
-ROUTING_INITS = ("prototype", "random", "random_per_call")
-ROUTING_SOFTMAX = ("interests", "positions")
-ROUTING_SIMILARITIES = ("dot", "cosine")
-READOUTS = ("fused", "max", "weighted_max")
-INTEREST_NORMS = ("squash", "none")
-REC_LOSSES = ("pairwise", "sampled_softmax")
-CAPSULE_TRANSFORMS = ("identity", "shared", "shared_from_identity")
-CAPSULE_RECENCY = ("none", "learned", "learned_per_interest")
-CAPSULE_PRESETS = ("paper-remi",)
 PARTITION_ANCHORS = ("items", "targets")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # dismir_tf.optimizers.EMBEDDING_UPDATES (that module imports TensorFlow).
@@ -210,51 +200,14 @@ class ModelConfig:
       retrieval: 'merge' or 'fused'; '' means the model's own readout.
       sampled_softmax_negatives: negatives of the sampled-softmax loss used
         by the ComiRec/MIND/REMI reference objectives.
-      remi_beta: REMI's hard-negative temperature.
-      routing_variance_weight: weight of the routing-variation regulariser
-        (REMI, MIR-RV).
-      backward_flow_weight: weight of Re4's backward-flow loss (MIR-BF).
       partition_anchors: the partition task's anchors i: 'items' (each
         example's target and history items) or 'targets' (its target only).
-      routing_init, routing_softmax, routing_padding_in_softmax,
-      routing_similarity, routing_temperature, routing_detach: DisMIR's
-        capsule (the DisMIR family only: dismir, mir, dismir-wo-dpi,
-        mir-rv, mir-bf); '' / 0 means the model's default, filled in by
-        ``dismir_tf.models.resolve_config`` (see
-        :class:`dismir_tf.layers.CapsuleInterestExtractor` for each).
-      interest_norm: the DisMIR family's interests: 'squash' (the
-        squashed capsules v_f, as ComiRec/MIND) or 'none' (the capsules
-        m_f of section 3.2 before the squash); '' is the model's default.
-      readout: how the DisMIR family scores an item from its interests,
-        in training and in retrieval: 'fused' (eq. 5, sum_f a_f m_f . e_i,
-        one query), 'max' (max_f m_f . e_i: merge retrieval) or
-        'weighted_max' (max_f a_f m_f . e_i: merge retrieval of the
-        attention-scaled interests); '' is the model's default.
-      rec_loss: the DisMIR family's recommendation objective: 'pairwise'
-        (eq. 5: -log sigmoid(s_ui - s_uj), j the highest-scoring of
-        ``hard_negative_candidates`` uniform candidates) or
-        'sampled_softmax' (the ComiRec/REMI objective: a softmax of the
-        target against ``sampled_softmax_negatives`` uniform negatives
-        shared by the batch, each weighted by softmax_j(remi_beta * s_uj),
-        REMI's interest-aware hard negatives); both score with the
-        readout; '' is the model's default.
-      capsule_transform: the DisMIR family's W in m_f = sum_i b_if W e_i:
-        'identity' (paper 5.1.4), 'shared' (one learned d x d matrix, as
-        MIND, started at N(0, 1/d)) or 'shared_from_identity' (the same
-        matrix started at W = I); '' is the model's default.
-      capsule_recency: the DisMIR family's weighting of the routed items by
-        recency: 'none' (m_f = sum_i b_if W e_i, the paper) or 'learned'
-        (m_f = sum_i b_if w_{r(i)} W e_i with one learned positive weight
-        per recency rank r(i) = 0 for the newest item, started at 1) or
-        'learned_per_interest' (one weight per rank and interest,
-        w_{r(i), f}); '' is the model's default.
       params: the model's own hyperparameters, declared by its spec
-        (``ModelSpec.params``, a dataclass; flags ``--<model>_<field>``):
+        (``ModelSpec.params``, a dataclass of ``dismir_tf.model_params``:
+        e.g. SASRec's blocks, REMI's beta, the DisMIR family's capsule);
         given values are checked against it and the defaults filled in, so
         config.json records every one; {} for a model that declares none.
-      capsule_preset: '' or a named capsule configuration
-        (``CAPSULE_PRESETS``; 'paper-remi': the authors' most likely
-        configuration on REMI's code, docs/models.md).
+        :attr:`own` gives them as the dataclass.
     """
 
     name: str = "dismir"
@@ -277,58 +230,9 @@ class ModelConfig:
         "", "merge or fused (default: none, the model's own readout).")
     sampled_softmax_negatives: int = setting(
         1280, "Negatives of the sampled softmax (default 1280).")
-    remi_beta: float = setting(
-        1.0, "REMI's hard-negative temperature beta of the sampled softmax "
-        "(default 1).")
-    routing_variance_weight: float = setting(
-        100.0, "REMI and MIR-RV: weight of the routing-variance regulariser "
-        "(default 100).")
-    backward_flow_weight: float = setting(
-        0.1, "MIR-BF: weight of Re4's backward-flow loss (default 0.1).")
     partition_anchors: str = setting(
         "items", "Partition anchors: items (target and history) or targets "
         "(default: items).")
-    # DisMIR's capsule and readout ('' / 0: the model's default).
-    routing_init: str = setting(
-        "", "DisMIR family: how routing logits start: prototype, random (one "
-        "fixed draw) or random_per_call (a new draw every training step; "
-        "default: prototype).")
-    routing_softmax: str = setting(
-        "", "DisMIR family: the routing softmax's axis: interests (paper 3.2) "
-        "or positions (REMI's code; default: interests).")
-    routing_padding_in_softmax: bool = setting(
-        False, "DisMIR family, with --routing_softmax=positions: padding "
-        "stays inside the softmax (REMI's code; default: false).")
-    routing_similarity: str = setting(
-        "", "DisMIR family: prototype logits by dot product or cosine "
-        "(default: cosine).")
-    routing_temperature: float = setting(
-        0.0, "DisMIR family: routing logits are divided by it (default: "
-        "0.02).")
-    routing_detach: bool = setting(
-        False, "DisMIR family: the routed items of the last pass get no "
-        "gradient (REMI's code with one pass; default: false).")
-    interest_norm: str = setting(
-        "", "DisMIR family: squash (the squashed capsules v_f) or none (the "
-        "capsules m_f of paper 3.2; default: squash).")
-    readout: str = setting(
-        "", "DisMIR family: fused (eq. 5), max or weighted_max, in training "
-        "and retrieval (default: max).")
-    rec_loss: str = setting(
-        "", "DisMIR family: pairwise (eq. 5, the hardest of C candidates) or "
-        "sampled_softmax (REMI's IHN over --sampled_softmax_negatives; "
-        "default: pairwise).")
-    capsule_transform: str = setting(
-        "", "DisMIR family: W of the capsule: identity (paper 5.1.4) or "
-        "shared (a learned d x d matrix) or shared_from_identity (the same, "
-        "started at W = I; default: shared_from_identity).")
-    capsule_recency: str = setting(
-        "", "DisMIR family: none (the paper), learned (one learned weight per "
-        "recency rank scales each routed item) or learned_per_interest (one "
-        "per rank and interest; default: learned).")
-    capsule_preset: str = setting(
-        "", "DisMIR family: a named capsule configuration (paper-remi: the "
-        "authors' most likely one on REMI's code; default: none).")
     params: dict[str, Any] = dataclasses.field(default_factory=dict,
                                                hash=False)
 
@@ -362,33 +266,6 @@ class ModelConfig:
                f"retrieval must be one of {RETRIEVAL_MODES}")
         _check(self.sampled_softmax_negatives >= 1,
                "sampled_softmax_negatives must be >= 1")
-        _check(self.remi_beta >= 0.0, "remi_beta must be >= 0")
-        _check(self.routing_variance_weight >= 0.0,
-               "routing_variance_weight must be >= 0")
-        _check(self.backward_flow_weight >= 0.0,
-               "backward_flow_weight must be >= 0")
-        # DisMIR's capsule.
-        for field, allowed in (("routing_init", ROUTING_INITS),
-                               ("routing_softmax", ROUTING_SOFTMAX),
-                               ("routing_similarity", ROUTING_SIMILARITIES),
-                               ("readout", READOUTS),
-                               ("interest_norm", INTEREST_NORMS),
-                               ("rec_loss", REC_LOSSES),
-                               ("capsule_transform", CAPSULE_TRANSFORMS),
-                               ("capsule_recency", CAPSULE_RECENCY),
-                               ("capsule_preset", CAPSULE_PRESETS)):
-            value = getattr(self, field)
-            _check(value in ("",) + allowed,
-                   f"{field} must be one of {', '.join(allowed)}, got "
-                   f"{value!r}")
-        _check(math.isfinite(self.routing_temperature)
-               and self.routing_temperature >= 0.0,
-               "routing_temperature must be finite and > 0 (0: the model's "
-               "default)")
-        _check(not self.routing_padding_in_softmax
-               or self.routing_softmax in ("", "positions"),
-               "routing_padding_in_softmax needs routing_softmax=positions")
-
 
     def _check_params(self, spec: model_specs.ModelSpec) -> None:
         given = dict(self.params or {})
@@ -431,11 +308,20 @@ class ModelConfig:
         return spec.params(**self.params)
 
     def with_model(self, name: str, **changes: Any) -> ModelConfig:
-        """These settings for model ``name``: a lambda set away from this
-        model's default is kept where ``name`` takes the partition task, a
-        default lambda becomes ``name``'s default, and it is 0 where
-        ``name`` never takes the task (MIR, DNN, ...); ``changes`` are
-        applied on top."""
+        """These settings for model ``name``.
+
+        A lambda set away from this model's default is kept where ``name``
+        takes the partition task, a default lambda becomes ``name``'s
+        default, and it is 0 where ``name`` never takes the task (MIR,
+        DNN, ...).  Of this model's own params, those that ``name``
+        declares under the same flag (the DisMIR family's capsule,
+        ``remi_beta``) are kept, the others dropped.  ``changes`` are
+        applied on top: a ModelConfig field, or a flag of ``name``'s
+        params (e.g. ``routing_temperature=0.1``).
+
+        Raises:
+          ConfigError: a change is neither.
+        """
         if model_specs.get(name).partition == "never":
             lam = 0.0
         elif self.partition_weight == model_specs.get(
@@ -443,10 +329,47 @@ class ModelConfig:
             lam = None          # this model's default: the new one's
         else:
             lam = self.partition_weight
+        mine = model_specs.get(self.name).param_flags()
+        theirs = model_specs.get(name).param_flags()
+        params = {theirs[flag].name: self.params[field.name]
+                  for flag, field in mine.items() if flag in theirs}
+        flat, given = _split_settings(name, changes)
         return dataclasses.replace(
             self, **{"name": name, "partition_weight": lam,
-                     "params": {} if name != self.name else self.params,
-                     **changes})
+                     "params": {**params, **given}, **flat})
+
+    @classmethod
+    def from_settings(cls, name: str = "dismir",
+                      **settings: Any) -> ModelConfig:
+        """A config from settings named as their flags: ModelConfig fields
+        and the flags of ``name``'s params, e.g.
+        ``ModelConfig.from_settings("dismir", num_interests=4,
+        routing_temperature=0.1)`` or ``from_settings("sasrec",
+        sasrec_blocks=3)``.
+
+        Raises:
+          ConfigError: a setting that is neither, or an invalid value.
+        """
+        flat, params = _split_settings(name, settings)
+        return cls(name=name, params=params, **flat)
+
+
+def _split_settings(name: str, settings: dict[str, Any]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(ModelConfig fields, ``name``'s params by field name) of settings
+    named as flags.
+
+    Raises:
+      ConfigError: a setting that is neither.
+    """
+    own = model_specs.get(name).param_flags()
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"name"}
+    unknown = sorted(k for k in settings if k not in own and k not in fields)
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: neither a model setting nor "
+                          f"a parameter of {name!r}")
+    return ({k: v for k, v in settings.items() if k not in own},
+            {own[k].name: v for k, v in settings.items() if k in own})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -516,19 +439,43 @@ class TrainConfig:
 
 def _legacy_params(model: dict[str, Any]) -> None:
     """Moves settings that a model's spec now keeps in ``params`` out of
-    the flat fields of an older config.json (e.g. ``sasrec_blocks``):
-    into ``params`` for that model, dropped (they were defaults) for the
-    others."""
+    the flat fields of an older config.json (e.g. ``sasrec_blocks``,
+    ``routing_temperature``, ``remi_beta``): into ``params`` for a model
+    that declares the flag, dropped (they were defaults) for the others."""
     name = model.get("name", "dismir")
     params = dict(model.get("params") or {})
-    for spec in model_specs.specs():
-        for flag, field in spec.param_flags().items():
-            if flag in model:
-                value = model.pop(flag)
-                if spec.name == name:
-                    params.setdefault(field.name, value)
+    own = (model_specs.get(name).param_flags()
+           if name in model_specs.names() else {})
+    for flag in model_specs.param_flag_owners():
+        if flag in model:
+            value = model.pop(flag)
+            if flag in own:
+                params.setdefault(own[flag].name, value)
     if params:
         model["params"] = params
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """A ModelConfig from its ``dataclasses.asdict`` (config.json's
+    "model", a SavedModel's layer config), also as older versions wrote
+    it: the DisMIR family's capsule before its options and before the
+    recency option, and flat fields that now live in ``params``.
+
+    Raises:
+      ConfigError: an invalid value; TypeError: an unknown field.
+    """
+    model = dict(d)
+    if _legacy_capsule_model(model.get("name", "dismir")):
+        own = model.get("params") or {}
+        if "readout" not in model and "readout" not in own:
+            # Written before the capsule options existed: the capsule that
+            # the DisMIR family had then.
+            model.update(LEGACY_CAPSULE)
+        if "capsule_recency" not in model and "capsule_recency" not in own:
+            # Written before the recency option: no recency weights.
+            model["capsule_recency"] = "none"
+    _legacy_params(model)
+    return ModelConfig(**model)
 
 
 # The DisMIR family's capsule before the capsule options existed (version
@@ -566,17 +513,8 @@ class RunConfig:
         data = dict(d.get("data", {}))
         if "synthetic" in data:
             data["synthetic"] = SyntheticConfig(**data["synthetic"])
-        model = dict(d.get("model", {}))
-        _legacy_params(model)
-        if _legacy_capsule_model(model.get("name", "dismir")):
-            if "readout" not in model:
-                # Written before the capsule options existed: the capsule
-                # that the DisMIR family had then.
-                model.update(LEGACY_CAPSULE)
-            # Written before the recency option: no recency weights.
-            model.setdefault("capsule_recency", "none")
         return cls(data=DataConfig(**data),
-                   model=ModelConfig(**model),
+                   model=model_config_from_dict(d.get("model", {})),
                    train=TrainConfig(**d.get("train", {})))
 
     @classmethod
@@ -600,7 +538,13 @@ def config_differences(old: dict, new: dict) -> list[str]:
         for k in sorted(set(o) | set(n)):
             was = o.get(k, defaults.get(section, {}).get(k))
             now = n.get(k, defaults.get(section, {}).get(k))
-            if was != now:
+            if k == "params" and isinstance(was, dict) and \
+                    isinstance(now, dict):
+                # A model's own settings, one by one.
+                diff += [f"{section}.params.{p} ({was.get(p)!r} -> "
+                         f"{now.get(p)!r})" for p in sorted(set(was) | set(now))
+                         if was.get(p) != now.get(p)]
+            elif was != now:
                 diff.append(f"{section}.{k} ({was!r} -> {now!r})")
     return diff
 

@@ -11,9 +11,12 @@ This module is the one place where a model's own settings are decided:
   the multi-interest baselines of Table 2, for which the task is the plugin
   of Table 5) or ``'never'`` (the model has no interests to partition, or
   is an ablation defined by lambda = 0; a partition weight is refused);
+* ``params``: the model's own hyperparameters, a dataclass of
+  ``dismir_tf.model_params`` (defaults, help, search ranges, flags);
 * ``search_space``: the ranges a tuner searches (the fair-tables issue);
-* ``capsule``: whether the model is built on DisMIR's capsule and takes its
-  ``routing_*`` / ``readout`` options (``dismir_tf.models.dismir``).
+* ``capsule``: whether the model is built on DisMIR's capsule (its params
+  are :class:`~dismir_tf.model_params.CapsuleParams`, resolved by
+  ``dismir_tf.models.dismir.resolve_capsule``).
 
 It imports neither TensorFlow nor the model classes (``factory`` is a
 ``module:attribute`` path imported by :func:`load_factory`), so the entry
@@ -26,47 +29,22 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dismir_tf.model_params import (
+    CapsuleParams,
+    MIRBFParams,
+    MIRRVParams,
+    PIMIRecParams,
+    Re4Params,
+    REMIParams,
+    SASRecParams,
+    SearchRange,
+    UMIParams,
+)
+
 PARTITION_POLICIES = ("default", "plugin", "never")
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchRange:
-    """One hyperparameter's search range.
-
-    Attributes:
-      low, high: bounds of a numeric range (inclusive).
-      log: sample the numeric range on a log scale.
-      choices: the values of a categorical parameter (then low/high unused).
-    """
-
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.choices:
-            return
-        if self.low is None or self.high is None or self.low > self.high:
-            raise ValueError("a SearchRange needs low <= high or choices")
-        if self.log and self.low <= 0:
-            raise ValueError("a log-scale SearchRange needs low > 0")
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """(low, high) of a numeric range as floats."""
-        if self.low is None or self.high is None:
-            raise ValueError("a categorical SearchRange has no bounds")
-        return float(self.low), float(self.high)
-
-    def contains(self, value: Any) -> bool:
-        if self.choices:
-            return value in self.choices
-        return self.low <= value <= self.high
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,21 +59,23 @@ class ModelSpec:
       partition: how the model takes the partition task
         (``PARTITION_POLICIES``, module docstring).
       defaults: ModelConfig fields this model sets when no flag does.
-      search_space: per ModelConfig field (and 'learning_rate'), the range
-        a tuner searches.
-      capsule: built on DisMIR's capsule (takes the capsule options).
+      search_space: per ModelConfig field or params flag (and
+        'learning_rate'), the range a tuner searches.
+      capsule: built on DisMIR's capsule (its params are
+        :class:`~dismir_tf.model_params.CapsuleParams` or an extension).
       factory_kwargs: keyword arguments the factory is called with (e.g.
         ``use_attention=False`` for w/o DPI).
-      params: the model's own hyperparameters, a frozen dataclass whose
-        fields are declared with :func:`param` (default, help, search
-        range), or None; ``check`` (optional) is called with the whole
-        ModelConfig and returns a message when the params do not fit the
-        rest of it (e.g. heads that do not divide d).  Each field becomes
-        the flag
-        ``--<model>_<field>`` (``-`` in the model name read as ``_``), a
-        key of ``ModelConfig.params`` (and of config.json), and, with a
-        search range, a tuned parameter under the flag's name.  A new
-        model declares its settings here and touches nothing else.
+      params: the model's own hyperparameters, a frozen dataclass of
+        ``dismir_tf.model_params`` whose fields are declared with
+        :func:`~dismir_tf.model_params.param` (default, help, search
+        range, shared flag), or None; ``check`` (optional) is called with
+        the whole ModelConfig and returns a message when the params do not
+        fit the rest of it (e.g. heads that do not divide d).  Each field
+        becomes a flag (``--<model>_<field>``, ``-`` in the model name read
+        as ``_``, or the field's shared flag), a key of
+        ``ModelConfig.params`` (and of config.json), and, with a search
+        range, a tuned parameter under the flag's name.  A new model
+        declares its settings here and touches nothing else.
     """
 
     name: str
@@ -129,6 +109,10 @@ class ModelSpec:
                 if search is not None:
                     space.setdefault(flag, search)
             object.__setattr__(self, "search_space", space)
+        if self.capsule and not (isinstance(self.params, type) and
+                                 issubclass(self.params, CapsuleParams)):
+            raise ValueError(f"{self.name}: a capsule model's params are "
+                             "CapsuleParams or extend them")
         if self.partition not in PARTITION_POLICIES:
             raise ValueError(f"partition must be one of {PARTITION_POLICIES}")
         lam = self.defaults.get("partition_weight", 0.0)
@@ -142,10 +126,12 @@ class ModelSpec:
         return self.name.replace("-", "_")
 
     def param_flags(self) -> dict[str, dataclasses.Field]:
-        """{flag name: field} of the model's own hyperparameters."""
+        """{flag name: field} of the model's own hyperparameters: the
+        field's shared flag (``param(..., flag=...)``) or
+        ``<model>_<field>``."""
         if self.params is None:
             return {}
-        return {f"{self.flag_prefix}_{f.name}": f
+        return {f.metadata.get("flag") or f"{self.flag_prefix}_{f.name}": f
                 for f in dataclasses.fields(self.params)}
 
     @property
@@ -160,94 +146,6 @@ class ModelSpec:
 # "The partition weight").
 DISMIR_PARTITION_WEIGHT = 1.0
 
-def param(default: Any, help: str,
-          search: SearchRange | None = None) -> Any:
-    """A field of a model's ``params`` dataclass: its default, its flag's
-    help line and, optionally, the range a tuner searches."""
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "search": search})
-
-
-_LR = SearchRange(1e-4, 1e-2, log=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class SASRecParams:
-    """SASRec's own settings (Kang and McAuley, ICDM '18;
-    dismir_tf/models/sasrec.py): the reference's 2 blocks and 1 head;
-    dropout 0.5 as on its sparse Amazon and Steam sets (0.2 on
-    MovieLens-1M)."""
-
-    blocks: int = param(2, "self-attention blocks", SearchRange(1, 3))
-    heads: int = param(1, "attention heads (must divide embedding_dim)",
-                       SearchRange(choices=(1, 2)))
-    dropout: float = param(0.5, "dropout rate", SearchRange(0.0, 0.5))
-
-    def __post_init__(self) -> None:
-        if self.blocks < 1:
-            raise ValueError("sasrec_blocks must be >= 1")
-        if self.heads < 1:
-            raise ValueError("sasrec_heads must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("sasrec_dropout must be in [0, 1)")
-
-
-def _finite_at_least_zero(**values: float) -> None:
-    for name, value in values.items():
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError(f"{name} must be finite and >= 0")
-
-
-@dataclasses.dataclass(frozen=True)
-class Re4Params:
-    """Re4's own settings (Zhang et al., WWW '22; dismir_tf/models/re4.py):
-    the weights of its three backward flows, the re-contrast temperature
-    and the attention threshold that picks each interest's representative
-    items (0: 1/|history| per user, the reference's --thre -1).  Defaults:
-    the reference code's t_cont and the RecPanGu port's lambdas (the
-    official script takes the lambdas as required flags)."""
-
-    contrast_weight: float = param(0.1, "weight of the re-contrast flow")
-    attend_weight: float = param(0.01, "weight of the re-attend flow")
-    construct_weight: float = param(0.1, "weight of the re-construct flow")
-    temperature: float = param(0.02, "re-contrast temperature",
-                               SearchRange(0.01, 1.0, log=True))
-    threshold: float = param(0.0, "attention threshold of an interest's "
-                             "representative items (0: 1/|history|)")
-
-    def __post_init__(self) -> None:
-        _finite_at_least_zero(re4_contrast_weight=self.contrast_weight,
-                              re4_attend_weight=self.attend_weight,
-                              re4_construct_weight=self.construct_weight)
-        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
-            raise ValueError("re4_temperature must be > 0")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError("re4_threshold must be in [0, 1) "
-                             "(0: 1/|history|)")
-
-
-@dataclasses.dataclass(frozen=True)
-class PIMIRecParams:
-    """PIMIRec's own settings (Chen et al., IJCAI '21;
-    dismir_tf/models/pimirec.py): K, the clip of the interval matrix (the
-    reference's --time_span default); the seconds per time unit of the
-    intervals (timestamped data only; order-only data counts one unit per
-    interaction); and the rounds of the star-graph interactivity module."""
-
-    time_span: int = param(64, "K, the clip of the interval matrix")
-    time_unit: float = param(86400.0, "seconds per time unit of the "
-                             "intervals")
-    graph_layers: int = param(3, "rounds of the star-graph module")
-
-    def __post_init__(self) -> None:
-        if self.time_span < 1:
-            raise ValueError("pimirec_time_span must be >= 1")
-        if not (math.isfinite(self.time_unit) and self.time_unit > 0.0):
-            raise ValueError("pimirec_time_unit must be finite and > 0")
-        if self.graph_layers < 1:
-            raise ValueError("pimirec_graph_layers must be >= 1")
-
-
 def _check_sasrec(config: Any) -> str | None:
     if config.embedding_dim % config.params["heads"]:
         return (f"sasrec_heads {config.params['heads']} must divide "
@@ -255,6 +153,7 @@ def _check_sasrec(config: Any) -> str | None:
     return None
 
 
+_LR = SearchRange(1e-4, 1e-2, log=True)
 _LAMBDA = SearchRange(0.01, 10.0, log=True)
 _F = SearchRange(2, 8)
 _CAPSULE_SPACE = {"learning_rate": _LR, "num_interests": _F,
@@ -293,7 +192,7 @@ _SPECS: dict[str, ModelSpec] = {s.name: s for s in (
           search_space={"learning_rate": _LR, "num_interests": _F}),
     _spec("remi", "dismir_tf.models.remi:REMI",
           "REMI: ComiRec-SA with routing regularisation and "
-          "interest-aware hard negatives",
+          "interest-aware hard negatives", params=REMIParams,
           search_space={"learning_rate": _LR, "num_interests": _F,
                         "remi_beta": SearchRange(0.0, 10.0),
                         "routing_variance_weight": SearchRange(
@@ -302,29 +201,30 @@ _SPECS: dict[str, ModelSpec] = {s.name: s for s in (
           "Re4: ComiRec-SA with backward flows", params=Re4Params,
           search_space={"learning_rate": _LR, "num_interests": _F}),
     _spec("umi", "dismir_tf.models.umi:UMI",
-          "UMI: user-guided routing",
+          "UMI: user-guided routing", params=UMIParams,
           search_space={"learning_rate": _LR, "num_interests": _F}),
     _spec("dismir", "dismir_tf.models.dismir:DisMIR",
           "DisMIR: capsule interests, interest attention, item partition",
-          partition="default", capsule=True,
+          partition="default", capsule=True, params=CapsuleParams,
           defaults={"partition_weight": DISMIR_PARTITION_WEIGHT},
           search_space={**_CAPSULE_SPACE, "partition_weight": _LAMBDA}),
     _spec("mir", "dismir_tf.models.dismir:DisMIR",
           "MIR: DisMIR without the partition task (lambda = 0)",
-          partition="never", capsule=True, search_space=_CAPSULE_SPACE),
+          partition="never", capsule=True, params=CapsuleParams,
+          search_space=_CAPSULE_SPACE),
     _spec("mir-rv", "dismir_tf.models.mir_variants:MIRRV",
           "MIR-RV: MIR with REMI's routing-variance regulariser",
-          partition="never", capsule=True,
+          partition="never", capsule=True, params=MIRRVParams,
           search_space={**_CAPSULE_SPACE, "routing_variance_weight":
                         SearchRange(1.0, 1000.0, log=True)}),
     _spec("mir-bf", "dismir_tf.models.mir_variants:MIRBF",
           "MIR-BF: MIR with Re4's backward-flow loss",
-          partition="never", capsule=True,
+          partition="never", capsule=True, params=MIRBFParams,
           search_space={**_CAPSULE_SPACE, "backward_flow_weight":
                         SearchRange(0.01, 1.0, log=True)}),
     _spec("dismir-wo-dpi", "dismir_tf.models.dismir:DisMIR",
           "DisMIR w/o DPI: equal weights in place of the interest attention",
-          partition="default", capsule=True,
+          partition="default", capsule=True, params=CapsuleParams,
           defaults={"partition_weight": DISMIR_PARTITION_WEIGHT},
           search_space={**_CAPSULE_SPACE, "partition_weight": _LAMBDA},
           factory_kwargs={"use_attention": False}),
@@ -356,6 +256,32 @@ def specs() -> tuple[ModelSpec, ...]:
 def register(spec: ModelSpec) -> None:
     """Adds (or replaces) a model: its spec is all the project needs."""
     _SPECS[spec.name] = spec
+
+
+def param_flag_owners() -> dict[str, tuple[dataclasses.Field, tuple[str, ...]]]:
+    """{flag: (its field, the models that declare it)} over every
+    registered model's ``params``; a flag several models declare (the
+    DisMIR family's capsule options, ``--remi_beta``) acts on each of them.
+
+    Raises:
+      ValueError: two models declare one flag with different defaults or
+        help (they would not be one setting).
+    """
+    owners: dict[str, tuple[dataclasses.Field, tuple[str, ...]]] = {}
+    for spec in specs():
+        for flag, field in spec.param_flags().items():
+            if flag not in owners:
+                owners[flag] = (field, (spec.name,))
+                continue
+            first, names_ = owners[flag]
+            if (first.default, first.metadata["help"]) != (
+                    field.default, field.metadata["help"]):
+                raise ValueError(
+                    f"--{flag} is declared by {names_[0]} and {spec.name} "
+                    "with different defaults or help; give one of them "
+                    "another name")
+            owners[flag] = (first, names_ + (spec.name,))
+    return owners
 
 
 def load_factory(spec: ModelSpec) -> Callable[..., Any]:

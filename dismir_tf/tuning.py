@@ -39,7 +39,7 @@ from dismir_tf import model_specs
 from dismir_tf.config import RunConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.io_utils import atomic_write_json
-from dismir_tf.model_specs import SearchRange
+from dismir_tf.model_params import SearchRange
 
 # The trials' figure: the selection metric of every run (valid users).
 OBJECTIVE = "recall@50"

@@ -53,15 +53,16 @@ def tiny_run_config(output_dir: str, model: str = "dismir",
                     partition_weight=lam, partition_negatives=20)
     train_kw = dict(output_dir=output_dir, batch_size=32, max_steps=40,
                     eval_every=20, patience=5, seed=1, eval_batch_size=64)
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)} | set(
+        model_specs.get(model).param_flags())     # its params, by flag
     for k, v in overrides.items():
-        if k in model_kw or k in {f.name for f in dataclasses.fields(
-                ModelConfig)}:
+        if k in model_keys:
             model_kw[k] = v
         else:
             train_kw[k] = v
     return RunConfig(data=DataConfig(dataset="synthetic",
                                      synthetic=TINY_SYNTHETIC),
-                     model=ModelConfig(**model_kw),
+                     model=ModelConfig.from_settings(**model_kw),
                      train=TrainConfig(**train_kw))
 
 

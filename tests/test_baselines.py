@@ -35,7 +35,7 @@ from dismir_tf.models.regularizers import (
 from dismir_tf.models.sampled_softmax import sampled_softmax_loss
 from tests.helpers import TINY_SYNTHETIC
 
-CFG = ModelConfig(name="comirec-sa", embedding_dim=8, num_interests=3,
+CFG = ModelConfig.from_settings(name="comirec-sa", embedding_dim=8, num_interests=3,
                   max_len=6, partition_weight=0.0, partition_negatives=10,
                   sampled_softmax_negatives=7)
 BASELINES = ("mind", "comirec-dr", "comirec-sa", "remi")
@@ -117,7 +117,8 @@ def test_hard_negative_weighting_hand_case():
 def test_model_rec_loss_matches_numpy(name):
     """Readout against the target, S shared uniform negatives from the
     step seed, (weighted) sampled softmax."""
-    model = _model(name, remi_beta=0.5)
+    # beta is REMI's own setting (the others take none: refused).
+    model = _model(name, **({"remi_beta": 0.5} if name == "remi" else {}))
     batch = _batch()
     seed = tf.constant([5, 6], tf.int64)
     enc = model.encode({types.HISTORY: batch[types.HISTORY]})
@@ -147,7 +148,8 @@ def test_model_rec_loss_matches_numpy(name):
 
 def test_remi_differs_from_comirec_sa_only_by_beta_and_regulariser():
     remi, sa = _model("remi"), _model("comirec-sa")
-    assert remi.negative_beta == CFG.remi_beta and sa.negative_beta == 0.0
+    assert remi.negative_beta == CFG.with_model("remi").own.beta
+    assert sa.negative_beta == 0.0
     for a, b in zip(remi.trainable_variables, sa.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     zero = _model("remi", remi_beta=0.0, routing_variance_weight=0.0)
@@ -351,19 +353,19 @@ def test_which_models_take_the_partition_task_by_default():
     # Single-interest models and the ablations never take it: a weight is
     # refused, not silently zeroed ...
     for name in ("dnn", "gru4rec", "mir", "mir-rv", "mir-bf"):
-        assert ModelConfig(name=name).partition_weight == 0.0
+        assert ModelConfig.from_settings(name=name).partition_weight == 0.0
         with pytest.raises(ConfigError, match="does not act on"):
-            ModelConfig(name=name, partition_weight=1.0)
+            ModelConfig.from_settings(name=name, partition_weight=1.0)
     # ... the multi-interest baselines are off by default and take it when
     # asked (the plugin) ...
     for name in BASELINES:
-        assert ModelConfig(name=name).partition_weight == 0.0
+        assert ModelConfig.from_settings(name=name).partition_weight == 0.0
     for name in BASELINES:
-        assert resolve_config(ModelConfig(
+        assert resolve_config(ModelConfig.from_settings(
             name=name, partition_weight=1.0)).partition_weight == 1.0
     # ... and DisMIR takes its spec's lambda unless told otherwise.
     for name in ("dismir", "dismir-wo-dpi"):
-        assert ModelConfig(name=name).partition_weight == (
+        assert ModelConfig.from_settings(name=name).partition_weight == (
             model_specs.DISMIR_PARTITION_WEIGHT)
 
 

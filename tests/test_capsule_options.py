@@ -1,7 +1,6 @@
 """DisMIR's capsule design space (the collapse issue), each option against a
 NumPy transcription, and the config / preset resolution around it."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -227,7 +226,7 @@ def test_recency_weights_start_at_one_and_learn(recency):
 @pytest.mark.parametrize("recency", ["", "none", "learned",
                                      "learned_per_interest"])
 def test_models_build_the_capsule_with_the_configured_recency(recency):
-    cfg = resolve_config(ModelConfig(name="dismir", embedding_dim=D,
+    cfg = resolve_config(ModelConfig.from_settings(name="dismir", embedding_dim=D,
                                      num_interests=F, max_len=L,
                                      capsule_recency=recency))
     model = create_model(30, cfg, seed=0)
@@ -259,48 +258,60 @@ def test_round_trip_keeps_the_new_options():
 
 # ------------------------------------------------------------ config, presets
 def test_default_capsule_is_filled_in_and_preset_applies():
-    cfg = resolve_config(ModelConfig(name="dismir"))
+    cfg = resolve_config(ModelConfig.from_settings(name="dismir"))
     for k, v in DEFAULT_CAPSULE.items():
-        assert getattr(cfg, k) == v
-    remi = resolve_config(ModelConfig(name="mir",
-                                      capsule_preset="paper-remi"))
+        assert cfg.params[k] == v
+    remi = resolve_config(ModelConfig.from_settings(
+        name="mir", capsule_preset="paper-remi"))
     for k, v in CAPSULE_PRESETS["paper-remi"].items():
-        assert getattr(remi, k) == v
+        assert (remi.retrieval if k == "retrieval" else remi.params[k]) == v
+    assert remi.params["capsule_preset"] == "paper-remi"
     assert remi.partition_weight == 0.0
+    # Resolving is idempotent (a recorded config resolves to itself).
+    assert resolve_config(remi) == remi
 
 
 def test_preset_conflict_and_options_on_other_models_are_errors():
     with pytest.raises(ConfigError, match="routing_softmax"):
-        resolve_config(ModelConfig(name="dismir", capsule_preset="paper-remi",
-                                   routing_softmax="interests"))
-    with pytest.raises(ConfigError, match="only apply to the DisMIR"):
-        resolve_config(ModelConfig(name="remi", readout="max"))
+        resolve_config(ModelConfig.from_settings(
+            name="dismir", capsule_preset="paper-remi",
+            routing_softmax="interests"))
+    with pytest.raises(ConfigError, match="readout: neither a model "
+                       "setting nor a parameter of 'remi'"):
+        ModelConfig.from_settings(name="remi", readout="max")
+    with pytest.raises(ConfigError, match="'remi' has no parameter readout"):
+        ModelConfig(name="remi", params={"readout": "max"})
     with pytest.raises(ConfigError, match="readout"):
-        ModelConfig(readout="mean")
+        ModelConfig.from_settings(readout="mean")
 
 
 def test_old_run_configs_read_as_the_capsule_they_were_trained_with():
+    # config.json as written before the capsule options existed: flat
+    # model fields, no capsule, no params.
     old = RunConfig().to_dict()
-    for k in ("routing_init", "routing_softmax", "routing_similarity",
-              "routing_temperature", "readout", "interest_norm",
-              "routing_padding_in_softmax", "routing_detach",
-              "capsule_preset"):
-        old["model"].pop(k)
+    old["model"] = {k: v for k, v in old["model"].items() if k != "params"}
     cfg = RunConfig.from_dict(old).model
-    assert (cfg.routing_init, cfg.routing_softmax, cfg.readout,
-            cfg.interest_norm) == ("prototype", "interests", "fused",
-                                   "squash")
-    assert cfg.capsule_recency == "none"
-    # A run written after the capsule options but before the recency
-    # option keeps the capsule it was trained with.
-    resolved = RunConfig(model=resolve_config(ModelConfig())).to_dict()
-    resolved["model"].pop("capsule_recency")
-    assert RunConfig.from_dict(resolved).model.capsule_recency == "none"
+    assert (cfg.params["routing_init"], cfg.params["routing_softmax"],
+            cfg.params["readout"], cfg.params["interest_norm"],
+            cfg.params["routing_temperature"]) == (
+                "prototype", "interests", "fused", "squash", 1.0)
+    assert cfg.params["capsule_recency"] == "none"
+    # Written after the capsule options (flat fields) but before the
+    # recency option: the capsule it was trained with, no recency weights.
+    flat = dict(old["model"], **{
+        k: v for k, v in resolve_config(ModelConfig()).params.items()
+        if k != "capsule_recency"}, params={})
+    back = RunConfig.from_dict(dict(old, model=flat)).model
+    assert back.params["capsule_recency"] == "none"
+    assert back.params["routing_temperature"] == 0.02
+    # Written with params (this version): read as written.
+    now = RunConfig(model=resolve_config(ModelConfig())).to_dict()
+    assert RunConfig.from_dict(now).to_dict() == now
 
 
 # ------------------------------------------------------------------ readouts
 def _model(readout, **kw):
-    cfg = resolve_config(ModelConfig(name="dismir", embedding_dim=D,
+    cfg = resolve_config(ModelConfig.from_settings(name="dismir", embedding_dim=D,
                                      num_interests=F, max_len=L,
                                      readout=readout, **kw))
     model = create_model(30, cfg, seed=0)
@@ -344,7 +355,7 @@ def test_readout_scores_match_numpy(readout):
 
 
 def test_paper_remi_preset_trains_with_fresh_draws_and_evaluates_fixed():
-    cfg = resolve_config(ModelConfig(name="dismir", embedding_dim=D,
+    cfg = resolve_config(ModelConfig.from_settings(name="dismir", embedding_dim=D,
                                      num_interests=F, max_len=L,
                                      capsule_preset="paper-remi",
                                      partition_weight=0.0))
@@ -384,7 +395,7 @@ def test_legacy_default_is_unchanged_by_the_refactor():
     want = RetrievalModel.rec_loss_per_example(
         model, {types.TARGET: target}, enc, seed)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5)
-    assert dataclasses.asdict(model.model_config)["readout"] == "fused"
+    assert model.model_config.params["readout"] == "fused"
 
 
 @pytest.mark.parametrize("readout", ["fused", "max", "weighted_max"])

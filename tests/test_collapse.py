@@ -120,7 +120,7 @@ def test_single_interest_model_has_no_similarity():
     from dismir_tf.config import ModelConfig
     from dismir_tf.models import create_model
 
-    model = create_model(30, ModelConfig(name="dnn", embedding_dim=8,
+    model = create_model(30, ModelConfig.from_settings(name="dnn", embedding_dim=8,
                                          max_len=5), seed=0)
     model.build_for(5)
     enc = collapse.encode_numpy(model, np.array([[1, 2, 3, 0, 0]]))

@@ -28,7 +28,7 @@ def _run(tmp_path, shared_data, name, **capsule):
             shared_data, "beauty", "Beauty.txt.gz"),
             dataset_format="seq_lines",
             data_dir=str(tmp_path / "data")),
-        model=ModelConfig(name="dismir", partition_weight=0.1, max_len=20,
+        model=ModelConfig.from_settings(name="dismir", partition_weight=0.1, max_len=20,
                           **capsule),
         train=TrainConfig(output_dir=str(tmp_path / name), max_steps=600,
                           eval_every=300, batch_size=128, seed=0))

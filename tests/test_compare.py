@@ -1,6 +1,5 @@
 """Comparison tables (Tables 2, 3, 5) on fake metrics, and the resume."""
 
-import dataclasses
 import os
 
 import numpy as np
@@ -163,8 +162,7 @@ def test_run_grid_resumes_and_uses_per_model_base_configs(tmp_path):
 
     def model_base(name):
         # As the CLI: only DisMIR takes the partition task by default.
-        return dataclasses.replace(base.model, name=name,
-                                   partition_weight=0.0)
+        return base.model.with_model(name, partition_weight=0.0)
 
     out = str(tmp_path / "grid")
     first = compare.run_grid(base, variants, [0, 1], out, train,

@@ -41,7 +41,9 @@ def test_every_spec_is_consistent():
         assert set(spec.search_space) <= fields | {"learning_rate"} | set(
             own), spec.name
         # A spec's own defaults lie inside its search space.
-        config = ModelConfig(name=spec.name)
+        # (resolved: the DisMIR family's '' capsule options are its defaults)
+        from dismir_tf.models import resolve_config
+        config = resolve_config(ModelConfig(name=spec.name))
         for field, rng in spec.search_space.items():
             if field in fields and field in spec.defaults:
                 assert rng.contains(getattr(config, field)), (spec.name,

@@ -28,7 +28,7 @@ SYN = SyntheticConfig(num_users=1500, num_items=400, num_groups=8,
 def _train(tmp_path, lam):
     cfg = RunConfig(
         data=DataConfig(dataset="synthetic", synthetic=SYN),
-        model=ModelConfig(name="dismir", partition_weight=lam,
+        model=ModelConfig.from_settings(name="dismir", partition_weight=lam,
                           embedding_dim=16, num_interests=3, max_len=10,
                           partition_negatives=20),
         train=TrainConfig(output_dir=str(tmp_path / f"lam{lam}"),

@@ -122,7 +122,7 @@ def test_padding_in_softmax_needs_the_position_axis_and_round_trips():
     assert again.padding_in_softmax and again.softmax_over == "positions"
 
 
-CFG = ModelConfig(name="comirec-dr", embedding_dim=16, num_interests=4,
+CFG = ModelConfig.from_settings(name="comirec-dr", embedding_dim=16, num_interests=4,
                   max_len=20, partition_weight=0.0,
                   sampled_softmax_negatives=7)
 

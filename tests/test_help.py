@@ -55,9 +55,11 @@ for part in (model, cfg.train, cfg.data, cfg.data.synthetic):
     for f in dataclasses.fields(part):
         resolved.setdefault(f.name, getattr(part, f.name))
 from dismir_tf import model_specs
-for spec in model_specs.specs():
-    for flag, field in spec.param_flags().items():
-        resolved[flag] = field.default     # what --model NAME resolves to
+own = model_specs.get(model.name).param_flags()
+for flag, (field, _) in model_specs.param_flag_owners().items():
+    # The default model's resolved value, else what --model NAME gives.
+    resolved[flag] = (model.params[own[flag].name] if flag in own
+                      else field.default)
 for k, v in (("synthetic_users", "num_users"), ("synthetic_items",
              "num_items"), ("synthetic_groups", "num_groups")):
     resolved[k] = resolved[v]

@@ -1,7 +1,6 @@
 """Models: shapes, the eq. 5 loss against NumPy, the partition plugin, and
 training under MirroredStrategy on two logical CPU devices."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from dismir_tf.data.synthetic import generate
 from dismir_tf.models import create_model, model_names
 from tests.helpers import TINY_SYNTHETIC, losses_before_after
 
-CFG = ModelConfig(name="dismir", embedding_dim=16, num_interests=3,
+CFG = ModelConfig.from_settings(name="dismir", embedding_dim=16, num_interests=3,
                   max_len=10, partition_weight=0.5, partition_negatives=20)
 
 
@@ -56,7 +55,7 @@ def test_pairwise_hard_negative_loss_matches_numpy(tiny):
     tests/test_capsule_options.py)."""
     ds, sampler = tiny
     model = create_model(ds.num_items,
-                         dataclasses.replace(CFG, readout="fused"), seed=3)
+                         CFG.with_model(CFG.name, readout="fused"), seed=3)
     model.build_for(CFG.max_len)
     batch = _batch(sampler, 7)
     seed = tf.constant([11, 12], tf.int64)
@@ -116,8 +115,8 @@ def test_without_dpi_is_dismir_exactly_under_the_max_readout(tiny, readout):
     queries = {}
     for name in ("dismir", "dismir-wo-dpi"):
         tf.keras.utils.set_random_seed(0)
-        model = create_model(ds.num_items, dataclasses.replace(
-            CFG, name=name, readout=readout), seed=0)
+        model = create_model(ds.num_items, CFG.with_model(
+            name, readout=readout), seed=0)
         model.build_for(CFG.max_len)
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
         model.fit(sampler.dataset_from(0, 6), epochs=1, verbose=0)

@@ -34,7 +34,7 @@ from dismir_tf.models.re4 import (
 from tests.helpers import losses_before_after, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFG = ModelConfig(name="re4", embedding_dim=8, num_interests=3, max_len=6,
+CFG = ModelConfig.from_settings(name="re4", embedding_dim=8, num_interests=3, max_len=6,
                   partition_weight=0.0, sampled_softmax_negatives=7)
 SMALL = ["--dataset", "synthetic", "--synthetic_users", "300",
          "--synthetic_items", "120", "--synthetic_groups", "6",
@@ -193,7 +193,7 @@ def test_registered_as_a_multi_interest_baseline():
     assert "re4" in model_names()
     assert not takes_partition_by_default("re4")
     # The partition task is a plugin: off by default, on when asked.
-    assert resolve_config(ModelConfig(name="re4",
+    assert resolve_config(ModelConfig.from_settings(name="re4",
                                       partition_weight=0.5)).partition_weight \
         == 0.5
     for bad in (dict(re4_contrast_weight=-1.0), dict(re4_temperature=0.0),
@@ -366,7 +366,7 @@ def test_train_py_runs_re4_and_its_run_exports(cli_runs, tmp_path):
     assert 0.0 <= metrics["test"]["recall@50"] <= 1.0
     config, ds, model = training.load_run(run_dir, log=lambda m: None)
     assert config.model.name == "re4"
-    assert config.model.params["temperature"] == ModelConfig(
+    assert config.model.params["temperature"] == ModelConfig.from_settings(
         name="re4").params["temperature"]
     path = export.export_model(model, ds, config, str(tmp_path / "serving"))
     served = tf.saved_model.load(path).signatures["serving_default"]

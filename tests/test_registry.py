@@ -45,7 +45,7 @@ def test_a_badly_declared_param_is_refused_at_registration():
 
     @dataclasses.dataclass(frozen=True)
     class Bad:
-        width: int = 4                  # not model_specs.param(...)
+        width: int = 4                  # not model_params.param(...)
 
     with pytest.raises(ValueError, match="'width' must be declared"):
         model_specs.ModelSpec(name="bad", factory="x:y", summary="",
@@ -120,4 +120,4 @@ def test_train_py_gets_its_flag(tmp_path):
     wrong = _train_cli(["--model", "dnn", "--toy_mean_scale", "2.5",
                         "--output_dir", str(tmp_path / "x")])
     assert wrong.returncode == 2
-    assert "--toy_mean_scale: each acts only on its own model" in wrong.stderr
+    assert "--toy_mean_scale acts only on toy-mean, not on 'dnn'" in wrong.stderr

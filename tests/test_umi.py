@@ -23,13 +23,13 @@ from dismir_tf.models.umi import PROFILE_FIELD_DIM, PROFILE_FIELDS
 from tests.helpers import TINY_SYNTHETIC, losses_before_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CFG = ModelConfig(name="umi", embedding_dim=8, num_interests=3, max_len=6,
+CFG = ModelConfig.from_settings(name="umi", embedding_dim=8, num_interests=3, max_len=6,
                   partition_weight=0.0, sampled_softmax_negatives=7,
                   remi_beta=0.5)
 
 
 def _model(**kw):
-    model = create_model(40, dataclasses.replace(CFG, **kw), seed=1)
+    model = create_model(40, CFG.with_model("umi", **kw), seed=1)
     model.build_for(CFG.max_len)
     return model
 
@@ -107,9 +107,9 @@ def test_registered_as_a_multi_interest_baseline():
     assert isinstance(model, UMI) and model.multi_interest
     assert model.retrieval == types.MERGE
     # The partition task is a plugin: off unless asked for.
-    assert resolve_config(ModelConfig(name="umi", partition_weight=1.0)
+    assert resolve_config(ModelConfig.from_settings(name="umi", partition_weight=1.0)
                           ).partition_weight == 1.0
-    assert model.negative_beta == CFG.remi_beta
+    assert model.negative_beta == CFG.own.beta
     assert model.dual_routing.iterations == 3
     assert _model(routing_iterations=2).dual_routing.iterations == 2
 

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from dismir_tf import types
 from dismir_tf.layers.ops import masked_mean
-from dismir_tf.model_specs import ModelSpec, SearchRange, param
+from dismir_tf.model_params import SearchRange, param
+from dismir_tf.model_specs import ModelSpec
 from dismir_tf.models.base import Encoded, RetrievalModel
 
 

@@ -9,7 +9,7 @@ from dismir_tf import model_specs, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
-from dismir_tf.models.dismir import DisMIR, check_no_capsule_options, resolve_capsule
+from dismir_tf.models.dismir import DisMIR, resolve_capsule
 from dismir_tf.models.dnn import DNN
 from dismir_tf.models.gru4rec import GRU4Rec
 from dismir_tf.models.mind import MIND
@@ -25,8 +25,9 @@ MODEL_NAMES = config_module.MODEL_NAMES
 
 
 def capsule_models() -> frozenset[str]:
-    """The models built on DisMIR's capsule: they take the routing_* /
-    readout / capsule_preset options."""
+    """The models built on DisMIR's capsule: their params are
+    :class:`~dismir_tf.model_params.CapsuleParams` (the routing_* /
+    readout / capsule_preset options)."""
     return frozenset(s.name for s in model_specs.specs() if s.capsule)
 
 
@@ -65,11 +66,10 @@ def takes_partition_by_default(name: str) -> bool:
 
 
 def resolve_config(config: ModelConfig) -> ModelConfig:
-    """Applies the overrides that define a variant (e.g. MIR: lambda = 0)."""
-    spec = model_specs.get(config.name)
-    if spec.capsule:
+    """Fills in what a model's own defaults decide (the DisMIR family's
+    capsule: :func:`dismir_tf.models.dismir.resolve_capsule`)."""
+    if model_specs.get(config.name).capsule:
         return resolve_capsule(config)
-    check_no_capsule_options(config)
     return config
 
 
@@ -91,15 +91,16 @@ def describe_settings(config: ModelConfig) -> str:
     parts = [how, f"F {config.num_interests}", f"max_len {config.max_len}",
              f"d {config.embedding_dim}"]
     if spec.capsule:
+        own = config.own
         parts += [f"C {config.hard_negative_candidates}" if
-                  config.rec_loss == "pairwise" else
+                  own.rec_loss == "pairwise" else
                   f"sampled softmax over {config.sampled_softmax_negatives}",
-                  f"capsule {config.routing_similarity} routing "
-                  f"(T {config.routing_temperature:g}, "
-                  f"{config.routing_init} init, softmax over "
-                  f"{config.routing_softmax}), W {config.capsule_transform},"
-                  f" recency {config.capsule_recency}",
-                  f"readout {config.readout}"]
+                  f"capsule {own.routing_similarity} routing "
+                  f"(T {own.routing_temperature:g}, "
+                  f"{own.routing_init} init, softmax over "
+                  f"{own.routing_softmax}), W {own.capsule_transform},"
+                  f" recency {own.capsule_recency}",
+                  f"readout {own.readout}"]
     return "model settings: " + ", ".join(parts)
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 from dismir_tf import types
-from dismir_tf.config import ModelConfig
+from dismir_tf.config import ModelConfig, model_config_from_dict
 from dismir_tf.initializers import weight_seed
 from dismir_tf.partition_task import PartitionTask
 from dismir_tf.types import as_features
@@ -319,5 +319,5 @@ class RetrievalModel(tf.keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(num_items=config["num_items"],
-                   config=ModelConfig(**config["config"]),
+                   config=model_config_from_dict(config["config"]),
                    seed=config["seed"])

@@ -3,11 +3,12 @@
 * Interests: :class:`CapsuleInterestExtractor` with the identity
   transformation and one routing pass (paper 5.1.4).  How the routing
   logits start, the routing softmax's axis, a temperature and whether the
-  routed items pass gradient are options (``ModelConfig.routing_*``);
+  routed items pass gradient are options (``ModelConfig.params``, a
+  :class:`~dismir_tf.model_params.CapsuleParams`);
   ``DEFAULT_CAPSULE`` is the project's default and ``CAPSULE_PRESETS`` the
   named configurations (docs/models.md says why each).
 * Attention: a_uf = softmax_f(m_uf . mean(history)) (section 4.3).
-* Readout (``ModelConfig.readout``), the same in training and retrieval:
+* Readout (``CapsuleParams.readout``), the same in training and retrieval:
   'fused', eq. 5: score(u, i) = sum_f a_uf m_uf . e_i (one query);
   'max': max_f m_uf . e_i (merge retrieval, as REMI's evaluator);
   'weighted_max': max_f a_uf m_uf . e_i (merge of the attention-scaled
@@ -28,21 +29,19 @@ import tensorflow as tf
 
 from dismir_tf import config as config_lib
 from dismir_tf import types
-from dismir_tf.config import ModelConfig
+from dismir_tf.config import ModelConfig, model_config_from_dict
 from dismir_tf.errors import ConfigError
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers import CapsuleInterestExtractor, InterestAttention
+from dismir_tf.model_params import CapsuleParams
 from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 
-# The capsule fields of ModelConfig and their "model default" markers (the
-# dataclass defaults).
-CAPSULE_FIELDS = ("routing_init", "routing_softmax",
-                  "routing_padding_in_softmax", "routing_similarity",
-                  "routing_temperature", "routing_detach", "interest_norm",
-                  "readout", "rec_loss", "capsule_transform",
-                  "capsule_recency")
-_UNSET: dict[str, Any] = {f: ModelConfig.__dataclass_fields__[f].default
-                          for f in CAPSULE_FIELDS}
+# The capsule options (CapsuleParams' fields but its beta) and their "model
+# default" markers (the dataclass defaults).
+CAPSULE_FIELDS = tuple(f.name for f in dataclasses.fields(CapsuleParams)
+                       if f.name not in ("capsule_preset", "remi_beta"))
+_UNSET: dict[str, Any] = {f.name: f.default
+                          for f in dataclasses.fields(CapsuleParams)}
 
 # The project's default DisMIR capsule (docs/models.md, "Choosing the
 # capsule").
@@ -81,47 +80,41 @@ CAPSULE_PRESETS: dict[str, dict[str, Any]] = {
 
 
 def resolve_capsule(config: ModelConfig) -> ModelConfig:
-    """Fills the DisMIR family's unset capsule fields from the preset (if
-    ``capsule_preset`` names one) or ``DEFAULT_CAPSULE``.
+    """Fills the DisMIR family's unset capsule options (``config.params``,
+    :class:`~dismir_tf.model_params.CapsuleParams`) from the preset (if
+    ``capsule_preset`` names one) or ``DEFAULT_CAPSULE``; a preset's
+    ``retrieval`` is set on the config itself.
 
     Raises:
-      ConfigError: a field set explicitly contradicts the preset.
+      ConfigError: an option set explicitly contradicts the preset.
     """
-    if config.capsule_preset:
-        base = CAPSULE_PRESETS[config.capsule_preset]
-        for field, value in base.items():
+    params = dict(config.params)
+    preset = params.get("capsule_preset", "")
+    base = CAPSULE_PRESETS[preset] if preset else DEFAULT_CAPSULE
+    top: dict[str, Any] = {}
+    for field, value in base.items():
+        if field not in _UNSET:                  # retrieval
             given = getattr(config, field)
-            unset = _UNSET.get(field, "")
-            if given != unset and given != value:
+            if given != "" and given != value:
                 raise ConfigError(
-                    f"capsule_preset {config.capsule_preset!r} sets {field}="
-                    f"{value!r}; drop --{field} (given {given!r}) or the "
-                    "preset")
-    else:
-        base = DEFAULT_CAPSULE
-    changes: dict[str, Any] = {
-        field: value for field, value in base.items()
-        if getattr(config, field) == _UNSET.get(field, "")}
-    return dataclasses.replace(config, **changes)
+                    f"capsule_preset {preset!r} sets {field}={value!r}; drop "
+                    f"--{field} (given {given!r}) or the preset")
+            top[field] = value
+            continue
+        given = params.get(field, _UNSET[field])
+        if given == _UNSET[field]:
+            params[field] = value
+        elif preset and given != value:
+            raise ConfigError(
+                f"capsule_preset {preset!r} sets {field}={value!r}; drop "
+                f"--{field} (given {given!r}) or the preset")
+    return dataclasses.replace(config, params=params, **top)
 
 
 def clear_capsule_options(config: ModelConfig) -> ModelConfig:
-    """``config`` with the DisMIR family's capsule fields unset (to reuse a
-    resolved DisMIR config for another model)."""
-    return dataclasses.replace(config, capsule_preset="", **_UNSET)
-
-
-def check_no_capsule_options(config: ModelConfig) -> None:
-    """Raises ConfigError when a model outside the DisMIR family is given
-    DisMIR's capsule options (they would be ignored)."""
-    given = [f for f in CAPSULE_FIELDS if getattr(config, f) != _UNSET[f]]
-    if config.capsule_preset:
-        given.append("capsule_preset")
-    if given:
-        raise ConfigError(
-            f"{', '.join('--' + g for g in given)} only apply to the DisMIR "
-            f"family (dismir, mir, dismir-wo-dpi, mir-rv, mir-bf), not to "
-            f"{config.name!r}")
+    """``config`` with the DisMIR family's capsule options unset (to reuse
+    a resolved DisMIR config for another model)."""
+    return dataclasses.replace(config, params={})
 
 
 class DisMIR(RetrievalModel):
@@ -137,29 +130,32 @@ class DisMIR(RetrievalModel):
 
     def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
                  use_attention: bool = True, **kwargs):
-        if not config.readout:
+        if not config.params.get("readout"):
             config = resolve_capsule(config)
         super().__init__(num_items, config, seed, **kwargs)
+        own: CapsuleParams = config.own
         self.use_attention = use_attention
-        self.readout = config.readout
+        self.readout = own.readout
+        self.rec_loss = own.rec_loss
+        self.beta = own.remi_beta
         self.retrieval = config.retrieval or (
             types.FUSED if self.readout == "fused" else types.MERGE)
         self.capsule = CapsuleInterestExtractor(
             config.num_interests, config.max_len,
-            transform=("identity" if config.capsule_transform == "identity"
+            transform=("identity" if own.capsule_transform == "identity"
                        else "shared"),
             kernel_init=("identity"
-                         if config.capsule_transform == "shared_from_identity"
+                         if own.capsule_transform == "shared_from_identity"
                          else "normal"),
-            routing_init=config.routing_init,
-            softmax_over=config.routing_softmax,
-            padding_in_softmax=config.routing_padding_in_softmax,
-            similarity=config.routing_similarity,
-            temperature=config.routing_temperature,
-            detach_routed_items=config.routing_detach,
-            squash_output=config.interest_norm == "squash",
+            routing_init=own.routing_init,
+            softmax_over=own.routing_softmax,
+            padding_in_softmax=own.routing_padding_in_softmax,
+            similarity=own.routing_similarity,
+            temperature=own.routing_temperature,
+            detach_routed_items=own.routing_detach,
+            squash_output=own.interest_norm == "squash",
             iterations=config.routing_iterations or 1,
-            recency=config.capsule_recency,
+            recency=own.capsule_recency,
             seed=weight_seed(seed, "capsule"),
             name="capsule")
         self.attention = InterestAttention(name="interest_attention")
@@ -200,13 +196,13 @@ class DisMIR(RetrievalModel):
         target = batch[types.TARGET]
         pos = tf.reduce_max(tf.einsum("bqd,bd->bq", queries,
                                       self.item_embedding(target)), 1)
-        if self.model_config.rec_loss == "sampled_softmax":
+        if self.rec_loss == "sampled_softmax":
             from dismir_tf.models.sampled_softmax import sampled_softmax_loss
             negatives = self.item_embedding(self.sample_items(
                 [self.model_config.sampled_softmax_negatives], seed))
             neg = tf.reduce_max(tf.einsum("bqd,sd->bqs", queries, negatives),
                                 1)                            # [B, S]
-            return sampled_softmax_loss(pos, neg, self.model_config.remi_beta)
+            return sampled_softmax_loss(pos, neg, self.beta)
         c = self.model_config.hard_negative_candidates
         cand = self.sample_items([tf.shape(target)[0], c], seed)
         scores = tf.reduce_max(tf.einsum("bqd,bcd->bqc", queries,
@@ -228,7 +224,7 @@ class DisMIR(RetrievalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from dismir_tf.config import ModelConfig as _MC
         return cls(num_items=config["num_items"],
-                   config=_MC(**config["config"]), seed=config["seed"],
+                   config=model_config_from_dict(config["config"]),
+                   seed=config["seed"],
                    use_attention=config.get("use_attention", True))

@@ -5,9 +5,10 @@ registry) plus another anti-collapse term on the capsule network:
 
 * MIR-RV: REMI's routing-variation regulariser (eq. 1) on the capsule
   routing weights b_if [F, L] of each user, weight
-  ``routing_variance_weight``, summed over the batch exactly as REMI does
+  ``MIRRVParams.routing_variance_weight``, summed over the batch exactly as REMI does
   it (:class:`dismir_tf.models.remi.REMI`).
-* MIR-BF: Re4's backward flow (eq. 2), weight ``backward_flow_weight``:
+* MIR-BF: Re4's backward flow (eq. 2), weight
+  ``MIRBFParams.backward_flow_weight``:
   each interest's representative item is the history item with the largest
   routing weight b_if; the interest is contrasted against it vs the user's
   other history items (a softmax over the history by inner product),
@@ -27,7 +28,10 @@ class MIRRV(DisMIR):
 
     def regularization(self, batch, enc, seed):
         del batch, seed
-        return weighted_routing_variation(enc.routing, self.model_config)
+        config = self.model_config
+        return weighted_routing_variation(
+            enc.routing, config.own.routing_variance_weight,
+            config.embedding_dim)
 
 
 class MIRBF(DisMIR):
@@ -35,7 +39,7 @@ class MIRBF(DisMIR):
 
     def regularization(self, batch, enc, seed):
         del batch, seed
-        weight = self.model_config.backward_flow_weight
+        weight = self.model_config.own.backward_flow_weight
         if weight == 0:
             return tf.constant(0.0)
         per_user = backward_flow_loss(enc.interests, enc.items, enc.routing,

@@ -78,11 +78,12 @@ def summed_over_batch(per_example: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_example) * tf.cast(replicas, per_example.dtype)
 
 
-def weighted_routing_variation(routing: tf.Tensor, config) -> tf.Tensor:
-    """Eq. 1 as REMI applies it: ``routing_variance_weight`` times the
-    per-user routing variation, summed over the batch (REMI, MIR-RV)."""
-    weight = config.routing_variance_weight
+def weighted_routing_variation(routing: tf.Tensor, weight: float,
+                               embedding_dim: int) -> tf.Tensor:
+    """Eq. 1 as REMI applies it: ``weight`` (``routing_variance_weight``)
+    times the per-user routing variation of ``routing`` [B, F, L] with d =
+    ``embedding_dim``, summed over the batch (REMI, MIR-RV); a scalar."""
     if weight == 0:
         return tf.constant(0.0)
-    per_user = routing_variation(routing, float(config.embedding_dim))
+    per_user = routing_variation(routing, float(embedding_dim))
     return weight * summed_over_batch(per_user)

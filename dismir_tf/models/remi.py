@@ -4,11 +4,12 @@ REMI is a training framework on top of a backbone; its reference results
 (and docs/reference-runs.md) use ComiRec-SA, so this is :class:`ComiRecSA` with
 
 * interest-aware hard negatives (IHN): the sampled softmax weights each
-  shared negative by softmax_j(beta * s_j) (``remi_beta``, the reference's
+  shared negative by softmax_j(beta * s_j) (``REMIParams.beta``, flag
+  ``--remi_beta``, the reference's
   ``--rbeta``); see :func:`sampled_softmax_loss`;
 * routing regularisation (RR): eq. 1 of the DisMIR paper on the
   self-attention matrix A [F, L] of each user, weight
-  ``routing_variance_weight`` (the reference's ``--rlambda``).  As REMI's
+  ``REMIParams.routing_variance_weight`` (the reference's ``--rlambda``).  As REMI's
   code, the per-user terms are summed over the batch, not averaged, so the
   weight is per example.
 """
@@ -24,8 +25,11 @@ class REMI(ComiRecSA):
 
     @property
     def negative_beta(self) -> float:
-        return self.model_config.remi_beta
+        return self.model_config.own.beta
 
     def regularization(self, batch, enc, seed):
         del batch, seed
-        return weighted_routing_variation(enc.routing, self.model_config)
+        config = self.model_config
+        return weighted_routing_variation(
+            enc.routing, config.own.routing_variance_weight,
+            config.embedding_dim)

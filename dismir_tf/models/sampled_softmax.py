@@ -35,7 +35,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dismir_tf import types
-from dismir_tf.config import ModelConfig
+from dismir_tf.config import ModelConfig, model_config_from_dict
 from dismir_tf.initializers import he_normal, weight_seed
 from dismir_tf.layers import LabelAwareAttention
 from dismir_tf.models.base import Encoded, RetrievalModel
@@ -129,7 +129,7 @@ class SampledSoftmaxModel(RetrievalModel):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(num_items=config["num_items"],
-                   config=ModelConfig(**config["config"]),
+                   config=model_config_from_dict(config["config"]),
                    seed=config["seed"],
                    hard_readout=config.get("hard_readout"))
 

@@ -44,9 +44,9 @@ What differs, and why:
   hard-negative strategy [47] instead of UMI's own harder negatives (the
   reference scores every negative with its own closest interest): the
   shared uniform negatives of the sampled softmax are weighted by
-  softmax_j(beta * s_j), beta = ``remi_beta`` (the same temperature as
-  REMI), see :func:`sampled_softmax_loss`.  REMI's routing regulariser is
-  not part of it.
+  softmax_j(beta * s_j), beta = ``UMIParams.beta`` (flag ``--remi_beta``,
+  the same temperature as REMI), see :func:`sampled_softmax_loss`.
+  REMI's routing regulariser is not part of it.
 * The routing logits are drawn once from the model's seed and kept fixed
   (as our MIND), not re-drawn on every call as the reference does, so
   serving returns what evaluation scored.
@@ -118,7 +118,7 @@ class UMI(SampledSoftmaxModel):
 
     @property
     def negative_beta(self) -> float:
-        return self.model_config.remi_beta
+        return self.model_config.own.beta
 
     def profile(self, items: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """[B, P] the profile stand-in from the history alone."""
