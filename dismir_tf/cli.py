@@ -16,7 +16,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import app, flags
@@ -43,52 +43,79 @@ FLAGS = flags.FLAGS
 # Exit status when the loss became NaN or infinite (bad input is 2).
 EXIT_DIVERGED = 3
 
+
 def define_data_flags() -> None:
-    flags.DEFINE_string("dataset", None,
-                        "Named data set: synthetic, gowalla, retailrocket, "
-                        "books (default: synthetic, unless --dataset_file "
-                        "is given).")
-    flags.DEFINE_string("dataset_file", None, "A local interactions file "
-                        "(default: none; --dataset is used).")
-    flags.DEFINE_string("dataset_format", None,
-                        "Format of --dataset_file: recbole_inter, "
-                        "snap_gowalla, user_item_time_tsv, "
-                        "retailrocket_events, amazon_reviews_json, "
-                        "seq_lines, user_item_lines (default: none; required "
-                        "with --dataset_file).")
-    flags.DEFINE_string("data_dir", "data",
-                        "Downloads and processed caches go here.")
-    flags.DEFINE_integer("min_item_count", 5, "Keep items with >= this many "
-                         "interactions.")
-    flags.DEFINE_integer("min_user_count", 5, "Keep users with >= this many "
-                         "kept interactions.")
+    flags.DEFINE_string(
+        "dataset",
+        None,
+        "Named data set: synthetic, gowalla, retailrocket, "
+        "books (default: synthetic, unless --dataset_file "
+        "is given).",
+    )
+    flags.DEFINE_string(
+        "dataset_file",
+        None,
+        "A local interactions file (default: none; --dataset is used).",
+    )
+    flags.DEFINE_string(
+        "dataset_format",
+        None,
+        "Format of --dataset_file: recbole_inter, "
+        "snap_gowalla, user_item_time_tsv, "
+        "retailrocket_events, amazon_reviews_json, "
+        "seq_lines, user_item_lines (default: none; required "
+        "with --dataset_file).",
+    )
+    flags.DEFINE_string("data_dir", "data", "Downloads and processed caches go here.")
+    flags.DEFINE_integer(
+        "min_item_count", 5, "Keep items with >= this many interactions."
+    )
+    flags.DEFINE_integer(
+        "min_user_count", 5, "Keep users with >= this many kept interactions."
+    )
     flags.DEFINE_bool("kcore", False, "Iterate the filters to a k-core.")
     flags.DEFINE_integer("split_seed", 1230, "Seed of the user split.")
-    flags.DEFINE_string("user_id_field", None,
-                        "recbole_inter: header name of the user column "
-                        "(RecBole's USER_ID_FIELD; default: none, which "
-                        "finds user_id, visitor_id or session_id).")
-    flags.DEFINE_string("item_id_field", None,
-                        "recbole_inter: header name of the item column "
-                        "(RecBole's ITEM_ID_FIELD; default: none, which "
-                        "finds item_id, venue_id or product_id).")
-    flags.DEFINE_string("time_field", None,
-                        "recbole_inter: header name of the time column "
-                        "(RecBole's TIME_FIELD; default: none, which finds "
-                        "timestamp; without one, file order is used and "
-                        "said).")
-    flags.DEFINE_enum("time_unit", "auto", list(TIME_UNITS),
-                      "Unit of the file's time column: s, ms, us or ns; "
-                      "auto takes the format's own (retailrocket_events: "
-                      "ms; the others: s) and converts, with a note, a "
-                      "column that plainly holds epoch milli-, micro- or "
-                      "nanoseconds. Times are seconds after reading.")
-    flags.DEFINE_integer("synthetic_users", None, "Synthetic set: users "
-                         "(default: 6000).")
-    flags.DEFINE_integer("synthetic_items", None, "Synthetic set: items "
-                         "(default: 2000).")
-    flags.DEFINE_integer("synthetic_groups", None,
-                         "Synthetic set: planted item groups (default: 20).")
+    flags.DEFINE_string(
+        "user_id_field",
+        None,
+        "recbole_inter: header name of the user column "
+        "(RecBole's USER_ID_FIELD; default: none, which "
+        "finds user_id, visitor_id or session_id).",
+    )
+    flags.DEFINE_string(
+        "item_id_field",
+        None,
+        "recbole_inter: header name of the item column "
+        "(RecBole's ITEM_ID_FIELD; default: none, which "
+        "finds item_id, venue_id or product_id).",
+    )
+    flags.DEFINE_string(
+        "time_field",
+        None,
+        "recbole_inter: header name of the time column "
+        "(RecBole's TIME_FIELD; default: none, which finds "
+        "timestamp; without one, file order is used and "
+        "said).",
+    )
+    flags.DEFINE_enum(
+        "time_unit",
+        "auto",
+        list(TIME_UNITS),
+        "Unit of the file's time column: s, ms, us or ns; "
+        "auto takes the format's own (retailrocket_events: "
+        "ms; the others: s) and converts, with a note, a "
+        "column that plainly holds epoch milli-, micro- or "
+        "nanoseconds. Times are seconds after reading.",
+    )
+    flags.DEFINE_integer(
+        "synthetic_users", None, "Synthetic set: users (default: 6000)."
+    )
+    flags.DEFINE_integer(
+        "synthetic_items", None, "Synthetic set: items (default: 2000)."
+    )
+    flags.DEFINE_integer(
+        "synthetic_groups", None, "Synthetic set: planted item groups (default: 20)."
+    )
 
 
 def define_model_flags() -> None:
@@ -102,8 +129,11 @@ def define_model_flags() -> None:
 
 
 _DEFINE_BY_TYPE: dict[type, Callable[..., Any]] = {
-    bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-    float: flags.DEFINE_float, str: flags.DEFINE_string}
+    bool: flags.DEFINE_bool,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    str: flags.DEFINE_string,
+}
 # The flags define_param_flags made (a second call defines none again).
 _PARAM_FLAGS: set[str] = set()
 
@@ -117,9 +147,11 @@ def define_param_flags() -> None:
         if flag in _PARAM_FLAGS:
             continue
         if flag in FLAGS:
-            raise ValueError(f"{owners[0]}: params field {field.name!r} "
-                             f"would be --{flag}, which is already a "
-                             "flag; rename the field")
+            raise ValueError(
+                f"{owners[0]}: params field {field.name!r} "
+                f"would be --{flag}, which is already a "
+                "flag; rename the field"
+            )
         _PARAM_FLAGS.add(flag)
         define = _DEFINE_BY_TYPE[type(field.default)]
         # A shared flag's help names the models it acts on; a help that
@@ -132,37 +164,57 @@ def define_param_flags() -> None:
 
 
 def define_train_flags() -> None:
-    flags.DEFINE_string("output_dir", None, "Run directory (default "
-                        "runs/<dataset>-<model>-seed<seed>).")
+    flags.DEFINE_string(
+        "output_dir", None, "Run directory (default runs/<dataset>-<model>-seed<seed>)."
+    )
     flags.DEFINE_integer("batch_size", 128, "Global batch size.")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
-    flags.DEFINE_integer("max_steps", None, "Training steps (rounded up to a "
-                         "multiple of --eval_every; default: 2000 on the "
-                         "synthetic set, 10000 on a named or your own data "
-                         "set).")
-    flags.DEFINE_integer("eval_every", None, "Evaluate on valid users every "
-                         "this many steps (default: 500 on the synthetic "
-                         "set, 1000 otherwise, at most --max_steps).")
-    flags.DEFINE_integer("patience", 5, "Stop after this many evaluations "
-                         "without improvement.")
+    flags.DEFINE_integer(
+        "max_steps",
+        None,
+        "Training steps (rounded up to a "
+        "multiple of --eval_every; default: 2000 on the "
+        "synthetic set, 10000 on a named or your own data "
+        "set).",
+    )
+    flags.DEFINE_integer(
+        "eval_every",
+        None,
+        "Evaluate on valid users every "
+        "this many steps (default: 500 on the synthetic "
+        "set, 1000 otherwise, at most --max_steps).",
+    )
+    flags.DEFINE_integer(
+        "patience", 5, "Stop after this many evaluations without improvement."
+    )
     flags.DEFINE_integer("seed", 0, "Run seed.")
-    flags.DEFINE_integer("eval_batch_size", 512, "Users per evaluation "
-                         "batch.")
-    flags.DEFINE_bool("exclude_history", False, "Evaluation: remove every "
-                      "item of the user's known sequence (the first 80%, "
-                      "not only the last max_len) from the ranking. An "
-                      "export then removes the items its request carries.")
-    flags.DEFINE_string("strategy", "default", "default, mirrored or "
-                        "multi_worker.")
-    flags.DEFINE_integer("logical_cpus", 2, "Logical CPU devices for "
-                         "--strategy=mirrored without GPUs.")
-    flags.DEFINE_bool("jit_compile", True, "XLA-compile the train step and "
-                      "the optimizer update (docs/performance.md).")
-    flags.DEFINE_enum("embedding_update", "auto", ["auto", "dense", "lazy"],
-                      "Adam's update of the embedding tables: dense (every "
-                      "row every step, the reference's), lazy (only the "
-                      "rows of the batch) or auto (lazy for item tables of "
-                      "more than 100,000 rows; docs/performance.md).")
+    flags.DEFINE_integer("eval_batch_size", 512, "Users per evaluation batch.")
+    flags.DEFINE_bool(
+        "exclude_history",
+        False,
+        "Evaluation: remove every "
+        "item of the user's known sequence (the first 80%, "
+        "not only the last max_len) from the ranking. An "
+        "export then removes the items its request carries.",
+    )
+    flags.DEFINE_string("strategy", "default", "default, mirrored or multi_worker.")
+    flags.DEFINE_integer(
+        "logical_cpus", 2, "Logical CPU devices for --strategy=mirrored without GPUs."
+    )
+    flags.DEFINE_bool(
+        "jit_compile",
+        True,
+        "XLA-compile the train step and the optimizer update (docs/performance.md).",
+    )
+    flags.DEFINE_enum(
+        "embedding_update",
+        "auto",
+        ["auto", "dense", "lazy"],
+        "Adam's update of the embedding tables: dense (every "
+        "row every step, the reference's), lazy (only the "
+        "rows of the batch) or auto (lazy for item tables of "
+        "more than 100,000 rows; docs/performance.md).",
+    )
 
 
 def data_config_from_flags() -> DataConfig:
@@ -170,28 +222,36 @@ def data_config_from_flags() -> DataConfig:
     if dataset is None and not FLAGS.dataset_file:
         dataset = "synthetic"
     synthetic = SyntheticConfig()
-    overrides = {k: getattr(FLAGS, f"synthetic_{k}") for k in
-                 ("users", "items", "groups")
-                 if getattr(FLAGS, f"synthetic_{k}") is not None}
+    overrides = {
+        k: getattr(FLAGS, f"synthetic_{k}")
+        for k in ("users", "items", "groups")
+        if getattr(FLAGS, f"synthetic_{k}") is not None
+    }
     if overrides and dataset != "synthetic":
         raise ConfigError(
             f"--synthetic_{', --synthetic_'.join(overrides)} "
             f"{'is' if len(overrides) == 1 else 'are'} only for the "
-            f"synthetic data set, not for {dataset or FLAGS.dataset_file}")
+            f"synthetic data set, not for {dataset or FLAGS.dataset_file}"
+        )
     if overrides:
-        synthetic = dataclasses.replace(synthetic, **{
-            f"num_{k}": v for k, v in overrides.items()})
+        synthetic = dataclasses.replace(
+            synthetic, **{f"num_{k}": v for k, v in overrides.items()}
+        )
     return DataConfig(
         synthetic=synthetic,
-        dataset=dataset or "", dataset_file=FLAGS.dataset_file or "",
-        dataset_format=FLAGS.dataset_format or "", data_dir=FLAGS.data_dir,
+        dataset=dataset or "",
+        dataset_file=FLAGS.dataset_file or "",
+        dataset_format=FLAGS.dataset_format or "",
+        data_dir=FLAGS.data_dir,
         min_item_count=FLAGS.min_item_count,
-        min_user_count=FLAGS.min_user_count, kcore=FLAGS.kcore,
+        min_user_count=FLAGS.min_user_count,
+        kcore=FLAGS.kcore,
         split_seed=FLAGS.split_seed,
         user_id_field=FLAGS.user_id_field or "",
         item_id_field=FLAGS.item_id_field or "",
         time_field=FLAGS.time_field or "",
-        time_unit=FLAGS.time_unit)
+        time_unit=FLAGS.time_unit,
+    )
 
 
 def dataset_defaults(data: DataConfig) -> dict:
@@ -209,12 +269,16 @@ MODEL_FLAG_NAMES = tuple(f.name for f in flag_fields(ModelConfig))
 
 
 def _model_flag_values() -> dict:
-    return {name: getattr(FLAGS, name) for name in MODEL_FLAG_NAMES
-            if getattr(FLAGS, name) is not None}
+    return {
+        name: getattr(FLAGS, name)
+        for name in MODEL_FLAG_NAMES
+        if getattr(FLAGS, name) is not None
+    }
 
 
-def model_config_from_flags(data: DataConfig, model: str | None = None,
-                            grid: bool = False) -> ModelConfig:
+def model_config_from_flags(
+    data: DataConfig, model: str | None = None, grid: bool = False
+) -> ModelConfig:
     """The model's config: its spec's defaults, the data set's shape
     settings, then the flags.
 
@@ -240,11 +304,7 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
         else:
             foreign[f"--{flag}"] = owners
     if foreign and not grid:
-        raise ConfigError("; ".join(
-            f"{flag} acts only on {', '.join(owners)}"
-            for flag, owners in foreign.items())
-            + f", not on {model!r}; remove "
-            + ("it" if len(foreign) == 1 else "them"))
+        raise ConfigError(_foreign_message(foreign, repr(model)))
     if params:
         values["params"] = params
     if grid and model_specs.get(model).partition != "default":
@@ -252,28 +312,77 @@ def model_config_from_flags(data: DataConfig, model: str | None = None,
     return ModelConfig(name=model, **values)
 
 
-def train_config_from_flags(data: DataConfig, model: ModelConfig,
-                            output_dir: str | None = None,
-                            seed: int | None = None) -> TrainConfig:
+def _foreign_message(foreign: dict[str, tuple[str, ...]], models: str) -> str:
+    """'--x acts only on a, b, not on MODELS; remove it' (several: each
+    flag's models, then '(none acts on MODELS)')."""
+    what = "; ".join(
+        f"{flag} acts only on {', '.join(owners)}" for flag, owners in foreign.items()
+    )
+    if len(foreign) == 1:
+        return f"{what}, not on {models}; remove it"
+    return f"{what} (none acts on {models}); remove them"
+
+
+def check_grid_param_flags(models: Sequence[str]) -> None:
+    """A compare.py grid takes a model's own flag for the models that
+    declare it and leaves the others alone; a given flag that acts on none
+    of ``models`` would be ignored, so it is refused.
+
+    Raises:
+      ConfigError: naming each such flag and the models it acts on.
+    """
+    foreign = {
+        f"--{flag}": owners
+        for flag, (_, owners) in model_specs.param_flag_owners().items()
+        if flag in FLAGS
+        and FLAGS[flag].value is not None
+        and not set(owners) & set(models)
+    }
+    if foreign:
+        raise ConfigError(_foreign_message(foreign, "any model of --models"))
+
+
+def train_config_from_flags(
+    data: DataConfig,
+    model: ModelConfig,
+    output_dir: str | None = None,
+    seed: int | None = None,
+) -> TrainConfig:
     seed = FLAGS.seed if seed is None else seed
     synthetic = data.dataset == "synthetic"
     # `is None`, not `or`: an explicit 0 must fail validation, not become
     # the default.  The default evaluation interval never exceeds the
     # budget (--max_steps 200 alone evaluates every 200 steps).
-    max_steps = FLAGS.max_steps if FLAGS.max_steps is not None else (
-        2000 if synthetic else 10000)
-    eval_every = FLAGS.eval_every if FLAGS.eval_every is not None else min(
-        500 if synthetic else 1000, max(max_steps, 1))
-    out = output_dir or FLAGS.output_dir or os.path.join(
-        "runs", f"{data.display_name}-{model.name}-seed{seed}")
+    max_steps = (
+        FLAGS.max_steps
+        if FLAGS.max_steps is not None
+        else (2000 if synthetic else 10000)
+    )
+    eval_every = (
+        FLAGS.eval_every
+        if FLAGS.eval_every is not None
+        else min(500 if synthetic else 1000, max(max_steps, 1))
+    )
+    out = (
+        output_dir
+        or FLAGS.output_dir
+        or os.path.join("runs", f"{data.display_name}-{model.name}-seed{seed}")
+    )
     return TrainConfig(
-        output_dir=out, batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate, max_steps=max_steps,
-        eval_every=eval_every, patience=FLAGS.patience, seed=seed,
+        output_dir=out,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        max_steps=max_steps,
+        eval_every=eval_every,
+        patience=FLAGS.patience,
+        seed=seed,
         eval_batch_size=FLAGS.eval_batch_size,
-        exclude_history=FLAGS.exclude_history, strategy=FLAGS.strategy,
-        logical_cpus=FLAGS.logical_cpus, jit_compile=FLAGS.jit_compile,
-        embedding_update=FLAGS.embedding_update)
+        exclude_history=FLAGS.exclude_history,
+        strategy=FLAGS.strategy,
+        logical_cpus=FLAGS.logical_cpus,
+        jit_compile=FLAGS.jit_compile,
+        embedding_update=FLAGS.embedding_update,
+    )
 
 
 def check_flags() -> TrainConfig:
@@ -305,13 +414,14 @@ def run_config_from_flags() -> RunConfig:
     check_flags()
     data = data_config_from_flags()
     model = model_config_from_flags(data, grid="models" in FLAGS)
-    return RunConfig(data=data, model=model,
-                     train=train_config_from_flags(data, model))
+    return RunConfig(data=data, model=model, train=train_config_from_flags(data, model))
 
 
 def with_seed(config: RunConfig, seed: int, output_dir: str) -> RunConfig:
-    return dataclasses.replace(config, train=dataclasses.replace(
-        config.train, seed=seed, output_dir=output_dir))
+    return dataclasses.replace(
+        config,
+        train=dataclasses.replace(config.train, seed=seed, output_dir=output_dir),
+    )
 
 
 # 128 + SIGINT, the shell's status for a command stopped by Ctrl-C.
@@ -324,16 +434,19 @@ def interrupted_message() -> str:
     progress = getattr(callbacks, "PROGRESS", {}) if callbacks else {}
     if not progress:
         return "interrupted (nothing was trained)"
-    where = (f"interrupted at step {progress['step']} of "
-             f"{progress['total']} in {progress['output_dir']}")
+    where = (
+        f"interrupted at step {progress['step']} of "
+        f"{progress['total']} in {progress['output_dir']}"
+    )
     if not progress["checkpoint"]:
         return f"{where}; no checkpoint yet: the same command starts again"
-    return (f"{where}; the last checkpoint is step {progress['checkpoint']}:"
-            f" the same command resumes from it")
+    return (
+        f"{where}; the last checkpoint is step {progress['checkpoint']}:"
+        f" the same command resumes from it"
+    )
 
 
-def user_errors_exit(main: Callable[[list[str]], None]
-                     ) -> Callable[[list[str]], None]:
+def user_errors_exit(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Wraps an absl main: UserInputError -> 'error: ...' and exit 2."""
 
     def wrapped(argv: list[str]) -> None:
@@ -343,8 +456,7 @@ def user_errors_exit(main: Callable[[list[str]], None]
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
         except TrainingDivergedError as e:
-            print(f"error: training diverged: {e}", file=sys.stderr,
-                  flush=True)
+            print(f"error: training diverged: {e}", file=sys.stderr, flush=True)
             sys.exit(EXIT_DIVERGED)
         except KeyboardInterrupt:
             print(f"\n{interrupted_message()}", file=sys.stderr, flush=True)
@@ -376,10 +488,13 @@ _STARTUP_NOISE = re.compile(
     rb"|[IWE]\d{4} [\d:.]+ +\d+ (port|cudart_stub|cuda_platform|"
     rb"cuda_executor|cuda_dnn|cuda_fft|cuda_blas|cpu_feature_guard|"
     rb"gpu_device)\.cc:\d+\]"
-    rb"|To enable the following instructions: .* rebuild TensorFlow with")
+    rb"|To enable the following instructions: .* rebuild TensorFlow with"
+)
 # A partial line that may still become a noise line is held back.
-_NOISE_PREFIX = re.compile(rb"(W(A(R(N(I(N(G(:.*)?)?)?)?)?)?)?|[IWE][\d :.]*"
-                           rb"(\S+(\.(c(c(:\d*)?)?)?)?)?)\Z")
+_NOISE_PREFIX = re.compile(
+    rb"(W(A(R(N(I(N(G(:.*)?)?)?)?)?)?)?|[IWE][\d :.]*"
+    rb"(\S+(\.(c(c(:\d*)?)?)?)?)?)\Z"
+)
 
 
 # Whether quiet_startup has replaced file descriptor 2 in this process.
@@ -431,8 +546,9 @@ def quiet_startup() -> None:
             if not chunk:
                 break
             *lines, pending = (pending + chunk).split(b"\n")
-            out = b"".join(line + b"\n" for line in lines
-                           if not _STARTUP_NOISE.match(line))
+            out = b"".join(
+                line + b"\n" for line in lines if not _STARTUP_NOISE.match(line)
+            )
             if pending and not _NOISE_PREFIX.match(pending):
                 out += pending
                 pending = b""
@@ -447,7 +563,7 @@ def quiet_startup() -> None:
 
     def drain() -> None:
         sys.stderr.flush()
-        os.dup2(real, 2)      # the pipe's last writer closes: the pump ends
+        os.dup2(real, 2)  # the pipe's last writer closes: the pump ends
         thread.join(timeout=10)
 
     atexit.register(drain)
@@ -458,8 +574,7 @@ def quiet_startup() -> None:
     import signal
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM,
-                      lambda signum, frame: sys.exit(128 + signum))
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
@@ -488,13 +603,17 @@ def print_help(doc: str | None = None) -> None:
 
 def project_flags() -> set[str]:
     """Names of the flags this project defined (absl's own excluded)."""
-    return {f.name for module, defined in FLAGS.flags_by_module_dict().items()
-            if not module.startswith("absl")
-            for f in defined}
+    return {
+        f.name
+        for module, defined in FLAGS.flags_by_module_dict().items()
+        if not module.startswith("absl")
+        for f in defined
+    }
 
 
-def refuse_inactive_flags(acting: set[str] | frozenset[str], where: str,
-                          hints: dict[str, str] | None = None) -> None:
+def refuse_inactive_flags(
+    acting: set[str] | frozenset[str], where: str, hints: dict[str, str] | None = None
+) -> None:
     """Refuses a flag given on the command line that does not act in
     ``where`` (an entry point, or one of its commands).
 
@@ -506,20 +625,21 @@ def refuse_inactive_flags(acting: set[str] | frozenset[str], where: str,
     Raises:
       ConfigError: naming every inactive flag given, and the hints.
     """
-    given = sorted(name for name in project_flags() - set(acting)
-                   if FLAGS[name].present)
+    given = sorted(
+        name for name in project_flags() - set(acting) if FLAGS[name].present
+    )
     if not given:
         return
     hints = hints or {}
-    parts = [f"--{n}" + (f" (use {hints[n]})" if n in hints else "")
-             for n in given]
-    raise ConfigError(f"{', '.join(parts)} "
-                      f"{'does' if len(given) == 1 else 'do'} not act in "
-                      f"{where}; remove {'it' if len(given) == 1 else 'them'}")
+    parts = [f"--{n}" + (f" (use {hints[n]})" if n in hints else "") for n in given]
+    raise ConfigError(
+        f"{', '.join(parts)} "
+        f"{'does' if len(given) == 1 else 'do'} not act in "
+        f"{where}; remove {'it' if len(given) == 1 else 'them'}"
+    )
 
 
-def run_app(main: Callable[[list[str]], None],
-            doc: str | None = None) -> None:
+def run_app(main: Callable[[list[str]], None], doc: str | None = None) -> None:
     """absl's app.run, with flag errors also exiting with status 2, and
     -h / --help / --helpfull printing ``doc`` and the flags and exiting
     with 0."""
@@ -527,7 +647,7 @@ def run_app(main: Callable[[list[str]], None],
         try:
             print_help(doc)
             sys.stdout.flush()
-        except BrokenPipeError:          # `--help | head`
+        except BrokenPipeError:  # `--help | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:

@@ -38,8 +38,10 @@ def setting(default: Any, help: str, flag_type: type | None = None) -> Any:
       flag_type: the flag's type when the default does not show it (a None
         default); otherwise ``type(default)``.
     """
-    return dataclasses.field(default=default, metadata={
-        "help": help, "flag_type": flag_type or type(default)})
+    return dataclasses.field(
+        default=default,
+        metadata={"help": help, "flag_type": flag_type or type(default)},
+    )
 
 
 def flag_fields(cls: type) -> tuple[dataclasses.Field, ...]:
@@ -78,15 +80,21 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         _check(self.num_users >= 10, "synthetic num_users must be >= 10")
         _check(self.num_groups >= 1, "synthetic num_groups must be >= 1")
-        _check(self.num_items >= self.num_groups,
-               "synthetic num_items must be >= num_groups")
-        _check(1 <= self.min_interests <= self.max_interests
-               <= self.num_groups,
-               "need 1 <= min_interests <= max_interests <= num_groups")
-        _check(5 <= self.min_length <= self.max_length,
-               "need 5 <= min_length <= max_length")
-        _check(0.0 <= self.stay_probability <= 1.0,
-               "stay_probability must be in [0, 1]")
+        _check(
+            self.num_items >= self.num_groups,
+            "synthetic num_items must be >= num_groups",
+        )
+        _check(
+            1 <= self.min_interests <= self.max_interests <= self.num_groups,
+            "need 1 <= min_interests <= max_interests <= num_groups",
+        )
+        _check(
+            5 <= self.min_length <= self.max_length,
+            "need 5 <= min_length <= max_length",
+        )
+        _check(
+            0.0 <= self.stay_probability <= 1.0, "stay_probability must be in [0, 1]"
+        )
 
 
 # --time_unit: a file's time column in seconds, milli-, micro- or
@@ -127,45 +135,58 @@ class DataConfig:
     min_user_count: int = 5
     kcore: bool = False
     split_seed: int = 1230
-    synthetic: SyntheticConfig = dataclasses.field(
-        default_factory=SyntheticConfig)
+    synthetic: SyntheticConfig = dataclasses.field(default_factory=SyntheticConfig)
     user_id_field: str = ""
     item_id_field: str = ""
     time_field: str = ""
     time_unit: str = "auto"
 
     def __post_init__(self) -> None:
-        _check(not (self.dataset_file and self.dataset_format
-                    and self.dataset_format != "recbole_inter"
-                    and (self.user_id_field or self.item_id_field
-                         or self.time_field)),
-               "--user_id_field, --item_id_field and --time_field name the "
-               "columns of a RecBole file (--dataset_format recbole_inter), "
-               f"not of {self.dataset_format}")
-        _check(bool(self.dataset) != bool(self.dataset_file),
-               "give exactly one of --dataset and --dataset_file")
-        _check(not self.dataset_file or bool(self.dataset_format),
-               "--dataset_file needs --dataset_format")
-        _check(self.time_unit in TIME_UNITS,
-               f"time_unit must be one of {', '.join(TIME_UNITS)}")
+        _check(
+            not (
+                self.dataset_file
+                and self.dataset_format
+                and self.dataset_format != "recbole_inter"
+                and (self.user_id_field or self.item_id_field or self.time_field)
+            ),
+            "--user_id_field, --item_id_field and --time_field name the "
+            "columns of a RecBole file (--dataset_format recbole_inter), "
+            f"not of {self.dataset_format}",
+        )
+        _check(
+            bool(self.dataset) != bool(self.dataset_file),
+            "give exactly one of --dataset and --dataset_file",
+        )
+        _check(
+            not self.dataset_file or bool(self.dataset_format),
+            "--dataset_file needs --dataset_format",
+        )
+        _check(
+            self.time_unit in TIME_UNITS,
+            f"time_unit must be one of {', '.join(TIME_UNITS)}",
+        )
         _check(self.min_item_count >= 1, "min_item_count must be >= 1")
-        _check(self.min_user_count >= 5,
-               "min_user_count must be >= 5 (training picks a target at "
-               "position >= 4)")
+        _check(
+            self.min_user_count >= 5,
+            "min_user_count must be >= 5 (training picks a target at position >= 4)",
+        )
 
     @property
     def recbole_fields(self) -> dict[str, str | None]:
         """The RecBole column names as ``RecboleFields`` keyword arguments
         (None: the usual names)."""
-        return {"user": self.user_id_field or None,
-                "item": self.item_id_field or None,
-                "time": self.time_field or None}
+        return {
+            "user": self.user_id_field or None,
+            "item": self.item_id_field or None,
+            "time": self.time_field or None,
+        }
 
     @property
     def display_name(self) -> str:
         if self.dataset:
             return self.dataset
         import os
+
         return os.path.basename(self.dataset_file).split(".")[0]
 
 
@@ -174,7 +195,8 @@ _PARTITION_WEIGHT_HELP = (
     "dismir and dismir-wo-dpi, 0 for the others: each model's spec); > 0 "
     "adds the partition task to a multi-interest baseline; refused for dnn, "
     "gru4rec, mir, mir-rv, mir-bf. In compare.py grids: DisMIR's lambda "
-    "(table2, ablation) or every backbone's (plugin).")
+    "(table2, ablation) or every backbone's (plugin)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,70 +235,91 @@ class ModelConfig:
     name: str = "dismir"
     embedding_dim: int = setting(64, "d = K (default 64).")
     num_interests: int = setting(
-        4, "F (default: 4; a named data set's own: gowalla 4, retailrocket 8, "
-        "books 6).")
+        4, "F (default: 4; a named data set's own: gowalla 4, retailrocket 8, books 6)."
+    )
     max_len: int = setting(
-        20, "History length (default: 20; a named data set's own: gowalla 40, "
-        "retailrocket and books 20).")
+        20,
+        "History length (default: 20; a named data set's own: gowalla 40, "
+        "retailrocket and books 20).",
+    )
     routing_iterations: int = setting(
-        0, "Capsule routing passes (default: 0, the model's own: 1 for the "
-        "DisMIR family, 3 for MIND and ComiRec-DR).")
+        0,
+        "Capsule routing passes (default: 0, the model's own: 1 for the "
+        "DisMIR family, 3 for MIND and ComiRec-DR).",
+    )
     partition_weight: float | None = setting(
-        None, _PARTITION_WEIGHT_HELP, flag_type=float)
+        None, _PARTITION_WEIGHT_HELP, flag_type=float
+    )
     partition_negatives: int = setting(100, "N_o (default 100).")
-    hard_negative_candidates: int = setting(
-        10, "C (default 10, 50 for books).")
+    hard_negative_candidates: int = setting(10, "C (default 10, 50 for books).")
     retrieval: str = setting(
-        "", "merge or fused (default: none, the model's own readout).")
+        "", "merge or fused (default: none, the model's own readout)."
+    )
     sampled_softmax_negatives: int = setting(
-        1280, "Negatives of the sampled softmax (default 1280).")
+        1280, "Negatives of the sampled softmax (default 1280)."
+    )
     partition_anchors: str = setting(
-        "items", "Partition anchors: items (target and history) or targets "
-        "(default: items).")
-    params: dict[str, Any] = dataclasses.field(default_factory=dict,
-                                               hash=False)
+        "items",
+        "Partition anchors: items (target and history) or targets (default: items).",
+    )
+    params: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check(self.embedding_dim >= 1, "embedding_dim must be >= 1")
         _check(self.num_interests >= 1, "num_interests (F) must be >= 1")
         _check(self.max_len >= 1, "max_len must be >= 1")
-        _check(self.routing_iterations >= 0,
-               "routing_iterations must be >= 0")
+        _check(self.routing_iterations >= 0, "routing_iterations must be >= 0")
         spec = model_specs.get(self.name)
         self._check_params(spec)
         if self.partition_weight is None:
             # frozen: the model's own lambda is filled in here, once.
-            object.__setattr__(self, "partition_weight",
-                               spec.default_partition_weight)
-        _check(isinstance(self.partition_weight, (int, float))
-               and math.isfinite(self.partition_weight)
-               and self.partition_weight >= 0.0,
-               "partition_weight (lambda) must be finite and >= 0")
-        _check(spec.partition != "never" or self.partition_weight == 0.0,
-               f"--partition_weight does not act on {self.name!r} "
-               f"({spec.summary}); remove it"
-               + (", or use --model dismir" if spec.capsule else ""))
-        _check(self.partition_anchors in PARTITION_ANCHORS,
-               f"partition_anchors must be one of {PARTITION_ANCHORS}")
-        _check(self.partition_negatives >= 1,
-               "partition_negatives (N_o) must be >= 1")
-        _check(self.hard_negative_candidates >= 1,
-               "hard_negative_candidates (C) must be >= 1")
-        _check(self.retrieval in ("",) + RETRIEVAL_MODES,
-               f"retrieval must be one of {RETRIEVAL_MODES}")
-        _check(self.sampled_softmax_negatives >= 1,
-               "sampled_softmax_negatives must be >= 1")
+            object.__setattr__(self, "partition_weight", spec.default_partition_weight)
+        _check(
+            isinstance(self.partition_weight, (int, float))
+            and math.isfinite(self.partition_weight)
+            and self.partition_weight >= 0.0,
+            "partition_weight (lambda) must be finite and >= 0",
+        )
+        _check(
+            spec.partition != "never" or self.partition_weight == 0.0,
+            f"--partition_weight does not act on {self.name!r} "
+            f"({spec.summary}); remove it"
+            + (", or use --model dismir" if spec.capsule else ""),
+        )
+        _check(
+            self.partition_anchors in PARTITION_ANCHORS,
+            f"partition_anchors must be one of {PARTITION_ANCHORS}",
+        )
+        _check(self.partition_negatives >= 1, "partition_negatives (N_o) must be >= 1")
+        _check(
+            self.hard_negative_candidates >= 1,
+            "hard_negative_candidates (C) must be >= 1",
+        )
+        _check(
+            self.retrieval in ("",) + RETRIEVAL_MODES,
+            f"retrieval must be one of {RETRIEVAL_MODES}",
+        )
+        _check(
+            self.sampled_softmax_negatives >= 1,
+            "sampled_softmax_negatives must be >= 1",
+        )
 
     def _check_params(self, spec: model_specs.ModelSpec) -> None:
         given = dict(self.params or {})
         if spec.params is None:
-            _check(not given, f"{self.name!r} has no parameters of its own "
-                   f"(got {', '.join(sorted(given))})")
+            _check(
+                not given,
+                f"{self.name!r} has no parameters of its own "
+                f"(got {', '.join(sorted(given))})",
+            )
             return
         names = {f.name for f in dataclasses.fields(spec.params)}
         unknown = sorted(set(given) - names)
-        _check(not unknown, f"{self.name!r} has no parameter "
-               f"{', '.join(unknown)} (its own: {', '.join(sorted(names))})")
+        _check(
+            not unknown,
+            f"{self.name!r} has no parameter "
+            f"{', '.join(unknown)} (its own: {', '.join(sorted(names))})",
+        )
         try:
             own = spec.params(**given)
         except (TypeError, ValueError) as e:
@@ -324,23 +367,32 @@ class ModelConfig:
         """
         if model_specs.get(name).partition == "never":
             lam = 0.0
-        elif self.partition_weight == model_specs.get(
-                self.name).default_partition_weight:
-            lam = None          # this model's default: the new one's
+        elif (
+            self.partition_weight == model_specs.get(self.name).default_partition_weight
+        ):
+            lam = None  # this model's default: the new one's
         else:
             lam = self.partition_weight
         mine = model_specs.get(self.name).param_flags()
         theirs = model_specs.get(name).param_flags()
-        params = {theirs[flag].name: self.params[field.name]
-                  for flag, field in mine.items() if flag in theirs}
+        params = {
+            theirs[flag].name: self.params[field.name]
+            for flag, field in mine.items()
+            if flag in theirs
+        }
         flat, given = _split_settings(name, changes)
         return dataclasses.replace(
-            self, **{"name": name, "partition_weight": lam,
-                     "params": {**params, **given}, **flat})
+            self,
+            **{
+                "name": name,
+                "partition_weight": lam,
+                "params": {**params, **given},
+                **flat,
+            },
+        )
 
     @classmethod
-    def from_settings(cls, name: str = "dismir",
-                      **settings: Any) -> ModelConfig:
+    def from_settings(cls, name: str = "dismir", **settings: Any) -> ModelConfig:
         """A config from settings named as their flags: ModelConfig fields
         and the flags of ``name``'s params, e.g.
         ``ModelConfig.from_settings("dismir", num_interests=4,
@@ -354,22 +406,27 @@ class ModelConfig:
         return cls(name=name, params=params, **flat)
 
 
-def _split_settings(name: str, settings: dict[str, Any]
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_settings(
+    name: str, settings: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(ModelConfig fields, ``name``'s params by field name) of settings
-    named as flags.
+    named as flags; a ``params`` dict among them (by field name) is merged
+    under the flag-named ones.
 
     Raises:
       ConfigError: a setting that is neither.
     """
     own = model_specs.get(name).param_flags()
-    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"name"}
+    fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"name", "params"}
+    settings = dict(settings)
+    params = dict(settings.pop("params", None) or {})
     unknown = sorted(k for k in settings if k not in own and k not in fields)
     if unknown:
-        raise ConfigError(f"{', '.join(unknown)}: neither a model setting nor "
-                          f"a parameter of {name!r}")
-    return ({k: v for k, v in settings.items() if k not in own},
-            {own[k].name: v for k, v in settings.items() if k in own})
+        raise ConfigError(
+            f"{', '.join(unknown)}: neither a model setting nor a parameter of {name!r}"
+        )
+    params.update({own[k].name: v for k, v in settings.items() if k in own})
+    return {k: v for k, v in settings.items() if k not in own}, params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,24 +473,27 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(self.embedding_update in EMBEDDING_UPDATES,
-               f"embedding_update must be one of "
-               f"{', '.join(EMBEDDING_UPDATES)}, got "
-               f"{self.embedding_update!r}")
-        _check(math.isfinite(self.learning_rate)
-               and self.learning_rate > 0.0,
-               "learning_rate must be finite and > 0")
+        _check(
+            self.embedding_update in EMBEDDING_UPDATES,
+            f"embedding_update must be one of "
+            f"{', '.join(EMBEDDING_UPDATES)}, got "
+            f"{self.embedding_update!r}",
+        )
+        _check(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0.0,
+            "learning_rate must be finite and > 0",
+        )
         _check(self.max_steps >= 1, "max_steps must be >= 1")
         _check(self.eval_every >= 1, "eval_every must be >= 1")
-        _check(self.eval_every <= self.max_steps,
-               f"eval_every ({self.eval_every}) must be <= max_steps "
-               f"({self.max_steps})")
+        _check(
+            self.eval_every <= self.max_steps,
+            f"eval_every ({self.eval_every}) must be <= max_steps ({self.max_steps})",
+        )
         # NumPy and Keras seed their generators with a uint32.
         _check(0 <= self.seed < 2**32, "seed must be in [0, 2**32)")
         _check(self.patience >= 1, "patience must be >= 1")
         _check(self.eval_batch_size >= 1, "eval_batch_size must be >= 1")
-        _check(self.strategy in STRATEGIES,
-               f"strategy must be one of {STRATEGIES}")
+        _check(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}")
         _check(self.logical_cpus >= 1, "logical_cpus must be >= 1")
 
 
@@ -444,8 +504,7 @@ def _legacy_params(model: dict[str, Any]) -> None:
     that declares the flag, dropped (they were defaults) for the others."""
     name = model.get("name", "dismir")
     params = dict(model.get("params") or {})
-    own = (model_specs.get(name).param_flags()
-           if name in model_specs.names() else {})
+    own = model_specs.get(name).param_flags() if name in model_specs.names() else {}
     for flag in model_specs.param_flag_owners():
         if flag in model:
             value = model.pop(flag)
@@ -465,15 +524,15 @@ def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
       ConfigError: an invalid value; TypeError: an unknown field.
     """
     model = dict(d)
-    if _legacy_capsule_model(model.get("name", "dismir")):
-        own = model.get("params") or {}
-        if "readout" not in model and "readout" not in own:
+    # This version writes a capsule model's params in full; an empty or
+    # missing one is a config.json of an older version (flat fields).
+    if _legacy_capsule_model(model.get("name", "dismir")) and not model.get("params"):
+        if "readout" not in model:
             # Written before the capsule options existed: the capsule that
             # the DisMIR family had then.
             model.update(LEGACY_CAPSULE)
-        if "capsule_recency" not in model and "capsule_recency" not in own:
-            # Written before the recency option: no recency weights.
-            model["capsule_recency"] = "none"
+        # Written before the recency option: no recency weights.
+        model.setdefault("capsule_recency", "none")
     _legacy_params(model)
     return ModelConfig(**model)
 
@@ -485,13 +544,20 @@ def _legacy_capsule_model(name: str) -> bool:
     return name in model_specs.names() and model_specs.get(name).capsule
 
 
-LEGACY_CAPSULE = dict(routing_init="prototype", routing_softmax="interests",
-                       routing_padding_in_softmax=False,
-                       routing_similarity="dot", routing_temperature=1.0,
-                       routing_detach=False, interest_norm="squash",
-                       readout="fused", rec_loss="pairwise",
-                       capsule_transform="identity", capsule_recency="none",
-                       capsule_preset="")
+LEGACY_CAPSULE = dict(
+    routing_init="prototype",
+    routing_softmax="interests",
+    routing_padding_in_softmax=False,
+    routing_similarity="dot",
+    routing_temperature=1.0,
+    routing_detach=False,
+    interest_norm="squash",
+    readout="fused",
+    rec_loss="pairwise",
+    capsule_transform="identity",
+    capsule_recency="none",
+    capsule_preset="",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -513,9 +579,11 @@ class RunConfig:
         data = dict(d.get("data", {}))
         if "synthetic" in data:
             data["synthetic"] = SyntheticConfig(**data["synthetic"])
-        return cls(data=DataConfig(**data),
-                   model=model_config_from_dict(d.get("model", {})),
-                   train=TrainConfig(**d.get("train", {})))
+        return cls(
+            data=DataConfig(**data),
+            model=model_config_from_dict(d.get("model", {})),
+            train=TrainConfig(**d.get("train", {})),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -538,12 +606,13 @@ def config_differences(old: dict, new: dict) -> list[str]:
         for k in sorted(set(o) | set(n)):
             was = o.get(k, defaults.get(section, {}).get(k))
             now = n.get(k, defaults.get(section, {}).get(k))
-            if k == "params" and isinstance(was, dict) and \
-                    isinstance(now, dict):
+            if k == "params" and isinstance(was, dict) and isinstance(now, dict):
                 # A model's own settings, one by one.
-                diff += [f"{section}.params.{p} ({was.get(p)!r} -> "
-                         f"{now.get(p)!r})" for p in sorted(set(was) | set(now))
-                         if was.get(p) != now.get(p)]
+                diff += [
+                    f"{section}.params.{p} ({was.get(p)!r} -> {now.get(p)!r})"
+                    for p in sorted(set(was) | set(now))
+                    if was.get(p) != now.get(p)
+                ]
             elif was != now:
                 diff.append(f"{section}.{k} ({was!r} -> {now!r})")
     return diff
@@ -561,5 +630,4 @@ def unknown_model_message(name: str, names=None) -> str:
     names = model_specs.names() if names is None else names
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return (f"unknown model {name!r}{hint} (expected one of "
-            f"{', '.join(names)})")
+    return f"unknown model {name!r}{hint} (expected one of {', '.join(names)})"

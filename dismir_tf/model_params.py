@@ -59,9 +59,9 @@ class SearchRange:
         return self.low <= value <= self.high
 
 
-
-def param(default: Any, help: str, search: SearchRange | None = None,
-          flag: str | None = None) -> Any:
+def param(
+    default: Any, help: str, search: SearchRange | None = None, flag: str | None = None
+) -> Any:
     """A field of a model's ``params`` dataclass.
 
     Args:
@@ -72,8 +72,9 @@ def param(default: Any, help: str, search: SearchRange | None = None,
         that several models declare alike (DisMIR's capsule options, REMI's
         beta) keeps one flag, and each model that declares it reads it.
     """
-    return dataclasses.field(default=default, metadata={
-        "help": help, "search": search, "flag": flag})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "search": search, "flag": flag}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,8 +85,9 @@ class SASRecParams:
     MovieLens-1M)."""
 
     blocks: int = param(2, "self-attention blocks", SearchRange(1, 3))
-    heads: int = param(1, "attention heads (must divide embedding_dim)",
-                       SearchRange(choices=(1, 2)))
+    heads: int = param(
+        1, "attention heads (must divide embedding_dim)", SearchRange(choices=(1, 2))
+    )
     dropout: float = param(0.5, "dropout rate", SearchRange(0.0, 0.5))
 
     def __post_init__(self) -> None:
@@ -115,20 +117,24 @@ class Re4Params:
     contrast_weight: float = param(0.1, "weight of the re-contrast flow")
     attend_weight: float = param(0.01, "weight of the re-attend flow")
     construct_weight: float = param(0.1, "weight of the re-construct flow")
-    temperature: float = param(0.02, "re-contrast temperature",
-                               SearchRange(0.01, 1.0, log=True))
-    threshold: float = param(0.0, "attention threshold of an interest's "
-                             "representative items (0: 1/|history|)")
+    temperature: float = param(
+        0.02, "re-contrast temperature", SearchRange(0.01, 1.0, log=True)
+    )
+    threshold: float = param(
+        0.0,
+        "attention threshold of an interest's representative items (0: 1/|history|)",
+    )
 
     def __post_init__(self) -> None:
-        _finite_at_least_zero(re4_contrast_weight=self.contrast_weight,
-                              re4_attend_weight=self.attend_weight,
-                              re4_construct_weight=self.construct_weight)
+        _finite_at_least_zero(
+            re4_contrast_weight=self.contrast_weight,
+            re4_attend_weight=self.attend_weight,
+            re4_construct_weight=self.construct_weight,
+        )
         if not (math.isfinite(self.temperature) and self.temperature > 0.0):
             raise ValueError("re4_temperature must be > 0")
         if not 0.0 <= self.threshold < 1.0:
-            raise ValueError("re4_threshold must be in [0, 1) "
-                             "(0: 1/|history|)")
+            raise ValueError("re4_threshold must be in [0, 1) (0: 1/|history|)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,8 +146,7 @@ class PIMIRecParams:
     interaction); and the rounds of the star-graph interactivity module."""
 
     time_span: int = param(64, "K, the clip of the interval matrix")
-    time_unit: float = param(86400.0, "seconds per time unit of the "
-                             "intervals")
+    time_unit: float = param(86400.0, "seconds per time unit of the intervals")
     graph_layers: int = param(3, "rounds of the star-graph module")
 
     def __post_init__(self) -> None:
@@ -168,14 +173,21 @@ CAPSULE_PRESETS = ("paper-remi",)
 
 
 def _beta() -> Any:
-    return param(1.0, "the hard-negative temperature beta of REMI's sampled "
-                 "softmax (REMI, UMI; the DisMIR family with --rec_loss "
-                 "sampled_softmax)", flag="remi_beta")
+    return param(
+        1.0,
+        "the hard-negative temperature beta of REMI's sampled "
+        "softmax (REMI, UMI; the DisMIR family with --rec_loss "
+        "sampled_softmax)",
+        flag="remi_beta",
+    )
 
 
 def _routing_variance_weight() -> Any:
-    return param(100.0, "weight of the routing-variance regulariser (REMI, "
-                 "MIR-RV)", flag="routing_variance_weight")
+    return param(
+        100.0,
+        "weight of the routing-variance regulariser (REMI, MIR-RV)",
+        flag="routing_variance_weight",
+    )
 
 
 def _check_beta(beta: float) -> None:
@@ -221,71 +233,110 @@ class CapsuleParams:
     """
 
     routing_init: str = _capsule(
-        "", "routing_init", "how routing logits start: prototype, random "
+        "",
+        "routing_init",
+        "how routing logits start: prototype, random "
         "(one fixed draw) or random_per_call (a new draw every training "
-        "step; default: prototype).")
+        "step; default: prototype).",
+    )
     routing_softmax: str = _capsule(
-        "", "routing_softmax", "the routing softmax's axis: interests (paper "
-        "3.2) or positions (REMI's code; default: interests).")
+        "",
+        "routing_softmax",
+        "the routing softmax's axis: interests (paper "
+        "3.2) or positions (REMI's code; default: interests).",
+    )
     routing_padding_in_softmax: bool = _capsule(
-        False, "routing_padding_in_softmax", "with --routing_softmax="
+        False,
+        "routing_padding_in_softmax",
+        "with --routing_softmax="
         "positions: padding stays inside the softmax (REMI's code; default: "
-        "false).")
+        "false).",
+    )
     routing_similarity: str = _capsule(
-        "", "routing_similarity", "prototype logits by dot product or "
-        "cosine (default: cosine).")
+        "",
+        "routing_similarity",
+        "prototype logits by dot product or cosine (default: cosine).",
+    )
     routing_temperature: float = _capsule(
-        0.0, "routing_temperature", "routing logits are divided by it "
-        "(default: 0.02).")
+        0.0, "routing_temperature", "routing logits are divided by it (default: 0.02)."
+    )
     routing_detach: bool = _capsule(
-        False, "routing_detach", "the routed items of the last pass get no "
-        "gradient (REMI's code with one pass; default: false).")
+        False,
+        "routing_detach",
+        "the routed items of the last pass get no "
+        "gradient (REMI's code with one pass; default: false).",
+    )
     interest_norm: str = _capsule(
-        "", "interest_norm", "squash (the squashed capsules v_f) or none "
-        "(the capsules m_f of paper 3.2; default: squash).")
+        "",
+        "interest_norm",
+        "squash (the squashed capsules v_f) or none "
+        "(the capsules m_f of paper 3.2; default: squash).",
+    )
     readout: str = _capsule(
-        "", "readout", "fused (eq. 5), max or weighted_max, in training and "
-        "retrieval (default: max).")
+        "",
+        "readout",
+        "fused (eq. 5), max or weighted_max, in training and retrieval (default: max).",
+    )
     rec_loss: str = _capsule(
-        "", "rec_loss", "pairwise (eq. 5, the hardest of C candidates) or "
+        "",
+        "rec_loss",
+        "pairwise (eq. 5, the hardest of C candidates) or "
         "sampled_softmax (REMI's IHN over --sampled_softmax_negatives; "
-        "default: pairwise).")
+        "default: pairwise).",
+    )
     capsule_transform: str = _capsule(
-        "", "capsule_transform", "W of the capsule: identity (paper 5.1.4) "
+        "",
+        "capsule_transform",
+        "W of the capsule: identity (paper 5.1.4) "
         "or shared (a learned d x d matrix) or shared_from_identity (the "
-        "same, started at W = I; default: shared_from_identity).")
+        "same, started at W = I; default: shared_from_identity).",
+    )
     capsule_recency: str = _capsule(
-        "", "capsule_recency", "none (the paper), learned (one learned "
+        "",
+        "capsule_recency",
+        "none (the paper), learned (one learned "
         "weight per recency rank scales each routed item) or "
         "learned_per_interest (one per rank and interest; default: "
-        "learned).")
+        "learned).",
+    )
     capsule_preset: str = _capsule(
-        "", "capsule_preset", "a named capsule configuration (paper-remi: "
-        "the authors' most likely one on REMI's code; default: none).")
+        "",
+        "capsule_preset",
+        "a named capsule configuration (paper-remi: "
+        "the authors' most likely one on REMI's code; default: none).",
+    )
     remi_beta: float = _beta()
 
     def __post_init__(self) -> None:
-        for name, allowed in (("routing_init", ROUTING_INITS),
-                              ("routing_softmax", ROUTING_SOFTMAX),
-                              ("routing_similarity", ROUTING_SIMILARITIES),
-                              ("readout", READOUTS),
-                              ("interest_norm", INTEREST_NORMS),
-                              ("rec_loss", REC_LOSSES),
-                              ("capsule_transform", CAPSULE_TRANSFORMS),
-                              ("capsule_recency", CAPSULE_RECENCY),
-                              ("capsule_preset", CAPSULE_PRESETS)):
+        for name, allowed in (
+            ("routing_init", ROUTING_INITS),
+            ("routing_softmax", ROUTING_SOFTMAX),
+            ("routing_similarity", ROUTING_SIMILARITIES),
+            ("readout", READOUTS),
+            ("interest_norm", INTEREST_NORMS),
+            ("rec_loss", REC_LOSSES),
+            ("capsule_transform", CAPSULE_TRANSFORMS),
+            ("capsule_recency", CAPSULE_RECENCY),
+            ("capsule_preset", CAPSULE_PRESETS),
+        ):
             value = getattr(self, name)
             if value not in ("",) + allowed:
-                raise ValueError(f"{name} must be one of "
-                                 f"{', '.join(allowed)}, got {value!r}")
-        if not (math.isfinite(self.routing_temperature)
-                and self.routing_temperature >= 0.0):
-            raise ValueError("routing_temperature must be finite and > 0 "
-                             "(0: the model's default)")
-        if self.routing_padding_in_softmax and \
-                self.routing_softmax not in ("", "positions"):
-            raise ValueError("routing_padding_in_softmax needs "
-                             "routing_softmax=positions")
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+        if not (
+            math.isfinite(self.routing_temperature) and self.routing_temperature >= 0.0
+        ):
+            raise ValueError(
+                "routing_temperature must be finite and > 0 (0: the model's default)"
+            )
+        if self.routing_padding_in_softmax and self.routing_softmax not in (
+            "",
+            "positions",
+        ):
+            raise ValueError(
+                "routing_padding_in_softmax needs routing_softmax=positions"
+            )
         _check_beta(self.remi_beta)
 
 
@@ -298,8 +349,7 @@ class MIRRVParams(CapsuleParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _finite_at_least_zero(
-            routing_variance_weight=self.routing_variance_weight)
+        _finite_at_least_zero(routing_variance_weight=self.routing_variance_weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,7 +358,8 @@ class MIRBFParams(CapsuleParams):
     DisMIR paper's eq. 2; dismir_tf/models/mir_variants.py)."""
 
     backward_flow_weight: float = param(
-        0.1, "weight of Re4's backward-flow loss", flag="backward_flow_weight")
+        0.1, "weight of Re4's backward-flow loss", flag="backward_flow_weight"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -322,13 +373,12 @@ class REMIParams:
     --rbeta) and the weight of its routing regulariser (--rlambda); the
     defaults are the reference's."""
 
-    beta: float = _beta()
+    remi_beta: float = _beta()
     routing_variance_weight: float = _routing_variance_weight()
 
     def __post_init__(self) -> None:
-        _check_beta(self.beta)
-        _finite_at_least_zero(
-            routing_variance_weight=self.routing_variance_weight)
+        _check_beta(self.remi_beta)
+        _finite_at_least_zero(routing_variance_weight=self.routing_variance_weight)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,7 +386,7 @@ class UMIParams:
     """UMI's own settings (dismir_tf/models/umi.py): beta of the
     interest-aware hard negatives of its sampled softmax, as REMI's."""
 
-    beta: float = _beta()
+    remi_beta: float = _beta()
 
     def __post_init__(self) -> None:
-        _check_beta(self.beta)
+        _check_beta(self.remi_beta)

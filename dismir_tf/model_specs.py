@@ -42,7 +42,24 @@ from dismir_tf.model_params import (
     SASRecParams,
     SearchRange,
     UMIParams,
+    param,
 )
+
+# param and SearchRange are model_params' (re-exported: a model declared
+# outside the package may import them from here).
+__all__ = [
+    "DISMIR_PARTITION_WEIGHT",
+    "PARTITION_POLICIES",
+    "ModelSpec",
+    "SearchRange",
+    "get",
+    "load_factory",
+    "names",
+    "param",
+    "param_flag_owners",
+    "register",
+    "specs",
+]
 
 PARTITION_POLICIES = ("default", "plugin", "never")
 
@@ -83,11 +100,9 @@ class ModelSpec:
     summary: str
     partition: str = "plugin"
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    search_space: Mapping[str, SearchRange] = dataclasses.field(
-        default_factory=dict)
+    search_space: Mapping[str, SearchRange] = dataclasses.field(default_factory=dict)
     capsule: bool = False
-    factory_kwargs: Mapping[str, Any] = dataclasses.field(
-        default_factory=dict)
+    factory_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     params: type | None = None
     check: Callable[[Any], str | None] | None = None
 
@@ -97,28 +112,36 @@ class ModelSpec:
                 raise ValueError(f"{self.name}: params must be a dataclass")
             for field in dataclasses.fields(self.params):
                 default = field.default
-                if type(default) not in (bool, int, float, str) or \
-                        "help" not in field.metadata:
+                if (
+                    type(default) not in (bool, int, float, str)
+                    or "help" not in field.metadata
+                ):
                     raise ValueError(
                         f"{self.name}: params field {field.name!r} must be "
-                        "declared with model_specs.param(default, help) and "
-                        "a bool, int, float or str default")
+                        "declared with model_params.param(default, help) and "
+                        "a bool, int, float or str default"
+                    )
             space = dict(self.search_space)
             for flag, field in self.param_flags().items():
                 search = field.metadata.get("search")
                 if search is not None:
                     space.setdefault(flag, search)
             object.__setattr__(self, "search_space", space)
-        if self.capsule and not (isinstance(self.params, type) and
-                                 issubclass(self.params, CapsuleParams)):
-            raise ValueError(f"{self.name}: a capsule model's params are "
-                             "CapsuleParams or extend them")
+        if self.capsule and not (
+            isinstance(self.params, type) and issubclass(self.params, CapsuleParams)
+        ):
+            raise ValueError(
+                f"{self.name}: a capsule model's params are "
+                "CapsuleParams or extend them"
+            )
         if self.partition not in PARTITION_POLICIES:
             raise ValueError(f"partition must be one of {PARTITION_POLICIES}")
         lam = self.defaults.get("partition_weight", 0.0)
         if (self.partition == "default") != (lam > 0):
-            raise ValueError(f"{self.name}: partition='default' goes with a "
-                             "default partition_weight > 0 and only with it")
+            raise ValueError(
+                f"{self.name}: partition='default' goes with a "
+                "default partition_weight > 0 and only with it"
+            )
 
     @property
     def flag_prefix(self) -> str:
@@ -131,8 +154,10 @@ class ModelSpec:
         ``<model>_<field>``."""
         if self.params is None:
             return {}
-        return {f.metadata.get("flag") or f"{self.flag_prefix}_{f.name}": f
-                for f in dataclasses.fields(self.params)}
+        return {
+            f.metadata.get("flag") or f"{self.flag_prefix}_{f.name}": f
+            for f in dataclasses.fields(self.params)
+        }
 
     @property
     def default_partition_weight(self) -> float:
@@ -146,89 +171,172 @@ class ModelSpec:
 # "The partition weight").
 DISMIR_PARTITION_WEIGHT = 1.0
 
+
 def _check_sasrec(config: Any) -> str | None:
     if config.embedding_dim % config.params["heads"]:
-        return (f"sasrec_heads {config.params['heads']} must divide "
-                f"embedding_dim {config.embedding_dim}")
+        return (
+            f"sasrec_heads {config.params['heads']} must divide "
+            f"embedding_dim {config.embedding_dim}"
+        )
     return None
 
 
 _LR = SearchRange(1e-4, 1e-2, log=True)
 _LAMBDA = SearchRange(0.01, 10.0, log=True)
 _F = SearchRange(2, 8)
-_CAPSULE_SPACE = {"learning_rate": _LR, "num_interests": _F,
-                  "routing_temperature": SearchRange(0.01, 1.0, log=True)}
+_CAPSULE_SPACE = {
+    "learning_rate": _LR,
+    "num_interests": _F,
+    "routing_temperature": SearchRange(0.01, 1.0, log=True),
+}
 
 
 def _spec(name, factory, summary, **kw) -> ModelSpec:
     return ModelSpec(name=name, factory=factory, summary=summary, **kw)
 
 
-_SPECS: dict[str, ModelSpec] = {s.name: s for s in (
-    _spec("dnn", "dismir_tf.models.dnn:DNN",
-          "YouTube DNN: mean-pooled history, one interest",
-          partition="never", search_space={"learning_rate": _LR}),
-    _spec("gru4rec", "dismir_tf.models.gru4rec:GRU4Rec",
-          "GRU4Rec: a GRU over the ordered history, one interest",
-          partition="never", search_space={"learning_rate": _LR}),
-    _spec("sasrec", "dismir_tf.models.sasrec:SASRec",
-          "SASRec: causal self-attention over the ordered history, one "
-          "interest", partition="never", params=SASRecParams,
-          check=_check_sasrec, search_space={"learning_rate": _LR}),
-    _spec("mind", "dismir_tf.models.mind:MIND",
-          "MIND: dynamic-routing capsules with a label-aware readout",
-          search_space={"learning_rate": _LR, "num_interests": _F,
-                        "routing_iterations": SearchRange(1, 3)}),
-    _spec("comirec-dr", "dismir_tf.models.comirec:ComiRecDR",
-          "ComiRec-DR: dynamic routing", search_space={
-              "learning_rate": _LR, "num_interests": _F,
-              "routing_iterations": SearchRange(1, 3)}),
-    _spec("comirec-sa", "dismir_tf.models.comirec:ComiRecSA",
-          "ComiRec-SA: self-attentive interests",
-          search_space={"learning_rate": _LR, "num_interests": _F}),
-    _spec("pimirec", "dismir_tf.models.pimirec:PIMIRec",
-          "PIMIRec: time- and position-aware interests",
-          params=PIMIRecParams,
-          search_space={"learning_rate": _LR, "num_interests": _F}),
-    _spec("remi", "dismir_tf.models.remi:REMI",
-          "REMI: ComiRec-SA with routing regularisation and "
-          "interest-aware hard negatives", params=REMIParams,
-          search_space={"learning_rate": _LR, "num_interests": _F,
-                        "remi_beta": SearchRange(0.0, 10.0),
-                        "routing_variance_weight": SearchRange(
-                            1.0, 1000.0, log=True)}),
-    _spec("re4", "dismir_tf.models.re4:Re4",
-          "Re4: ComiRec-SA with backward flows", params=Re4Params,
-          search_space={"learning_rate": _LR, "num_interests": _F}),
-    _spec("umi", "dismir_tf.models.umi:UMI",
-          "UMI: user-guided routing", params=UMIParams,
-          search_space={"learning_rate": _LR, "num_interests": _F}),
-    _spec("dismir", "dismir_tf.models.dismir:DisMIR",
-          "DisMIR: capsule interests, interest attention, item partition",
-          partition="default", capsule=True, params=CapsuleParams,
-          defaults={"partition_weight": DISMIR_PARTITION_WEIGHT},
-          search_space={**_CAPSULE_SPACE, "partition_weight": _LAMBDA}),
-    _spec("mir", "dismir_tf.models.dismir:DisMIR",
-          "MIR: DisMIR without the partition task (lambda = 0)",
-          partition="never", capsule=True, params=CapsuleParams,
-          search_space=_CAPSULE_SPACE),
-    _spec("mir-rv", "dismir_tf.models.mir_variants:MIRRV",
-          "MIR-RV: MIR with REMI's routing-variance regulariser",
-          partition="never", capsule=True, params=MIRRVParams,
-          search_space={**_CAPSULE_SPACE, "routing_variance_weight":
-                        SearchRange(1.0, 1000.0, log=True)}),
-    _spec("mir-bf", "dismir_tf.models.mir_variants:MIRBF",
-          "MIR-BF: MIR with Re4's backward-flow loss",
-          partition="never", capsule=True, params=MIRBFParams,
-          search_space={**_CAPSULE_SPACE, "backward_flow_weight":
-                        SearchRange(0.01, 1.0, log=True)}),
-    _spec("dismir-wo-dpi", "dismir_tf.models.dismir:DisMIR",
-          "DisMIR w/o DPI: equal weights in place of the interest attention",
-          partition="default", capsule=True, params=CapsuleParams,
-          defaults={"partition_weight": DISMIR_PARTITION_WEIGHT},
-          search_space={**_CAPSULE_SPACE, "partition_weight": _LAMBDA},
-          factory_kwargs={"use_attention": False}),
-)}
+_SPECS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        _spec(
+            "dnn",
+            "dismir_tf.models.dnn:DNN",
+            "YouTube DNN: mean-pooled history, one interest",
+            partition="never",
+            search_space={"learning_rate": _LR},
+        ),
+        _spec(
+            "gru4rec",
+            "dismir_tf.models.gru4rec:GRU4Rec",
+            "GRU4Rec: a GRU over the ordered history, one interest",
+            partition="never",
+            search_space={"learning_rate": _LR},
+        ),
+        _spec(
+            "sasrec",
+            "dismir_tf.models.sasrec:SASRec",
+            "SASRec: causal self-attention over the ordered history, one interest",
+            partition="never",
+            params=SASRecParams,
+            check=_check_sasrec,
+            search_space={"learning_rate": _LR},
+        ),
+        _spec(
+            "mind",
+            "dismir_tf.models.mind:MIND",
+            "MIND: dynamic-routing capsules with a label-aware readout",
+            search_space={
+                "learning_rate": _LR,
+                "num_interests": _F,
+                "routing_iterations": SearchRange(1, 3),
+            },
+        ),
+        _spec(
+            "comirec-dr",
+            "dismir_tf.models.comirec:ComiRecDR",
+            "ComiRec-DR: dynamic routing",
+            search_space={
+                "learning_rate": _LR,
+                "num_interests": _F,
+                "routing_iterations": SearchRange(1, 3),
+            },
+        ),
+        _spec(
+            "comirec-sa",
+            "dismir_tf.models.comirec:ComiRecSA",
+            "ComiRec-SA: self-attentive interests",
+            search_space={"learning_rate": _LR, "num_interests": _F},
+        ),
+        _spec(
+            "pimirec",
+            "dismir_tf.models.pimirec:PIMIRec",
+            "PIMIRec: time- and position-aware interests",
+            params=PIMIRecParams,
+            search_space={"learning_rate": _LR, "num_interests": _F},
+        ),
+        _spec(
+            "remi",
+            "dismir_tf.models.remi:REMI",
+            "REMI: ComiRec-SA with routing regularisation and "
+            "interest-aware hard negatives",
+            params=REMIParams,
+            search_space={
+                "learning_rate": _LR,
+                "num_interests": _F,
+                "remi_beta": SearchRange(0.0, 10.0),
+                "routing_variance_weight": SearchRange(1.0, 1000.0, log=True),
+            },
+        ),
+        _spec(
+            "re4",
+            "dismir_tf.models.re4:Re4",
+            "Re4: ComiRec-SA with backward flows",
+            params=Re4Params,
+            search_space={"learning_rate": _LR, "num_interests": _F},
+        ),
+        _spec(
+            "umi",
+            "dismir_tf.models.umi:UMI",
+            "UMI: user-guided routing",
+            params=UMIParams,
+            search_space={"learning_rate": _LR, "num_interests": _F},
+        ),
+        _spec(
+            "dismir",
+            "dismir_tf.models.dismir:DisMIR",
+            "DisMIR: capsule interests, interest attention, item partition",
+            partition="default",
+            capsule=True,
+            params=CapsuleParams,
+            defaults={"partition_weight": DISMIR_PARTITION_WEIGHT},
+            search_space={**_CAPSULE_SPACE, "partition_weight": _LAMBDA},
+        ),
+        _spec(
+            "mir",
+            "dismir_tf.models.dismir:DisMIR",
+            "MIR: DisMIR without the partition task (lambda = 0)",
+            partition="never",
+            capsule=True,
+            params=CapsuleParams,
+            search_space=_CAPSULE_SPACE,
+        ),
+        _spec(
+            "mir-rv",
+            "dismir_tf.models.mir_variants:MIRRV",
+            "MIR-RV: MIR with REMI's routing-variance regulariser",
+            partition="never",
+            capsule=True,
+            params=MIRRVParams,
+            search_space={
+                **_CAPSULE_SPACE,
+                "routing_variance_weight": SearchRange(1.0, 1000.0, log=True),
+            },
+        ),
+        _spec(
+            "mir-bf",
+            "dismir_tf.models.mir_variants:MIRBF",
+            "MIR-BF: MIR with Re4's backward-flow loss",
+            partition="never",
+            capsule=True,
+            params=MIRBFParams,
+            search_space={
+                **_CAPSULE_SPACE,
+                "backward_flow_weight": SearchRange(0.01, 1.0, log=True),
+            },
+        ),
+        _spec(
+            "dismir-wo-dpi",
+            "dismir_tf.models.dismir:DisMIR",
+            "DisMIR w/o DPI: equal weights in place of the interest attention",
+            partition="default",
+            capsule=True,
+            params=CapsuleParams,
+            defaults={"partition_weight": DISMIR_PARTITION_WEIGHT},
+            search_space={**_CAPSULE_SPACE, "partition_weight": _LAMBDA},
+            factory_kwargs={"use_attention": False},
+        ),
+    )
+}
 
 
 def get(name: str) -> ModelSpec:
@@ -240,6 +348,7 @@ def get(name: str) -> ModelSpec:
     if name not in _SPECS:
         from dismir_tf.config import unknown_model_message
         from dismir_tf.errors import ConfigError
+
         raise ConfigError(unknown_model_message(name, names()))
     return _SPECS[name]
 
@@ -275,11 +384,14 @@ def param_flag_owners() -> dict[str, tuple[dataclasses.Field, tuple[str, ...]]]:
                 continue
             first, names_ = owners[flag]
             if (first.default, first.metadata["help"]) != (
-                    field.default, field.metadata["help"]):
+                field.default,
+                field.metadata["help"],
+            ):
                 raise ValueError(
                     f"--{flag} is declared by {names_[0]} and {spec.name} "
                     "with different defaults or help; give one of them "
-                    "another name")
+                    "another name"
+                )
             owners[flag] = (first, names_ + (spec.name,))
     return owners
 
@@ -294,6 +406,7 @@ def load_factory(spec: ModelSpec) -> Callable[..., Any]:
 
     def make(num_items, config, seed=0):
         return target(num_items, config, seed, **kwargs)
+
     # The class behind it: its input_features and other class attributes.
     setattr(make, "__wrapped__", target)
     return make

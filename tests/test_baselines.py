@@ -35,9 +35,15 @@ from dismir_tf.models.regularizers import (
 from dismir_tf.models.sampled_softmax import sampled_softmax_loss
 from tests.helpers import TINY_SYNTHETIC
 
-CFG = ModelConfig.from_settings(name="comirec-sa", embedding_dim=8, num_interests=3,
-                  max_len=6, partition_weight=0.0, partition_negatives=10,
-                  sampled_softmax_negatives=7)
+CFG = ModelConfig.from_settings(
+    name="comirec-sa",
+    embedding_dim=8,
+    num_interests=3,
+    max_len=6,
+    partition_weight=0.0,
+    partition_negatives=10,
+    sampled_softmax_negatives=7,
+)
 BASELINES = ("mind", "comirec-dr", "comirec-sa", "remi")
 
 
@@ -67,19 +73,19 @@ def _history(b=4, seed=0):
 
 def _batch(b=4, seed=0):
     hist = _history(b, seed)
-    return {types.HISTORY: hist,
-            types.HISTORY_MASK: tf.cast(hist > 0, tf.float32),
-            types.TARGET: tf.constant(np.arange(1, b + 1), tf.int32),
-            types.SEED: tf.zeros([b, 2], tf.int64)}
+    return {
+        types.HISTORY: hist,
+        types.HISTORY_MASK: tf.cast(hist > 0, tf.float32),
+        types.TARGET: tf.constant(np.arange(1, b + 1), tf.int32),
+        types.SEED: tf.zeros([b, 2], tf.int64),
+    }
 
 
 def _model(name, **kw):
     if name == "mind-soft":
-        model = MIND(40, CFG.with_model("mind", **kw), seed=1,
-                     hard_readout=False)
+        model = MIND(40, CFG.with_model("mind", **kw), seed=1, hard_readout=False)
     else:
-        model = create_model(40, CFG.with_model(name, **kw),
-                             seed=1)
+        model = create_model(40, CFG.with_model(name, **kw), seed=1)
     model.build_for(CFG.max_len)
     return model
 
@@ -91,8 +97,9 @@ def test_sampled_softmax_loss_matches_remi_formula(beta):
     pos = rng.normal(size=5).astype(np.float32) * 3
     neg = rng.normal(size=(5, 9)).astype(np.float32) * 3
     loss = sampled_softmax_loss(tf.constant(pos), tf.constant(neg), beta)
-    np.testing.assert_allclose(loss.numpy(), _np_remi_loss(pos, neg, beta),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        loss.numpy(), _np_remi_loss(pos, neg, beta), rtol=1e-5, atol=1e-5
+    )
     if beta == 0.0:
         # The plain sampled softmax: cross-entropy with the target first.
         plain = -_np_log_softmax(np.concatenate([pos[:, None], neg], 1))[:, 0]
@@ -107,13 +114,16 @@ def test_hard_negative_weighting_hand_case():
     pos = tf.constant([0.0])
     neg = tf.constant([[0.0, math.log(2.0)]])
     assert float(sampled_softmax_loss(pos, neg, 1.0)[0]) == pytest.approx(
-        math.log(13 / 3), rel=1e-6)
+        math.log(13 / 3), rel=1e-6
+    )
     assert float(sampled_softmax_loss(pos, neg, 0.0)[0]) == pytest.approx(
-        math.log(4.0), rel=1e-6)
+        math.log(4.0), rel=1e-6
+    )
 
 
-@pytest.mark.parametrize("name", ["gru4rec", "mind", "mind-soft",
-                                  "comirec-dr", "comirec-sa", "remi"])
+@pytest.mark.parametrize(
+    "name", ["gru4rec", "mind", "mind-soft", "comirec-dr", "comirec-sa", "remi"]
+)
 def test_model_rec_loss_matches_numpy(name):
     """Readout against the target, S shared uniform negatives from the
     step seed, (weighted) sampled softmax."""
@@ -125,30 +135,30 @@ def test_model_rec_loss_matches_numpy(name):
     loss = model.rec_loss_per_example(batch, enc, seed).numpy()
 
     emb = model.item_embedding.embeddings.numpy()
-    m = enc.interests.numpy()                                     # [B, F, d]
-    t = emb[batch[types.TARGET].numpy()]                          # [B, d]
+    m = enc.interests.numpy()  # [B, F, d]
+    t = emb[batch[types.TARGET].numpy()]  # [B, d]
     logits = np.einsum("bfd,bd->bf", m, t)
     if name == "gru4rec":
         user = m[:, 0]
-    elif name == "mind-soft":                              # soft, p = 1
+    elif name == "mind-soft":  # soft, p = 1
         a = np.exp(_np_log_softmax(logits))
         user = np.einsum("bf,bfd->bd", a, m)
-    else:                                 # hard argmax (MIND's default)
+    else:  # hard argmax (MIND's default)
         user = m[np.arange(len(m)), logits.argmax(1)]
-    negatives = model.sample_items([CFG.sampled_softmax_negatives],
-                                   seed).numpy()
+    negatives = model.sample_items([CFG.sampled_softmax_negatives], seed).numpy()
     assert negatives.shape == (CFG.sampled_softmax_negatives,)
     assert negatives.min() >= 1 and negatives.max() <= 40
     pos = (user * t).sum(-1)
     neg = user @ emb[negatives].T
     beta = 0.5 if name == "remi" else 0.0
-    np.testing.assert_allclose(loss, _np_remi_loss(pos, neg, beta),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        loss, _np_remi_loss(pos, neg, beta), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_remi_differs_from_comirec_sa_only_by_beta_and_regulariser():
     remi, sa = _model("remi"), _model("comirec-sa")
-    assert remi.negative_beta == CFG.with_model("remi").own.beta
+    assert remi.negative_beta == CFG.with_model("remi").own.remi_beta
     assert sa.negative_beta == 0.0
     for a, b in zip(remi.trainable_variables, sa.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -162,8 +172,9 @@ def test_remi_differs_from_comirec_sa_only_by_beta_and_regulariser():
 # --------------------------------------------------------------- readouts
 def test_hard_readout_picks_the_interest_closest_to_the_target():
     model = _model("comirec-sa")
-    interests = tf.constant([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]],
-                             [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    interests = tf.constant(
+        [[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]]
+    )
     target = tf.constant([[0.2, 0.9], [-0.5, 0.1]])
     # m . t = (0.2, 0.9, -0.2) -> interest 1; (-0.5, 0.1, 0.5) -> interest 2
     out = model.label_attention(interests, target).numpy()
@@ -171,7 +182,7 @@ def test_hard_readout_picks_the_interest_closest_to_the_target():
 
 
 def test_mind_soft_readout_hand_case():
-    assert _model("mind").hard_readout        # the reference's default
+    assert _model("mind").hard_readout  # the reference's default
     model = _model("mind-soft")
     again = MIND.from_config(model.get_config())
     assert not again.hard_readout and not again.label_attention.hard
@@ -189,18 +200,17 @@ def test_comirec_sa_attention_matches_numpy():
     items = rng.normal(size=(2, 5, 4)).astype(np.float32)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
     interests, attention = layer(tf.constant(items), tf.constant(mask))
-    w1, w2, pos = (layer.w1.numpy(), layer.w2.numpy(),
-                   layer.positions.numpy())
-    assert w1.shape == (4, 16) and w2.shape == (16, 3)   # d_a = 4d
+    w1, w2, pos = (layer.w1.numpy(), layer.w2.numpy(), layer.positions.numpy())
+    assert w1.shape == (4, 16) and w2.shape == (16, 3)  # d_a = 4d
     # A = softmax_l(W2^T tanh(W1^T (h_l + p_l))), padding excluded.
     logits = np.einsum("blh,hf->bfl", np.tanh((items + pos) @ w1), w2)
     logits = np.where(mask[:, None] > 0, logits, -np.inf)
     a = np.exp(_np_log_softmax(logits))
     np.testing.assert_allclose(attention.numpy(), a, rtol=1e-5, atol=1e-6)
     # Interests pool the plain embeddings (positions only steer A).
-    np.testing.assert_allclose(interests.numpy(),
-                               np.einsum("bfl,bld->bfd", a, items),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        interests.numpy(), np.einsum("bfl,bld->bfd", a, items), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(attention.numpy().sum(-1), 1.0, rtol=1e-6)
 
 
@@ -221,7 +231,7 @@ def test_gru4rec_user_is_the_state_after_the_last_real_item():
     hist = tf.constant([[3, 7, 9, 0, 0, 0]], tf.int32)
     user = model.encode({types.HISTORY: hist}).interests[:, 0].numpy()
     items = model.item_embedding(hist[:, :3])
-    expected = model.dense(model.gru(items)).numpy()   # no padding at all
+    expected = model.dense(model.gru(items)).numpy()  # no padding at all
     np.testing.assert_allclose(user, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -230,12 +240,15 @@ def test_mind_routing_start_is_fixed_and_capsule_is_shared_bilinear():
     hist = _history()
     a = model.encode({types.HISTORY: hist}).interests.numpy()
     b = model.encode({types.HISTORY: hist}).interests.numpy()
-    np.testing.assert_array_equal(a, b)        # no re-drawn logits
+    np.testing.assert_array_equal(a, b)  # no re-drawn logits
     assert model.capsule.transform == "shared"
     assert model.capsule.iterations == 3
     dr = _model("comirec-dr")
-    assert (dr.capsule.transform, dr.capsule.routing_init,
-            dr.capsule.iterations) == ("per_position_interest", "zeros", 3)
+    assert (dr.capsule.transform, dr.capsule.routing_init, dr.capsule.iterations) == (
+        "per_position_interest",
+        "zeros",
+        3,
+    )
 
 
 # ------------------------------------------------ eq. 1: routing variation
@@ -270,8 +283,9 @@ def test_remi_regulariser_is_weight_times_batch_sum():
     enc = model.encode({types.HISTORY: batch[types.HISTORY]})
     att = enc.routing.numpy()
     np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(att[batch[types.HISTORY].numpy()[:, None]
-                                      .repeat(3, 1) == 0], 0.0)
+    np.testing.assert_array_equal(
+        att[batch[types.HISTORY].numpy()[:, None].repeat(3, 1) == 0], 0.0
+    )
     expected = 100.0 * routing_variation(enc.routing, 8.0).numpy().sum()
     got = float(model.regularization(batch, enc, tf.constant([0, 0])))
     assert got == pytest.approx(expected, rel=1e-5)
@@ -279,14 +293,14 @@ def test_remi_regulariser_is_weight_times_batch_sum():
     enc = mir_rv.encode({types.HISTORY: batch[types.HISTORY]})
     expected = 100.0 * routing_variation(enc.routing, 8.0).numpy().sum()
     assert float(mir_rv.regularization(batch, enc, None)) == pytest.approx(
-        expected, rel=1e-5)
+        expected, rel=1e-5
+    )
 
 
 # --------------------------------------------------- eq. 2: backward flow
 def test_backward_flow_hand_case():
-    interests = tf.constant([[[1.0, 0.0], [0.0, 1.0]]])           # m1, m2
-    items = tf.constant([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0],
-                          [9.0, 9.0]]])                            # last: pad
+    interests = tf.constant([[[1.0, 0.0], [0.0, 1.0]]])  # m1, m2
+    items = tf.constant([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [9.0, 9.0]]])  # last: pad
     mask = tf.constant([[1.0, 1.0, 1.0, 0.0]])
     # The padding position has the largest weight and must be ignored.
     routing = tf.constant([[[0.9, 0.1, 0.5, 5.0], [0.2, 0.3, 0.8, 5.0]]])
@@ -323,24 +337,29 @@ def test_mir_bf_regulariser_uses_capsule_routing():
 def partition_batch():
     ds, _ = generate(TINY_SYNTHETIC)
     sampler = pipeline.TrainSampler(
-        ds, CFG.max_len, 16, seed=0,
-        positive_sampler=PositiveSampler(build_cooccurrence(ds)))
+        ds,
+        CFG.max_len,
+        16,
+        seed=0,
+        positive_sampler=PositiveSampler(build_cooccurrence(ds)),
+    )
     return ds, sampler.sample(tf.constant(0, tf.int64))
 
 
 @pytest.mark.parametrize("name", BASELINES)
-def test_partition_task_plugs_into_every_multi_interest_baseline(
-        partition_batch, name):
+def test_partition_task_plugs_into_every_multi_interest_baseline(partition_batch, name):
     ds, batch = partition_batch
-    model = create_model(ds.num_items, dataclasses.replace(
-        CFG, name=name, partition_weight=0.5), seed=0)
+    model = create_model(
+        ds.num_items, dataclasses.replace(CFG, name=name, partition_weight=0.5), seed=0
+    )
     model.build_for(CFG.max_len)
     assert model.model_config.partition_weight == 0.5
     losses = {k: float(v) for k, v in model.compute_losses(batch).items()}
     assert losses["partition_loss"] > 0
     assert losses["loss"] == pytest.approx(
-        losses["rec_loss"] + losses["reg_loss"]
-        + 0.5 * losses["partition_loss"], rel=1e-5)
+        losses["rec_loss"] + losses["reg_loss"] + 0.5 * losses["partition_loss"],
+        rel=1e-5,
+    )
     if name == "remi":
         assert losses["reg_loss"] > 0
 
@@ -361,25 +380,29 @@ def test_which_models_take_the_partition_task_by_default():
     for name in BASELINES:
         assert ModelConfig.from_settings(name=name).partition_weight == 0.0
     for name in BASELINES:
-        assert resolve_config(ModelConfig.from_settings(
-            name=name, partition_weight=1.0)).partition_weight == 1.0
+        assert (
+            resolve_config(
+                ModelConfig.from_settings(name=name, partition_weight=1.0)
+            ).partition_weight
+            == 1.0
+        )
     # ... and DisMIR takes its spec's lambda unless told otherwise.
     for name in ("dismir", "dismir-wo-dpi"):
         assert ModelConfig.from_settings(name=name).partition_weight == (
-            model_specs.DISMIR_PARTITION_WEIGHT)
+            model_specs.DISMIR_PARTITION_WEIGHT
+        )
 
 
 @pytest.mark.parametrize("name", ("gru4rec",) + BASELINES)
 def test_baselines_initialise_item_embeddings_as_the_reference(name):
     # torch kaiming_normal_ on [N, d]: N(0, 2 / d); the base class (DisMIR)
     # uses N(0, 1 / d).
-    model = create_model(2000, CFG.with_model(name,
-                                                   embedding_dim=32), seed=0)
+    model = create_model(2000, CFG.with_model(name, embedding_dim=32), seed=0)
     model.build_for(CFG.max_len)
     std = model.item_embedding.embeddings.numpy().std()
     assert std == pytest.approx(math.sqrt(2 / 32), rel=0.03)
-    dismir = create_model(2000, CFG.with_model("dismir",
-                                                    embedding_dim=32))
+    dismir = create_model(2000, CFG.with_model("dismir", embedding_dim=32))
     dismir.build_for(CFG.max_len)
     assert dismir.item_embedding.embeddings.numpy().std() == pytest.approx(
-        math.sqrt(1 / 32), rel=0.03)
+        math.sqrt(1 / 32), rel=0.03
+    )

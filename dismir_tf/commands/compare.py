@@ -38,32 +38,48 @@ from dismir_tf import cli  # noqa: E402
 cli.define_data_flags()
 cli.define_model_flags()
 cli.define_train_flags()
-flags.DEFINE_enum("mode", "table2", ["table2", "ablation", "plugin"],
-                  "Table shape: table2 (metrics x models), ablation "
-                  "(methods x metrics) or plugin (backbones with/without the "
-                  "partition task).")
-flags.DEFINE_list("models", ["dnn", "mir", "dismir"], "Models to compare "
-                  "(default: the mode's models; table2: dnn,mir,dismir).")
+flags.DEFINE_enum(
+    "mode",
+    "table2",
+    ["table2", "ablation", "plugin"],
+    "Table shape: table2 (metrics x models), ablation "
+    "(methods x metrics) or plugin (backbones with/without the "
+    "partition task).",
+)
+flags.DEFINE_list(
+    "models",
+    ["dnn", "mir", "dismir"],
+    "Models to compare (default: the mode's models; table2: dnn,mir,dismir).",
+)
 flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per model.")
-flags.DEFINE_string("out_dir", None, "Where runs and tables go (default "
-                    "runs/compare-<dataset>; the committed tables use "
-                    "results/<dataset>).")
-flags.DEFINE_string("proposed", "dismir", "The model compared against the "
-                    "best of the others.")
-flags.DEFINE_string("table_name", "table", "File name of the table "
-                    "(default: table, ablation or plugin by --mode).")
+flags.DEFINE_string(
+    "out_dir",
+    None,
+    "Where runs and tables go (default "
+    "runs/compare-<dataset>; the committed tables use "
+    "results/<dataset>).",
+)
+flags.DEFINE_string(
+    "proposed", "dismir", "The model compared against the best of the others."
+)
+flags.DEFINE_string(
+    "table_name",
+    "table",
+    "File name of the table (default: table, ablation or plugin by --mode).",
+)
 FLAGS = flags.FLAGS
 
 # Shared run flags that compare.py sets itself for every (model, seed).
-IGNORED = {"output_dir": "--out_dir; each run goes to OUT_DIR/runs/",
-           "seed": "--seeds N for seeds 0..N-1",
-           "model": "--models"}
+IGNORED = {
+    "output_dir": "--out_dir; each run goes to OUT_DIR/runs/",
+    "seed": "--seeds N for seeds 0..N-1",
+    "model": "--models",
+}
 
 
 def main(argv):
     del argv
-    cli.refuse_inactive_flags(
-        cli.project_flags() - set(IGNORED), "compare.py", IGNORED)
+    cli.refuse_inactive_flags(cli.project_flags() - set(IGNORED), "compare.py", IGNORED)
     from dismir_tf.errors import ConfigError
 
     if FLAGS.seeds < 1:
@@ -73,29 +89,39 @@ def main(argv):
     from dismir_tf import compare, model_specs, training
 
     mode = FLAGS.mode
-    models = (list(FLAGS.models) if FLAGS["models"].present
-              else list(compare.DEFAULT_MODELS[mode]))
+    models = (
+        list(FLAGS.models)
+        if FLAGS["models"].present
+        else list(compare.DEFAULT_MODELS[mode])
+    )
+    # A model's own flag that no model of the grid takes would be ignored.
+    cli.check_grid_param_flags(models)
     base = cli.run_config_from_flags()
     # Not results/: committed tables live there, and a default must never
     # mix a user's runs into them.
-    out_dir = FLAGS.out_dir or os.path.join(
-        "runs", f"compare-{base.data.display_name}")
-    table_name = (FLAGS.table_name if FLAGS["table_name"].present else
-                  {"table2": "table", "ablation": "ablation",
-                   "plugin": "plugin"}[mode])
+    out_dir = FLAGS.out_dir or os.path.join("runs", f"compare-{base.data.display_name}")
+    table_name = (
+        FLAGS.table_name
+        if FLAGS["table_name"].present
+        else {"table2": "table", "ablation": "ablation", "plugin": "plugin"}[mode]
+    )
 
     def model_base(name):
         return cli.model_config_from_flags(base.data, model=name, grid=True)
 
     if mode == "plugin":
-        fixed = [m for m in models
-                 if model_specs.get(m).partition == "never"]
+        fixed = [m for m in models if model_specs.get(m).partition == "never"]
         if fixed:
-            raise ConfigError(f"{', '.join(fixed)} never take the partition "
-                              "task; the plugin table needs multi-interest "
-                              "backbones such as mind, comirec-sa, remi")
-        lam = (FLAGS.partition_weight if FLAGS.partition_weight is not None
-               else model_specs.get("dismir").default_partition_weight)
+            raise ConfigError(
+                f"{', '.join(fixed)} never take the partition "
+                "task; the plugin table needs multi-interest "
+                "backbones such as mind, comirec-sa, remi"
+            )
+        lam = (
+            FLAGS.partition_weight
+            if FLAGS.partition_weight is not None
+            else model_specs.get("dismir").default_partition_weight
+        )
         if lam <= 0:
             raise ConfigError("the plugin table needs --partition_weight > 0")
         variants = compare.plugin_variants(models, lam)
@@ -107,28 +133,40 @@ def main(argv):
 
     def train(config):
         import tensorflow as tf
+
         tf.keras.backend.clear_session()
         metrics = training.run(config, log=log, verbose=0)
         log("test " + training.describe_metrics(metrics["test"]))
         return metrics
 
-    results = compare.run_grid(base, variants, range(FLAGS.seeds), out_dir,
-                               train, log, model_base=model_base)
+    results = compare.run_grid(
+        base, variants, range(FLAGS.seeds), out_dir, train, log, model_base=model_base
+    )
     title = f"{base.data.display_name}: {', '.join(models)}"
     if mode == "plugin":
         plugin = compare.summarize_plugin(results, models)
         md, cs = compare.write_text(
-            out_dir, table_name,
-            compare.plugin_to_markdown(plugin, title + " (with/without the "
-                                       f"partition task, lambda = {lam})"),
-            compare.plugin_to_csv(plugin))
+            out_dir,
+            table_name,
+            compare.plugin_to_markdown(
+                plugin, title + f" (with/without the partition task, lambda = {lam})"
+            ),
+            compare.plugin_to_csv(plugin),
+        )
     else:
         proposed = FLAGS.proposed if FLAGS.proposed in models else None
         table = compare.summarize(results, proposed)
         md, cs = compare.write_table(
-            table, out_dir, table_name, title=title,
-            markdown=(compare.to_markdown_ablation if mode == "ablation"
-                      else compare.to_markdown))
+            table,
+            out_dir,
+            table_name,
+            title=title,
+            markdown=(
+                compare.to_markdown_ablation
+                if mode == "ablation"
+                else compare.to_markdown
+            ),
+        )
     print(open(md).read())
     log(f"wrote {md} and {cs}")
 

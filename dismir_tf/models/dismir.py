@@ -38,26 +38,36 @@ from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 
 # The capsule options (CapsuleParams' fields but its beta) and their "model
 # default" markers (the dataclass defaults).
-CAPSULE_FIELDS = tuple(f.name for f in dataclasses.fields(CapsuleParams)
-                       if f.name not in ("capsule_preset", "remi_beta"))
-_UNSET: dict[str, Any] = {f.name: f.default
-                          for f in dataclasses.fields(CapsuleParams)}
+CAPSULE_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(CapsuleParams)
+    if f.name not in ("capsule_preset", "remi_beta")
+)
+_UNSET: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(CapsuleParams)}
 
 # The project's default DisMIR capsule (docs/models.md, "Choosing the
 # capsule").
 DEFAULT_CAPSULE: dict[str, Any] = dict(
-    routing_init="prototype", routing_softmax="interests",
-    routing_padding_in_softmax=False, routing_similarity="cosine",
-    routing_temperature=0.02, routing_detach=False, interest_norm="squash",
-    readout="max", rec_loss="pairwise",
-    capsule_transform="shared_from_identity", capsule_recency="learned")
+    routing_init="prototype",
+    routing_softmax="interests",
+    routing_padding_in_softmax=False,
+    routing_similarity="cosine",
+    routing_temperature=0.02,
+    routing_detach=False,
+    interest_norm="squash",
+    readout="max",
+    rec_loss="pairwise",
+    capsule_transform="shared_from_identity",
+    capsule_recency="learned",
+)
 # The default before the recency weights (--routing_temperature 0.1
 # --capsule_recency none) is in docs/models.md, "How the default was
 # chosen".
 # The default before the collapse study (prototype logits by dot product,
 # W = I, the fused eq. 5 readout): on real data it ranks as mean pooling.
-LEGACY_CAPSULE = {k: v for k, v in config_lib.LEGACY_CAPSULE.items()
-                  if k != "capsule_preset"}
+LEGACY_CAPSULE = {
+    k: v for k, v in config_lib.LEGACY_CAPSULE.items() if k != "capsule_preset"
+}
 
 # Named configurations.  'paper-remi': "identity transformation, one
 # routing pass" on REMI's code base (the paper's footnote 6), i.e. REMI's
@@ -68,14 +78,20 @@ LEGACY_CAPSULE = {k: v for k, v in config_lib.LEGACY_CAPSULE.items()
 # training and REMI's evaluator in retrieval (every interest retrieves,
 # merged by score).
 CAPSULE_PRESETS: dict[str, dict[str, Any]] = {
-    "paper-remi": dict(routing_init="random_per_call",
-                       routing_softmax="positions",
-                       routing_padding_in_softmax=True,
-                       routing_similarity="dot", routing_temperature=1.0,
-                       routing_detach=True, interest_norm="squash",
-                       readout="fused", rec_loss="pairwise",
-                       capsule_transform="identity", capsule_recency="none",
-                       retrieval=types.MERGE),
+    "paper-remi": dict(
+        routing_init="random_per_call",
+        routing_softmax="positions",
+        routing_padding_in_softmax=True,
+        routing_similarity="dot",
+        routing_temperature=1.0,
+        routing_detach=True,
+        interest_norm="squash",
+        readout="fused",
+        rec_loss="pairwise",
+        capsule_transform="identity",
+        capsule_recency="none",
+        retrieval=types.MERGE,
+    ),
 }
 
 
@@ -86,19 +102,21 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
     ``retrieval`` is set on the config itself.
 
     Raises:
-      ConfigError: an option set explicitly contradicts the preset.
+      ConfigError: an option set explicitly contradicts the preset, or
+        ``remi_beta`` is set for the pairwise objective it does not act on.
     """
     params = dict(config.params)
     preset = params.get("capsule_preset", "")
     base = CAPSULE_PRESETS[preset] if preset else DEFAULT_CAPSULE
     top: dict[str, Any] = {}
     for field, value in base.items():
-        if field not in _UNSET:                  # retrieval
+        if field not in _UNSET:  # retrieval
             given = getattr(config, field)
             if given != "" and given != value:
                 raise ConfigError(
                     f"capsule_preset {preset!r} sets {field}={value!r}; drop "
-                    f"--{field} (given {given!r}) or the preset")
+                    f"--{field} (given {given!r}) or the preset"
+                )
             top[field] = value
             continue
         given = params.get(field, _UNSET[field])
@@ -107,14 +125,30 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
         elif preset and given != value:
             raise ConfigError(
                 f"capsule_preset {preset!r} sets {field}={value!r}; drop "
-                f"--{field} (given {given!r}) or the preset")
+                f"--{field} (given {given!r}) or the preset"
+            )
+    if (
+        params["rec_loss"] != "sampled_softmax"
+        and params["remi_beta"] != _UNSET["remi_beta"]
+    ):
+        raise ConfigError(
+            "--remi_beta acts on the DisMIR family only with --rec_loss "
+            f"sampled_softmax (the objective is {params['rec_loss']!r}); "
+            "remove it"
+        )
     return dataclasses.replace(config, params=params, **top)
 
 
 def clear_capsule_options(config: ModelConfig) -> ModelConfig:
-    """``config`` with the DisMIR family's capsule options unset (to reuse
-    a resolved DisMIR config for another model)."""
-    return dataclasses.replace(config, params={})
+    """``config`` with the DisMIR family's capsule options (and preset)
+    unset, its other params kept (to reuse a resolved DisMIR config for
+    another model)."""
+    params = {
+        k: v
+        for k, v in config.params.items()
+        if k not in CAPSULE_FIELDS and k != "capsule_preset"
+    }
+    return dataclasses.replace(config, params=params)
 
 
 class DisMIR(RetrievalModel):
@@ -128,8 +162,14 @@ class DisMIR(RetrievalModel):
 
     default_retrieval = types.FUSED
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 use_attention: bool = True, **kwargs):
+    def __init__(
+        self,
+        num_items: int,
+        config: ModelConfig,
+        seed: int = 0,
+        use_attention: bool = True,
+        **kwargs,
+    ):
         if not config.params.get("readout"):
             config = resolve_capsule(config)
         super().__init__(num_items, config, seed, **kwargs)
@@ -139,14 +179,17 @@ class DisMIR(RetrievalModel):
         self.rec_loss = own.rec_loss
         self.beta = own.remi_beta
         self.retrieval = config.retrieval or (
-            types.FUSED if self.readout == "fused" else types.MERGE)
+            types.FUSED if self.readout == "fused" else types.MERGE
+        )
         self.capsule = CapsuleInterestExtractor(
-            config.num_interests, config.max_len,
-            transform=("identity" if own.capsule_transform == "identity"
-                       else "shared"),
-            kernel_init=("identity"
-                         if own.capsule_transform == "shared_from_identity"
-                         else "normal"),
+            config.num_interests,
+            config.max_len,
+            transform=("identity" if own.capsule_transform == "identity" else "shared"),
+            kernel_init=(
+                "identity"
+                if own.capsule_transform == "shared_from_identity"
+                else "normal"
+            ),
             routing_init=own.routing_init,
             softmax_over=own.routing_softmax,
             padding_in_softmax=own.routing_padding_in_softmax,
@@ -157,7 +200,8 @@ class DisMIR(RetrievalModel):
             iterations=config.routing_iterations or 1,
             recency=own.capsule_recency,
             seed=weight_seed(seed, "capsule"),
-            name="capsule")
+            name="capsule",
+        )
         self.attention = InterestAttention(name="interest_attention")
 
     def encode(self, features, training=False, seed=None):
@@ -165,12 +209,20 @@ class DisMIR(RetrievalModel):
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         interests, routing = self.capsule(items, mask, seed=seed)
-        weights = (self.attention(interests, items, mask)
-                   if self.use_attention else None)
-        routed = (tf.einsum("bld,de->ble", items, self.capsule.kernel)
-                  if self.capsule.transform == "shared" else None)
-        return Encoded(interests=interests, weights=weights, routing=routing,
-                       items=items, mask=mask, routed_items=routed)
+        weights = self.attention(interests, items, mask) if self.use_attention else None
+        routed = (
+            tf.einsum("bld,de->ble", items, self.capsule.kernel)
+            if self.capsule.transform == "shared"
+            else None
+        )
+        return Encoded(
+            interests=interests,
+            weights=weights,
+            routing=routing,
+            items=items,
+            mask=mask,
+            routed_items=routed,
+        )
 
     def readout_queries(self, enc: Encoded) -> tf.Tensor:
         """[B, Q, d]: the vectors whose inner products with e_i give the
@@ -192,21 +244,26 @@ class DisMIR(RetrievalModel):
         'sampled_softmax': REMI's IHN sampled softmax of the target against
         S shared uniform negatives (:func:`sampled_softmax_loss`).
         """
-        queries = self.readout_queries(enc)                   # [B, Q, d]
+        queries = self.readout_queries(enc)  # [B, Q, d]
         target = batch[types.TARGET]
-        pos = tf.reduce_max(tf.einsum("bqd,bd->bq", queries,
-                                      self.item_embedding(target)), 1)
+        pos = tf.reduce_max(
+            tf.einsum("bqd,bd->bq", queries, self.item_embedding(target)), 1
+        )
         if self.rec_loss == "sampled_softmax":
             from dismir_tf.models.sampled_softmax import sampled_softmax_loss
-            negatives = self.item_embedding(self.sample_items(
-                [self.model_config.sampled_softmax_negatives], seed))
-            neg = tf.reduce_max(tf.einsum("bqd,sd->bqs", queries, negatives),
-                                1)                            # [B, S]
+
+            negatives = self.item_embedding(
+                self.sample_items([self.model_config.sampled_softmax_negatives], seed)
+            )
+            neg = tf.reduce_max(
+                tf.einsum("bqd,sd->bqs", queries, negatives), 1
+            )  # [B, S]
             return sampled_softmax_loss(pos, neg, self.beta)
         c = self.model_config.hard_negative_candidates
         cand = self.sample_items([tf.shape(target)[0], c], seed)
-        scores = tf.reduce_max(tf.einsum("bqd,bcd->bqc", queries,
-                                         self.item_embedding(cand)), 1)
+        scores = tf.reduce_max(
+            tf.einsum("bqd,bcd->bqc", queries, self.item_embedding(cand)), 1
+        )
         scores = tf.where(cand == target[:, None], _NEG_INF, scores)
         return tf.nn.softplus(tf.reduce_max(scores, 1) - pos)
 
@@ -214,8 +271,7 @@ class DisMIR(RetrievalModel):
         mode = retrieval or self.retrieval
         if mode == types.FUSED:
             return enc.fused()[:, None]
-        return self.readout_queries(enc) if self.readout != "fused" \
-            else enc.interests
+        return self.readout_queries(enc) if self.readout != "fused" else enc.interests
 
     def get_config(self):
         config = super().get_config()
@@ -224,7 +280,9 @@ class DisMIR(RetrievalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(num_items=config["num_items"],
-                   config=model_config_from_dict(config["config"]),
-                   seed=config["seed"],
-                   use_attention=config.get("use_attention", True))
+        return cls(
+            num_items=config["num_items"],
+            config=model_config_from_dict(config["config"]),
+            seed=config["seed"],
+            use_attention=config.get("use_attention", True),
+        )

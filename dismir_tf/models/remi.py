@@ -4,7 +4,7 @@ REMI is a training framework on top of a backbone; its reference results
 (and docs/reference-runs.md) use ComiRec-SA, so this is :class:`ComiRecSA` with
 
 * interest-aware hard negatives (IHN): the sampled softmax weights each
-  shared negative by softmax_j(beta * s_j) (``REMIParams.beta``, flag
+  shared negative by softmax_j(beta * s_j) (``REMIParams.remi_beta``, flag
   ``--remi_beta``, the reference's
   ``--rbeta``); see :func:`sampled_softmax_loss`;
 * routing regularisation (RR): eq. 1 of the DisMIR paper on the
@@ -25,11 +25,11 @@ class REMI(ComiRecSA):
 
     @property
     def negative_beta(self) -> float:
-        return self.model_config.own.beta
+        return self.model_config.own.remi_beta
 
     def regularization(self, batch, enc, seed):
         del batch, seed
         config = self.model_config
         return weighted_routing_variation(
-            enc.routing, config.own.routing_variance_weight,
-            config.embedding_dim)
+            enc.routing, config.own.routing_variance_weight, config.embedding_dim
+        )

@@ -44,7 +44,7 @@ What differs, and why:
   hard-negative strategy [47] instead of UMI's own harder negatives (the
   reference scores every negative with its own closest interest): the
   shared uniform negatives of the sampled softmax are weighted by
-  softmax_j(beta * s_j), beta = ``UMIParams.beta`` (flag ``--remi_beta``,
+  softmax_j(beta * s_j), beta = ``UMIParams.remi_beta`` (flag ``--remi_beta``,
   the same temperature as REMI), see :func:`sampled_softmax_loss`.
   REMI's routing regulariser is not part of it.
 * The routing logits are drawn once from the model's seed and kept fixed
@@ -88,8 +88,7 @@ class UMI(SampledSoftmaxModel):
 
     hard_readout = True
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         d = config.embedding_dim
         # The reference's item embeddings: a bare tf.get_variable, whose
@@ -97,28 +96,39 @@ class UMI(SampledSoftmaxModel):
         # not built yet, so this takes effect at build).
         self.item_embedding.embeddings_initializer = (
             tf.keras.initializers.GlorotUniform(
-                seed=weight_seed(seed, "item_embedding")))
+                seed=weight_seed(seed, "item_embedding")
+            )
+        )
         profile_dim = PROFILE_FIELDS * PROFILE_FIELD_DIM
         # The profile stand-in: an MLP on the mean history embedding.
-        self.profile_hidden = _dense(profile_dim,
-                                     weight_seed(seed, "profile_hidden"),
-                                     activation="relu", name="profile_hidden")
-        self.profile_out = _dense(profile_dim,
-                                  weight_seed(seed, "profile_out"),
-                                  name="profile_out")
+        self.profile_hidden = _dense(
+            profile_dim,
+            weight_seed(seed, "profile_hidden"),
+            activation="relu",
+            name="profile_hidden",
+        )
+        self.profile_out = _dense(
+            profile_dim, weight_seed(seed, "profile_out"), name="profile_out"
+        )
         self.dual_routing = UserGuidedRouting(
-            config.num_interests, config.max_len, profile_dim,
+            config.num_interests,
+            config.max_len,
+            profile_dim,
             iterations=config.routing_iterations or 3,
             seed=weight_seed(seed, "user_guided_routing"),
-            name="user_guided_routing")
+            name="user_guided_routing",
+        )
         self.refinement = InterestRefinement(
-            PROFILE_FIELDS, profile_dim, d,
+            PROFILE_FIELDS,
+            profile_dim,
+            d,
             seed=weight_seed(seed, "interest_refinement"),
-            name="interest_refinement")
+            name="interest_refinement",
+        )
 
     @property
     def negative_beta(self) -> float:
-        return self.model_config.own.beta
+        return self.model_config.own.remi_beta
 
     def profile(self, items: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """[B, P] the profile stand-in from the history alone."""
@@ -131,5 +141,6 @@ class UMI(SampledSoftmaxModel):
         profile = self.profile(items, mask)
         capsules, routing, _ = self.dual_routing(items, mask, profile)
         interests, _ = self.refinement(capsules, profile)
-        return Encoded(interests=interests, weights=None, routing=routing,
-                       items=items, mask=mask)
+        return Encoded(
+            interests=interests, weights=None, routing=routing, items=items, mask=mask
+        )
