@@ -4,7 +4,11 @@
 # Usage: bash results/fair/run.sh tune DATA MODEL    # 12 trials, pruning (resumable)
 #        bash results/fair/run.sh seeds DATA MODEL   # the best trial's flags, seeds 0-2
 #        bash results/fair/run.sh model DATA MODEL   # both
-#        python results/fair/summarize.py DATA       # the table from what has finished
+#        bash results/fair/run.sh ablation DATA      # DisMIR's tuned configuration
+#                                                    # as MIR, MIR-RV, MIR-BF, w/o DPI
+#        bash results/fair/run.sh plugin DATA        # each tuned backbone + the
+#                                                    # partition task at DisMIR's tuned lambda
+#        python results/fair/summarize.py DATA       # the tables from what has finished
 # The budget of every trial is the reference one of results/tables.sh (the
 # same steps, evaluation interval and patience); the pruner may stop a trial
 # after its second evaluation.  Only valid users are read while tuning.
@@ -29,5 +33,35 @@ case "$1" in
         --output_dir "results/fair/$2/runs/$3-seed$s"
     done ;;
   model) bash "$0" tune "$2" "$3"; bash "$0" seeds "$2" "$3" ;;
-  *) echo "usage: $0 tune|seeds|model DATA MODEL" >&2; exit 2 ;;
+  ablation)
+    # The ablations take DisMIR's tuned flags; those without the partition
+    # task (MIR and its variants) drop lambda, and the regularisers of
+    # MIR-RV and MIR-BF keep their defaults (they are not Table 2 models).
+    best=$(python results/fair/summarize.py --best_flags "$2" dismir)
+    nolam=$(echo "$best" | sed -E 's/--partition_weight [^ ]+ ?//')
+    for m in mir mir-rv mir-bf dismir-wo-dpi; do
+      flags=$best; [ "$m" = dismir-wo-dpi ] || flags=$nolam
+      for s in 0 1 2; do
+        out="results/fair/$2/runs/$m-seed$s"
+        [ -f "$out/metrics.json" ] && continue
+        python train.py ${FLAGS[$2]} $COMMON --model "$m" $flags --seed "$s" \
+          --output_dir "$out"
+      done
+    done ;;
+  plugin)
+    # Each multi-interest backbone's tuned flags plus the partition task at
+    # DisMIR's tuned lambda; "without" is the backbone's seeds run.
+    lam=$(python results/fair/summarize.py --best_flags "$2" dismir \
+      | sed -E 's/.*--partition_weight ([^ ]+).*/\1/')
+    for m in mind comirec-dr comirec-sa remi; do
+      best=$(python results/fair/summarize.py --best_flags "$2" "$m")
+      for s in 0 1 2; do
+        out="results/fair/$2/runs/$m-plugin-seed$s"
+        [ -f "$out/metrics.json" ] && continue
+        python train.py ${FLAGS[$2]} $COMMON --model "$m" $best \
+          --partition_weight "$lam" --seed "$s" --output_dir "$out"
+      done
+    done ;;
+  *) echo "usage: $0 tune|seeds|model DATA MODEL, or ablation|plugin DATA" >&2
+     exit 2 ;;
 esac

@@ -1,9 +1,12 @@
 """The fair tables from results/fair/DATA: each model's tuning (trials,
 pruned, best parameters, best valid Recall@50) and its tuned configuration's
-3 seeds (valid and test), DisMIR against the best of the others (paired t).
+3 seeds (valid and test), DisMIR against the best of the others (paired t);
+the ablation (DisMIR's tuned configuration as MIR, MIR-RV, MIR-BF and w/o
+DPI) and the plugin table (each tuned backbone with and without the
+partition task at DisMIR's tuned lambda), from the runs that have finished.
 
     python results/fair/summarize.py DATA
-        # writes results/fair/DATA/table2.md
+        # writes results/fair/DATA/table2.md (and ablation.md, plugin.md)
     python results/fair/summarize.py --best_flags DATA MODEL
         # train.py flags of the best trial
 """
@@ -22,8 +25,19 @@ from scipy import stats
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-MODELS = ("dnn", "gru4rec", "sasrec", "mind", "comirec-dr", "comirec-sa",
-          "re4", "umi", "pimirec", "remi", "dismir")
+MODELS = (
+    "dnn",
+    "gru4rec",
+    "sasrec",
+    "mind",
+    "comirec-dr",
+    "comirec-sa",
+    "re4",
+    "umi",
+    "pimirec",
+    "remi",
+    "dismir",
+)
 METRIC = "recall@50"
 
 
@@ -36,24 +50,28 @@ def trials(data: str, model: str) -> list[dict]:
 
 
 def best_trial(rows: list[dict]) -> dict | None:
-    done = [r for r in rows if r["state"] == "COMPLETE"
-            and r.get(f"valid_{METRIC}")]
-    return max(done, key=lambda r: (float(r[f"valid_{METRIC}"]),
-                                    -int(r["trial"]))) if done else None
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get(f"valid_{METRIC}")]
+    return (
+        max(done, key=lambda r: (float(r[f"valid_{METRIC}"]), -int(r["trial"])))
+        if done
+        else None
+    )
 
 
 def params_of(row: dict) -> dict:
     skip = {"trial", "state", "best_step", "steps", "output_dir"}
-    return {k: float(v) if "." in v or "e" in v else int(v)
-            for k, v in row.items()
-            if k not in skip and not k.startswith("valid_") and v != ""}
+    return {
+        k: float(v) if "." in v or "e" in v else int(v)
+        for k, v in row.items()
+        if k not in skip and not k.startswith("valid_") and v != ""
+    }
 
 
 def seed_runs(data: str, model: str) -> list[dict] | None:
+    """The 3 seeds' metrics of runs/MODEL-seedS, or None until all exist."""
     out = []
     for s in range(3):
-        path = os.path.join(HERE, data, "runs", f"{model}-seed{s}",
-                            "metrics.json")
+        path = os.path.join(HERE, data, "runs", f"{model}-seed{s}", "metrics.json")
         if not os.path.exists(path):
             return None
         with open(path) as f:
@@ -66,10 +84,13 @@ def _ms(values) -> str:
 
 
 def table(data: str) -> str:
-    lines = [f"# {data}: every model tuned alike (valid users only)", "",
-             "| model | trials (pruned) | best trial's parameters | best "
-             "trial valid R@50 | tuned, 3 seeds: valid R@50 | test R@50 |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {data}: every model tuned alike (valid users only)",
+        "",
+        "| model | trials (pruned) | best trial's parameters | best "
+        "trial valid R@50 | tuned, 3 seeds: valid R@50 | test R@50 |",
+        "|---|---|---|---|---|---|",
+    ]
     tests = {}
     for m in MODELS:
         rows = trials(data, m)
@@ -79,27 +100,102 @@ def table(data: str) -> str:
         runs = seed_runs(data, m)
         pruned = sum(r["state"] == "PRUNED" for r in rows)
         finished = sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows)
-        params = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
-                           f"{k} {v}" for k, v in params_of(best).items()
-                           ) if best else "-"
+        params = (
+            ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in params_of(best).items()
+            )
+            if best
+            else "-"
+        )
         cells = ["-", "-"]
         if runs:
             tests[m] = [r["test"][METRIC] for r in runs]
-            cells = [_ms([r["valid"][METRIC] for r in runs]),
-                     _ms(tests[m])]
-        lines.append(f"| {m} | {finished} ({pruned}) | {params} | "
-                     f"{float(best[f'valid_{METRIC}']):.4f} | "
-                     f"{cells[0]} | {cells[1]} |" if best else
-                     f"| {m} | {finished} ({pruned}) | - | - | - | - |")
+            cells = [_ms([r["valid"][METRIC] for r in runs]), _ms(tests[m])]
+        lines.append(
+            f"| {m} | {finished} ({pruned}) | {params} | "
+            f"{float(best[f'valid_{METRIC}']):.4f} | "
+            f"{cells[0]} | {cells[1]} |"
+            if best
+            else f"| {m} | {finished} ({pruned}) | - | - | - | - |"
+        )
     if "dismir" in tests and len(tests) > 1:
         others = {m: v for m, v in tests.items() if m != "dismir"}
         best_other = max(others, key=lambda m: np.mean(others[m]))
         ratio = np.mean(tests["dismir"]) / np.mean(others[best_other])
         p = stats.ttest_rel(tests["dismir"], others[best_other]).pvalue
-        lines += ["", f"DisMIR against the best other tuned model "
-                  f"({best_other}) on test Recall@50: {ratio:.3f}x "
-                  f"(paired t over seeds, p = {p:.3f})."]
+        lines += [
+            "",
+            f"DisMIR against the best other tuned model "
+            f"({best_other}) on test Recall@50: {ratio:.3f}x "
+            f"(paired t over seeds, p = {p:.3f}).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+ABLATION = ("mir", "mir-rv", "mir-bf", "dismir-wo-dpi", "dismir")
+PLUGIN = ("mind", "comirec-dr", "comirec-sa", "remi")
+
+
+def _test(runs: list[dict], metric: str = METRIC) -> list[float]:
+    return [r["test"][metric] for r in runs]
+
+
+def _paired(a: list[float], b: list[float]) -> str:
+    return f"{np.mean(a) / np.mean(b):.3f}x, p = {stats.ttest_rel(a, b).pvalue:.3f}"
+
+
+def ablation(data: str) -> str | None:
+    """DisMIR's tuned configuration and its ablations (3 seeds, test)."""
+    runs = {m: seed_runs(data, m) for m in ABLATION}
+    done = {m: r for m, r in runs.items() if r}
+    if "dismir" not in done or len(done) < 2:
+        return None
+    lines = [
+        f"# {data}: ablation of the tuned DisMIR (3 seeds, test users)",
+        "",
+        "DisMIR's tuned flags for every column; the columns without the "
+        "partition task drop lambda; MIR-RV's and MIR-BF's weights are "
+        "their defaults.",
+        "",
+        "| model | R@20 | R@50 | DisMIR / model (R@50, paired t) |",
+        "|---|---|---|---|",
+    ]
+    dismir = _test(done["dismir"])
+    for m, r in done.items():
+        vs = "-" if m == "dismir" else _paired(dismir, _test(r))
+        lines.append(f"| {m} | {_ms(_test(r, 'recall@20'))} | {_ms(_test(r))} | {vs} |")
+    return "\n".join(lines) + "\n"
+
+
+def plugin(data: str) -> str | None:
+    """Each tuned backbone without and with the partition task."""
+    rows = []
+    for m in PLUGIN:
+        off, on = seed_runs(data, m), seed_runs(data, f"{m}-plugin")
+        if off and on:
+            rows.append(
+                f"| {m} | {_ms(_test(off))} | {_ms(_test(on))} | "
+                f"{_paired(_test(on), _test(off))} |"
+            )
+    if not rows:
+        return None
+    best = best_trial(trials(data, "dismir"))
+    lam = params_of(best)["partition_weight"] if best else float("nan")
+    return (
+        "\n".join(
+            [
+                f"# {data}: the partition task as a plugin of the tuned "
+                f"backbones (lambda {lam:.3g}, DisMIR's tuned one; 3 seeds, "
+                "test R@50)",
+                "",
+                "| backbone | without | with | with / without (paired t) |",
+                "|---|---|---|---|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
 
 
 def main() -> None:
@@ -111,15 +207,25 @@ def main() -> None:
     if args.best_flags:
         best = best_trial(trials(args.data, args.model))
         if best is None:
-            raise SystemExit(f"no completed trial for {args.model} on "
-                             f"{args.data}; run the tuning first")
+            raise SystemExit(
+                f"no completed trial for {args.model} on "
+                f"{args.data}; run the tuning first"
+            )
         from dismir_tf.tuning import flags_of
+
         print(flags_of(params_of(best)))
         return
-    text = table(args.data)
-    with open(os.path.join(HERE, args.data, "table2.md"), "w") as f:
-        f.write(text)
-    print(text)
+    tables = {
+        "table2": table(args.data),
+        "ablation": ablation(args.data),
+        "plugin": plugin(args.data),
+    }
+    for name, text in tables.items():
+        if text is None:
+            continue
+        with open(os.path.join(HERE, args.data, f"{name}.md"), "w") as f:
+            f.write(text)
+        print(text)
 
 
 if __name__ == "__main__":
