@@ -60,7 +60,7 @@ BOOKS_INTERACTIONS = 8_898_041
 TRAIN_FRACTION = 0.8
 VALID_FRACTION = 0.1
 SAMPLER_BATCH_SIZES = (128, 4096)
-SAMPLER_SECONDS = 3.0   # Timed per batch size, after one warm-up call.
+SAMPLER_SECONDS = 3.0  # Timed per batch size, after one warm-up call.
 SAMPLER_DISTINCT_BATCHES = 64
 KIB = 1024
 MIB = 1 << 20
@@ -71,8 +71,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB / MIB
 
 
-def user_lengths(rng: np.random.Generator, num_users: int, total: int,
-                 min_length: int, tail: float) -> np.ndarray:
+def user_lengths(
+    rng: np.random.Generator, num_users: int, total: int, min_length: int, tail: float
+) -> np.ndarray:
     """[num_users] int64 heavy-tailed lengths >= min_length summing to total.
 
     Args:
@@ -94,10 +95,18 @@ def user_lengths(rng: np.random.Generator, num_users: int, total: int,
     return lengths + min_length
 
 
-def synthetic_books(num_users: int, num_items: int, num_interactions: int,
-                    *, min_length: int, length_tail: float,
-                    min_item_count: int, item_zipf: float,
-                    item_zipf_shift: float, seed: int) -> SequenceDataset:
+def synthetic_books(
+    num_users: int,
+    num_items: int,
+    num_interactions: int,
+    *,
+    min_length: int,
+    length_tail: float,
+    min_item_count: int,
+    item_zipf: float,
+    item_zipf_shift: float,
+    seed: int,
+) -> SequenceDataset:
     """A SequenceDataset shaped like a 5-core review log (module docstring).
 
     Args:
@@ -115,20 +124,21 @@ def synthetic_books(num_users: int, num_items: int, num_interactions: int,
       ValueError: The interactions cannot give every user ``min_length``
         and every item ``min_item_count`` interactions.
     """
-    if num_interactions < max(num_users * min_length,
-                              num_items * min_item_count):
-        raise ValueError("too few interactions for the minimum user length "
-                         "and item count")
+    if num_interactions < max(num_users * min_length, num_items * min_item_count):
+        raise ValueError(
+            "too few interactions for the minimum user length and item count"
+        )
     rng = np.random.default_rng(seed)
-    lengths = user_lengths(rng, num_users, num_interactions, min_length,
-                           length_tail)
-    floor = np.repeat(np.arange(1, num_items + 1, dtype=np.int32),
-                      min_item_count)
+    lengths = user_lengths(rng, num_users, num_interactions, min_length, length_tail)
+    floor = np.repeat(np.arange(1, num_items + 1, dtype=np.int32), min_item_count)
     weights = (np.arange(1, num_items + 1) + item_zipf_shift) ** -item_zipf
     cdf = np.cumsum(weights)
-    draws = np.searchsorted(
-        cdf, rng.random(num_interactions - len(floor)) * cdf[-1],
-        side="right").astype(np.int32) + 1
+    draws = (
+        np.searchsorted(
+            cdf, rng.random(num_interactions - len(floor)) * cdf[-1], side="right"
+        ).astype(np.int32)
+        + 1
+    )
     items = np.concatenate([floor, np.minimum(draws, num_items)])
     del floor, draws
     rng.shuffle(items)
@@ -137,19 +147,20 @@ def synthetic_books(num_users: int, num_items: int, num_interactions: int,
     num_valid = int((TRAIN_FRACTION + VALID_FRACTION) * num_users)
     return SequenceDataset(
         name="synthetic-books",
-        item_ids=np.concatenate([[""], np.arange(1, num_items + 1).astype(
-            str)]),
+        item_ids=np.concatenate([[""], np.arange(1, num_items + 1).astype(str)]),
         user_ids=np.arange(num_users).astype(str),
         offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         items=items,
         timestamps=None,
         train_users=users[:num_train],
         valid_users=users[num_train:num_valid],
-        test_users=users[num_valid:])
+        test_users=users[num_valid:],
+    )
 
 
-def sampler_throughput(sampler: PositiveSampler, ds: SequenceDataset,
-                       batch_size: int, seed: int) -> float:
+def sampler_throughput(
+    sampler: PositiveSampler, ds: SequenceDataset, batch_size: int, seed: int
+) -> float:
     """Positives per second of a tf.function-wrapped sampler.
 
     Anchors are drawn from the train users' interactions, so popular items
@@ -166,17 +177,23 @@ def sampler_throughput(sampler: PositiveSampler, ds: SequenceDataset,
     """
     rng = np.random.default_rng(seed)
     train_items = np.concatenate(
-        [ds.sequence(u) for u in ds.train_users[:SAMPLER_DISTINCT_BATCHES
-                                                * batch_size]])
-    batches = tf.constant(rng.choice(
-        train_items, size=(SAMPLER_DISTINCT_BATCHES, batch_size)))
+        [
+            ds.sequence(u)
+            for u in ds.train_users[: SAMPLER_DISTINCT_BATCHES * batch_size]
+        ]
+    )
+    batches = tf.constant(
+        rng.choice(train_items, size=(SAMPLER_DISTINCT_BATCHES, batch_size))
+    )
     draw = tf.function(sampler.__call__)
     draw(batches[0], tf.constant([seed, 0], tf.int64))  # Trace and warm up.
     calls = 0
     start = time.perf_counter()
     while time.perf_counter() - start < SAMPLER_SECONDS:
-        draw(batches[calls % SAMPLER_DISTINCT_BATCHES],
-                            tf.constant([seed, calls], tf.int64))
+        draw(
+            batches[calls % SAMPLER_DISTINCT_BATCHES],
+            tf.constant([seed, calls], tf.int64),
+        )
         calls += 1
     return calls * batch_size / (time.perf_counter() - start)
 
@@ -192,80 +209,100 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--item_zipf", type=float, default=1.0)
     parser.add_argument("--item_zipf_shift", type=float, default=35.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--block_entries", type=int,
-                        default=DEFAULT_BLOCK_ENTRIES)
-    parser.add_argument("--max_nnz", type=int, default=None,
-                        help="abort the build above this many entries")
+    parser.add_argument("--block_entries", type=int, default=DEFAULT_BLOCK_ENTRIES)
+    parser.add_argument(
+        "--max_nnz",
+        type=int,
+        default=None,
+        help="abort the build above this many entries",
+    )
     parser.add_argument("--skip_sampler", action="store_true")
     args = parser.parse_args(argv)
     if args.length_tail <= 1.0:
         parser.error("--length_tail must be > 1 (finite mean length)")
 
     # Other processes share the cores: the load average qualifies the times.
-    results: dict[str, float | int | str] = {
-        "load_average_start": os.getloadavg()[0]}
+    results: dict[str, float | int | str] = {"load_average_start": os.getloadavg()[0]}
     start = time.perf_counter()
-    ds = synthetic_books(args.users, args.items, args.interactions,
-                         min_length=args.min_length,
-                         length_tail=args.length_tail,
-                         min_item_count=args.min_item_count,
-                         item_zipf=args.item_zipf,
-                         item_zipf_shift=args.item_zipf_shift, seed=args.seed)
+    ds = synthetic_books(
+        args.users,
+        args.items,
+        args.interactions,
+        min_length=args.min_length,
+        length_tail=args.length_tail,
+        min_item_count=args.min_item_count,
+        item_zipf=args.item_zipf,
+        item_zipf_shift=args.item_zipf_shift,
+        seed=args.seed,
+    )
     results["generate_seconds"] = time.perf_counter() - start
     lengths = ds.lengths
     counts = ds.item_counts()[1:]
     results.update(
-        users=ds.num_users, items=ds.num_items,
+        users=ds.num_users,
+        items=ds.num_items,
         interactions=ds.num_interactions,
         train_users=len(ds.train_users),
         mean_length=float(lengths.mean()),
         median_length=float(np.median(lengths)),
         max_length=int(lengths.max()),
         top_item_share=float(counts.max() / counts.sum()),
-        train_pairs_bound=int(np.sum(
-            lengths[ds.train_users].astype(np.int64) ** 2)),
-        peak_rss_after_generate_mib=peak_rss_mib())
-    print(f"generated {ds.stats()} in {results['generate_seconds']:.1f} s; "
-          f"lengths mean {results['mean_length']:.2f} median "
-          f"{results['median_length']:.0f} max {results['max_length']}; "
-          f"top item {100 * results['top_item_share']:.2f}% of interactions",
-          flush=True)
+        train_pairs_bound=int(np.sum(lengths[ds.train_users].astype(np.int64) ** 2)),
+        peak_rss_after_generate_mib=peak_rss_mib(),
+    )
+    print(
+        f"generated {ds.stats()} in {results['generate_seconds']:.1f} s; "
+        f"lengths mean {results['mean_length']:.2f} median "
+        f"{results['median_length']:.0f} max {results['max_length']}; "
+        f"top item {100 * results['top_item_share']:.2f}% of interactions",
+        flush=True,
+    )
 
     start = time.perf_counter()
     results["nnz_bound"] = cooccurrence_nnz_bound(ds)
     results["bound_seconds"] = time.perf_counter() - start
-    print(f"nnz upper bound {results['nnz_bound']:,} "
-          f"(sum of train n_u^2 {results['train_pairs_bound']:,}) in "
-          f"{results['bound_seconds']:.1f} s", flush=True)
+    print(
+        f"nnz upper bound {results['nnz_bound']:,} "
+        f"(sum of train n_u^2 {results['train_pairs_bound']:,}) in "
+        f"{results['bound_seconds']:.1f} s",
+        flush=True,
+    )
 
     # As training builds it (training.make_positive_sampler): the graph,
     # turned into the sampler's tables in place.
     start, cpu_start = time.perf_counter(), time.process_time()
-    sampler = build_positive_sampler(ds, log=lambda m: print(m, flush=True),
-                                     block_entries=args.block_entries,
-                                     max_nnz=args.max_nnz)
+    sampler = build_positive_sampler(
+        ds,
+        log=lambda m: print(m, flush=True),
+        block_entries=args.block_entries,
+        max_nnz=args.max_nnz,
+    )
     results["build_seconds"] = time.perf_counter() - start
     results["build_cpu_seconds"] = time.process_time() - cpu_start
     results["nnz"] = sampler.num_entries
     results["peak_rss_after_build_mib"] = peak_rss_mib()
-    print(f"build_positive_sampler (graph and sampler tables): "
-          f"{results['build_seconds']:.1f} s "
-          f"({results['build_cpu_seconds']:.1f} s CPU), nnz "
-          f"{sampler.num_entries:,}, peak RSS "
-          f"{results['peak_rss_after_build_mib']:.0f} MiB", flush=True)
+    print(
+        f"build_positive_sampler (graph and sampler tables): "
+        f"{results['build_seconds']:.1f} s "
+        f"({results['build_cpu_seconds']:.1f} s CPU), nnz "
+        f"{sampler.num_entries:,}, peak RSS "
+        f"{results['peak_rss_after_build_mib']:.0f} MiB",
+        flush=True,
+    )
     if not args.skip_sampler:
         for batch_size in SAMPLER_BATCH_SIZES:
             rate = sampler_throughput(sampler, ds, batch_size, args.seed)
             results[f"sampler_positives_per_s_b{batch_size}"] = rate
-            print(f"sampler: batch {batch_size}: {rate:,.0f} positives/s",
-                  flush=True)
+            print(f"sampler: batch {batch_size}: {rate:,.0f} positives/s", flush=True)
         results["peak_rss_final_mib"] = peak_rss_mib()
-        print(f"peak RSS {results['peak_rss_final_mib']:.0f} MiB",
-              flush=True)
+        print(f"peak RSS {results['peak_rss_final_mib']:.0f} MiB", flush=True)
 
     results["load_average_end"] = os.getloadavg()[0]
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                      for k, v in results.items()}))
+    print(
+        json.dumps(
+            {k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,10 @@ SIZES = {
     "books": (603_668, 367_982, 8_898_041),
 }
 # The named data sets' shape settings (dismir_tf/data/registry.py).
-SETTINGS = {"gowalla": dict(num_interests=4, max_len=40,
-                            hard_negative_candidates=10),
-            "books": dict(num_interests=6, max_len=20,
-                          hard_negative_candidates=50)}
+SETTINGS = {
+    "gowalla": dict(num_interests=4, max_len=40, hard_negative_candidates=10),
+    "books": dict(num_interests=6, max_len=20, hard_negative_candidates=50),
+}
 SHARED = os.path.join(os.path.dirname(_ROOT), "shared", "data")
 BEAUTY = os.path.join(SHARED, "beauty", "Beauty.txt.gz")
 OUT = os.path.join(_ROOT, "results", "paper_scale")
@@ -70,19 +70,30 @@ def make_standin(size: str, data_dir: str, seed: int = 0) -> str:
 
     users, items, interactions = SIZES[size]
     t0 = time.perf_counter()
-    ds = synthetic_books(users, items, interactions, min_length=5,
-                         length_tail=2.2, min_item_count=5, item_zipf=1.0,
-                         item_zipf_shift=35.0, seed=seed)
+    ds = synthetic_books(
+        users,
+        items,
+        interactions,
+        min_length=5,
+        length_tail=2.2,
+        min_item_count=5,
+        item_zipf=1.0,
+        item_zipf_shift=35.0,
+        seed=seed,
+    )
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".part"
     with gzip.open(tmp, "wt", compresslevel=3) as f:
         for u in range(ds.num_users):
-            seq = ds.items[ds.offsets[u]:ds.offsets[u + 1]]
+            seq = ds.items[ds.offsets[u] : ds.offsets[u + 1]]
             f.write(f"u{u} " + " ".join(map(str, seq.tolist())) + "\n")
     os.replace(tmp, path)
-    print(f"wrote {path} ({users:,} users, {items:,} items, "
-          f"{interactions:,} interactions) in "
-          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(
+        f"wrote {path} ({users:,} users, {items:,} items, "
+        f"{interactions:,} interactions) in "
+        f"{time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
     return path
 
 
@@ -93,24 +104,42 @@ def run(args) -> dict:
     if args.size == "beauty":
         data = ["--dataset_file", BEAUTY, "--dataset_format", "seq_lines"]
     else:
-        data = ["--dataset_file", make_standin(args.size, args.data_dir),
-                "--dataset_format", "seq_lines"]
-    name = "-".join([args.size, args.model]
-                    + ([args.settings] if args.settings else [])
-                    + ([args.tag] if args.tag else [])
-                    + ([f"{args.workers}workers"] if args.workers > 1
-                       else [])
-                    + [str(args.max_steps)])
+        data = [
+            "--dataset_file",
+            make_standin(args.size, args.data_dir),
+            "--dataset_format",
+            "seq_lines",
+        ]
+    name = "-".join(
+        [args.size, args.model]
+        + ([args.settings] if args.settings else [])
+        + ([args.tag] if args.tag else [])
+        + ([f"{args.workers}workers"] if args.workers > 1 else [])
+        + [str(args.max_steps)]
+    )
     out_dir = os.path.join(args.runs_dir, name)
     if os.path.exists(out_dir):
         # train.py would resume it (or, finished, just read it back): a
         # measurement needs a fresh run.
-        raise SystemExit(f"{out_dir} exists: move it away, or give the "
-                         "run another --tag")
-    cmd = [sys.executable, os.path.join(_ROOT, "train.py"), *data,
-           "--model", args.model, "--max_steps", str(args.max_steps),
-           "--eval_every", str(args.eval_every), "--output_dir", out_dir,
-           "--seed", str(args.seed), *args.extra]
+        raise SystemExit(
+            f"{out_dir} exists: move it away, or give the run another --tag"
+        )
+    cmd = [
+        sys.executable,
+        os.path.join(_ROOT, "train.py"),
+        *data,
+        "--model",
+        args.model,
+        "--max_steps",
+        str(args.max_steps),
+        "--eval_every",
+        str(args.eval_every),
+        "--output_dir",
+        out_dir,
+        "--seed",
+        str(args.seed),
+        *args.extra,
+    ]
     for key, value in settings.items():
         cmd += [f"--{key}", str(value)]
     print(" ".join(cmd), file=sys.stderr, flush=True)
@@ -118,26 +147,25 @@ def run(args) -> dict:
     os.makedirs(args.runs_dir, exist_ok=True)
     workers = None
     if args.workers > 1:
-        workers = run_workers(cmd + ["--strategy", "multi_worker"],
-                              args.workers, out_dir)
+        workers = run_workers(
+            cmd + ["--strategy", "multi_worker"], args.workers, out_dir
+        )
     else:
         with open(out_dir + ".log", "w") as log:
-            proc = subprocess.run(cmd, stderr=log, stdout=subprocess.PIPE,
-                                  text=True)
+            proc = subprocess.run(cmd, stderr=log, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
-            raise SystemExit(f"train.py failed ({proc.returncode}); see "
-                             f"{out_dir}.log")
+            raise SystemExit(f"train.py failed ({proc.returncode}); see {out_dir}.log")
     wall = time.perf_counter() - t0
     with open(os.path.join(out_dir, "metrics.json")) as f:
         metrics = json.load(f)
     with open(os.path.join(out_dir, "state.json")) as f:
         state = json.load(f)
     evals = state["evals"]
-    steady = [e["train_seconds"] for e in evals[1:]] or [
-        evals[0]["train_seconds"]]
+    steady = [e["train_seconds"] for e in evals[1:]] or [evals[0]["train_seconds"]]
     step_ms = 1000 * statistics.median(steady) / args.eval_every
     figures = {
-        "size": args.size, "model": args.model,
+        "size": args.size,
+        "model": args.model,
         "settings": args.settings or args.size,
         "command": [_relative(c) for c in cmd],
         "workers": workers,
@@ -148,7 +176,8 @@ def run(args) -> dict:
         "evaluation_seconds": [e["evaluation_seconds"] for e in evals],
         "diagnostics_seconds": [e["diagnostics_seconds"] for e in evals],
         "valid_users": metrics["collapse"]["test"]["users"],
-        "test": metrics["test"], "valid": metrics["valid"],
+        "test": metrics["test"],
+        "valid": metrics["valid"],
     }
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, name + ".json"), "w") as f:
@@ -186,28 +215,36 @@ def run_workers(cmd: list[str], n: int, out_dir: str) -> list[dict]:
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(n)]}
     procs, logs = [], []
     for i in range(n):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": i}}
+            ),
+        )
         log = open(f"{out_dir}.worker{i}.log", "w")
         logs.append(log)
-        procs.append(subprocess.Popen(cmd, env=env, stderr=log,
-                                      stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(cmd, env=env, stderr=log, stdout=subprocess.DEVNULL)
+        )
     codes = [p.wait() for p in procs]
     for log in logs:
         log.close()
     if any(codes):
-        raise SystemExit(f"a worker failed ({codes}); see "
-                         f"{out_dir}.worker*.log")
+        raise SystemExit(f"a worker failed ({codes}); see {out_dir}.worker*.log")
     out = []
     for i in range(n):
         with open(f"{out_dir}.worker{i}.log") as f:
             line = [x for x in f if x.startswith("time: ")][-1]
         stages = dict(re.findall(r"([a-z ]+?) ([0-9.]+) s[,;]", line[6:]))
         peak = re.search(r"peak memory ([0-9.]+) GiB", line)
-        out.append({"worker": i, "time_line": line.strip(),
-                    "stages_seconds": {k.strip(): float(v)
-                                       for k, v in stages.items()},
-                    "peak_rss_gib": float(peak.group(1))})
+        out.append(
+            {
+                "worker": i,
+                "time_line": line.strip(),
+                "stages_seconds": {k.strip(): float(v) for k, v in stages.items()},
+                "peak_rss_gib": float(peak.group(1)),
+            }
+        )
     return out
 
 
@@ -225,8 +262,9 @@ def matmul_rate(repeats: int = 20) -> dict:
 
     @tf.function
     def score(x):
-        return tf.reduce_max(tf.reshape(
-            tf.matmul(x, items, transpose_b=True), [b, q, n]), axis=1)
+        return tf.reduce_max(
+            tf.reshape(tf.matmul(x, items, transpose_b=True), [b, q, n]), axis=1
+        )
 
     score(queries).numpy()
     times = []
@@ -235,18 +273,22 @@ def matmul_rate(repeats: int = 20) -> dict:
         score(queries).numpy()
         times.append(time.perf_counter() - t0)
     flops = 2 * b * q * d * n
-    return {"gflops_best": round(flops / min(times) / 1e9, 1),
-            "gflops_median": round(flops / statistics.median(times) / 1e9,
-                                   1),
-            "shape": [b * q, d, n]}
+    return {
+        "gflops_best": round(flops / min(times) / 1e9, 1),
+        "gflops_median": round(flops / statistics.median(times) / 1e9, 1),
+        "shape": [b * q, d, n],
+    }
 
 
 def table() -> None:
     """Markdown rows of every recorded run."""
     rows = []
     for name in sorted(os.listdir(OUT)):
-        if not name.endswith(".json") or name == "matmul.json" or \
-                name.startswith("step-ratio"):
+        if (
+            not name.endswith(".json")
+            or name == "matmul.json"
+            or name.startswith("step-ratio")
+        ):
             continue
         with open(os.path.join(OUT, name)) as f:
             r = json.load(f)
@@ -256,11 +298,13 @@ def table() -> None:
             s = st.get(stage)
             if not s:
                 return "-"
-            return (f"{s['wall_seconds']:,.1f} s / {s['cpu_seconds']:,.1f} s"
-                    f" / {s['peak_rss_mib'] / 1024:,.2f} GiB")
+            return (
+                f"{s['wall_seconds']:,.1f} s / {s['cpu_seconds']:,.1f} s"
+                f" / {s['peak_rss_mib'] / 1024:,.2f} GiB"
+            )
 
         steps = r["command"][r["command"].index("--max_steps") + 1]
-        update = ("dense" if "dense" in r["command"] else "auto")
+        update = "dense" if "dense" in r["command"] else "auto"
         if r.get("workers"):
             steps += f" ({len(r['workers'])} workers)"
         rows.append(
@@ -270,10 +314,13 @@ def table() -> None:
             f" ms ({r['steady_seq_per_s']:,} seq/s) | {cell('evaluation')} |"
             f" {cell('diagnostics')} | {cell('test')} | "
             f"{st['total']['wall_seconds']:,.0f} s, "
-            f"{st['total']['peak_rss_mib'] / 1024:,.2f} GiB |")
-    print("| data | model | settings | steps | embedding update | load | "
-          "graph | train | steady step | evaluation (all) | diagnostics "
-          "(all) | test | whole run |")
+            f"{st['total']['peak_rss_mib'] / 1024:,.2f} GiB |"
+        )
+    print(
+        "| data | model | settings | steps | embedding update | load | "
+        "graph | train | steady step | evaluation (all) | diagnostics "
+        "(all) | test | whole run |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
@@ -285,22 +332,27 @@ def main() -> None:
     mk.add_argument("--size", choices=sorted(SIZES), required=True)
     mk.add_argument("--data_dir", default=os.path.join(_ROOT, "data"))
     rn = sub.add_parser("run")
-    rn.add_argument("--size", choices=sorted(SIZES) + ["beauty"],
-                    required=True)
-    rn.add_argument("--settings", choices=sorted(SETTINGS), default=None,
-                    help="the named data set whose F, max_len, C to use "
-                         "(default: --size's)")
+    rn.add_argument("--size", choices=sorted(SIZES) + ["beauty"], required=True)
+    rn.add_argument(
+        "--settings",
+        choices=sorted(SETTINGS),
+        default=None,
+        help="the named data set whose F, max_len, C to use (default: --size's)",
+    )
     rn.add_argument("--model", default="dismir")
     rn.add_argument("--max_steps", type=int, default=2000)
     rn.add_argument("--eval_every", type=int, default=1000)
     rn.add_argument("--seed", type=int, default=0)
     rn.add_argument("--tag", default="")
-    rn.add_argument("--workers", type=int, default=1,
-                    help="> 1: that many train.py processes as one "
-                         "MultiWorkerMirroredStrategy cluster on 127.0.0.1")
+    rn.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="> 1: that many train.py processes as one "
+        "MultiWorkerMirroredStrategy cluster on 127.0.0.1",
+    )
     rn.add_argument("--data_dir", default=os.path.join(_ROOT, "data"))
-    rn.add_argument("--runs_dir", default=os.path.join(_ROOT, "runs",
-                                                       "paper_scale"))
+    rn.add_argument("--runs_dir", default=os.path.join(_ROOT, "runs", "paper_scale"))
     rn.add_argument("extra", nargs="*", help="more train.py flags (after --)")
     sub.add_parser("matmul")
     sub.add_parser("table")

@@ -40,7 +40,7 @@ CATALOGUES = {"beauty": 12101, "books": 367982}
 
 
 def _median_seconds(fn, repeats):
-    fn()   # warm-up (tracing)
+    fn()  # warm-up (tracing)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -59,15 +59,14 @@ def main():
     out = {}
     for name, n in CATALOGUES.items():
         emb = tf.constant(rng.normal(size=(n + 1, 64)).astype(np.float32))
-        queries = tf.constant(rng.normal(
-            size=(args.users, 4, 64)).astype(np.float32))
+        queries = tf.constant(rng.normal(size=(args.users, 4, 64)).astype(np.float32))
         index = retrieval.brute_force_index(emb, k=50)
-        batches = [queries[i:i + args.batch]
-                   for i in range(0, args.users, args.batch)]
+        batches = [
+            queries[i : i + args.batch] for i in range(0, args.users, args.batch)
+        ]
 
         def exact():
-            return [retrieval.score_and_top_k_fn(q, emb, 50, None)[1]
-                    for q in batches]
+            return [retrieval.score_and_top_k_fn(q, emb, 50, None)[1] for q in batches]
 
         @tf.function
         def tfrs_batch(q):
@@ -75,7 +74,9 @@ def main():
             scores, ids = index(tf.reshape(q, [-1, 64]), k=50)
             return retrieval.merge_top_k(
                 tf.reshape(scores, [b, -1]),
-                tf.reshape(tf.cast(ids, tf.int32), [b, -1]), 50)
+                tf.reshape(tf.cast(ids, tf.int32), [b, -1]),
+                50,
+            )
 
         def with_tfrs():
             return [tfrs_batch(q) for q in batches]
@@ -84,17 +85,22 @@ def main():
         t_tfrs = _median_seconds(with_tfrs, args.repeats)
         a = np.concatenate([x.numpy() for x in exact()])
         b = np.concatenate([x.numpy() for x in with_tfrs()])
-        recall = float(np.mean([len(set(x) & set(y)) / 50
-                                for x, y in zip(a, b)]))
-        out[name] = {"items": n, "users": args.users,
-                     "exact_seconds": round(t_exact, 3),
-                     "tfrs_brute_force_seconds": round(t_tfrs, 3),
-                     "tfrs_vs_exact_time": round(t_tfrs / t_exact, 2),
-                     "tfrs_recall_vs_exact": round(recall, 4)}
-        print(f"{name}: {n:,} items, {args.users} users x 4 interests: "
-              f"exact {t_exact:.3f} s, TFRS BruteForce + merge "
-              f"{t_tfrs:.3f} s ({t_tfrs / t_exact:.2f}x), recall of "
-              f"BruteForce's top-50 against exact {recall:.4f}", flush=True)
+        recall = float(np.mean([len(set(x) & set(y)) / 50 for x, y in zip(a, b)]))
+        out[name] = {
+            "items": n,
+            "users": args.users,
+            "exact_seconds": round(t_exact, 3),
+            "tfrs_brute_force_seconds": round(t_tfrs, 3),
+            "tfrs_vs_exact_time": round(t_tfrs / t_exact, 2),
+            "tfrs_recall_vs_exact": round(recall, 4),
+        }
+        print(
+            f"{name}: {n:,} items, {args.users} users x 4 interests: "
+            f"exact {t_exact:.3f} s, TFRS BruteForce + merge "
+            f"{t_tfrs:.3f} s ({t_tfrs / t_exact:.2f}x), recall of "
+            f"BruteForce's top-50 against exact {recall:.4f}",
+            flush=True,
+        )
     print(json.dumps(out, sort_keys=True))
 
 

@@ -61,37 +61,51 @@ def stolen_jiffies() -> int:
 class Side:
     """One data set's model, optimizer and live pipeline."""
 
-    def __init__(self, label: str, path: str, settings: dict, steps: int,
-                 data_dir: str):
+    def __init__(
+        self, label: str, path: str, settings: dict, steps: int, data_dir: str
+    ):
         self.label = label
         t0 = time.perf_counter()
-        ds = load_dataset(DataConfig(dataset="", dataset_file=path,
-                                     dataset_format="seq_lines",
-                                     data_dir=data_dir))
+        ds = load_dataset(
+            DataConfig(
+                dataset="",
+                dataset_file=path,
+                dataset_format="seq_lines",
+                data_dir=data_dir,
+            )
+        )
         cfg = resolve_config(ModelConfig(name="dismir", **settings))
         sampler = pipeline.TrainSampler(
-            ds, cfg.max_len, BATCH, seed=0,
-            positive_sampler=build_positive_sampler(ds))
+            ds, cfg.max_len, BATCH, seed=0, positive_sampler=build_positive_sampler(ds)
+        )
         self.model = create_model(ds.num_items, cfg, seed=0)
         self.model.build_for(cfg.max_len)
-        training.compile_model(self.model, TrainConfig(
-            batch_size=BATCH, eval_every=steps, max_steps=steps))
+        training.compile_model(
+            self.model, TrainConfig(batch_size=BATCH, eval_every=steps, max_steps=steps)
+        )
         self.update = type(self.model.optimizer).__name__
         self.data = iter(sampler.dataset_from(0))
         self.steps = steps
         self.epoch = 0
         self.ms: list[float] = []
         self.steal: list[float] = []
-        print(f"{label}: {ds.num_items:,} items, {len(ds.train_users):,} "
-              f"training users, {self.update}; set up in "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        print(
+            f"{label}: {ds.num_items:,} items, {len(ds.train_users):,} "
+            f"training users, {self.update}; set up in "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
 
     def run(self, record: bool = True) -> float:
         t0, c0 = time.perf_counter(), time.process_time()
         steal0 = stolen_jiffies()
-        self.model.fit(self.data, steps_per_epoch=self.steps,
-                       epochs=self.epoch + 1, initial_epoch=self.epoch,
-                       verbose=0)
+        self.model.fit(
+            self.data,
+            steps_per_epoch=self.steps,
+            epochs=self.epoch + 1,
+            initial_epoch=self.epoch,
+            verbose=0,
+        )
         self.epoch += 1
         wall = time.perf_counter() - t0
         self.last_cpu_ms = 1e3 * (time.process_time() - c0) / self.steps
@@ -99,7 +113,8 @@ class Side:
         ms = 1e3 * wall / self.steps
         # Share of the machine's CPU time (all cores) stolen by the host.
         self.last_steal = (steal1 - steal0) / (
-            os.sysconf("SC_CLK_TCK") * wall * os.cpu_count())
+            os.sysconf("SC_CLK_TCK") * wall * os.cpu_count()
+        )
         if record:
             self.ms.append(ms)
             self.steal.append(self.last_steal)
@@ -110,7 +125,7 @@ def _serve(conn, label, path, settings, steps, data_dir) -> None:
     """A side in its own process: builds it, then runs ``steps`` steps each
     time the parent asks, and answers (ms per step, share stolen)."""
     side = Side(label, path, settings, steps, data_dir)
-    side.run(record=False)           # tracing and XLA compilation
+    side.run(record=False)  # tracing and XLA compilation
     conn.send(side.update)
     while conn.recv():
         ms = side.run()
@@ -126,20 +141,22 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SETTINGS), required=True)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--data_dir", default=os.path.join(
-        os.path.dirname(_BENCH), "data"))
+    parser.add_argument(
+        "--data_dir", default=os.path.join(os.path.dirname(_BENCH), "data")
+    )
     args = parser.parse_args()
     settings = SETTINGS[args.size]
-    print(f"load average {os.getloadavg()[0]:.1f}; settings {settings}",
-          flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f}; settings {settings}", flush=True)
     big_path = make_standin(args.size, args.data_dir)
     ctx = multiprocessing.get_context("spawn")
     sides = {}
     for label, path in (("beauty", BEAUTY), (args.size, big_path)):
         # One side at a time: set-up and compilation are not timed.
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(
-            child, label, path, settings, args.steps, args.data_dir))
+        proc = ctx.Process(
+            target=_serve,
+            args=(child, label, path, settings, args.steps, args.data_dir),
+        )
         proc.start()
         sides[label] = (parent, proc, parent.recv())
     ms: dict[str, list[float]] = {k: [] for k in sides}
@@ -147,7 +164,7 @@ def main() -> None:
     steal: dict[str, list[float]] = {k: [] for k in sides}
     ratios, cpu_ratios = [], []
     for r in range(args.rounds):
-        for label, (conn, _, _) in sides.items():   # beauty, then the other
+        for label, (conn, _, _) in sides.items():  # beauty, then the other
             conn.send(True)
             m, c, st = conn.recv()
             ms[label].append(m)
@@ -157,11 +174,14 @@ def main() -> None:
         ca, cb = cpu["beauty"][-1], cpu[args.size][-1]
         ratios.append(b / a)
         cpu_ratios.append(cb / ca)
-        print(f"round {r}: beauty {a:.2f} ms/step ({ca / a:.1f} cores), "
-              f"{args.size} {b:.2f} ms/step ({cb / b:.1f} cores), wall "
-              f"ratio {b / a:.2f}, CPU-time ratio {cb / ca:.2f}; stolen by "
-              f"the host {100 * steal['beauty'][-1]:.0f}% / "
-              f"{100 * steal[args.size][-1]:.0f}%", flush=True)
+        print(
+            f"round {r}: beauty {a:.2f} ms/step ({ca / a:.1f} cores), "
+            f"{args.size} {b:.2f} ms/step ({cb / b:.1f} cores), wall "
+            f"ratio {b / a:.2f}, CPU-time ratio {cb / ca:.2f}; stolen by "
+            f"the host {100 * steal['beauty'][-1]:.0f}% / "
+            f"{100 * steal[args.size][-1]:.0f}%",
+            flush=True,
+        )
     for conn, proc, _ in sides.values():
         conn.send(False)
         proc.join()
@@ -169,36 +189,52 @@ def main() -> None:
     # the others the machine gave one side about one core (wall time up to
     # 20.5 ms a step at the same CPU time), which the wall ratio reads as
     # that side's slowness.
-    full = [r for r in range(args.rounds)
-            if cpu["beauty"][r] / ms["beauty"][r] > FULL_CORES
-            and cpu[args.size][r] / ms[args.size][r] > FULL_CORES]
-    print(f"median ratio: CPU time {statistics.median(cpu_ratios):.2f} "
-          f"(all {args.rounds} rounds); wall "
-          + (f"{statistics.median([ratios[r] for r in full]):.2f} over the "
-             f"{len(full)} rounds in which both sides had more than "
-             f"{FULL_CORES} cores" if full else "- (no round had both "
-             "sides on full cores)")
-          + f"; wall over all rounds {statistics.median(ratios):.2f}",
-          flush=True)
-    out = {"size": args.size, "full_core_rounds": full,
-           "wall_ratio_median_full_cores": round(statistics.median(
-               [ratios[r] for r in full]), 3) if full else None,
-           "settings": settings, "steps": args.steps,
-           "rounds": args.rounds, "processes": "one per side",
-           "beauty_ms": round(statistics.median(ms["beauty"]), 2),
-           "paper_size_ms": round(statistics.median(ms[args.size]), 2),
-           "ratio_median": round(statistics.median(ratios), 3),
-           "ratios": [round(x, 3) for x in ratios],
-           "beauty_cpu_ms": [round(x, 2) for x in cpu["beauty"]],
-           "paper_size_cpu_ms": [round(x, 2) for x in cpu[args.size]],
-           "cpu_ratio_median": round(statistics.median(cpu_ratios), 3),
-           "cpu_ratios": [round(x, 3) for x in cpu_ratios],
-           "beauty_wall_ms": [round(x, 2) for x in ms["beauty"]],
-           "paper_size_wall_ms": [round(x, 2) for x in ms[args.size]],
-           "steal_beauty": [round(x, 3) for x in steal["beauty"]],
-           "steal_paper_size": [round(x, 3) for x in steal[args.size]],
-           "updates": {k: v[2] for k, v in sides.items()},
-           "load_average_end": round(os.getloadavg()[0], 2)}
+    full = [
+        r
+        for r in range(args.rounds)
+        if cpu["beauty"][r] / ms["beauty"][r] > FULL_CORES
+        and cpu[args.size][r] / ms[args.size][r] > FULL_CORES
+    ]
+    print(
+        f"median ratio: CPU time {statistics.median(cpu_ratios):.2f} "
+        f"(all {args.rounds} rounds); wall "
+        + (
+            f"{statistics.median([ratios[r] for r in full]):.2f} over the "
+            f"{len(full)} rounds in which both sides had more than "
+            f"{FULL_CORES} cores"
+            if full
+            else "- (no round had both sides on full cores)"
+        )
+        + f"; wall over all rounds {statistics.median(ratios):.2f}",
+        flush=True,
+    )
+    out = {
+        "size": args.size,
+        "full_core_rounds": full,
+        "wall_ratio_median_full_cores": round(
+            statistics.median([ratios[r] for r in full]), 3
+        )
+        if full
+        else None,
+        "settings": settings,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "processes": "one per side",
+        "beauty_ms": round(statistics.median(ms["beauty"]), 2),
+        "paper_size_ms": round(statistics.median(ms[args.size]), 2),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratios": [round(x, 3) for x in ratios],
+        "beauty_cpu_ms": [round(x, 2) for x in cpu["beauty"]],
+        "paper_size_cpu_ms": [round(x, 2) for x in cpu[args.size]],
+        "cpu_ratio_median": round(statistics.median(cpu_ratios), 3),
+        "cpu_ratios": [round(x, 3) for x in cpu_ratios],
+        "beauty_wall_ms": [round(x, 2) for x in ms["beauty"]],
+        "paper_size_wall_ms": [round(x, 2) for x in ms[args.size]],
+        "steal_beauty": [round(x, 3) for x in steal["beauty"]],
+        "steal_paper_size": [round(x, 3) for x in steal[args.size]],
+        "updates": {k: v[2] for k, v in sides.items()},
+        "load_average_end": round(os.getloadavg()[0], 2),
+    }
     print(json.dumps(out))
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, f"step-ratio-{args.size}.json"), "w") as f:

@@ -9,8 +9,10 @@ import os as _os
 
 # Whether the user set TensorFlow's own logging variables: then the entry
 # points leave TensorFlow's start-up lines alone (cli.quiet_startup).
-USER_TF_LOGGING = any(v in _os.environ for v in (
-    "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE"))
+USER_TF_LOGGING = any(
+    v in _os.environ
+    for v in ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE")
+)
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

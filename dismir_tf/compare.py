@@ -39,15 +39,15 @@ DEFAULT_MODELS = {
     "ablation": ("mir", "mir-rv", "mir-bf", "dismir-wo-dpi", "dismir"),
     "plugin": ("mind", "comirec-sa", "remi"),
 }
-METRIC_ORDER = ("recall@20", "hr@20", "ndcg@20", "recall@50", "hr@50",
-                "ndcg@50")
+METRIC_ORDER = ("recall@20", "hr@20", "ndcg@20", "recall@50", "hr@50", "ndcg@50")
 # Collapse figures of the test users (metrics.json "collapse", written by
 # training.run; dismir_tf/diagnostics.py) shown beside the metrics.
-COLLAPSE_ORDER = ("interest_cosine", "query_history_cosine",
-                  "top_k_interests")
-COLLAPSE_SHORT = {"interest_cosine": "interest cos",
-                  "query_history_cosine": "query~hist cos",
-                  "top_k_interests": "interests in top-50"}
+COLLAPSE_ORDER = ("interest_cosine", "query_history_cosine", "top_k_interests")
+COLLAPSE_SHORT = {
+    "interest_cosine": "interest cos",
+    "query_history_cosine": "query~hist cos",
+    "top_k_interests": "interests in top-50",
+}
 SHORT = {"recall": "R", "hr": "HR", "ndcg": "ND"}
 
 
@@ -74,12 +74,15 @@ def run_dir_of(out_dir: str, variant: Variant, seed: int) -> str:
     return os.path.join(out_dir, "runs", f"{variant.slug}-seed{seed}")
 
 
-def run_grid(base: RunConfig, variants: Sequence[Variant],
-             seeds: Sequence[int], out_dir: str,
-             train: Callable[[RunConfig], dict],
-             log: Callable[[str], None],
-             model_base: Callable[[str], ModelConfig] | None = None
-             ) -> dict[str, list[dict]]:
+def run_grid(
+    base: RunConfig,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    out_dir: str,
+    train: Callable[[RunConfig], dict],
+    log: Callable[[str], None],
+    model_base: Callable[[str], ModelConfig] | None = None,
+) -> dict[str, list[dict]]:
     """Trains every (variant, seed); returns label -> list of metrics.
 
     Args:
@@ -92,21 +95,22 @@ def run_grid(base: RunConfig, variants: Sequence[Variant],
     results: dict[str, list[dict]] = {v.label: [] for v in variants}
     for n, (variant, seed) in enumerate(jobs, 1):
         path = run_dir_of(out_dir, variant, seed)
-        model_cfg = (model_base(variant.model) if model_base is not None
-                     else base.model)
-        model = model_cfg.with_model(variant.model,
-                                     **dict(variant.overrides))
+        model_cfg = model_base(variant.model) if model_base is not None else base.model
+        model = model_cfg.with_model(variant.model, **dict(variant.overrides))
         config = dataclasses.replace(
-            base, model=model,
-            train=dataclasses.replace(base.train, seed=seed,
-                                      output_dir=path))
+            base,
+            model=model,
+            train=dataclasses.replace(base.train, seed=seed, output_dir=path),
+        )
         metrics_path = os.path.join(path, "metrics.json")
         config_path = os.path.join(path, "config.json")
         if os.path.exists(metrics_path) and os.path.exists(config_path):
             # A finished run is reused only if it is the run asked for.
             from dismir_tf.models import resolve_config
+
             wanted = dataclasses.replace(
-                config, model=resolve_config(config.model)).to_dict()
+                config, model=resolve_config(config.model)
+            ).to_dict()
             # Parsing fills fields added since the run with their defaults.
             # XLA compilation is a speed knob (the same maths, tested), not
             # part of a run's identity.
@@ -118,10 +122,13 @@ def run_grid(base: RunConfig, variants: Sequence[Variant],
                 raise ConfigError(
                     f"{path} holds a finished run with a different "
                     f"configuration ({', '.join(diff)}); use another "
-                    "--out_dir")
+                    "--out_dir"
+                )
         if os.path.exists(metrics_path):
-            log(f"[{n}/{len(jobs)}] {variant.label} seed {seed}: done "
-                f"before, read {metrics_path}")
+            log(
+                f"[{n}/{len(jobs)}] {variant.label} seed {seed}: done "
+                f"before, read {metrics_path}"
+            )
             metrics = read_json(metrics_path)
         else:
             log(f"[{n}/{len(jobs)}] {variant.label} seed {seed} -> {path}")
@@ -151,7 +158,8 @@ class Table:
     # label -> collapse figure -> Cell, or None (runs from before the
     # diagnostics, or a figure the model does not have).
     collapse: dict[str, dict[str, Cell | None]] = dataclasses.field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
     def best(self, metric: str) -> str:
         return max(self.labels, key=lambda lab: self.cells[lab][metric].mean)
@@ -160,8 +168,9 @@ class Table:
         """True for every label whose mean ties the best (a model that
         scores exactly as another, e.g. w/o DPI under the max readout,
         is bold with it)."""
-        return (self.cells[label][metric].mean
-                == self.cells[self.best(metric)][metric].mean)
+        return (
+            self.cells[label][metric].mean == self.cells[self.best(metric)][metric].mean
+        )
 
     def p_text(self, metric: str) -> str:
         """The p-value cell: 'identical' when the proposed model's values
@@ -175,9 +184,12 @@ class Table:
         return f"{self.p_value.get(metric, float('nan')):.3g}"
 
 
-def summarize(results: dict[str, list[dict]], proposed: str | None,
-              baselines: Sequence[str] | None = None,
-              split: str = "test") -> Table:
+def summarize(
+    results: dict[str, list[dict]],
+    proposed: str | None,
+    baselines: Sequence[str] | None = None,
+    split: str = "test",
+) -> Table:
     """Mean +- std per metric, best baseline, improvement and t-test."""
     labels = list(results)
     cells: dict[str, dict[str, Cell]] = {}
@@ -185,39 +197,60 @@ def summarize(results: dict[str, list[dict]], proposed: str | None,
         cells[lab] = {}
         for m in METRIC_ORDER:
             vals = [float(r[split][m]) for r in results[lab]]
-            cells[lab][m] = Cell(float(np.mean(vals)),
-                                 float(np.std(vals, ddof=1))
-                                 if len(vals) > 1 else 0.0, vals)
-    base_labels = [lab for lab in labels if lab != proposed and (
-        baselines is None or lab in baselines)]
+            cells[lab][m] = Cell(
+                float(np.mean(vals)),
+                float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                vals,
+            )
+    base_labels = [
+        lab
+        for lab in labels
+        if lab != proposed and (baselines is None or lab in baselines)
+    ]
     best_baseline, improvement, p_value = {}, {}, {}
     if proposed in cells and base_labels:
         for m in METRIC_ORDER:
             bb = max(base_labels, key=lambda lab: cells[lab][m].mean)
             best_baseline[m] = bb
             ref = cells[bb][m].mean
-            improvement[m] = ((cells[proposed][m].mean - ref) / ref
-                              if ref > 0 else float("nan"))
+            improvement[m] = (
+                (cells[proposed][m].mean - ref) / ref if ref > 0 else float("nan")
+            )
             a, b = cells[proposed][m].values, cells[bb][m].values
-            if len(a) > 1 and len(a) == len(b) and np.any(
-                    np.asarray(a) != np.asarray(b)):
+            if (
+                len(a) > 1
+                and len(a) == len(b)
+                and np.any(np.asarray(a) != np.asarray(b))
+            ):
                 p_value[m] = float(stats.ttest_rel(a, b).pvalue)
             else:
                 p_value[m] = float("nan")
-    collapse = {lab: {k: _collapse_cell(results[lab], split, k)
-                      for k in COLLAPSE_ORDER} for lab in labels}
-    return Table(labels, cells, proposed, best_baseline, improvement,
-                 p_value, max(len(r) for r in results.values()), collapse)
+    collapse = {
+        lab: {k: _collapse_cell(results[lab], split, k) for k in COLLAPSE_ORDER}
+        for lab in labels
+    }
+    return Table(
+        labels,
+        cells,
+        proposed,
+        best_baseline,
+        improvement,
+        p_value,
+        max(len(r) for r in results.values()),
+        collapse,
+    )
 
 
 def _collapse_cell(runs: list[dict], split: str, key: str) -> Cell | None:
-    found = [((r.get("collapse") or {}).get(split) or {}).get(key)
-             for r in runs]
+    found = [((r.get("collapse") or {}).get(split) or {}).get(key) for r in runs]
     if not found or any(v is None for v in found):
         return None
     vals = [float(v) for v in found if v is not None]
-    return Cell(float(np.mean(vals)),
-                float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, vals)
+    return Cell(
+        float(np.mean(vals)),
+        float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+        vals,
+    )
 
 
 def _fmt_collapse(cell: Cell | None) -> str:
@@ -226,13 +259,21 @@ def _fmt_collapse(cell: Cell | None) -> str:
 
 def _collapse_rows(table: Table, out: io.StringIO, extra: int) -> None:
     """Rows of collapse figures under a metrics-as-rows table."""
-    if not any(c is not None for lab in table.labels
-               for c in table.collapse.get(lab, {}).values()):
+    if not any(
+        c is not None
+        for lab in table.labels
+        for c in table.collapse.get(lab, {}).values()
+    ):
         return
     for k in COLLAPSE_ORDER:
-        row = [COLLAPSE_SHORT[k]] + [
-            _fmt_collapse(table.collapse.get(lab, {}).get(k))
-            for lab in table.labels] + [""] * extra
+        row = (
+            [COLLAPSE_SHORT[k]]
+            + [
+                _fmt_collapse(table.collapse.get(lab, {}).get(k))
+                for lab in table.labels
+            ]
+            + [""] * extra
+        )
         out.write("| " + " | ".join(row) + " |\n")
 
 
@@ -240,7 +281,8 @@ COLLAPSE_NOTE = (
     "Collapse rows (where the runs have them; dismir_tf/diagnostics.py): "
     "mean pairwise cosine of a user's interests, cosine of the retrieval "
     "query (each merged query) with the history mean (1: mean pooling), "
-    "interests contributing to the merged top-50. ")
+    "interests contributing to the merged top-50. "
+)
 
 
 def _fmt(cell: Cell) -> str:
@@ -280,45 +322,72 @@ def to_markdown(table: Table, title: str = "") -> str:
             row += [f"{100 * imp:+.2f}%", table.p_text(m)]
         out.write("| " + " | ".join(row) + " |\n")
     _collapse_rows(table, out, 2 if compared else 0)
-    out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
-              f"{COLLAPSE_NOTE}Bold: best"
-              + ("; underlined: best baseline; improve.: proposed "
-                 f"({table.proposed}) over the best baseline.\n"
-                 if compared else ".\n"))
+    out.write(
+        f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+        f"{COLLAPSE_NOTE}Bold: best"
+        + (
+            "; underlined: best baseline; improve.: proposed "
+            f"({table.proposed}) over the best baseline.\n"
+            if compared
+            else ".\n"
+        )
+    )
     return out.getvalue()
 
 
 def to_csv(table: Table) -> str:
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow(["model", "metric", "mean", "std", "n", "values",
-                "best_baseline", "improvement", "p_value"])
+    w.writerow(
+        [
+            "model",
+            "metric",
+            "mean",
+            "std",
+            "n",
+            "values",
+            "best_baseline",
+            "improvement",
+            "p_value",
+        ]
+    )
     for lab in table.labels:
         for m in METRIC_ORDER:
             c = table.cells[lab][m]
             is_prop = lab == table.proposed
-            w.writerow([lab, m, f"{c.mean:.6f}", f"{c.std:.6f}",
-                        len(c.values), " ".join(f"{v:.6f}" for v in c.values),
-                        table.best_baseline.get(m, "") if is_prop else "",
-                        f"{table.improvement.get(m, float('nan')):.6f}"
-                        if is_prop else "",
-                        f"{table.p_value.get(m, float('nan')):.6g}"
-                        if is_prop else ""])
+            w.writerow(
+                [
+                    lab,
+                    m,
+                    f"{c.mean:.6f}",
+                    f"{c.std:.6f}",
+                    len(c.values),
+                    " ".join(f"{v:.6f}" for v in c.values),
+                    table.best_baseline.get(m, "") if is_prop else "",
+                    f"{table.improvement.get(m, float('nan')):.6f}" if is_prop else "",
+                    f"{table.p_value.get(m, float('nan')):.6g}" if is_prop else "",
+                ]
+            )
     return out.getvalue()
 
 
-def write_table(table: Table, out_dir: str, name: str,
-                title: str = "",
-                markdown: Callable[[Table, str], str] | None = None
-                ) -> tuple[str, str]:
+def write_table(
+    table: Table,
+    out_dir: str,
+    name: str,
+    title: str = "",
+    markdown: Callable[[Table, str], str] | None = None,
+) -> tuple[str, str]:
     """Writes OUT_DIR/NAME.md (``markdown``, default :func:`to_markdown`)
     and OUT_DIR/NAME.csv."""
-    return write_text(out_dir, name, (markdown or to_markdown)(table, title),
-                      to_csv(table))
+    return write_text(
+        out_dir, name, (markdown or to_markdown)(table, title), to_csv(table)
+    )
 
 
-def write_text(out_dir: str, name: str, markdown: str,
-               csv_text: str) -> tuple[str, str]:
+def write_text(
+    out_dir: str, name: str, markdown: str, csv_text: str
+) -> tuple[str, str]:
     md = os.path.join(out_dir, f"{name}.md")
     cs = os.path.join(out_dir, f"{name}.csv")
     atomic_write_text(md, markdown)
@@ -334,11 +403,17 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
     methods (the best variant); the last two rows give the improvement of
     the proposed method over it and the paired t-test p-value.
     """
-    with_collapse = any(c is not None for lab in table.labels
-                        for c in table.collapse.get(lab, {}).values())
+    with_collapse = any(
+        c is not None
+        for lab in table.labels
+        for c in table.collapse.get(lab, {}).values()
+    )
     collapse_keys = COLLAPSE_ORDER if with_collapse else ()
-    head = (["method"] + [short_name(m) for m in METRIC_ORDER]
-            + [COLLAPSE_SHORT[k] for k in collapse_keys])
+    head = (
+        ["method"]
+        + [short_name(m) for m in METRIC_ORDER]
+        + [COLLAPSE_SHORT[k] for k in collapse_keys]
+    )
     out = _markdown_head(title, head)
     for lab in table.labels:
         row = [lab]
@@ -349,22 +424,30 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
             if table.best_baseline.get(m) == lab:
                 text = f"<u>{text}</u>"
             row.append(text)
-        row += [_fmt_collapse(table.collapse.get(lab, {}).get(k))
-                for k in collapse_keys]
+        row += [
+            _fmt_collapse(table.collapse.get(lab, {}).get(k)) for k in collapse_keys
+        ]
         out.write("| " + " | ".join(row) + " |\n")
     pad = [""] * len(collapse_keys)
     if table.proposed and table.improvement:
-        out.write("| improve. | " + " | ".join(
-            [f"{100 * table.improvement[m]:+.2f}%" for m in METRIC_ORDER]
-            + pad) + " |\n")
-        out.write("| p (paired t) | " + " | ".join(
-            [table.p_text(m) for m in METRIC_ORDER] + pad)
-            + " |\n")
-    out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
-              + (COLLAPSE_NOTE if with_collapse else "") +
-              "Bold: best; underlined: best of the other methods"
-              + (f"; improve.: {table.proposed} over it.\n"
-                 if table.proposed else ".\n"))
+        out.write(
+            "| improve. | "
+            + " | ".join(
+                [f"{100 * table.improvement[m]:+.2f}%" for m in METRIC_ORDER] + pad
+            )
+            + " |\n"
+        )
+        out.write(
+            "| p (paired t) | "
+            + " | ".join([table.p_text(m) for m in METRIC_ORDER] + pad)
+            + " |\n"
+        )
+    out.write(
+        f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+        + (COLLAPSE_NOTE if with_collapse else "")
+        + "Bold: best; underlined: best of the other methods"
+        + (f"; improve.: {table.proposed} over it.\n" if table.proposed else ".\n")
+    )
     return out.getvalue()
 
 
@@ -372,8 +455,7 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
 PLUGIN_SUFFIX = " + partition"
 
 
-def plugin_variants(backbones: Sequence[str],
-                    partition_weight: float) -> list[Variant]:
+def plugin_variants(backbones: Sequence[str], partition_weight: float) -> list[Variant]:
     """Each backbone without (lambda = 0) and with the partition task.
 
     A backbone whose default is lambda = 0 (every baseline) runs "without"
@@ -382,15 +464,16 @@ def plugin_variants(backbones: Sequence[str],
     lambda by default (DisMIR) gets an explicit ``partition_weight 0``.
     """
     from dismir_tf.model_specs import get
+
     if partition_weight <= 0:
         raise ValueError("the plugin table needs a partition weight > 0")
     variants = []
     for b in backbones:
-        off = ((("partition_weight", 0.0),)
-               if get(b).partition == "default" else ())
+        off = (("partition_weight", 0.0),) if get(b).partition == "default" else ()
         variants.append(Variant(b, b, off))
-        variants.append(Variant(b + PLUGIN_SUFFIX, b,
-                                (("partition_weight", partition_weight),)))
+        variants.append(
+            Variant(b + PLUGIN_SUFFIX, b, (("partition_weight", partition_weight),))
+        )
     return variants
 
 
@@ -406,16 +489,18 @@ class PluginTable:
         return max(t.seeds for t in self.tables.values())
 
 
-def summarize_plugin(results: dict[str, list[dict]],
-                     backbones: Sequence[str],
-                     split: str = "test") -> PluginTable:
+def summarize_plugin(
+    results: dict[str, list[dict]], backbones: Sequence[str], split: str = "test"
+) -> PluginTable:
     """For each backbone: with the task (proposed) vs without (baseline)."""
     tables = {}
     for b in backbones:
         with_task = b + PLUGIN_SUFFIX
-        tables[b] = summarize({with_task: results[with_task],
-                               b: results[b]}, proposed=with_task,
-                              split=split)
+        tables[b] = summarize(
+            {with_task: results[with_task], b: results[b]},
+            proposed=with_task,
+            split=split,
+        )
     return PluginTable(list(backbones), tables)
 
 
@@ -436,10 +521,12 @@ def plugin_to_markdown(table: PluginTable, title: str = "") -> str:
                 row.append(f"**{text}**" if t.is_best(lab, m) else text)
             row += [f"{100 * t.improvement[m]:+.2f}%", t.p_text(m)]
         out.write("| " + " | ".join(row) + " |\n")
-    out.write(f"\nMean ± sample std over {table.seeds} seed(s), test users. "
-              f"'{PLUGIN_SUFFIX.strip()}': the backbone trained with the "
-              "item-partition task (lambda > 0). Bold: the better of each "
-              "pair; improve.: with over without.\n")
+    out.write(
+        f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+        f"'{PLUGIN_SUFFIX.strip()}': the backbone trained with the "
+        "item-partition task (lambda > 0). Bold: the better of each "
+        "pair; improve.: with over without.\n"
+    )
     return out.getvalue()
 
 
@@ -453,9 +540,10 @@ def plugin_to_csv(table: PluginTable) -> str:
 
 
 # ------------------------------------------------ capsule variants (issue 13)
-def variant_rows(root: str, models: Sequence[str] = (
-        "mir", "mir-rv", "mir-bf", "dismir", "dismir-wo-dpi")
-                 ) -> list[dict]:
+def variant_rows(
+    root: str,
+    models: Sequence[str] = ("mir", "mir-rv", "mir-bf", "dismir", "dismir-wo-dpi"),
+) -> list[dict]:
     """One row per (data set, variant, model) of a capsule study.
 
     ``root`` holds DATA/VARIANT/runs/MODEL-seedS/ directories, as
@@ -484,10 +572,16 @@ def variant_rows(root: str, models: Sequence[str] = (
                     continue
                 found.sort()
                 row: dict[str, Any] = {
-                    "data": data, "variant": variant, "model": model,
-                    "seeds": [s for s, _ in found]}
-                for split, key in (("valid", "recall@50"),
-                                   ("test", "recall@50"), ("test", "hr@50")):
+                    "data": data,
+                    "variant": variant,
+                    "model": model,
+                    "seeds": [s for s, _ in found],
+                }
+                for split, key in (
+                    ("valid", "recall@50"),
+                    ("test", "recall@50"),
+                    ("test", "hr@50"),
+                ):
                     vals = [float(m[split][key]) for _, m in found]
                     row[f"{split}_{key}"] = vals
                 for k in COLLAPSE_ORDER:
@@ -515,9 +609,11 @@ def variants_to_markdown(rows: list[dict], title: str = "") -> str:
 
     by = {(r["data"], r["variant"], r["model"]): r for r in rows}
     for data in sorted({r["data"] for r in rows}):
-        out.write(f"**{data}**\n\n| variant | model | seeds | valid R@50 | "
-                  "test R@50 | test HR@50 | interest cos | query~hist cos "
-                  "| interests in top-50 | test R@50 / MIR (p) |\n")
+        out.write(
+            f"**{data}**\n\n| variant | model | seeds | valid R@50 | "
+            "test R@50 | test HR@50 | interest cos | query~hist cos "
+            "| interests in top-50 | test R@50 / MIR (p) |\n"
+        )
         out.write("|" + "---|" * 10 + "\n")
         for r in [r for r in rows if r["data"] == data]:
             mir = by.get((data, r["variant"], "mir"))
@@ -525,19 +621,21 @@ def variants_to_markdown(rows: list[dict], title: str = "") -> str:
             if r["model"] != "mir" and mir is not None:
                 a, b = r["test_recall@50"], mir["test_recall@50"]
                 ratio = f"{mean(a) / mean(b):.3f}"
-                if len(a) > 1 and len(a) == len(b) and r["seeds"] == \
-                        mir["seeds"]:
+                if len(a) > 1 and len(a) == len(b) and r["seeds"] == mir["seeds"]:
                     ratio += f" (p {stats.ttest_rel(a, b).pvalue:.3g})"
             out.write(
                 f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | "
                 f"{fmt(r['valid_recall@50'])} | {fmt(r['test_recall@50'])} | "
                 f"{fmt(r['test_hr@50'])} | {fmt(r['interest_cosine'], 3)} | "
                 f"{fmt(r['query_history_cosine'], 3)} | "
-                f"{fmt(r['top_k_interests'], 2)} | {ratio} |\n")
+                f"{fmt(r['top_k_interests'], 2)} | {ratio} |\n"
+            )
         out.write("\n")
-    out.write("valid R@50: the best validation Recall@50 of each run (the "
-              "selection figure); test figures: the best-on-valid "
-              "checkpoint; mean ± sample std over the seeds listed. "
-              "Collapse columns: test users (dismir_tf/diagnostics.py). "
-              "p: paired t-test over seeds.\n")
+    out.write(
+        "valid R@50: the best validation Recall@50 of each run (the "
+        "selection figure); test figures: the best-on-valid "
+        "checkpoint; mean ± sample std over the seeds listed. "
+        "Collapse columns: test users (dismir_tf/diagnostics.py). "
+        "p: paired t-test over seeds.\n"
+    )
     return out.getvalue()

@@ -70,8 +70,10 @@ class CooccurrenceGraph:
 
     def __post_init__(self) -> None:
         if self.indptr.shape != (self.num_items + 2,):
-            raise ValueError(f"indptr has shape {self.indptr.shape}, "
-                             f"expected ({self.num_items + 2},)")
+            raise ValueError(
+                f"indptr has shape {self.indptr.shape}, "
+                f"expected ({self.num_items + 2},)"
+            )
         if self.indptr.dtype != np.int64:
             raise ValueError(f"indptr must be int64, got {self.indptr.dtype}")
         if self.indices.dtype != np.int32 or self.counts.dtype != np.int32:
@@ -93,8 +95,7 @@ class CooccurrenceGraph:
 
     def row_totals(self) -> np.ndarray:
         """[N + 1] int64: ``sum_j co(i, j)`` per row (0 for empty rows)."""
-        cumulative = np.concatenate(
-            [[0], np.cumsum(self.counts, dtype=np.int64)])
+        cumulative = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
         return np.diff(cumulative[self.indptr])
 
     def row(self, item: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,22 +137,22 @@ class CooccurrenceGraph:
     def to_scipy(self) -> sp.csr_array:
         """co as a SciPy [N + 1, N + 1] int32 CSR array (shares memory)."""
         n = self.num_items + 1
-        return sp.csr_array((self.counts, self.indices, self.indptr),
-                            shape=(n, n))
+        return sp.csr_array((self.counts, self.indices, self.indptr), shape=(n, n))
 
 
-def _user_item_matrix(ds: SequenceDataset,
-                      users: np.ndarray) -> sp.csr_array:
+def _user_item_matrix(ds: SequenceDataset, users: np.ndarray) -> sp.csr_array:
     """[len(users), N + 1] binary int32 CSR: 1 where the user has the item."""
     starts = ds.offsets[users]
     lengths = ds.offsets[users + 1] - starts
     row_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     # Position of every interaction of the selected users in ds.items.
-    positions = (np.arange(row_ptr[-1], dtype=np.int64)
-                 + np.repeat(starts - row_ptr[:-1], lengths))
+    positions = np.arange(row_ptr[-1], dtype=np.int64) + np.repeat(
+        starts - row_ptr[:-1], lengths
+    )
     x = sp.csr_array(
         (np.ones(len(positions), np.int32), ds.items[positions], row_ptr),
-        shape=(len(users), ds.num_items + 1))
+        shape=(len(users), ds.num_items + 1),
+    )
     x.sum_duplicates()  # A repeat visit counts once per pair.
     x.data[:] = 1
     return x
@@ -161,8 +162,7 @@ def _check_users(ds: SequenceDataset, users: np.ndarray | None) -> np.ndarray:
     if users is None:
         return np.asarray(ds.train_users, np.int64)
     users = np.asarray(users)
-    if users.ndim != 1 or (users.size and not np.issubdtype(
-            users.dtype, np.integer)):
+    if users.ndim != 1 or (users.size and not np.issubdtype(users.dtype, np.integer)):
         raise ValueError("users must be a 1-D integer array")
     users = users.astype(np.int64)
     if users.size and (users.min() < 0 or users.max() >= ds.num_users):
@@ -170,27 +170,26 @@ def _check_users(ds: SequenceDataset, users: np.ndarray | None) -> np.ndarray:
     if len(np.unique(users)) != len(users):
         raise ValueError("users must be distinct")
     if not np.all(np.isin(users, ds.train_users)):
-        raise ValueError("users must be training users: valid and test "
-                         "users' items would leak into training")
+        raise ValueError(
+            "users must be training users: valid and test "
+            "users' items would leak into training"
+        )
     return users
 
 
-def _row_entry_bounds(x: sp.csr_array,
-                      x_t: sp.csr_array) -> np.ndarray:
+def _row_entry_bounds(x: sp.csr_array, x_t: sp.csr_array) -> np.ndarray:
     """[N + 1] int64 upper bounds on the entries of each row of X^T X."""
     distinct_per_user = np.diff(x.indptr).astype(np.int64)
     work = x_t @ distinct_per_user  # w_i = sum over users of i of n_u.
     return np.minimum(work, x.shape[1])
 
 
-def _nnz_bound(bounds: np.ndarray, degree: np.ndarray,
-               num_items: int) -> int:
+def _nnz_bound(bounds: np.ndarray, degree: np.ndarray, num_items: int) -> int:
     """``sum_i min(w_i - 1, N)`` over items with a user (minus the diagonal)."""
     return int(np.sum(np.minimum(bounds - (degree > 0), num_items)))
 
 
-def cooccurrence_nnz_bound(ds: SequenceDataset,
-                           users: np.ndarray | None = None) -> int:
+def cooccurrence_nnz_bound(ds: SequenceDataset, users: np.ndarray | None = None) -> int:
     """An upper bound on ``build_cooccurrence(ds, users).nnz``, cheaply.
 
     The bound is ``sum_i min(w_i - 1, N)`` over items with a user, where
@@ -210,16 +209,17 @@ def cooccurrence_nnz_bound(ds: SequenceDataset,
     """
     x = _user_item_matrix(ds, _check_users(ds, users))
     x_t = x.T.tocsr()
-    return _nnz_bound(_row_entry_bounds(x, x_t), np.diff(x_t.indptr),
-                      ds.num_items)
+    return _nnz_bound(_row_entry_bounds(x, x_t), np.diff(x_t.indptr), ds.num_items)
 
 
-def build_cooccurrence(ds: SequenceDataset,
-                       users: np.ndarray | None = None,
-                       log: Logger | None = None,
-                       *,
-                       block_entries: int = DEFAULT_BLOCK_ENTRIES,
-                       max_nnz: int | None = None) -> CooccurrenceGraph:
+def build_cooccurrence(
+    ds: SequenceDataset,
+    users: np.ndarray | None = None,
+    log: Logger | None = None,
+    *,
+    block_entries: int = DEFAULT_BLOCK_ENTRIES,
+    max_nnz: int | None = None,
+) -> CooccurrenceGraph:
     """Counts co(i, j) over ``users`` (default: the training users).
 
     co(i, j) is the number of those users whose sequence holds both i and j
@@ -251,14 +251,16 @@ def build_cooccurrence(ds: SequenceDataset,
     users = _check_users(ds, users)
     num_rows = ds.num_items + 1
 
-    x = _user_item_matrix(ds, users)      # [U, N + 1]
-    x_t = x.T.tocsr()                     # [N + 1, U]
-    degree = np.diff(x_t.indptr)          # [N + 1] users per item.
-    bounds = _row_entry_bounds(x, x_t)    # [N + 1] entries per row, bound.
+    x = _user_item_matrix(ds, users)  # [U, N + 1]
+    x_t = x.T.tocsr()  # [N + 1, U]
+    degree = np.diff(x_t.indptr)  # [N + 1] users per item.
+    bounds = _row_entry_bounds(x, x_t)  # [N + 1] entries per row, bound.
     bound_cumsum = np.cumsum(bounds)
-    emit(f"co-occurrence: {len(users)} users, {x.nnz} distinct "
-         f"(user, item) pairs, at most "
-         f"{_nnz_bound(bounds, degree, ds.num_items)} entries")
+    emit(
+        f"co-occurrence: {len(users)} users, {x.nnz} distinct "
+        f"(user, item) pairs, at most "
+        f"{_nnz_bound(bounds, degree, ds.num_items)} entries"
+    )
 
     row_entries = np.zeros(num_rows, np.int64)
     block_indices: list[np.ndarray] = []
@@ -267,27 +269,25 @@ def build_cooccurrence(ds: SequenceDataset,
     row = 0
     while row < num_rows:
         before = bound_cumsum[row - 1] if row else 0
-        end = int(np.searchsorted(bound_cumsum, before + block_entries,
-                                  side="right"))
+        end = int(np.searchsorted(bound_cumsum, before + block_entries, side="right"))
         end = max(end, row + 1)
-        block = x_t[row:end] @ x          # [end - row, N + 1] int32 counts.
+        block = x_t[row:end] @ x  # [end - row, N + 1] int32 counts.
         block.sort_indices()
         entries = np.diff(block.indptr)
         # Every item with a user has its diagonal entry co(i, i) = degree.
         row_ids = np.repeat(np.arange(row, end, dtype=np.int32), entries)
         off_diagonal = block.indices != row_ids
         del row_ids
-        block_indices.append(
-            block.indices[off_diagonal].astype(np.int32, copy=False))
-        block_counts.append(
-            block.data[off_diagonal].astype(np.int32, copy=False))
+        block_indices.append(block.indices[off_diagonal].astype(np.int32, copy=False))
+        block_counts.append(block.data[off_diagonal].astype(np.int32, copy=False))
         del block, off_diagonal
         row_entries[row:end] = entries - (degree[row:end] > 0)
         total += len(block_indices[-1])
         if max_nnz is not None and total > max_nnz:
             raise ValueError(
                 f"the co-occurrence graph exceeds max_nnz={max_nnz} entries "
-                f"(reached {total} by item {end - 1} of {ds.num_items})")
+                f"(reached {total} by item {end - 1} of {ds.num_items})"
+            )
         row = end
 
     indptr = np.zeros(num_rows + 1, np.int64)
@@ -302,21 +302,25 @@ def build_cooccurrence(ds: SequenceDataset,
     while block_indices:
         part_indices = block_indices.pop()
         part_counts = block_counts.pop()
-        indices[position:position + len(part_indices)] = part_indices
-        counts[position:position + len(part_counts)] = part_counts
+        indices[position : position + len(part_indices)] = part_indices
+        counts[position : position + len(part_counts)] = part_counts
         position += len(part_indices)
         del part_indices, part_counts
 
-    graph = CooccurrenceGraph(num_items=ds.num_items, indptr=indptr,
-                              indices=indices, counts=counts)
-    emit(f"co-occurrence: {graph.nnz} entries "
-         f"({graph.nbytes / 2**20:.1f} MiB) in "
-         f"{time.perf_counter() - start_time:.1f} s")
+    graph = CooccurrenceGraph(
+        num_items=ds.num_items, indptr=indptr, indices=indices, counts=counts
+    )
+    emit(
+        f"co-occurrence: {graph.nnz} entries "
+        f"({graph.nbytes / 2**20:.1f} MiB) in "
+        f"{time.perf_counter() - start_time:.1f} s"
+    )
     return graph
 
 
-def _row_cumulative(counts: np.ndarray, indptr: np.ndarray,
-                    in_place: bool) -> np.ndarray:
+def _row_cumulative(
+    counts: np.ndarray, indptr: np.ndarray, in_place: bool
+) -> np.ndarray:
     """Inclusive cumulative counts within each row: entry k of row i holds
     ``sum_{k' in row i, k' <= k} counts[k']``.
 
@@ -332,8 +336,7 @@ def _row_cumulative(counts: np.ndarray, indptr: np.ndarray,
     row = 0
     block = 1 << 24
     while row < num_rows:
-        end = int(np.searchsorted(indptr, indptr[row] + block,
-                                  side="right")) - 1
+        end = int(np.searchsorted(indptr, indptr[row] + block, side="right")) - 1
         end = min(max(end, row + 1), num_rows)
         lo, hi = int(indptr[row]), int(indptr[end])
         if hi > lo:
@@ -367,13 +370,12 @@ def _table(array: np.ndarray) -> tf.Variable:
     variable is captured by reference and read with ``tf.gather`` (a
     resource gather, no copy).  So the table costs its own size once.
     """
-    table = tf.Variable(lambda: tf.zeros(array.shape, array.dtype),
-                        trainable=False)
+    table = tf.Variable(lambda: tf.zeros(array.shape, array.dtype), trainable=False)
     for lo in range(0, len(array), _TABLE_CHUNK):
         hi = min(lo + _TABLE_CHUNK, len(array))
         tf.raw_ops.ResourceStridedSliceAssign(
-            ref=table.handle, begin=[lo], end=[hi], strides=[1],
-            value=array[lo:hi])
+            ref=table.handle, begin=[lo], end=[hi], strides=[1], value=array[lo:hi]
+        )
     return table
 
 
@@ -411,7 +413,7 @@ class PositiveSampler:
         longest = int(lengths.max()) if len(lengths) else 0
         # Halvings of the binary search: enough for the longest row.
         self._steps = max(int(longest).bit_length(), 1)
-        self._indptr = tf.constant(graph.indptr)          # [N + 2] int64
+        self._indptr = tf.constant(graph.indptr)  # [N + 2] int64
         indices, counts, indptr = graph.indices, graph.counts, graph.indptr
         if _consume:
             # The caller gave up the graph: its arrays are reused and
@@ -430,23 +432,24 @@ class PositiveSampler:
         self._last_entry = len(within) - 1
         # One table at a time, each NumPy array freed once copied: the
         # transient peak is one table, not both.
-        self._within = _table(within)                      # [nnz] cumulative
+        self._within = _table(within)  # [nnz] cumulative
         del within
-        self._neighbours = _table(indices)                 # [nnz] int32
+        self._neighbours = _table(indices)  # [nnz] int32
         del indices
 
     def _row_bounds(self, anchors: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         anchors = tf.cast(anchors, tf.int64)
-        return (tf.gather(self._indptr, anchors),
-                tf.gather(self._indptr, anchors + 1))
+        return (tf.gather(self._indptr, anchors), tf.gather(self._indptr, anchors + 1))
 
     def _row_totals(self, lo: tf.Tensor, hi: tf.Tensor) -> tf.Tensor:
         last = tf.clip_by_value(hi - 1, 0, self._last_entry)
-        return tf.where(hi > lo, tf.cast(tf.gather(self._within, last),
-                                         tf.int64), tf.zeros_like(lo))
+        return tf.where(
+            hi > lo, tf.cast(tf.gather(self._within, last), tf.int64), tf.zeros_like(lo)
+        )
 
-    def positives_at(self, anchors: tf.Tensor,
-                     offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def positives_at(
+        self, anchors: tf.Tensor, offsets: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """The deterministic half of the sampler: unit ``offset`` of a row.
 
         Enumerating ``offsets`` over ``0..sum_j co(i, j) - 1`` yields every
@@ -466,8 +469,9 @@ class PositiveSampler:
         lo, hi = self._row_bounds(anchors)
         return self._locate(lo, hi, tf.cast(offsets, tf.int64))
 
-    def _locate(self, lo: tf.Tensor, hi: tf.Tensor,
-                offsets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _locate(
+        self, lo: tf.Tensor, hi: tf.Tensor, offsets: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """The entry k of [lo, hi) with within[k - 1] <= offset < within[k]
         (the first whose inclusive cumulative count passes the offset);
         all int64, same shape."""
@@ -478,8 +482,10 @@ class PositiveSampler:
         for _ in range(self._steps):
             active = lo < hi
             mid = (lo + hi) // 2
-            count = tf.cast(tf.gather(self._within, tf.clip_by_value(
-                mid, 0, self._last_entry)), tf.int64)
+            count = tf.cast(
+                tf.gather(self._within, tf.clip_by_value(mid, 0, self._last_entry)),
+                tf.int64,
+            )
             right = active & (count <= offsets)
             lo = tf.where(right, mid + 1, lo)
             hi = tf.where(active & ~right, mid, hi)
@@ -488,8 +494,9 @@ class PositiveSampler:
         positives = tf.where(has_positive, positives, tf.zeros_like(positives))
         return positives, has_positive
 
-    def __call__(self, anchors: tf.Tensor,
-                 seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(
+        self, anchors: tf.Tensor, seed: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """Draws one positive per anchor, ``j ~ S_anchor``.
 
         Args:
@@ -507,18 +514,21 @@ class PositiveSampler:
         lo, hi = self._row_bounds(anchors)
         total = self._row_totals(lo, hi)
         bits = tf.random.stateless_uniform(
-            tf.shape(anchors), seed=seed, minval=None, maxval=None,
-            dtype=tf.int64)
+            tf.shape(anchors), seed=seed, minval=None, maxval=None, dtype=tf.int64
+        )
         bits = tf.bitwise.bitwise_and(
-            bits, tf.constant(_NONNEGATIVE_INT64_MASK, tf.int64))
+            bits, tf.constant(_NONNEGATIVE_INT64_MASK, tf.int64)
+        )
         offsets = tf.math.floormod(bits, tf.maximum(total, 1))
         return self._locate(lo, hi, offsets)
 
 
-def build_positive_sampler(ds: SequenceDataset,
-                           users: np.ndarray | None = None,
-                           log: Logger | None = None,
-                           **kwargs) -> PositiveSampler:
+def build_positive_sampler(
+    ds: SequenceDataset,
+    users: np.ndarray | None = None,
+    log: Logger | None = None,
+    **kwargs,
+) -> PositiveSampler:
     """The co-occurrence graph of ``ds`` (:func:`build_cooccurrence`, same
     arguments) turned into a :class:`PositiveSampler`, its arrays reused in
     place and released as the sampler's tables are made: peak memory is the

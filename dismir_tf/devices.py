@@ -18,7 +18,8 @@ def configure_logical_cpus(n: int) -> None:
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * n
+        )
     except RuntimeError:
         # Already initialised (e.g. by an earlier call in this process);
         # fine if there are enough logical devices.
@@ -28,7 +29,8 @@ def configure_logical_cpus(n: int) -> None:
         raise ConfigError(
             f"the mirrored strategy needs {n} logical CPU devices but the "
             f"process has {have}; TensorFlow was initialised before the "
-            "strategy was chosen")
+            "strategy was chosen"
+        )
 
 
 def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
@@ -44,8 +46,8 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
         configure_logical_cpus(n)
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:n]
         return tf.distribute.MirroredStrategy(
-            devices=devices,
-            cross_device_ops=tf.distribute.ReductionToOneDevice())
+            devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
     if name == "multi_worker":
         # The cluster and this process's task come from TF_CONFIG
         # (docs/multi_worker.md).  Without it TensorFlow would quietly train
@@ -54,7 +56,8 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
             raise ConfigError(
                 "--strategy multi_worker needs the TF_CONFIG environment "
                 "variable (the cluster's addresses and this worker's task); "
-                "see docs/multi_worker.md")
+                "see docs/multi_worker.md"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"unknown strategy {name!r}")
 
@@ -76,5 +79,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )

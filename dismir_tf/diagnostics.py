@@ -78,11 +78,18 @@ import numpy as np
 # fixed, seeded sample when the valid split is larger).
 DIAGNOSTIC_USERS = 2000
 
-FIGURES = ("routing_max", "interest_cosine", "live_interests",
-           "live_interest_cosine", "attention_max",
-           "attention_entropy", "query_history_cosine",
-           "fused_history_cosine", "interest_history_cosine",
-           "top_k_interests")
+FIGURES = (
+    "routing_max",
+    "interest_cosine",
+    "live_interests",
+    "live_interest_cosine",
+    "attention_max",
+    "attention_entropy",
+    "query_history_cosine",
+    "fused_history_cosine",
+    "interest_history_cosine",
+    "top_k_interests",
+)
 
 
 @dataclasses.dataclass
@@ -108,35 +115,42 @@ class CollapseDiagnostics:
 
     def to_dict(self) -> dict:
         """JSON-able: nan (a figure the model does not have) is None."""
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
     def summary(self) -> str:
         """One line for logs and reports."""
+
         def num(x, digits=3):
             return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
-        return (f"interest cosine {num(self.interest_cosine)} (live "
-                f"{num(self.live_interest_cosine)}, "
-                f"{num(self.live_interests, 2)} live)  "
-                f"query~history-mean cosine {num(self.query_history_cosine)}"
-                f"  routing max {num(self.routing_max)} (uniform "
-                f"{1 / self.num_interests:.3f})  attention max "
-                f"{num(self.attention_max)}  interests in top-{self.top_k} "
-                f"{num(self.top_k_interests, 2)}/{self.num_interests}"
-                + (f"  ({self.users:,} of {self.of_users:,} users, a fixed "
-                   "sample)" if self.of_users and self.of_users > self.users
-                   else ""))
+
+        return (
+            f"interest cosine {num(self.interest_cosine)} (live "
+            f"{num(self.live_interest_cosine)}, "
+            f"{num(self.live_interests, 2)} live)  "
+            f"query~history-mean cosine {num(self.query_history_cosine)}"
+            f"  routing max {num(self.routing_max)} (uniform "
+            f"{1 / self.num_interests:.3f})  attention max "
+            f"{num(self.attention_max)}  interests in top-{self.top_k} "
+            f"{num(self.top_k_interests, 2)}/{self.num_interests}"
+            + (
+                f"  ({self.users:,} of {self.of_users:,} users, a fixed sample)"
+                if self.of_users and self.of_users > self.users
+                else ""
+            )
+        )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def routing_max_share(routing: np.ndarray, mask: np.ndarray
-                      ) -> tuple[float, int]:
+def routing_max_share(routing: np.ndarray, mask: np.ndarray) -> tuple[float, int]:
     """(sum over real items of max_f b_if / sum_f b_if, number of real
     items with routing mass) for routing [B, F, L] and mask [B, L]."""
-    col = routing.sum(axis=1)                                 # [B, L]
+    col = routing.sum(axis=1)  # [B, L]
     ok = (mask > 0) & (col > 0)
     share = routing.max(axis=1) / np.where(col > 0, col, 1.0)
     return float(share[ok].sum()), int(ok.sum())
@@ -151,8 +165,9 @@ def live_mask(vectors: np.ndarray) -> np.ndarray:
     return (norms > _LIVE * norms.max(axis=1, keepdims=True)) & (norms > 0)
 
 
-def pair_cosines(unit: np.ndarray, live: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_cosines(
+    unit: np.ndarray, live: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean pairwise cosines of each user's interests, from one Gram matrix.
 
     Args:
@@ -166,8 +181,9 @@ def pair_cosines(unit: np.ndarray, live: np.ndarray
     f = unit.shape[1]
     gram = np.einsum("bfd,bgd->bfg", unit, unit)
     upper = np.triu(np.ones((f, f), bool), 1)[None]
-    everything = (gram[:, upper[0]].mean(axis=1) if f > 1
-                  else np.full(unit.shape[0], np.nan))
+    everything = (
+        gram[:, upper[0]].mean(axis=1) if f > 1 else np.full(unit.shape[0], np.nan)
+    )
     pairs = live[:, :, None] & live[:, None, :] & upper
     count = pairs.sum(axis=(1, 2))
     total = np.where(pairs, gram, 0.0).sum(axis=(1, 2))
@@ -201,17 +217,24 @@ def top_k_contributors(queries, item_embeddings, k: int) -> np.ndarray:
 
     emb = tf.convert_to_tensor(item_embeddings, tf.float32)
     k = min(k, int(emb.shape[0]) - 1)
-    _, items = score_and_top_k_fn(tf.convert_to_tensor(queries, tf.float32),
-                                  emb, k, None)
+    _, items = score_and_top_k_fn(
+        tf.convert_to_tensor(queries, tf.float32), emb, k, None
+    )
     return contributors_of(queries, emb, items)
 
 
-def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
-                        routing: np.ndarray | None, items: np.ndarray,
-                        mask: np.ndarray, queries: np.ndarray,
-                        item_embeddings, retrieval: str,
-                        top_k: int = 50,
-                        top_k_interests: np.ndarray | None = None) -> dict:
+def figures_from_arrays(
+    interests: np.ndarray,
+    weights: np.ndarray | None,
+    routing: np.ndarray | None,
+    items: np.ndarray,
+    mask: np.ndarray,
+    queries: np.ndarray,
+    item_embeddings,
+    retrieval: str,
+    top_k: int = 50,
+    top_k_interests: np.ndarray | None = None,
+) -> dict:
     """Per-batch sums of the figures (see :func:`collapse_diagnostics`).
 
     Args:
@@ -238,34 +261,40 @@ def figures_from_arrays(interests: np.ndarray, weights: np.ndarray | None,
     out["live_interests"] = float(live.sum())
     out["live_interest_cosine"] = float(cos[has_pair].sum())
     out["live_pair_users"] = int(has_pair.sum())
-    out["fused_history_cosine"] = float(
-        np.sum((_unit(fused) * unit_mean).sum(-1)))
+    out["fused_history_cosine"] = float(np.sum((_unit(fused) * unit_mean).sum(-1)))
     q = np.asarray(queries, np.float64)
     q_live = live_mask(q)
-    q_cos = (_unit(q) * unit_mean[:, None]).sum(-1)            # [B, Q]
-    out["query_history_cosine"] = float(np.sum(
-        np.where(q_live, q_cos, 0.0).sum(1) / np.maximum(q_live.sum(1), 1)))
+    q_cos = (_unit(q) * unit_mean[:, None]).sum(-1)  # [B, Q]
+    out["query_history_cosine"] = float(
+        np.sum(np.where(q_live, q_cos, 0.0).sum(1) / np.maximum(q_live.sum(1), 1))
+    )
     out["interest_history_cosine"] = float(
-        np.sum((unit * unit_mean[:, None]).sum(-1).mean(1)))
+        np.sum((unit * unit_mean[:, None]).sum(-1).mean(1))
+    )
     if routing is not None:
-        out["routing_sum"], out["routing_items"] = routing_max_share(
-            routing, mask)
+        out["routing_sum"], out["routing_items"] = routing_max_share(routing, mask)
     if weights is not None:
         amax, ent = attention_figures(weights)
-        out["attention_max"], out["attention_entropy"] = (float(amax.sum()),
-                                                          float(ent.sum()))
+        out["attention_max"], out["attention_entropy"] = (
+            float(amax.sum()),
+            float(ent.sum()),
+        )
     if retrieval == "merge" and queries.shape[1] > 1:
         if top_k_interests is None:
-            top_k_interests = top_k_contributors(queries, item_embeddings,
-                                                 top_k)
+            top_k_interests = top_k_contributors(queries, item_embeddings, top_k)
         out["top_k_interests"] = float(np.sum(top_k_interests))
     else:
         out["top_k_interests"] = float(interests.shape[0])
     return out
 
 
-def _finish(parts: list[dict], num_interests: int, retrieval: str,
-            top_k: int, of_users: int | None = None) -> CollapseDiagnostics:
+def _finish(
+    parts: list[dict],
+    num_interests: int,
+    retrieval: str,
+    top_k: int,
+    of_users: int | None = None,
+) -> CollapseDiagnostics:
     users = sum(p["users"] for p in parts)
 
     def mean_of(key, count="users"):
@@ -276,25 +305,29 @@ def _finish(parts: list[dict], num_interests: int, retrieval: str,
 
     return CollapseDiagnostics(
         routing_max=mean_of("routing_sum", "routing_items"),
-        interest_cosine=(mean_of("interest_cosine") if num_interests > 1
-                         else math.nan),
+        interest_cosine=(mean_of("interest_cosine") if num_interests > 1 else math.nan),
         live_interests=mean_of("live_interests"),
-        live_interest_cosine=(mean_of("live_interest_cosine",
-                                      "live_pair_users")
-                              if num_interests > 1 else math.nan),
+        live_interest_cosine=(
+            mean_of("live_interest_cosine", "live_pair_users")
+            if num_interests > 1
+            else math.nan
+        ),
         attention_max=mean_of("attention_max"),
         attention_entropy=mean_of("attention_entropy"),
         attention_entropy_uniform=math.log(num_interests),
         query_history_cosine=mean_of("query_history_cosine"),
         fused_history_cosine=mean_of("fused_history_cosine"),
         interest_history_cosine=mean_of("interest_history_cosine"),
-        top_k_interests=mean_of("top_k_interests"), top_k=top_k,
-        num_interests=num_interests, retrieval=retrieval, users=users,
-        of_users=of_users)
+        top_k_interests=mean_of("top_k_interests"),
+        top_k=top_k,
+        num_interests=num_interests,
+        retrieval=retrieval,
+        users=users,
+        of_users=of_users,
+    )
 
 
-def sample_rows(num_users: int, max_users: int | None,
-                seed: int = 0) -> np.ndarray:
+def sample_rows(num_users: int, max_users: int | None, seed: int = 0) -> np.ndarray:
     """The rows read for ``num_users`` users: all of them, or a fixed
     seeded sample of ``max_users`` (sorted), the same for every call."""
     if max_users is None or num_users <= max_users:
@@ -303,11 +336,16 @@ def sample_rows(num_users: int, max_users: int | None,
     return np.sort(rng.choice(num_users, size=max_users, replace=False))
 
 
-def collapse_diagnostics(model, examples, batch_size: int = 512,
-                         top_k: int = 50, retrieval: str | None = None,
-                         max_users: int | None = None, seed: int = 0,
-                         top_k_interests: np.ndarray | None = None
-                         ) -> CollapseDiagnostics:
+def collapse_diagnostics(
+    model,
+    examples,
+    batch_size: int = 512,
+    top_k: int = 50,
+    retrieval: str | None = None,
+    max_users: int | None = None,
+    seed: int = 0,
+    top_k_interests: np.ndarray | None = None,
+) -> CollapseDiagnostics:
     """The collapse figures of ``model`` over the users of ``examples``.
 
     Args:
@@ -333,24 +371,28 @@ def collapse_diagnostics(model, examples, batch_size: int = 512,
 
     mode = retrieval or model.retrieval
     rows = sample_rows(examples.num_users, max_users, seed)
-    emb = (model.item_embedding.embeddings
-           if top_k_interests is None else None)
+    emb = model.item_embedding.embeddings if top_k_interests is None else None
     parts = []
     num_interests = 1
     for lo in range(0, len(rows), batch_size):
-        sl = rows[lo:lo + batch_size]
-        enc = model.encode(feature_tensors(examples.inputs(sl)),
-                           training=False)
+        sl = rows[lo : lo + batch_size]
+        enc = model.encode(feature_tensors(examples.inputs(sl)), training=False)
         queries = model.retrieval_queries(enc, mode)
         num_interests = int(enc.interests.shape[1])
-        parts.append(figures_from_arrays(
-            enc.interests.numpy().astype(np.float64),
-            None if enc.weights is None else enc.weights.numpy(),
-            None if enc.routing is None else enc.routing.numpy(),
-            (enc.items if enc.routed_items is None
-             else enc.routed_items).numpy().astype(np.float64),
-            enc.mask.numpy(),
-            queries.numpy(), emb, mode, top_k,
-            None if top_k_interests is None else top_k_interests[sl]))
-    return _finish(parts, num_interests, mode, top_k,
-                   of_users=examples.num_users)
+        parts.append(
+            figures_from_arrays(
+                enc.interests.numpy().astype(np.float64),
+                None if enc.weights is None else enc.weights.numpy(),
+                None if enc.routing is None else enc.routing.numpy(),
+                (enc.items if enc.routed_items is None else enc.routed_items)
+                .numpy()
+                .astype(np.float64),
+                enc.mask.numpy(),
+                queries.numpy(),
+                emb,
+                mode,
+                top_k,
+                None if top_k_interests is None else top_k_interests[sl],
+            )
+        )
+    return _finish(parts, num_interests, mode, top_k, of_users=examples.num_users)

@@ -14,8 +14,7 @@ EXIT_USER_ERROR = 2
 class UserInputError(Exception):
     """Bad input from the user: a file, a line of a file, or a flag."""
 
-    def __init__(self, message: str, path: str | None = None,
-                 line: int | None = None):
+    def __init__(self, message: str, path: str | None = None, line: int | None = None):
         self.path = path
         self.line = line
         self.detail = message

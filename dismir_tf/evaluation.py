@@ -45,7 +45,8 @@ QueryFn = Callable[[Any], tf.Tensor]
 # Per-user metrics in float64, as the recorded figures were computed.
 _metrics_fn = tf.function(
     lambda top, targets, ks: protocol_metrics(top, targets, ks, tf.float64),
-    reduce_retracing=True)
+    reduce_retracing=True,
+)
 
 
 @dataclasses.dataclass
@@ -58,12 +59,18 @@ class EvalResult:
     contributors: np.ndarray | None = None
 
 
-def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
-             examples: EvalExamples, ks: Sequence[int] = DEFAULT_KS,
-             batch_size: int = 256, exclude_history: bool = False,
-             keep_topk: bool = False, backend: str = "exact",
-             progress: Callable[[int, int], None] | None = None,
-             contributors: bool = False) -> EvalResult:
+def evaluate(
+    query_fn: QueryFn,
+    item_embeddings: tf.Tensor | np.ndarray,
+    examples: EvalExamples,
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int = 256,
+    exclude_history: bool = False,
+    keep_topk: bool = False,
+    backend: str = "exact",
+    progress: Callable[[int, int], None] | None = None,
+    contributors: bool = False,
+) -> EvalResult:
     """Evaluates a model over all users of ``examples``.
 
     Args:
@@ -102,13 +109,13 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
     for sl in examples.batches(batch_size):
         queries = query_fn(feature_tensors(examples.inputs(sl)))
         if backend == "exact":
-            exclude = (tf.constant(examples.known_items(sl))
-                       if exclude_history else None)
+            exclude = tf.constant(examples.known_items(sl)) if exclude_history else None
             _, top = score_and_top_k_fn(queries, emb, kmax, exclude)
         else:
             top = tfrs_top_k(np.asarray(queries), emb.numpy(), kmax)
-        for name, vals in _metrics_fn(top, tf.constant(examples.targets[sl]),
-                                      tuple(ks)).items():
+        for name, vals in _metrics_fn(
+            top, tf.constant(examples.targets[sl]), tuple(ks)
+        ).items():
             per_user.setdefault(name, []).append(vals.numpy())
         if keep_topk:
             tops.append(np.asarray(top))
@@ -116,15 +123,15 @@ def evaluate(query_fn: QueryFn, item_embeddings: tf.Tensor | np.ndarray,
             contrib.append(contributors_of(queries, emb, top))
         if progress is not None:
             progress(sl.stop, examples.num_users)
-    metrics = {name: float(np.concatenate(v).mean())
-               for name, v in per_user.items()}
+    metrics = {name: float(np.concatenate(v).mean()) for name, v in per_user.items()}
     return EvalResult(
-        metrics=metrics, topk=np.concatenate(tops) if keep_topk else None,
-        contributors=np.concatenate(contrib) if contributors else None)
+        metrics=metrics,
+        topk=np.concatenate(tops) if keep_topk else None,
+        contributors=np.concatenate(contrib) if contributors else None,
+    )
 
 
-def make_query_fn(model: RetrievalModel, retrieval: str | None = None
-                  ) -> QueryFn:
+def make_query_fn(model: RetrievalModel, retrieval: str | None = None) -> QueryFn:
     """A compiled features -> queries [B, Q, d], cached per model.
 
     The function takes the features a model reads (``model.input_features``;
@@ -139,24 +146,35 @@ def make_query_fn(model: RetrievalModel, retrieval: str | None = None
         keys = tuple(k for k in model.input_features if k in features)
         fn = cache.get((retrieval, keys))
         if fn is None:
-            signature = {k: tf.TensorSpec([None, None], types.FEATURE_DTYPES[k])
-                         for k in keys}
+            signature = {
+                k: tf.TensorSpec([None, None], types.FEATURE_DTYPES[k]) for k in keys
+            }
 
             @tf.function(input_signature=[signature])
             def fn(inputs):
                 return model.query_vectors(inputs, retrieval)
+
             cache[(retrieval, keys)] = fn
         return fn({k: features[k] for k in keys})
 
     return query
 
 
-def evaluate_model(model: RetrievalModel, examples: EvalExamples,
-                   config: RunConfig, keep_topk: bool = False,
-                   ks=DEFAULT_KS,
-                   contributors: bool = False) -> EvalResult:
+def evaluate_model(
+    model: RetrievalModel,
+    examples: EvalExamples,
+    config: RunConfig,
+    keep_topk: bool = False,
+    ks=DEFAULT_KS,
+    contributors: bool = False,
+) -> EvalResult:
     return evaluate(
-        make_query_fn(model), model.item_embedding.embeddings, examples,
-        ks=ks, batch_size=config.train.eval_batch_size,
-        exclude_history=config.train.exclude_history, keep_topk=keep_topk,
-        contributors=contributors)
+        make_query_fn(model),
+        model.item_embedding.embeddings,
+        examples,
+        ks=ks,
+        batch_size=config.train.eval_batch_size,
+        exclude_history=config.train.exclude_history,
+        keep_topk=keep_topk,
+        contributors=contributors,
+    )

@@ -98,9 +98,9 @@ def _noop(msg: str) -> None:
     del msg
 
 
-def compact_history(indices: tf.Tensor, max_len: int,
-                    times: tf.Tensor | None = None
-                    ) -> tuple[tf.Tensor, ...]:
+def compact_history(
+    indices: tf.Tensor, max_len: int, times: tf.Tensor | None = None
+) -> tuple[tf.Tensor, ...]:
     """Drops index 0 entries, keeps the last ``max_len`` of the rest.
 
     Args:
@@ -116,24 +116,26 @@ def compact_history(indices: tf.Tensor, max_len: int,
     """
     known = indices > 0
     known_int = tf.cast(known, tf.int32)
-    total = tf.reduce_sum(known_int, axis=1)                    # [B]
-    first = tf.maximum(total - max_len, 0)                      # dropped
+    total = tf.reduce_sum(known_int, axis=1)  # [B]
+    first = tf.maximum(total - max_len, 0)  # dropped
     position = tf.cumsum(known_int, axis=1) - 1 - first[:, None]
     keep = known & (position >= 0)
-    rows = tf.broadcast_to(tf.range(tf.shape(indices)[0])[:, None],
-                           tf.shape(indices))
-    coords = tf.stack([tf.boolean_mask(rows, keep),
-                       tf.boolean_mask(position, keep)], axis=1)
+    rows = tf.broadcast_to(tf.range(tf.shape(indices)[0])[:, None], tf.shape(indices))
+    coords = tf.stack(
+        [tf.boolean_mask(rows, keep), tf.boolean_mask(position, keep)], axis=1
+    )
     shape = tf.stack([tf.shape(indices)[0], max_len])
     history = tf.scatter_nd(coords, tf.boolean_mask(indices, keep), shape)
     if times is None:
         return history, tf.minimum(total, max_len)
-    return (history, tf.minimum(total, max_len),
-            tf.scatter_nd(coords, tf.boolean_mask(times, keep), shape))
+    return (
+        history,
+        tf.minimum(total, max_len),
+        tf.scatter_nd(coords, tf.boolean_mask(times, keep), shape),
+    )
 
 
-def relative_times(times: tf.Tensor, history: tf.Tensor,
-                   time_unit: float) -> tf.Tensor:
+def relative_times(times: tf.Tensor, history: tf.Tensor, time_unit: float) -> tf.Tensor:
     """The model's history times, exactly as the training and evaluation
     pipeline computes them (``pipeline._gather_window_times``): (t -
     t_first) / time_unit in float64, then float32, 0 on padding.
@@ -147,8 +149,7 @@ def relative_times(times: tf.Tensor, history: tf.Tensor,
       [B, L] float32.
     """
     rel = (times - times[:, :1]) / time_unit
-    return tf.cast(tf.where(history > 0, rel, tf.zeros_like(rel)),
-                   tf.float32)
+    return tf.cast(tf.where(history > 0, rel, tf.zeros_like(rel)), tf.float32)
 
 
 class MultiInterestBruteForce(tfrs.layers.factorized_top_k.BruteForce):
@@ -163,13 +164,14 @@ class MultiInterestBruteForce(tfrs.layers.factorized_top_k.BruteForce):
     (``retrieval.score_and_top_k_candidates``), so the lists are the same.
     """
 
-    def call(self, queries: tf.Tensor, k: int | None = None,
-             exclude: tf.Tensor | None = None
-             ) -> tuple[tf.Tensor, tf.Tensor]:
+    def call(
+        self, queries: tf.Tensor, k: int | None = None, exclude: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         if self._candidates is None:
             raise ValueError("call index() first")
         scores, rows = retrieval.score_and_top_k_candidates(
-            queries, self._candidates, k or self._k, exclude)
+            queries, self._candidates, k or self._k, exclude
+        )
         return scores, tf.gather(self._identifiers, rows)
 
 
@@ -200,31 +202,41 @@ class ServingModule(tf.Module):
         for a timestamped run).
     """
 
-    def __init__(self, model: RetrievalModel, item_ids: np.ndarray,
-                 train_counts: np.ndarray, max_len: int, k: int = DEFAULT_K,
-                 exclude_history: bool = False,
-                 time_unit: float | None = None):
+    def __init__(
+        self,
+        model: RetrievalModel,
+        item_ids: np.ndarray,
+        train_counts: np.ndarray,
+        max_len: int,
+        k: int = DEFAULT_K,
+        exclude_history: bool = False,
+        time_unit: float | None = None,
+    ):
         super().__init__(name="dismir_serving")
         n = len(item_ids) - 1
         if not 1 <= k <= n:
-            raise ConfigError(f"k must be between 1 and the catalogue size "
-                              f"{n}, got {k}")
+            raise ConfigError(
+                f"k must be between 1 and the catalogue size {n}, got {k}"
+            )
         self.model_variables = list(model.variables)
         self.vocabulary = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(list(item_ids[1:]), tf.string),
-                tf.range(1, n + 1, dtype=tf.int64)),
-            default_value=0, name="item_vocabulary")
+                tf.range(1, n + 1, dtype=tf.int64),
+            ),
+            default_value=0,
+            name="item_vocabulary",
+        )
         raw_ids = tf.constant(list(item_ids), tf.string)
         counts = tf.constant(np.asarray(train_counts[1:], np.float32))
         top = tf.math.top_k(counts, k=k, sorted=True)
-        popular_ids = tf.gather(raw_ids, top.indices + 1)        # [k]
-        popular_scores = top.values                               # [k]
+        popular_ids = tf.gather(raw_ids, top.indices + 1)  # [k]
+        popular_scores = top.values  # [k]
         embeddings = model.item_embedding.embeddings
 
-        def to_history(history: tf.Tensor, times: tf.Tensor | None = None
-                       ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor,
-                                  tf.Tensor | None, tf.Tensor]:
+        def to_history(
+            history: tf.Tensor, times: tf.Tensor | None = None
+        ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | None, tf.Tensor]:
             """Compacted indices [B', max_len] padded to whole row blocks,
             known items used [B], B, the model's times [B', max_len]
             (None for a model without times), and every item index of the
@@ -235,36 +247,58 @@ class ServingModule(tf.Module):
                 hist, length = compact_history(indices, max_len)
             else:
                 tf.debugging.assert_equal(
-                    tf.logical_or(tf.equal(tf.shape(times)[1], 0),
-                                  tf.reduce_all(tf.equal(tf.shape(times),
-                                                         tf.shape(history)))),
-                    True, message="history_times must have the shape of "
-                    "history, or no columns (no times: positions)")
+                    tf.logical_or(
+                        tf.equal(tf.shape(times)[1], 0),
+                        tf.reduce_all(tf.equal(tf.shape(times), tf.shape(history))),
+                    ),
+                    True,
+                    message="history_times must have the shape of "
+                    "history, or no columns (no times: positions)",
+                )
                 given = tf.shape(times)[1] > 0
                 # Empty times: positions, the order-only fallback.
-                times = tf.cond(given, lambda: times, lambda: tf.cast(
-                    tf.broadcast_to(tf.range(tf.shape(history)[1]),
-                                    tf.shape(history)), tf.float64))
+                times = tf.cond(
+                    given,
+                    lambda: times,
+                    lambda: tf.cast(
+                        tf.broadcast_to(
+                            tf.range(tf.shape(history)[1]), tf.shape(history)
+                        ),
+                        tf.float64,
+                    ),
+                )
                 hist, length, kept = compact_history(indices, max_len, times)
                 rel = tf.cond(
-                    given, lambda: relative_times(kept, hist, time_unit),
-                    lambda: tf.where(hist > 0, tf.cast(tf.broadcast_to(
-                        tf.range(max_len), tf.shape(hist)), tf.float32),
-                        0.0))
+                    given,
+                    lambda: relative_times(kept, hist, time_unit),
+                    lambda: tf.where(
+                        hist > 0,
+                        tf.cast(
+                            tf.broadcast_to(tf.range(max_len), tf.shape(hist)),
+                            tf.float32,
+                        ),
+                        0.0,
+                    ),
+                )
             batch = tf.shape(hist)[0]
             rows = tf.maximum(-(-batch // ROW_BLOCK), 1) * ROW_BLOCK
             pad = [[0, rows - batch], [0, 0]]
             # Every known item the request carries, not only the last
             # max_len the model reads: what --exclude_history removes.
             carried = tf.pad(indices, pad)
-            return (tf.pad(hist, pad), length, batch,
-                    None if rel is None else tf.pad(rel, pad), carried)
+            return (
+                tf.pad(hist, pad),
+                length,
+                batch,
+                None if rel is None else tf.pad(rel, pad),
+                carried,
+            )
 
-        specs = [_HISTORY_SPEC] + ([] if time_unit is None
-                                   else [_TIMES_SPEC])
+        specs = [_HISTORY_SPEC] + ([] if time_unit is None else [_TIMES_SPEC])
 
-        def features_of(hist: tf.Tensor, times: tf.Tensor | None
-                        ) -> dict[str, tf.Tensor]:
+        def features_of(
+            hist: tf.Tensor, times: tf.Tensor | None
+        ) -> dict[str, tf.Tensor]:
             """The model's features of compacted histories (and times)."""
             if times is None:
                 return {types.HISTORY: hist}
@@ -277,49 +311,55 @@ class ServingModule(tf.Module):
 
         @tf.function(input_signature=specs)
         def serve(history, history_times=None):
-            hist, length, batch, times, carried = to_history(history,
-                                                             history_times)
+            hist, length, batch, times, carried = to_history(history, history_times)
             queries = model.query_vectors(features_of(hist, times))
-            scores, ids = self.index(queries, k,
-                                     carried if exclude_history else None)
+            scores, ids = self.index(queries, k, carried if exclude_history else None)
             empty = (length == 0)[:, None]
             return {
                 "item_ids": tf.where(
-                    empty, tf.broadcast_to(popular_ids, [batch, k]),
-                    ids[:batch]),
+                    empty, tf.broadcast_to(popular_ids, [batch, k]), ids[:batch]
+                ),
                 "scores": tf.where(
-                    empty, tf.broadcast_to(popular_scores, [batch, k]),
-                    scores[:batch]),
+                    empty, tf.broadcast_to(popular_scores, [batch, k]), scores[:batch]
+                ),
             }
 
         @tf.function(input_signature=specs)
         def user_interests(history, history_times=None):
-            hist, length, batch, times, _ = to_history(history,
-                                                       history_times)
+            hist, length, batch, times, _ = to_history(history, history_times)
             enc = model.encode(features_of(hist, times), training=False)
             interests = enc.interests[:batch]
             if enc.weights is None:
                 f = tf.shape(interests)[1]
-                attention = tf.fill(tf.shape(interests)[:2],
-                                    1.0 / tf.cast(f, interests.dtype))
+                attention = tf.fill(
+                    tf.shape(interests)[:2], 1.0 / tf.cast(f, interests.dtype)
+                )
             else:
                 attention = enc.weights[:batch]
-            return {"interests": interests, "attention": attention,
-                    "fused": enc.fused()[:batch], "history_length": length}
+            return {
+                "interests": interests,
+                "attention": attention,
+                "fused": enc.fused()[:batch],
+                "history_length": length,
+            }
 
         @tf.function(input_signature=[])
         def item_embeddings():
-            return {"item_ids": raw_ids[1:],
-                    "embeddings": tf.convert_to_tensor(embeddings)[1:]}
+            return {
+                "item_ids": raw_ids[1:],
+                "embeddings": tf.convert_to_tensor(embeddings)[1:],
+            }
 
         self.serve = serve
         self.user_interests = user_interests
         self.item_embeddings = item_embeddings
 
     def signatures(self) -> dict:
-        return {SERVING_DEFAULT: self.serve.get_concrete_function(),
-                USER_INTERESTS: self.user_interests.get_concrete_function(),
-                ITEM_EMBEDDINGS: self.item_embeddings.get_concrete_function()}
+        return {
+            SERVING_DEFAULT: self.serve.get_concrete_function(),
+            USER_INTERESTS: self.user_interests.get_concrete_function(),
+            ITEM_EMBEDDINGS: self.item_embeddings.get_concrete_function(),
+        }
 
 
 # ------------------------------------------------------------------ layout
@@ -327,9 +367,12 @@ def existing_versions(export_dir: str) -> list[int]:
     """The numbered versions in ``export_dir`` (ascending)."""
     if not os.path.isdir(export_dir):
         return []
-    return sorted(int(name) for name in os.listdir(export_dir)
-                  if re.fullmatch(r"[0-9]+", name)
-                  and os.path.isdir(os.path.join(export_dir, name)))
+    return sorted(
+        int(name)
+        for name in os.listdir(export_dir)
+        if re.fullmatch(r"[0-9]+", name)
+        and os.path.isdir(os.path.join(export_dir, name))
+    )
 
 
 def _taken(export_dir: str, number: int) -> str | None:
@@ -352,15 +395,16 @@ def _check_version(export_dir: str, version: int | None) -> None:
         raise ConfigError(f"--version must be >= 1, got {version}")
     taken = _taken(export_dir, version)
     if taken is not None:
-        raise ConfigError(f"{taken} already is version {version} (TF "
-                          "Serving reads version names as numbers); choose "
-                          "another --version")
+        raise ConfigError(
+            f"{taken} already is version {version} (TF "
+            "Serving reads version names as numbers); choose "
+            "another --version"
+        )
 
 
 def _items_tsv(item_ids: np.ndarray, counts: np.ndarray) -> str:
     lines = ["item_id\ttrain_count\n"]
-    lines += [f"{item_ids[i]}\t{int(counts[i])}\n"
-              for i in range(1, len(item_ids))]
+    lines += [f"{item_ids[i]}\t{int(counts[i])}\n" for i in range(1, len(item_ids))]
     return "".join(lines)
 
 
@@ -371,10 +415,16 @@ def _num_interests(module: ServingModule) -> int | None:
     return int(f) if f is not None else None
 
 
-def export_model(model: RetrievalModel, ds: SequenceDataset,
-                 config: RunConfig, export_dir: str, k: int = DEFAULT_K,
-                 version: int | None = None, log: Log = _noop,
-                 source: str = "") -> str:
+def export_model(
+    model: RetrievalModel,
+    ds: SequenceDataset,
+    config: RunConfig,
+    export_dir: str,
+    k: int = DEFAULT_K,
+    version: int | None = None,
+    log: Log = _noop,
+    source: str = "",
+) -> str:
     """Writes ``export_dir/<version>/`` atomically; returns its path.
 
     Args:
@@ -390,12 +440,19 @@ def export_model(model: RetrievalModel, ds: SequenceDataset,
     """
     _check_version(export_dir, version)
     if not 1 <= k <= ds.num_items:
-        raise ConfigError(f"--k must be between 1 and the catalogue size "
-                          f"{ds.num_items}, got {k}")
+        raise ConfigError(
+            f"--k must be between 1 and the catalogue size {ds.num_items}, got {k}"
+        )
     counts = ds.item_counts(ds.train_users)
-    module = ServingModule(model, ds.item_ids, counts, config.model.max_len,
-                           k, config.train.exclude_history,
-                           time_unit=time_unit(config.model))
+    module = ServingModule(
+        model,
+        ds.item_ids,
+        counts,
+        config.model.max_len,
+        k,
+        config.train.exclude_history,
+        time_unit=time_unit(config.model),
+    )
     os.makedirs(export_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=export_dir, prefix=".export-")
     try:
@@ -403,29 +460,30 @@ def export_model(model: RetrievalModel, ds: SequenceDataset,
         extra = os.path.join(tmp, EXTRA_DIR)
         os.makedirs(extra, exist_ok=True)
         emb = model.item_embedding.embeddings.numpy()
-        with open(os.path.join(extra, ITEMS_FILE), "w",
-                  encoding="utf-8") as f:
+        with open(os.path.join(extra, ITEMS_FILE), "w", encoding="utf-8") as f:
             f.write(_items_tsv(ds.item_ids, counts))
         np.save(os.path.join(extra, EMBEDDINGS_FILE), emb[1:])
         metadata = {
             "model": config.model.name,
-            "retrieval": (model.retrieval if model.multi_interest
-                          else "single"),
-            "k": k, "max_len": config.model.max_len,
-            "num_items": ds.num_items, "embedding_dim": int(emb.shape[1]),
+            "retrieval": (model.retrieval if model.multi_interest else "single"),
+            "k": k,
+            "max_len": config.model.max_len,
+            "num_items": ds.num_items,
+            "embedding_dim": int(emb.shape[1]),
             "num_interests": _num_interests(module),
             "exclude_history": config.train.exclude_history,
             "index": "tfrs BruteForce (MultiInterestBruteForce, exact)",
             "history_times": time_unit(config.model) is not None,
             "time_unit_seconds": time_unit(config.model),
-            "dataset": ds.name, "source": source,
+            "dataset": ds.name,
+            "source": source,
             "dismir_tf_version": dismir_tf.__version__,
             "tensorflow_version": tf.__version__,
-            "exported_at": datetime.datetime.now(
-                datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
         }
-        with open(os.path.join(extra, METADATA_FILE), "w",
-                  encoding="utf-8") as f:
+        with open(os.path.join(extra, METADATA_FILE), "w", encoding="utf-8") as f:
             json.dump(metadata, f, indent=2, sort_keys=True)
             f.write("\n")
         os.chmod(tmp, 0o755)
@@ -433,23 +491,26 @@ def export_model(model: RetrievalModel, ds: SequenceDataset,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"exported {config.model.name} (top-{k}, {ds.num_items:,} items) "
-        f"to {path}")
+    log(f"exported {config.model.name} (top-{k}, {ds.num_items:,} items) to {path}")
     return path
 
 
-def _rename_into_place(tmp: str, export_dir: str, version: int | None
-                       ) -> str:
+def _rename_into_place(tmp: str, export_dir: str, version: int | None) -> str:
     """Renames ``tmp`` to the next (or the given) version directory."""
     for _ in range(100):
-        number = version if version is not None else (
-            max(existing_versions(export_dir), default=0) + 1)
+        number = (
+            version
+            if version is not None
+            else (max(existing_versions(export_dir), default=0) + 1)
+        )
         final = os.path.join(export_dir, str(number))
         taken = _taken(export_dir, number)
         if taken is not None or os.path.exists(final):
             if version is not None:
-                raise ConfigError(f"{taken or final} already is version "
-                                  f"{number}; choose another --version")
+                raise ConfigError(
+                    f"{taken or final} already is version "
+                    f"{number}; choose another --version"
+                )
             continue
         try:
             os.rename(tmp, final)
@@ -459,24 +520,38 @@ def _rename_into_place(tmp: str, export_dir: str, version: int | None
             # non-empty directory fails): try the next one.
             if version is not None or not os.path.exists(final):
                 raise
-    raise ConfigError(f"could not find a free version number in "
-                      f"{export_dir}")
+    raise ConfigError(f"could not find a free version number in {export_dir}")
 
 
-def export_run(run_dir: str, export_dir: str, k: int = DEFAULT_K,
-               version: int | None = None, log: Log = _noop) -> str:
+def export_run(
+    run_dir: str,
+    export_dir: str,
+    k: int = DEFAULT_K,
+    version: int | None = None,
+    log: Log = _noop,
+) -> str:
     """Exports the best checkpoint of a finished run (see export_model)."""
     from dismir_tf.runs import load_run
 
     _check_version(export_dir, version)
     config, ds, model = load_run(run_dir, log=log)
-    return export_model(model, ds, config, export_dir, k=k, version=version,
-                        log=log, source=os.path.abspath(run_dir))
+    return export_model(
+        model,
+        ds,
+        config,
+        export_dir,
+        k=k,
+        version=version,
+        log=log,
+        source=os.path.abspath(run_dir),
+    )
 
 
 # --------------------------------------------------------------------- CLI
 if __name__ == "__main__":
     # The command lives in dismir_tf/commands/export.py (which imports this
     # module, not the other way round).
-    raise SystemExit("the export command is `python export.py --run_dir RUN "
-                     "...` (or `dismir-export`), with the same flags")
+    raise SystemExit(
+        "the export command is `python export.py --run_dir RUN "
+        "...` (or `dismir-export`), with the same flags"
+    )

@@ -26,8 +26,7 @@ def weight_seed(seed: int, name: str) -> int:
     seeded with ``seed``: a stable hash (BLAKE2b, independent of
     PYTHONHASHSEED) of both, so different names give unrelated streams and
     the same name and seed always the same one."""
-    digest = hashlib.blake2b(f"{int(seed)}/{name}".encode(),
-                             digest_size=8).digest()
+    digest = hashlib.blake2b(f"{int(seed)}/{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
@@ -35,5 +34,4 @@ def he_normal(fan_in: int, seed: int) -> tf.keras.initializers.Initializer:
     """N(0, 2 / fan_in): torch's ``kaiming_normal_``, used by the reference
     code's ``reset_parameters`` for every weight. ``seed`` should come from
     ``weight_seed``."""
-    return tf.keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / fan_in),
-                                              seed=seed)
+    return tf.keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / fan_in), seed=seed)

@@ -52,12 +52,15 @@ class DenseUpdateAdam(tf.keras.optimizers.Adam):
     """
 
     def _deduplicate_sparse_grad(self, grads):
-        return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
-                else g for g in grads]
+        return [
+            tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+            for g in grads
+        ]
 
 
-def sum_repeated_rows(values: tf.Tensor, indices: tf.Tensor,
-                      num_rows: int) -> tf.Tensor:
+def sum_repeated_rows(
+    values: tf.Tensor, indices: tf.Tensor, num_rows: int
+) -> tf.Tensor:
     """For each of the n rows of an IndexedSlices, the sum of all the rows
     that share its index.
 
@@ -77,9 +80,8 @@ def sum_repeated_rows(values: tf.Tensor, indices: tf.Tensor,
     """
     n = tf.shape(indices)[0]
     ids = tf.cast(indices, tf.int32)
-    first = tf.tensor_scatter_nd_min(
-        tf.fill([num_rows], n), ids[:, None], tf.range(n))
-    segment = tf.gather(first, ids)                       # [n] in [0, n)
+    first = tf.tensor_scatter_nd_min(tf.fill([num_rows], n), ids[:, None], tf.range(n))
+    segment = tf.gather(first, ids)  # [n] in [0, n)
     sums = tf.math.unsorted_segment_sum(values, segment, n)  # [n, d]
     return tf.gather(sums, segment)
 
@@ -120,18 +122,21 @@ class LazyAdam(DenseUpdateAdam):
         beta_1_power = tf.pow(beta_1, local_step)
         beta_2_power = tf.pow(beta_2, local_step)
         alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-        epsilon_hat = (self.epsilon * tf.sqrt(1 - beta_2_power)
-                       if self.adaptive_epsilon else self.epsilon)
+        epsilon_hat = (
+            self.epsilon * tf.sqrt(1 - beta_2_power)
+            if self.adaptive_epsilon
+            else self.epsilon
+        )
         var_key = self._var_key(variable)
         m = self._momentums[self._index_dict[var_key]]
         v = self._velocities[self._index_dict[var_key]]
         indices = gradient.indices
-        g = sum_repeated_rows(gradient.values, indices,
-                              int(variable.shape[0]))
+        g = sum_repeated_rows(gradient.values, indices, int(variable.shape[0]))
         m_rows = beta_1 * tf.gather(m, indices) + (1 - beta_1) * g
         v_rows = beta_2 * tf.gather(v, indices) + (1 - beta_2) * tf.square(g)
         w_rows = tf.gather(variable, indices) - alpha * m_rows / (
-            tf.sqrt(v_rows) + epsilon_hat)
+            tf.sqrt(v_rows) + epsilon_hat
+        )
         # Repeated rows carry identical new values: the scatter is exact.
         m.scatter_update(tf.IndexedSlices(m_rows, indices))
         v.scatter_update(tf.IndexedSlices(v_rows, indices))
@@ -142,15 +147,17 @@ def resolve_embedding_update(mode: str, table_rows: int) -> str:
     """'dense' or 'lazy' for ``mode`` ('auto': lazy from
     ``LAZY_FROM_ROWS`` rows of the item table)."""
     if mode not in EMBEDDING_UPDATES:
-        raise ValueError(f"embedding_update must be one of "
-                         f"{EMBEDDING_UPDATES}, got {mode!r}")
+        raise ValueError(
+            f"embedding_update must be one of {EMBEDDING_UPDATES}, got {mode!r}"
+        )
     if mode == "auto":
         return "lazy" if table_rows > LAZY_FROM_ROWS else "dense"
     return mode
 
 
-def make_adam(learning_rate: float, update: str,
-              jit_compile: bool) -> tf.keras.optimizers.Optimizer:
+def make_adam(
+    learning_rate: float, update: str, jit_compile: bool
+) -> tf.keras.optimizers.Optimizer:
     """Adam with the resolved embedding ``update`` ('dense' or 'lazy').
 
     With ``jit_compile`` its per-variable update is XLA-compiled, which

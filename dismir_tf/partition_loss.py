@@ -29,12 +29,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 POSITIVE_COLUMN = 0  # The positive's logit comes first, the negatives after.
-_SHARED_NEGATIVES_RANK = 2   # negatives [No, K], the same for every anchor.
+_SHARED_NEGATIVES_RANK = 2  # negatives [No, K], the same for every anchor.
 _PER_ANCHOR_NEGATIVES_RANK = 3  # negatives [B, No, K].
 
 
-def partition_logits(anchor: tf.Tensor, positive: tf.Tensor,
-                     negatives: tf.Tensor) -> tf.Tensor:
+def partition_logits(
+    anchor: tf.Tensor, positive: tf.Tensor, negatives: tf.Tensor
+) -> tf.Tensor:
     """The logits ``w_i . w_j`` of the positive and the negatives.
 
     Args:
@@ -53,23 +54,23 @@ def partition_logits(anchor: tf.Tensor, positive: tf.Tensor,
     anchor = tf.convert_to_tensor(anchor)
     positive = tf.convert_to_tensor(positive, dtype=anchor.dtype)
     negatives = tf.convert_to_tensor(negatives, dtype=anchor.dtype)
-    positive_logit = tf.reduce_sum(anchor * positive, axis=-1,
-                                   keepdims=True)                # [B, 1]
+    positive_logit = tf.reduce_sum(anchor * positive, axis=-1, keepdims=True)  # [B, 1]
     rank = negatives.shape.rank
     if rank == _SHARED_NEGATIVES_RANK:
-        negative_logits = tf.matmul(anchor, negatives,
-                                    transpose_b=True)            # [B, No]
+        negative_logits = tf.matmul(anchor, negatives, transpose_b=True)  # [B, No]
     elif rank == _PER_ANCHOR_NEGATIVES_RANK:
         negative_logits = tf.einsum("bk,bnk->bn", anchor, negatives)
     else:
-        raise ValueError(
-            f"negatives must be [No, K] or [B, No, K], got rank {rank}")
+        raise ValueError(f"negatives must be [No, K] or [B, No, K], got rank {rank}")
     return tf.concat([positive_logit, negative_logits], axis=1)
 
 
-def partition_loss_per_example(anchor: tf.Tensor, positive: tf.Tensor,
-                               negatives: tf.Tensor,
-                               mask: tf.Tensor | None = None) -> tf.Tensor:
+def partition_loss_per_example(
+    anchor: tf.Tensor,
+    positive: tf.Tensor,
+    negatives: tf.Tensor,
+    mask: tf.Tensor | None = None,
+) -> tf.Tensor:
     """Softmax cross-entropy of each anchor with its positive as the label.
 
     Args:
@@ -86,9 +87,8 @@ def partition_loss_per_example(anchor: tf.Tensor, positive: tf.Tensor,
     Raises:
       ValueError: ``negatives`` is neither rank 2 nor rank 3.
     """
-    logits = partition_logits(anchor, positive, negatives)       # [B, 1 + No]
-    loss = (tf.reduce_logsumexp(logits, axis=1)
-            - logits[:, POSITIVE_COLUMN])                        # [B]
+    logits = partition_logits(anchor, positive, negatives)  # [B, 1 + No]
+    loss = tf.reduce_logsumexp(logits, axis=1) - logits[:, POSITIVE_COLUMN]  # [B]
     if mask is None:
         return loss
     # tf.where (not a product) so that a non-finite masked loss stays 0.

@@ -46,25 +46,35 @@ class PartitionTask(tf.keras.layers.Layer, tfrs.tasks.Task):
       A scalar: the mean over examples of the mean over their anchors.
     """
 
-    def __init__(self, item_embedding: tf.keras.layers.Embedding,
-                 num_negatives: int = 100, name: str = "partition",
-                 **kwargs):
+    def __init__(
+        self,
+        item_embedding: tf.keras.layers.Embedding,
+        num_negatives: int = 100,
+        name: str = "partition",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         if num_negatives < 1:
-            raise ValueError(f"num_negatives must be >= 1, got "
-                             f"{num_negatives}")
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
         self.item_embedding = item_embedding
         self.num_negatives = num_negatives
 
-    def call(self, anchors: tf.Tensor, positives: tf.Tensor,
-             mask: tf.Tensor | None = None,
-             seed: tf.Tensor | None = None) -> tf.Tensor:
-        return tf.reduce_mean(self.per_example(anchors, positives, mask,
-                                               seed))
+    def call(
+        self,
+        anchors: tf.Tensor,
+        positives: tf.Tensor,
+        mask: tf.Tensor | None = None,
+        seed: tf.Tensor | None = None,
+    ) -> tf.Tensor:
+        return tf.reduce_mean(self.per_example(anchors, positives, mask, seed))
 
-    def per_example(self, anchors: tf.Tensor, positives: tf.Tensor,
-                    mask: tf.Tensor | None = None,
-                    seed: tf.Tensor | None = None) -> tf.Tensor:
+    def per_example(
+        self,
+        anchors: tf.Tensor,
+        positives: tf.Tensor,
+        mask: tf.Tensor | None = None,
+        seed: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         """[B] each example's mean loss over its anchors (the call's
         arguments); the models average it over the global batch
         (``tf.nn.compute_average_loss``) as a distribution strategy needs.
@@ -73,19 +83,26 @@ class PartitionTask(tf.keras.layers.Layer, tfrs.tasks.Task):
             mask = tf.cast(anchors > 0, tf.float32)
         num_items = self.item_embedding.input_dim - 1
         if seed is None:
-            negatives = tf.random.uniform([self.num_negatives], 1,
-                                          num_items + 1, dtype=tf.int32)
+            negatives = tf.random.uniform(
+                [self.num_negatives], 1, num_items + 1, dtype=tf.int32
+            )
         else:
             # As RetrievalModel.sample_items: the same seed draws the same
             # negatives as the project's models.
             negatives = tf.random.stateless_uniform(
-                [self.num_negatives], seed, 1, num_items + 1,
-                dtype=tf.int32, alg="philox")
+                [self.num_negatives],
+                seed,
+                1,
+                num_items + 1,
+                dtype=tf.int32,
+                alg="philox",
+            )
         k = tf.shape(self.item_embedding.embeddings)[1]
         per_anchor = partition_loss_per_example(
             tf.reshape(self.item_embedding(anchors), [-1, k]),
             tf.reshape(self.item_embedding(positives), [-1, k]),
-            self.item_embedding(negatives), tf.reshape(mask, [-1]))
+            self.item_embedding(negatives),
+            tf.reshape(mask, [-1]),
+        )
         per_anchor = tf.reshape(per_anchor, tf.shape(anchors))
-        return tf.reduce_sum(per_anchor, 1) / tf.maximum(
-            tf.reduce_sum(mask, 1), 1.0)
+        return tf.reduce_sum(per_anchor, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)

@@ -35,26 +35,27 @@ MIN_TARGET_POSITION = 4
 REJECTION_DRAW_FROM_USERS = 100_000
 DISTINCT_DRAW_FACTOR = 4
 
-PositiveSampler = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor,
-                                                         tf.Tensor]]
+PositiveSampler = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
-def _window_positions(starts: tf.Tensor, ends: tf.Tensor, max_len: int
-                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _window_positions(
+    starts: tf.Tensor, ends: tf.Tensor, max_len: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Absolute positions of the last ``max_len`` items of [starts, ends).
 
     Returns:
       lo [B] int64 (the window's first position), safe [B, L] int64
       positions (0 where padded) and valid [B, L] bool.
     """
-    lo = tf.maximum(starts, ends - max_len)                     # [B]
+    lo = tf.maximum(starts, ends - max_len)  # [B]
     pos = lo[:, None] + tf.range(max_len, dtype=tf.int64)[None]  # [B, L]
     valid = pos < ends[:, None]
     return lo, tf.where(valid, pos, tf.zeros_like(pos)), valid
 
 
-def _gather_windows(items: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
-                    max_len: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _gather_windows(
+    items: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor, max_len: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """The last ``max_len`` items of ``items[starts:ends]``, right-padded.
 
     Args:
@@ -70,9 +71,13 @@ def _gather_windows(items: tf.Tensor, starts: tf.Tensor, ends: tf.Tensor,
     return hist, tf.cast(valid, tf.float32)
 
 
-def _gather_window_times(timestamps: tf.Tensor | None, starts: tf.Tensor,
-                         ends: tf.Tensor, max_len: int,
-                         time_unit: float) -> tf.Tensor:
+def _gather_window_times(
+    timestamps: tf.Tensor | None,
+    starts: tf.Tensor,
+    ends: tf.Tensor,
+    max_len: int,
+    time_unit: float,
+) -> tf.Tensor:
     """[B, L] float32 times of the windows of :func:`_gather_windows`.
 
     (t - t_first) / time_unit with t_first the window's first item, or the
@@ -83,8 +88,9 @@ def _gather_window_times(timestamps: tf.Tensor | None, starts: tf.Tensor,
     if timestamps is None:
         rel = tf.cast(safe - lo[:, None], tf.float64)
     else:
-        rel = (tf.gather(timestamps, safe)
-               - tf.gather(timestamps, lo)[:, None]) / time_unit
+        rel = (
+            tf.gather(timestamps, safe) - tf.gather(timestamps, lo)[:, None]
+        ) / time_unit
     return tf.cast(tf.where(valid, rel, tf.zeros_like(rel)), tf.float32)
 
 
@@ -116,14 +122,12 @@ class TrainSampler:
     anchors: str = "items"
     time_unit: float | None = None
     # Set by __post_init__: the data set's tables as constants.
-    _items: tf.Tensor = dataclasses.field(init=False, repr=False,
-                                          compare=False)
-    _starts: tf.Tensor = dataclasses.field(init=False, repr=False,
-                                           compare=False)
-    _lengths: tf.Tensor = dataclasses.field(init=False, repr=False,
-                                            compare=False)
-    _timestamps: tf.Tensor | None = dataclasses.field(init=False, repr=False,
-                                                      compare=False)
+    _items: tf.Tensor = dataclasses.field(init=False, repr=False, compare=False)
+    _starts: tf.Tensor = dataclasses.field(init=False, repr=False, compare=False)
+    _lengths: tf.Tensor = dataclasses.field(init=False, repr=False, compare=False)
+    _timestamps: tf.Tensor | None = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         ds = self.dataset
@@ -133,14 +137,15 @@ class TrainSampler:
         if len(users) == 0:
             raise ValueError("the data set has no training users")
         object.__setattr__(self, "_items", tf.constant(ds.items, tf.int32))
-        object.__setattr__(self, "_starts",
-                           tf.constant(ds.offsets[users], tf.int64))
-        object.__setattr__(self, "_lengths",
-                           tf.constant(ds.lengths[users], tf.int64))
+        object.__setattr__(self, "_starts", tf.constant(ds.offsets[users], tf.int64))
+        object.__setattr__(self, "_lengths", tf.constant(ds.lengths[users], tf.int64))
         object.__setattr__(
-            self, "_timestamps",
-            None if self.time_unit is None or ds.timestamps is None else
-            tf.constant(ds.timestamps, tf.float64))
+            self,
+            "_timestamps",
+            None
+            if self.time_unit is None or ds.timestamps is None
+            else tf.constant(ds.timestamps, tf.float64),
+        )
 
     def draw_users(self, seed: tf.Tensor) -> tf.Tensor:
         """[B] int64 rows of the training users of one batch.
@@ -161,8 +166,7 @@ class TrainSampler:
         b = self.batch_size
         n = int(self._starts.shape[0])
         if b > n:
-            return tf.random.stateless_uniform([b], seed, 0, n,
-                                               dtype=tf.int64)
+            return tf.random.stateless_uniform([b], seed, 0, n, dtype=tf.int64)
 
         def top_b() -> tf.Tensor:
             noise = tf.random.stateless_uniform([n], seed)
@@ -171,26 +175,30 @@ class TrainSampler:
         if n < REJECTION_DRAW_FROM_USERS:
             return top_b()
         draws = tf.random.stateless_uniform(
-            [DISTINCT_DRAW_FACTOR * b], seed, 0, n, dtype=tf.int64)
-        distinct = tf.unique(draws).y          # in order of first draw
+            [DISTINCT_DRAW_FACTOR * b], seed, 0, n, dtype=tf.int64
+        )
+        distinct = tf.unique(draws).y  # in order of first draw
         idx = tf.cond(tf.size(distinct) >= b, lambda: distinct[:b], top_b)
         return tf.ensure_shape(idx, [b])
 
     def sample(self, step: tf.Tensor) -> dict[str, tf.Tensor]:
         """The batch of training step ``step`` (a scalar int64 tensor)."""
-        seed = tf.stack([tf.constant(self.seed, tf.int64),
-                         tf.cast(step, tf.int64)])
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
         s_users, s_pos, s_model, s_part = tf.unstack(
-            tf.random.experimental.stateless_split(seed, 4))
+            tf.random.experimental.stateless_split(seed, 4)
+        )
         idx = self.draw_users(s_users)
         start = tf.gather(self._starts, idx)
         n = tf.gather(self._lengths, idx)
         # k uniform in {4, ..., n - 1}: the target is s[k], history s[:k].
-        k = tf.random.stateless_uniform(
-            [self.batch_size], s_pos, minval=0, maxval=2**62,
-            dtype=tf.int64) % (n - MIN_TARGET_POSITION) + MIN_TARGET_POSITION
-        hist, mask = _gather_windows(self._items, start, start + k,
-                                     self.max_len)
+        k = (
+            tf.random.stateless_uniform(
+                [self.batch_size], s_pos, minval=0, maxval=2**62, dtype=tf.int64
+            )
+            % (n - MIN_TARGET_POSITION)
+            + MIN_TARGET_POSITION
+        )
+        hist, mask = _gather_windows(self._items, start, start + k, self.max_len)
         target = tf.gather(self._items, start + k)
         batch = {
             types.HISTORY: hist,
@@ -200,33 +208,38 @@ class TrainSampler:
         }
         if self.time_unit is not None:
             batch[types.HISTORY_TIME] = _gather_window_times(
-                self._timestamps, start, start + k, self.max_len,
-                self.time_unit)
+                self._timestamps, start, start + k, self.max_len, self.time_unit
+            )
         if self.positive_sampler is not None:
             if self.anchors == "targets":
-                anchors = target[:, None]                          # [B, 1]
+                anchors = target[:, None]  # [B, 1]
                 anchor_mask = tf.ones([self.batch_size, 1])
             else:
                 anchors = tf.concat([target[:, None], hist], 1)  # [B, 1+L]
-                anchor_mask = tf.concat(
-                    [tf.ones([self.batch_size, 1]), mask], axis=1)
-            pos, has = self.positive_sampler(tf.reshape(anchors, [-1]),
-                                             s_part)
+                anchor_mask = tf.concat([tf.ones([self.batch_size, 1]), mask], axis=1)
+            pos, has = self.positive_sampler(tf.reshape(anchors, [-1]), s_part)
             batch[types.PARTITION_ANCHOR] = anchors
             batch[types.PARTITION_POSITIVE] = tf.reshape(
-                tf.cast(pos, tf.int32), tf.shape(anchors))
+                tf.cast(pos, tf.int32), tf.shape(anchors)
+            )
             batch[types.PARTITION_MASK] = anchor_mask * tf.reshape(
-                tf.cast(has, tf.float32), tf.shape(anchors))
+                tf.cast(has, tf.float32), tf.shape(anchors)
+            )
         return batch
 
-    def dataset_from(self, start_step: int = 0,
-                     num_steps: int | None = None) -> tf.data.Dataset:
+    def dataset_from(
+        self, start_step: int = 0, num_steps: int | None = None
+    ) -> tf.data.Dataset:
         """Batches for steps start_step, start_step + 1, ... (prefetched)."""
         stop = -1 if num_steps is None else start_step + num_steps
-        steps = (tf.data.Dataset.range(start_step, stop) if stop >= 0 else
-                 tf.data.Dataset.range(start_step, 2**62))
-        return steps.map(self.sample, num_parallel_calls=tf.data.AUTOTUNE,
-                         deterministic=True).prefetch(tf.data.AUTOTUNE)
+        steps = (
+            tf.data.Dataset.range(start_step, stop)
+            if stop >= 0
+            else tf.data.Dataset.range(start_step, 2**62)
+        )
+        return steps.map(
+            self.sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        ).prefetch(tf.data.AUTOTUNE)
 
 
 class Targets:
@@ -244,10 +257,12 @@ class Targets:
     def __init__(self, values: np.ndarray, offsets: np.ndarray):
         self.values = np.asarray(values, np.int32)
         self.offsets = np.asarray(offsets, np.int64)
-        if self.offsets.ndim != 1 or self.offsets[0] != 0 or \
-                self.offsets[-1] != len(self.values):
-            raise ValueError("offsets must start at 0 and end at "
-                             "len(values)")
+        if (
+            self.offsets.ndim != 1
+            or self.offsets[0] != 0
+            or self.offsets[-1] != len(self.values)
+        ):
+            raise ValueError("offsets must start at 0 and end at len(values)")
 
     @classmethod
     def from_padded(cls, padded: np.ndarray) -> Targets:
@@ -256,8 +271,7 @@ class Targets:
         if padded.ndim != 2:
             raise ValueError("padded targets must be [U, T]")
         lengths = (padded > 0).sum(axis=1)
-        return cls(padded[padded > 0],
-                   np.concatenate([[0], np.cumsum(lengths)]))
+        return cls(padded[padded > 0], np.concatenate([[0], np.cumsum(lengths)]))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -268,15 +282,14 @@ class Targets:
 
     def __getitem__(self, rows) -> np.ndarray:
         if isinstance(rows, (int, np.integer)):
-            return self.values[self.offsets[rows]:self.offsets[rows + 1]]
+            return self.values[self.offsets[rows] : self.offsets[rows + 1]]
         rows = np.arange(len(self))[rows]
         starts = self.offsets[rows]
         lengths = self.offsets[rows + 1] - starts
         width = max(int(lengths.max()) if len(rows) else 0, 1)
         pos = starts[:, None] + np.arange(width)[None]
         ok = np.arange(width)[None] < lengths[:, None]
-        return np.where(ok, self.values[np.where(ok, pos, 0)],
-                        0).astype(np.int32)
+        return np.where(ok, self.values[np.where(ok, pos, 0)], 0).astype(np.int32)
 
     def __array__(self, dtype=None, copy=None):
         out = self[:]
@@ -284,15 +297,16 @@ class Targets:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (len(self), max(int(self.lengths.max()) if len(self) else 0,
-                               1))
+        return (len(self), max(int(self.lengths.max()) if len(self) else 0, 1))
 
 
 def feature_tensors(features) -> dict[str, tf.Tensor]:
     """NumPy model features ({types.HISTORY: [B, L], ...}, or a history
     alone) as tensors of their ``types.FEATURE_DTYPES``."""
-    return {k: tf.constant(v, types.FEATURE_DTYPES[k])
-            for k, v in types.as_features(features).items()}
+    return {
+        k: tf.constant(v, types.FEATURE_DTYPES[k])
+        for k, v in types.as_features(features).items()
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,35 +333,35 @@ class EvalExamples:
     users: np.ndarray
     history: np.ndarray
     targets: Targets
-    features: Mapping[str, np.ndarray] = dataclasses.field(
-        default_factory=dict)
+    features: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     known: Targets | None = None
 
     def inputs(self, rows) -> dict[str, np.ndarray]:
         """The model inputs of ``rows`` (a slice or indices):
         {``types.HISTORY``: [B, L], every key of ``features``: [B, L]}."""
-        return {types.HISTORY: self.history[rows],
-                **{k: v[rows] for k, v in self.features.items()}}
+        return {
+            types.HISTORY: self.history[rows],
+            **{k: v[rows] for k, v in self.features.items()},
+        }
 
     def select(self, rows) -> EvalExamples:
         """The examples of ``rows`` (indices), every field cut alike."""
         return EvalExamples(
-            users=self.users[rows], history=self.history[rows],
+            users=self.users[rows],
+            history=self.history[rows],
             targets=Targets.from_padded(self.targets[rows]),
             features={k: v[rows] for k, v in self.features.items()},
-            known=None if self.known is None else Targets.from_padded(
-                self.known[rows]))
+            known=None if self.known is None else Targets.from_padded(self.known[rows]),
+        )
 
     def known_items(self, rows) -> np.ndarray:
         """[B, K] the known items of ``rows`` (a slice), 0-padded to the
         batch's longest (the history when ``known`` is None)."""
-        return (self.history[rows] if self.known is None
-                else self.known[rows])
+        return self.history[rows] if self.known is None else self.known[rows]
 
     def __post_init__(self) -> None:
         if not isinstance(self.targets, Targets):
-            object.__setattr__(self, "targets",
-                               Targets.from_padded(self.targets))
+            object.__setattr__(self, "targets", Targets.from_padded(self.targets))
 
     @property
     def num_users(self) -> int:
@@ -358,15 +372,16 @@ class EvalExamples:
             yield slice(lo, min(lo + batch_size, self.num_users))
 
 
-def eval_examples(ds: SequenceDataset, split: str, max_len: int,
-                  time_unit: float | None = None) -> EvalExamples:
+def eval_examples(
+    ds: SequenceDataset, split: str, max_len: int, time_unit: float | None = None
+) -> EvalExamples:
     """History and targets of every user of ``split`` ('valid' or 'test');
     with a ``time_unit`` (seconds), also the history times, as the
     training batches of a :class:`TrainSampler` with that unit."""
     users = ds.split_users(split).astype(np.int64)
     starts = ds.offsets[users]
     n = ds.lengths[users]
-    k = (0.8 * n).astype(np.int64)   # int(0.8 * n), as the reference code.
+    k = (0.8 * n).astype(np.int64)  # int(0.8 * n), as the reference code.
     lo = np.maximum(starts, starts + k - max_len)
     pos = lo[:, None] + np.arange(max_len)[None]
     valid = pos < (starts + k)[:, None]
@@ -374,22 +389,33 @@ def eval_examples(ds: SequenceDataset, split: str, max_len: int,
     t_len = n - k
     # Ragged: the targets of user r are items[starts + k : starts + n].
     t_offsets = np.concatenate([[0], np.cumsum(t_len)]).astype(np.int64)
-    t_pos = (np.arange(t_offsets[-1], dtype=np.int64)
-             + np.repeat(starts + k - t_offsets[:-1], t_len))
+    t_pos = np.arange(t_offsets[-1], dtype=np.int64) + np.repeat(
+        starts + k - t_offsets[:-1], t_len
+    )
     targets = Targets(ds.items[t_pos], t_offsets)
     # Ragged: the known items of user r are items[starts : starts + k].
     k_offsets = np.concatenate([[0], np.cumsum(k)]).astype(np.int64)
-    k_pos = (np.arange(k_offsets[-1], dtype=np.int64)
-             + np.repeat(starts - k_offsets[:-1], k))
+    k_pos = np.arange(k_offsets[-1], dtype=np.int64) + np.repeat(
+        starts - k_offsets[:-1], k
+    )
     known = Targets(ds.items[k_pos], k_offsets)
     features = {}
     if time_unit is not None:
         # The training batches' own function, so both see the same times.
-        timestamps = (None if ds.timestamps is None
-                      else tf.constant(ds.timestamps, tf.float64))
+        timestamps = (
+            None if ds.timestamps is None else tf.constant(ds.timestamps, tf.float64)
+        )
         features[types.HISTORY_TIME] = _gather_window_times(
-            timestamps, tf.constant(starts, tf.int64),
-            tf.constant(starts + k, tf.int64), max_len, time_unit).numpy()
-    return EvalExamples(users=users.astype(np.int32),
-                        history=history.astype(np.int32),
-                        targets=targets, features=features, known=known)
+            timestamps,
+            tf.constant(starts, tf.int64),
+            tf.constant(starts + k, tf.int64),
+            max_len,
+            time_unit,
+        ).numpy()
+    return EvalExamples(
+        users=users.astype(np.int32),
+        history=history.astype(np.int32),
+        targets=targets,
+        features=features,
+        known=known,
+    )

@@ -22,9 +22,13 @@ from dismir_tf.models import RetrievalModel, time_unit
 TOPK_DUMP_LENGTH = 50
 
 
-def evaluate_split(config: RunConfig, ds: SequenceDataset,
-                   model: RetrievalModel, split: str,
-                   dump_topk: str | None = None) -> dict[str, float]:
+def evaluate_split(
+    config: RunConfig,
+    ds: SequenceDataset,
+    model: RetrievalModel,
+    split: str,
+    dump_topk: str | None = None,
+) -> dict[str, float]:
     """Metrics of ``split``; optionally writes each user's top-50.
 
     The dump is JSON lines, one object per user in split order:
@@ -35,20 +39,27 @@ def evaluate_split(config: RunConfig, ds: SequenceDataset,
 
     # With the history times for a model that takes them (PIMIRec), as in
     # training's own evaluation.
-    examples = pipeline.eval_examples(ds, split, config.model.max_len,
-                                      time_unit(config.model))
-    result = evaluate_model(model, examples, config,
-                            keep_topk=dump_topk is not None)
+    examples = pipeline.eval_examples(
+        ds, split, config.model.max_len, time_unit(config.model)
+    )
+    result = evaluate_model(model, examples, config, keep_topk=dump_topk is not None)
     if dump_topk is not None and result.topk is not None:
         lines = []
         for row, user in enumerate(examples.users):
             targets = examples.targets[row]
-            lines.append(json.dumps({
-                "user": str(ds.user_ids[user]),
-                "top50": ds.item_ids[
-                    result.topk[row, :TOPK_DUMP_LENGTH]].tolist(),
-                "targets": ds.item_ids[targets[targets > 0]].tolist(),
-            }, ensure_ascii=False) + "\n")
+            lines.append(
+                json.dumps(
+                    {
+                        "user": str(ds.user_ids[user]),
+                        "top50": ds.item_ids[
+                            result.topk[row, :TOPK_DUMP_LENGTH]
+                        ].tolist(),
+                        "targets": ds.item_ids[targets[targets > 0]].tolist(),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
         atomic_write_text(dump_topk, "".join(lines))
     return result.metrics
 
@@ -60,8 +71,7 @@ def read_topk_dump(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def dump_partition(ds: SequenceDataset, model: RetrievalModel,
-                   path: str) -> None:
+def dump_partition(ds: SequenceDataset, model: RetrievalModel, path: str) -> None:
     """``item_raw_id<TAB>argmax_k w_ik<TAB>w_i1 ... w_iK`` for every item.
 
     The argmax k is 0-based (0 .. K-1, K = d); the weights are separated by
@@ -70,7 +80,8 @@ def dump_partition(ds: SequenceDataset, model: RetrievalModel,
     groups = np.argmax(weights, axis=1)
     lines = [
         f"{ds.item_ids[i + 1]}\t{groups[i]}\t"
-        + " ".join(f"{w:.6g}" for w in weights[i]) + "\n"
+        + " ".join(f"{w:.6g}" for w in weights[i])
+        + "\n"
         for i in range(len(weights))
     ]
     atomic_write_text(path, "".join(lines))
@@ -83,6 +94,5 @@ def read_partition_dump(path: str) -> list[tuple[str, int, np.ndarray]]:
     with open(path, encoding="utf-8", newline="\n") as f:
         for line in f:
             item, group, weights = line.rstrip("\n").split("\t")
-            rows.append((item, int(group),
-                         np.array(weights.split(), np.float64)))
+            rows.append((item, int(group), np.array(weights.split(), np.float64)))
     return rows

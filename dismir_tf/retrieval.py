@@ -36,9 +36,9 @@ from dismir_tf.types import DEFAULT_KS
 METRIC_NAMES = ("recall", "hr", "ndcg")
 
 
-def score_and_top_k(queries: tf.Tensor, item_embeddings: tf.Tensor,
-                     k: int, exclude: tf.Tensor | None
-                     ) -> tuple[tf.Tensor, tf.Tensor]:
+def score_and_top_k(
+    queries: tf.Tensor, item_embeddings: tf.Tensor, k: int, exclude: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Top-k items by max_q q . e_i over items 1..N.
 
     Args:
@@ -51,13 +51,14 @@ def score_and_top_k(queries: tf.Tensor, item_embeddings: tf.Tensor,
       (scores [B, k], items [B, k] int32), best first.
     """
     values, indices = score_and_top_k_candidates(
-        queries, item_embeddings[1:], k, exclude)
+        queries, item_embeddings[1:], k, exclude
+    )
     return values, indices + 1
 
 
-def score_and_top_k_candidates(queries: tf.Tensor, candidates: tf.Tensor,
-                               k: int, exclude: tf.Tensor | None
-                               ) -> tuple[tf.Tensor, tf.Tensor]:
+def score_and_top_k_candidates(
+    queries: tf.Tensor, candidates: tf.Tensor, k: int, exclude: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Top-k rows of ``candidates`` [N, d] (items 1..N) by max_q q . c.
 
     The computation of :func:`score_and_top_k` (which calls it with the
@@ -76,10 +77,12 @@ def score_and_top_k_candidates(queries: tf.Tensor, candidates: tf.Tensor,
         rows = tf.repeat(tf.range(b), tf.shape(exclude)[1])
         cols = tf.reshape(exclude, [-1]) - 1
         keep = cols >= 0
-        idx = tf.stack([tf.boolean_mask(rows, keep),
-                        tf.boolean_mask(cols, keep)], axis=1)
+        idx = tf.stack(
+            [tf.boolean_mask(rows, keep), tf.boolean_mask(cols, keep)], axis=1
+        )
         scores = tf.tensor_scatter_nd_update(
-            scores, idx, tf.fill([tf.shape(idx)[0]], float("-inf")))
+            scores, idx, tf.fill([tf.shape(idx)[0]], float("-inf"))
+        )
     return exact_top_k(scores, k)
 
 
@@ -113,13 +116,18 @@ def exact_top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
         return top.values, top.indices
     num_blocks = -(-n // _TOP_K_BLOCK)
     rows = tf.shape(scores)[0]
-    padded = tf.pad(scores, [[0, 0], [0, num_blocks * _TOP_K_BLOCK - n]],
-                    constant_values=float("-inf"))
+    padded = tf.pad(
+        scores,
+        [[0, 0], [0, num_blocks * _TOP_K_BLOCK - n]],
+        constant_values=float("-inf"),
+    )
     blocks = tf.reshape(padded, [rows, num_blocks, _TOP_K_BLOCK])
-    best = tf.sort(tf.math.top_k(tf.reduce_max(blocks, axis=2), k=k).indices,
-                   axis=1)                                          # [B, k]
-    candidates = tf.reshape(tf.gather(blocks, best, batch_dims=1),
-                            [rows, k * _TOP_K_BLOCK])
+    best = tf.sort(
+        tf.math.top_k(tf.reduce_max(blocks, axis=2), k=k).indices, axis=1
+    )  # [B, k]
+    candidates = tf.reshape(
+        tf.gather(blocks, best, batch_dims=1), [rows, k * _TOP_K_BLOCK]
+    )
     top = tf.math.top_k(candidates, k=k, sorted=True)
     block = tf.gather(best, top.indices // _TOP_K_BLOCK, batch_dims=1)
     return top.values, block * _TOP_K_BLOCK + top.indices % _TOP_K_BLOCK
@@ -128,14 +136,14 @@ def exact_top_k(scores: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
 score_and_top_k_fn = tf.function(score_and_top_k, reduce_retracing=True)
 
 
-def brute_force_index(item_embeddings: tf.Tensor, k: int
-                      ) -> tfrs.layers.factorized_top_k.BruteForce:
+def brute_force_index(
+    item_embeddings: tf.Tensor, k: int
+) -> tfrs.layers.factorized_top_k.BruteForce:
     """A TFRS BruteForce index over items 1..N of an [N + 1, d] table (row
     0 is padding), with the item indices as identifiers."""
     n = int(item_embeddings.shape[0]) - 1
     index = tfrs.layers.factorized_top_k.BruteForce(k=k)
-    index.index(tf.convert_to_tensor(item_embeddings)[1:],
-                tf.range(1, n + 1))
+    index.index(tf.convert_to_tensor(item_embeddings)[1:], tf.range(1, n + 1))
     return index
 
 
@@ -155,17 +163,18 @@ def merge_top_k(scores: tf.Tensor, ids: tf.Tensor, k: int) -> tf.Tensor:
     s = tf.gather(scores, order, batch_dims=1)
     i = tf.gather(ids, order, batch_dims=1)
     m = tf.shape(i)[1]
-    earlier = tf.linalg.band_part(tf.ones([m, m], tf.bool), -1, 0) & \
-        ~tf.eye(m, dtype=tf.bool)                       # [m, j]: j < m
+    earlier = tf.linalg.band_part(tf.ones([m, m], tf.bool), -1, 0) & ~tf.eye(
+        m, dtype=tf.bool
+    )  # [m, j]: j < m
     repeat = tf.reduce_any(
-        tf.equal(i[:, :, None], i[:, None, :]) & earlier[None], axis=2)
+        tf.equal(i[:, :, None], i[:, None, :]) & earlier[None], axis=2
+    )
     s = tf.where(repeat, tf.constant(-float("inf"), s.dtype), s)
     top = tf.math.top_k(s, k=k, sorted=True).indices
     return tf.gather(i, top, batch_dims=1)
 
 
-def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray,
-               k: int) -> np.ndarray:
+def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray, k: int) -> np.ndarray:
     """The reference procedure through TFRS: a BruteForce index, each
     interest's top-k, and the merge (an item's score is its best
     interest's), with :func:`brute_force_index` and :func:`merge_top_k`.
@@ -181,9 +190,11 @@ def tfrs_top_k(queries: np.ndarray, item_embeddings: np.ndarray,
     scores, ids = index(tf.constant(queries.reshape(b * q, d)), k=k)
     if q == 1:
         return ids.numpy().reshape(b, k)
-    return merge_top_k(tf.reshape(scores, [b, q * k]),
-                       tf.reshape(tf.cast(ids, tf.int32), [b, q * k]),
-                       k).numpy()
+    return merge_top_k(
+        tf.reshape(scores, [b, q * k]),
+        tf.reshape(tf.cast(ids, tf.int32), [b, q * k]),
+        k,
+    ).numpy()
 
 
 def contributors_of(queries, item_embeddings, top_items) -> np.ndarray:
@@ -201,9 +212,11 @@ def contributors_of(queries, item_embeddings, top_items) -> np.ndarray:
       ``top_k_interests``).  O(B Q k d): no catalogue scoring.
     """
     q = tf.convert_to_tensor(queries, tf.float32)
-    e = tf.gather(tf.convert_to_tensor(item_embeddings, tf.float32),
-                  tf.convert_to_tensor(top_items, tf.int32))      # [B, k, d]
-    who = tf.argmax(tf.einsum("bqd,bkd->bqk", q, e), axis=1)     # [B, k]
+    e = tf.gather(
+        tf.convert_to_tensor(item_embeddings, tf.float32),
+        tf.convert_to_tensor(top_items, tf.int32),
+    )  # [B, k, d]
+    who = tf.argmax(tf.einsum("bqd,bkd->bqk", q, e), axis=1)  # [B, k]
     used = tf.reduce_max(tf.one_hot(who, tf.shape(q)[1]), axis=1)  # [B, Q]
     return tf.reduce_sum(used, axis=1).numpy().astype(np.float64)
 
@@ -226,9 +239,12 @@ def _discounts(kmax: int) -> tuple[np.ndarray, np.ndarray]:
     return discount, np.concatenate([[0.0], np.cumsum(discount)])
 
 
-def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
-                     ks: Sequence[int] = DEFAULT_KS,
-                     dtype: tf.DType = tf.float32) -> dict[str, tf.Tensor]:
+def protocol_metrics(
+    top: tf.Tensor,
+    targets: tf.Tensor,
+    ks: Sequence[int] = DEFAULT_KS,
+    dtype: tf.DType = tf.float32,
+) -> dict[str, tf.Tensor]:
     """Per-user Recall, HR and NDCG at each k (docs/protocol.md, "Metrics").
 
     Recall@k: the target entries (repeats count) found in the top k, over
@@ -252,22 +268,20 @@ def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
       ValueError: a cut-off longer than the lists.
     """
     if top.shape[1] is not None and max(ks) > top.shape[1]:
-        raise ValueError(f"cut-off {max(ks)} exceeds the lists' length "
-                         f"{top.shape[1]}")
+        raise ValueError(f"cut-off {max(ks)} exceeds the lists' length {top.shape[1]}")
     top = tf.cast(top, tf.int32)
     targets = tf.cast(targets, tf.int32)
     # At least one column (a batch of users without targets).
-    targets = tf.pad(targets, [[0, 0],
-                               [0, tf.maximum(1 - tf.shape(targets)[1], 0)]])
+    targets = tf.pad(targets, [[0, 0], [0, tf.maximum(1 - tf.shape(targets)[1], 0)]])
     is_target = targets > 0
-    n_targets = tf.maximum(
-        tf.reduce_sum(tf.cast(is_target, dtype), axis=1), 1.0)
+    n_targets = tf.maximum(tf.reduce_sum(tf.cast(is_target, dtype), axis=1), 1.0)
     # Distinct targets (for the ideal DCG): adjacent differences of the
     # sorted row, padding (-1) excluded.
     marked = tf.where(is_target, targets, -1)
     srt = tf.sort(marked, axis=1)
-    distinct = tf.reduce_sum(tf.cast(
-        (srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] > 0), tf.int32), axis=1)
+    distinct = tf.reduce_sum(
+        tf.cast((srt[:, 1:] != srt[:, :-1]) & (srt[:, 1:] > 0), tf.int32), axis=1
+    )
     distinct += tf.cast(srt[:, 0] > 0, tf.int32)
     discount, cum_discount = _discounts(max(ks))
     discount = tf.constant(discount, dtype)
@@ -275,11 +289,10 @@ def protocol_metrics(top: tf.Tensor, targets: tf.Tensor,
     out = {}
     for k in ks:
         tk = top[:, :k]
-        hit = _is_in_rows(targets, tk) & is_target                # [B, T]
-        out[f"recall@{k}"] = tf.reduce_sum(tf.cast(hit, dtype),
-                                           axis=1) / n_targets
+        hit = _is_in_rows(targets, tk) & is_target  # [B, T]
+        out[f"recall@{k}"] = tf.reduce_sum(tf.cast(hit, dtype), axis=1) / n_targets
         out[f"hr@{k}"] = tf.cast(tf.reduce_any(hit, axis=1), dtype)
-        rel = _is_in_rows(tk, marked) & (tk > 0)                  # [B, k]
+        rel = _is_in_rows(tk, marked) & (tk > 0)  # [B, k]
         dcg = tf.reduce_sum(tf.cast(rel, dtype) * discount[:k], axis=1)
         idcg = tf.gather(cum_discount, tf.minimum(distinct, k))
         out[f"ndcg@{k}"] = tf.math.divide_no_nan(dcg, idcg)

@@ -45,14 +45,15 @@ def require_checkpoint(run_dir: str) -> str:
         and metrics.json only; the message says how to get one).
     """
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
-        raise ConfigError(f"{run_dir} is not a run directory (no "
-                          "config.json)")
+        raise ConfigError(f"{run_dir} is not a run directory (no config.json)")
     state_path = os.path.join(run_dir, "state.json")
     state = read_json(state_path) if os.path.isfile(state_path) else {}
     prefix = state.get("best_prefix") if isinstance(state, dict) else None
     if not prefix:
-        raise ConfigError(f"{run_dir} has no best checkpoint yet (no "
-                          "evaluation has finished); train it further")
+        raise ConfigError(
+            f"{run_dir} has no best checkpoint yet (no "
+            "evaluation has finished); train it further"
+        )
     # As RunDirectory.load_state: the checkpoint is looked up in this
     # directory's best/, whatever path state.json names (runs move).
     prefix = os.path.join(run_dir, "best", os.path.basename(prefix))
@@ -62,7 +63,8 @@ def require_checkpoint(run_dir: str) -> str:
             f"directories committed under results/ keep config.json, "
             f"state.json and metrics.json, not checkpoints); to evaluate, "
             f"export or analyse this run, train it again into a new "
-            f"--output_dir with the flags its config.json records")
+            f"--output_dir with the flags its config.json records"
+        )
     return prefix
 
 
@@ -102,15 +104,17 @@ class RunDirectory:
         try:
             state = RunState(**values)
         except TypeError as e:
-            raise ConfigError(f"not a state file of this version ({e})",
-                              path=self.state_path) from None
+            raise ConfigError(
+                f"not a state file of this version ({e})", path=self.state_path
+            ) from None
         if state.best_prefix:
             # The best checkpoint is looked up in this directory's best/
             # whatever path the file names: the run directory may have been
             # moved since, and old best checkpoints are deleted by this name,
             # so a path read from a file must not point anywhere else.
             state.best_prefix = os.path.join(
-                self.best_dir, os.path.basename(state.best_prefix))
+                self.best_dir, os.path.basename(state.best_prefix)
+            )
         return state
 
     def save_state(self, state: RunState) -> None:
@@ -121,8 +125,9 @@ class RunDirectory:
         try:
             return RunConfig.from_dict(values)
         except (TypeError, AttributeError) as e:
-            raise ConfigError(f"not a config file of this version ({e})",
-                              path=self.config_path) from None
+            raise ConfigError(
+                f"not a config file of this version ({e})", path=self.config_path
+            ) from None
 
 
 def read_run_json(path: str) -> dict:
@@ -134,9 +139,11 @@ def read_run_json(path: str) -> dict:
     try:
         values = read_json(path)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"not valid JSON ({e.msg}, column {e.colno}); "
-                          "was it edited by hand?", path=path,
-                          line=e.lineno) from None
+        raise ConfigError(
+            f"not valid JSON ({e.msg}, column {e.colno}); was it edited by hand?",
+            path=path,
+            line=e.lineno,
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError("not valid UTF-8", path=path) from None
     if not isinstance(values, dict):
@@ -147,29 +154,30 @@ def read_run_json(path: str) -> dict:
 def check_output_dir(path: str) -> None:
     """Fails before any work if ``path`` cannot become the run directory."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ConfigError("--output_dir exists and is not a directory",
-                          path=path)
+        raise ConfigError("--output_dir exists and is not a directory", path=path)
     parent = os.path.abspath(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ConfigError(f"--output_dir cannot be created: {parent} is not "
-                          "a directory", path=path)
+        raise ConfigError(
+            f"--output_dir cannot be created: {parent} is not a directory", path=path
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output_dir cannot be written: {parent} is not "
-                          "writable", path=path)
+        raise ConfigError(
+            f"--output_dir cannot be written: {parent} is not writable", path=path
+        )
 
 
 def check_same_run(run_dir: RunDirectory, config: RunConfig) -> None:
     if not os.path.exists(run_dir.config_path):
         return
     # Parsing fills fields added to the config since the run started.
-    diff = config_differences(run_dir.read_config().to_dict(),
-                              config.to_dict())
+    diff = config_differences(run_dir.read_config().to_dict(), config.to_dict())
     if diff:
         raise ConfigError(
             f"{run_dir.path} holds a run with a different configuration "
-            f"({', '.join(diff)}); use a new --output_dir")
+            f"({', '.join(diff)}); use a new --output_dir"
+        )
 
 
 # ----------------------------------------------------------------- helpers
@@ -183,8 +191,9 @@ def build_model(config: RunConfig, num_items: int) -> RetrievalModel:
     return model
 
 
-def load_run(run_dir_path: str, log: Log = _stderr_log
-             ) -> tuple[RunConfig, SequenceDataset, RetrievalModel]:
+def load_run(
+    run_dir_path: str, log: Log = _stderr_log
+) -> tuple[RunConfig, SequenceDataset, RetrievalModel]:
     """A finished run's config, data set and best model (for evaluation).
 
     Raises:
@@ -198,7 +207,7 @@ def load_run(run_dir_path: str, log: Log = _stderr_log
     run_dir = RunDirectory(run_dir_path)
     require_checkpoint(run_dir_path)
     state = run_dir.load_state()
-    if state is None:       # require_checkpoint read it: removed since
+    if state is None:  # require_checkpoint read it: removed since
         raise ConfigError("state.json has gone", path=run_dir_path)
     config = run_dir.read_config()
     ds = load_dataset(config.data, log=log)
@@ -206,7 +215,9 @@ def load_run(run_dir_path: str, log: Log = _stderr_log
         raise ConfigError(
             f"the data set ({config.data.dataset or config.data.dataset_file}"
             ") has changed since this run was trained; its checkpoint does "
-            "not belong to the data as it is now", path=run_dir_path)
+            "not belong to the data as it is now",
+            path=run_dir_path,
+        )
     model = build_model(config, ds.num_items)
     tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
     return config, ds, model

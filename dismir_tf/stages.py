@@ -61,8 +61,9 @@ class StageClock:
             stage.peak_rss_mib = peak_rss_mib()
             stage.raised_peak_mib += max(stage.peak_rss_mib - before, 0.0)
 
-    def add(self, name: str, wall_seconds: float, cpu_seconds: float,
-            peak_before_mib: float) -> None:
+    def add(
+        self, name: str, wall_seconds: float, cpu_seconds: float, peak_before_mib: float
+    ) -> None:
         """Adds a span timed by the caller (e.g. a training interval that
         ends where a callback's evaluation begins); ``peak_before_mib`` is
         :func:`peak_rss_mib` at its start."""
@@ -71,26 +72,31 @@ class StageClock:
         stage.cpu_seconds += cpu_seconds
         stage.calls += 1
         stage.peak_rss_mib = peak_rss_mib()
-        stage.raised_peak_mib += max(stage.peak_rss_mib - peak_before_mib,
-                                     0.0)
+        stage.raised_peak_mib += max(stage.peak_rss_mib - peak_before_mib, 0.0)
 
     def to_dict(self) -> dict:
         """JSON-able: per stage, and the process's totals so far."""
-        out = {name: {k: round(v, 3) if isinstance(v, float) else v
-                      for k, v in dataclasses.asdict(s).items()}
-               for name, s in self.stages.items()}
+        out = {
+            name: {
+                k: round(v, 3) if isinstance(v, float) else v
+                for k, v in dataclasses.asdict(s).items()
+            }
+            for name, s in self.stages.items()
+        }
         out["total"] = {
             "wall_seconds": round(time.perf_counter() - self._start, 3),
             "cpu_seconds": round(time.process_time() - self._start_cpu, 3),
-            "peak_rss_mib": round(peak_rss_mib(), 1)}
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+        }
         return out
 
     def summary(self) -> str:
         """One line: each stage's wall seconds, then the total and the
         peak memory."""
-        parts = [f"{name} {s.wall_seconds:,.1f} s" for name, s in
-                 self.stages.items()]
+        parts = [f"{name} {s.wall_seconds:,.1f} s" for name, s in self.stages.items()]
         total = self.to_dict()["total"]
-        return (f"time: {', '.join(parts)}; total {total['wall_seconds']:,.1f}"
-                f" s wall, {total['cpu_seconds']:,.1f} s CPU; peak memory "
-                f"{total['peak_rss_mib'] / 1024:,.2f} GiB")
+        return (
+            f"time: {', '.join(parts)}; total {total['wall_seconds']:,.1f}"
+            f" s wall, {total['cpu_seconds']:,.1f} s CPU; peak memory "
+            f"{total['peak_rss_mib'] / 1024:,.2f} GiB"
+        )

@@ -79,8 +79,9 @@ def _stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def train_input(strategy: tf.distribute.Strategy,
-                sampler: pipeline.TrainSampler, start_step: int):
+def train_input(
+    strategy: tf.distribute.Strategy, sampler: pipeline.TrainSampler, start_step: int
+):
     """The training batches from ``start_step`` on, as ``fit`` takes them.
 
     One device, or several on one machine: the global batches, which Keras
@@ -96,8 +97,10 @@ def train_input(strategy: tf.distribute.Strategy,
         return data
     replicas = strategy.num_replicas_in_sync
     if sampler.batch_size % replicas:
-        raise ConfigError(f"--batch_size {sampler.batch_size} is not a "
-                          f"multiple of the {replicas} replicas")
+        raise ConfigError(
+            f"--batch_size {sampler.batch_size} is not a "
+            f"multiple of the {replicas} replicas"
+        )
 
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = ctx.get_per_replica_batch_size(sampler.batch_size)
@@ -105,9 +108,13 @@ def train_input(strategy: tf.distribute.Strategy,
         first = ctx.input_pipeline_id * local * per_replica
 
         def shard(batch):
-            return {k: tf.reshape(v[first:first + local * per_replica],
-                                  [local, per_replica] + v.shape[1:])
-                    for k, v in batch.items()}
+            return {
+                k: tf.reshape(
+                    v[first : first + local * per_replica],
+                    [local, per_replica] + v.shape[1:],
+                )
+                for k, v in batch.items()
+            }
 
         # One element per local replica and step, in replica order.
         return sampler.dataset_from(start_step).map(shard).unbatch()
@@ -115,8 +122,7 @@ def train_input(strategy: tf.distribute.Strategy,
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _check_workers_agree(strategy: tf.distribute.Strategy,
-                         steps_done: int) -> None:
+def _check_workers_agree(strategy: tf.distribute.Strategy, steps_done: int) -> None:
     """Fails on every worker alike if they would resume different steps.
 
     Each worker reads the run's state from ``--output_dir``; when that is
@@ -127,35 +133,41 @@ def _check_workers_agree(strategy: tf.distribute.Strategy,
     if not is_multi_worker(strategy):
         return
     x = float(steps_done)
-    sums = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(
-        lambda: tf.constant([1.0, x, x * x], tf.float64)), axis=None)
+    sums = strategy.reduce(
+        tf.distribute.ReduceOp.SUM,
+        strategy.run(lambda: tf.constant([1.0, x, x * x], tf.float64)),
+        axis=None,
+    )
     n, total, squares = sums.numpy().tolist()
     if n * squares != total * total:
         raise ConfigError(
             "the workers found different progress in --output_dir (step "
             f"{steps_done} here); on a cluster it must be storage that "
-            "every worker reads (docs/multi_worker.md)")
+            "every worker reads (docs/multi_worker.md)"
+        )
 
 
-def make_positive_sampler(config: RunConfig, ds: SequenceDataset,
-                          log: Log):
+def make_positive_sampler(config: RunConfig, ds: SequenceDataset, log: Log):
     if config.model.partition_lambda <= 0:
         return None
     from dismir_tf.cooccurrence import build_positive_sampler
+
     t0 = time.time()
     sampler = build_positive_sampler(ds)
-    log(f"co-occurrence graph over {len(ds.train_users)} training users: "
-        f"{sampler.num_entries:,} edges in {time.time() - t0:.1f}s")
+    log(
+        f"co-occurrence graph over {len(ds.train_users)} training users: "
+        f"{sampler.num_entries:,} edges in {time.time() - t0:.1f}s"
+    )
     return sampler
 
 
 def _steps_per_execution(eval_every: int, cap: int = 50) -> int:
-    return max(d for d in range(1, min(cap, eval_every) + 1)
-               if eval_every % d == 0)
+    return max(d for d in range(1, min(cap, eval_every) + 1) if eval_every % d == 0)
 
 
-def make_optimizer(cfg: TrainConfig, num_items: int = 0
-                   ) -> tf.keras.optimizers.Optimizer:
+def make_optimizer(
+    cfg: TrainConfig, num_items: int = 0
+) -> tf.keras.optimizers.Optimizer:
     """Adam with ``cfg.learning_rate`` and the embedding update that
     ``cfg.embedding_update`` resolves to for an item table of
     ``num_items + 1`` rows (``dismir_tf.optimizers``: 'dense' is the
@@ -167,13 +179,13 @@ def make_optimizer(cfg: TrainConfig, num_items: int = 0
     which unfused is ~6 passes over three table-sized arrays and XLA turns
     into one.
     """
-    update = optimizers.resolve_embedding_update(cfg.embedding_update,
-                                                 num_items + 1)
+    update = optimizers.resolve_embedding_update(cfg.embedding_update, num_items + 1)
     return optimizers.make_adam(cfg.learning_rate, update, cfg.jit_compile)
 
 
-def compile_model(model: RetrievalModel, cfg: TrainConfig,
-                  steps_per_execution: int | None = None) -> None:
+def compile_model(
+    model: RetrievalModel, cfg: TrainConfig, steps_per_execution: int | None = None
+) -> None:
     """Compiles ``model`` for training as run() does (inside the scope).
 
     ``steps_per_execution`` defaults to the largest divisor of
@@ -186,15 +198,24 @@ def compile_model(model: RetrievalModel, cfg: TrainConfig,
     device (mirrored).
     """
     step_xla = cfg.jit_compile and not tf.distribute.has_strategy()
-    model.compile(optimizer=make_optimizer(cfg, model.num_items),
-                  steps_per_execution=(steps_per_execution or
-                                       _steps_per_execution(cfg.eval_every)),
-                  jit_compile=step_xla)
+    model.compile(
+        optimizer=make_optimizer(cfg, model.num_items),
+        steps_per_execution=(
+            steps_per_execution or _steps_per_execution(cfg.eval_every)
+        ),
+        jit_compile=step_xla,
+    )
 
 
-def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
-                        run_dir: RunDirectory, state: RunState,
-                        cfg: TrainConfig, log: Log, clean: bool) -> None:
+def _restore_for_resume(
+    ckpt: tf.train.Checkpoint,
+    step_var: tf.Variable,
+    run_dir: RunDirectory,
+    state: RunState,
+    cfg: TrainConfig,
+    log: Log,
+    clean: bool,
+) -> None:
     """Restores the checkpoint of the step state.json records.
 
     Each evaluation saves ckpt-<step> and then state.json, and the manager
@@ -211,20 +232,24 @@ def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
     else:
         latest = tf.train.latest_checkpoint(run_dir.ckpt_dir)
         if latest is None:
-            raise ConfigError(f"{run_dir.state_path} exists but "
-                              f"{run_dir.ckpt_dir} has no checkpoint")
+            raise ConfigError(
+                f"{run_dir.state_path} exists but {run_dir.ckpt_dir} has no checkpoint"
+            )
         ckpt.restore(latest).expect_partial()
         step = int(step_var.numpy())
         if step < state.steps_done or step % cfg.eval_every:
             raise ConfigError(
                 f"{run_dir.ckpt_dir} holds step {step} but "
                 f"{run_dir.state_path} says {state.steps_done}; the run "
-                "directory is inconsistent, use a new --output_dir")
+                "directory is inconsistent, use a new --output_dir"
+            )
         if step > state.steps_done:
             # Only a run directory from before two checkpoints were kept.
-            log(f"warning: {run_dir.state_path} is behind the checkpoint "
+            log(
+                f"warning: {run_dir.state_path} is behind the checkpoint "
                 f"(step {state.steps_done} < {step}); continuing from step "
-                f"{step} without that evaluation")
+                f"{step} without that evaluation"
+            )
             state.steps_done = step
             state.epochs_done = step // cfg.eval_every
     if not clean:
@@ -239,17 +264,21 @@ def _restore_for_resume(ckpt: tf.train.Checkpoint, step_var: tf.Variable,
             else:
                 tf.io.gfile.remove(f)
     for name in ("config.json", "state.json", "metrics.json"):
-        for f in tf.io.gfile.glob(os.path.join(run_dir.path,
-                                               f".{name}.*.tmp")):
+        for f in tf.io.gfile.glob(os.path.join(run_dir.path, f".{name}.*.tmp")):
             tf.io.gfile.remove(f)
 
 
 # --------------------------------------------------------------------- run
-def run(config: RunConfig, log: Log = _stderr_log,
-        verbose: int | None = None, resume: bool = True,
-        dataset: SequenceDataset | None = None,
-        clock: StageClock | None = None, test: bool = True,
-        on_evaluation: OnEvaluation | None = None) -> dict:
+def run(
+    config: RunConfig,
+    log: Log = _stderr_log,
+    verbose: int | None = None,
+    resume: bool = True,
+    dataset: SequenceDataset | None = None,
+    clock: StageClock | None = None,
+    test: bool = True,
+    on_evaluation: OnEvaluation | None = None,
+) -> dict:
     """Trains (or resumes) the run described by ``config``.
 
     The run's phases, each a function below: the run directory is checked
@@ -288,11 +317,10 @@ def run(config: RunConfig, log: Log = _stderr_log,
       TrainingDivergedError: the loss became NaN or infinite.
     """
     config = dataclasses.replace(config, model=resolve_config(config.model))
-    PROGRESS.clear()     # a Ctrl-C now must not name an earlier run
+    PROGRESS.clear()  # a Ctrl-C now must not name an earlier run
     run_dir = RunDirectory(config.train.output_dir)
     state = _open_run_dir(run_dir, config, resume)
-    if state is not None and state.finished and os.path.exists(
-            run_dir.metrics_path):
+    if state is not None and state.finished and os.path.exists(run_dir.metrics_path):
         log(f"{run_dir.path} is already finished; metrics.json is there")
         return read_run_json(run_dir.metrics_path)
     clock = clock if clock is not None else StageClock()
@@ -308,11 +336,18 @@ def run(config: RunConfig, log: Log = _stderr_log,
         # identical early-stopping decisions without a collective); the
         # test evaluation and all outputs are the chief's.
         tf.io.gfile.rmtree(r.write_dir.path)
-        log(f"{task_name(strategy)}: done at step {r.state.steps_done}; "
-            "the chief writes the metrics")
+        log(
+            f"{task_name(strategy)}: done at step {r.state.steps_done}; "
+            "the chief writes the metrics"
+        )
         log(r.clock.summary())
-        return {"valid": {}, "test": {}, "best_step": r.state.best_step,
-                "steps": r.state.steps_done, "chief": False}
+        return {
+            "valid": {},
+            "test": {},
+            "best_step": r.state.best_step,
+            "steps": r.state.steps_done,
+            "chief": False,
+        }
     return _test_and_report(r, log) if test else _valid_report(r, log)
 
 
@@ -336,39 +371,52 @@ class _Run:
     clock: StageClock
 
 
-def _open_run_dir(run_dir: RunDirectory, config: RunConfig,
-                  resume: bool) -> RunState | None:
+def _open_run_dir(
+    run_dir: RunDirectory, config: RunConfig, resume: bool
+) -> RunState | None:
     """Checks the output directory (writable, not another run's, --noresume)
     and returns the state of the run already there, or None."""
     check_output_dir(run_dir.path)
-    if not resume and (os.path.exists(run_dir.config_path)
-                       or os.path.exists(run_dir.state_path)):
+    if not resume and (
+        os.path.exists(run_dir.config_path) or os.path.exists(run_dir.state_path)
+    ):
         raise ConfigError(
             "already holds a run and --noresume was given; drop --noresume "
-            "to resume it, or choose a new --output_dir", path=run_dir.path)
+            "to resume it, or choose a new --output_dir",
+            path=run_dir.path,
+        )
     check_same_run(run_dir, config)
     return run_dir.load_state()
 
 
-def _load_data(config: RunConfig, dataset: SequenceDataset | None,
-               log: Log) -> SequenceDataset:
+def _load_data(
+    config: RunConfig, dataset: SequenceDataset | None, log: Log
+) -> SequenceDataset:
     """The data set, checked against what the protocol needs."""
-    ds = dataset if dataset is not None else load_dataset(config.data,
-                                                          log=log)
+    ds = dataset if dataset is not None else load_dataset(config.data, log=log)
     if len(ds.valid_users) == 0 or len(ds.test_users) == 0:
-        raise ConfigError("the data set has no valid or no test users; it "
-                          "is too small for the 80/10/10 user split")
+        raise ConfigError(
+            "the data set has no valid or no test users; it "
+            "is too small for the 80/10/10 user split"
+        )
     if ds.num_items < max(evaluation.DEFAULT_KS):
         raise ConfigError(
             f"the data set has {ds.num_items} items after preprocessing; the "
             f"evaluation ranks the top {max(evaluation.DEFAULT_KS)}, so it "
-            "needs at least that many")
+            "needs at least that many"
+        )
     return ds
 
 
-def _set_up(config: RunConfig, ds: SequenceDataset,
-            strategy: tf.distribute.Strategy, run_dir: RunDirectory,
-            state: RunState | None, log: Log, clock: StageClock) -> _Run:
+def _set_up(
+    config: RunConfig,
+    ds: SequenceDataset,
+    strategy: tf.distribute.Strategy,
+    run_dir: RunDirectory,
+    state: RunState | None,
+    log: Log,
+    clock: StageClock,
+) -> _Run:
     """config.json, the input pipeline, the model and its checkpoints, and
     the run state (new, or restored from the resume checkpoint)."""
     cfg = config.train
@@ -386,75 +434,125 @@ def _set_up(config: RunConfig, ds: SequenceDataset,
     with clock("graph"):
         positives = make_positive_sampler(config, ds, log)
     sampler = pipeline.TrainSampler(
-        ds, config.model.max_len, cfg.batch_size, cfg.seed, positives,
-        anchors=config.model.partition_anchors, time_unit=unit)
+        ds,
+        config.model.max_len,
+        cfg.batch_size,
+        cfg.seed,
+        positives,
+        anchors=config.model.partition_anchors,
+        time_unit=unit,
+    )
     del positives
     with strategy.scope():
         model = build_model(config, ds.num_items)
         compile_model(model, cfg)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                   step=step_var)
-        manager = tf.train.CheckpointManager(ckpt, write_dir.ckpt_dir,
-                                             max_to_keep=2)
+        ckpt = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, step=step_var
+        )
+        manager = tf.train.CheckpointManager(ckpt, write_dir.ckpt_dir, max_to_keep=2)
     if state is None:
         state = RunState(fingerprint=dataset_fingerprint(ds))
     else:
         if state.fingerprint != dataset_fingerprint(ds):
             raise ConfigError(
                 f"the data set of {cfg.output_dir} has changed since the run "
-                "started; use a new --output_dir")
-        _restore_for_resume(ckpt, step_var, run_dir, state, cfg, log,
-                            clean=chief)
-        log(f"resuming {cfg.output_dir} from step {state.steps_done} "
+                "started; use a new --output_dir"
+            )
+        _restore_for_resume(ckpt, step_var, run_dir, state, cfg, log, clean=chief)
+        log(
+            f"resuming {cfg.output_dir} from step {state.steps_done} "
             f"(best valid {SELECTION_METRIC} {state.best_metric:.4f} at step "
             f"{state.best_step}, {state.bad_evals} evaluation(s) without "
-            "improvement)")
-    return _Run(config=config, ds=ds, strategy=strategy, run_dir=run_dir,
-                write_dir=write_dir, is_chief=chief, state=state,
-                valid=valid, sampler=sampler, model=model, step_var=step_var,
-                manager=manager, best_ckpt=tf.train.Checkpoint(model=model),
-                clock=clock)
+            "improvement)"
+        )
+    return _Run(
+        config=config,
+        ds=ds,
+        strategy=strategy,
+        run_dir=run_dir,
+        write_dir=write_dir,
+        is_chief=chief,
+        state=state,
+        valid=valid,
+        sampler=sampler,
+        model=model,
+        step_var=step_var,
+        manager=manager,
+        best_ckpt=tf.train.Checkpoint(model=model),
+        clock=clock,
+    )
 
 
-def _train(r: _Run, verbose: int | None, log: Log,
-           on_evaluation: OnEvaluation | None = None) -> None:
+def _train(
+    r: _Run, verbose: int | None, log: Log, on_evaluation: OnEvaluation | None = None
+) -> None:
     """Keras fit, one epoch per evaluation interval, from the state's step;
     the callback evaluates, checkpoints and stops early."""
     cfg, state = r.config.train, r.state
     total_epochs = math.ceil(cfg.max_steps / cfg.eval_every)
     total_steps = total_epochs * cfg.eval_every
-    PROGRESS.update(output_dir=cfg.output_dir, step=state.steps_done,
-                    checkpoint=state.steps_done, total=total_steps)
-    rounded = ("" if total_steps == cfg.max_steps else
-               f" (--max_steps {cfg.max_steps} rounded up to a multiple of "
-               f"--eval_every)")
+    PROGRESS.update(
+        output_dir=cfg.output_dir,
+        step=state.steps_done,
+        checkpoint=state.steps_done,
+        total=total_steps,
+    )
+    rounded = (
+        ""
+        if total_steps == cfg.max_steps
+        else f" (--max_steps {cfg.max_steps} rounded up to a multiple of --eval_every)"
+    )
     ds = r.ds
-    log(f"training {r.config.model.name} on {ds.name}: {ds.num_users:,} "
+    log(
+        f"training {r.config.model.name} on {ds.name}: {ds.num_users:,} "
         f"users, {ds.num_items:,} items, {ds.num_interactions:,} "
         f"interactions; {total_steps} steps{rounded}, batch "
         f"{cfg.batch_size}, evaluation every {cfg.eval_every} steps on "
-        f"{r.valid.num_users} valid users")
+        f"{r.valid.num_users} valid users"
+    )
     log(describe_settings(r.config.model))
     # What make_optimizer built, not a second resolution of the flag.
-    update = ("lazy" if isinstance(r.model.optimizer, optimizers.LazyAdam)
-              else "dense")
-    log(f"optimizer: Adam, lr {cfg.learning_rate:g}, {update} embedding "
-        f"update" + (f" (auto: {ds.num_items + 1:,} item rows "
-                     f"{'>' if update == 'lazy' else '<='} "
-                     f"{optimizers.LAZY_FROM_ROWS:,})"
-                     if cfg.embedding_update == "auto" else ""))
-    callbacks: list = [EvalAndCheckpoint(
-        r.write_dir, state, r.config, r.valid, r.manager, r.step_var,
-        r.best_ckpt, log, r.is_chief, r.clock, on_evaluation)]
+    update = "lazy" if isinstance(r.model.optimizer, optimizers.LazyAdam) else "dense"
+    log(
+        f"optimizer: Adam, lr {cfg.learning_rate:g}, {update} embedding "
+        f"update"
+        + (
+            f" (auto: {ds.num_items + 1:,} item rows "
+            f"{'>' if update == 'lazy' else '<='} "
+            f"{optimizers.LAZY_FROM_ROWS:,})"
+            if cfg.embedding_update == "auto"
+            else ""
+        )
+    )
+    callbacks: list = [
+        EvalAndCheckpoint(
+            r.write_dir,
+            state,
+            r.config,
+            r.valid,
+            r.manager,
+            r.step_var,
+            r.best_ckpt,
+            log,
+            r.is_chief,
+            r.clock,
+            on_evaluation,
+        )
+    ]
     if r.is_chief and progress_bar_wanted(verbose, sys.stderr):
         callbacks.insert(0, Progress(cfg.eval_every))
     _check_workers_agree(r.strategy, state.steps_done)
     if state.epochs_done < total_epochs and not state.stopped_early:
         train_data = train_input(r.strategy, r.sampler, state.steps_done)
-        r.model.fit(train_data, steps_per_epoch=cfg.eval_every,
-                    epochs=total_epochs, initial_epoch=state.epochs_done,
-                    callbacks=callbacks, verbose=0)
+        r.model.fit(
+            train_data,
+            steps_per_epoch=cfg.eval_every,
+            epochs=total_epochs,
+            initial_epoch=state.epochs_done,
+            callbacks=callbacks,
+            verbose=0,
+        )
 
 
 def _test_and_report(r: _Run, log: Log) -> dict:
@@ -463,11 +561,13 @@ def _test_and_report(r: _Run, log: Log) -> dict:
     cfg, state, config = r.config.train, r.state, r.config
     if state.best_prefix:
         r.best_ckpt.read(state.best_prefix).expect_partial()
-    test = pipeline.eval_examples(r.ds, "test", config.model.max_len,
-                                  time_unit(config.model))
+    test = pipeline.eval_examples(
+        r.ds, "test", config.model.max_len, time_unit(config.model)
+    )
     with r.clock("test"):
-        test_result = evaluation.evaluate_model(r.model, test, config,
-                                     contributors=True)
+        test_result = evaluation.evaluate_model(
+            r.model, test, config, contributors=True
+        )
         valid_metrics = evaluation.evaluate_model(r.model, r.valid, config).metrics
     metrics = {
         "valid": valid_metrics,
@@ -477,8 +577,8 @@ def _test_and_report(r: _Run, log: Log) -> dict:
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 2),
         "train_sequences_per_second": round(
-            state.steps_done * cfg.batch_size / max(state.train_seconds,
-                                                    1e-9), 1),
+            state.steps_done * cfg.batch_size / max(state.train_seconds, 1e-9), 1
+        ),
         "model": config.model.name,
         "dataset": r.ds.name,
         "seed": cfg.seed,
@@ -487,8 +587,8 @@ def _test_and_report(r: _Run, log: Log) -> dict:
     # evaluation's own lists.
     with r.clock("test diagnostics"):
         test_collapse = collapse_diagnostics(
-            r.model, test, cfg.eval_batch_size,
-            top_k_interests=test_result.contributors)
+            r.model, test, cfg.eval_batch_size, top_k_interests=test_result.contributors
+        )
     metrics["collapse"] = {"test": test_collapse.to_dict()}
     metrics["stages"] = r.clock.to_dict()
     atomic_write_json(r.run_dir.metrics_path, metrics)
@@ -497,10 +597,12 @@ def _test_and_report(r: _Run, log: Log) -> dict:
     if test_collapse.num_interests > 1:
         log(f"test collapse: {test_collapse.summary()}")
     log(r.clock.summary())
-    log(f"run directory {cfg.output_dir}: metrics.json (test and valid "
+    log(
+        f"run directory {cfg.output_dir}: metrics.json (test and valid "
         f"metrics), state.json (every evaluation), best/ (the checkpoint "
         f"evaluate.py and the export read); TensorBoard: tensorboard "
-        f"--logdir {r.run_dir.log_dir}")
+        f"--logdir {r.run_dir.log_dir}"
+    )
     return metrics
 
 
@@ -508,16 +610,14 @@ def _valid_report(r: _Run, log: Log) -> dict:
     """metrics.json of a run that never reads the test users (tuning): the
     valid figures of its best evaluation; the run marked finished."""
     state, cfg = r.state, r.config.train
-    best = next((e for e in state.evals if e["step"] == state.best_step),
-                None)
+    best = next((e for e in state.evals if e["step"] == state.best_step), None)
     metrics = {
         "valid": best["valid"] if best else {},
         "test": None,
         "best_step": state.best_step,
         "steps": state.steps_done,
         "stopped_early": state.stopped_early,
-        "stopped_by_caller": any(e.get("stopped_by_caller")
-                                 for e in state.evals),
+        "stopped_by_caller": any(e.get("stopped_by_caller") for e in state.evals),
         "train_seconds": round(state.train_seconds, 2),
         "model": r.config.model.name,
         "dataset": r.ds.name,
@@ -527,22 +627,24 @@ def _valid_report(r: _Run, log: Log) -> dict:
     atomic_write_json(r.run_dir.metrics_path, metrics)
     state.finished = True
     r.run_dir.save_state(state)
-    log(f"valid users only (no test evaluation): best valid "
+    log(
+        f"valid users only (no test evaluation): best valid "
         f"{SELECTION_METRIC} {state.best_metric:.4f} at step "
-        f"{state.best_step}; run directory {cfg.output_dir}")
+        f"{state.best_step}; run directory {cfg.output_dir}"
+    )
     return metrics
 
 
-def _scratch_dir(strategy: tf.distribute.Strategy,
-                 cfg: TrainConfig) -> RunDirectory:
+def _scratch_dir(strategy: tf.distribute.Strategy, cfg: TrainConfig) -> RunDirectory:
     """A non-chief worker's private directory for its checkpoint writes.
 
     Its name is fixed per (run, task), so a restarted worker replaces what
     a killed one left instead of piling up copies of the model.
     """
     key = hashlib.sha256(os.path.abspath(cfg.output_dir).encode()).hexdigest()
-    path = os.path.join(tempfile.gettempdir(),
-                        f"dismir-{task_name(strategy)}-{key[:12]}")
+    path = os.path.join(
+        tempfile.gettempdir(), f"dismir-{task_name(strategy)}-{key[:12]}"
+    )
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
     tf.io.gfile.makedirs(path)
@@ -555,14 +657,17 @@ def _scratch_dir(strategy: tf.distribute.Strategy,
 DUMP_WEIGHTS_ENV = "DISMIR_DUMP_FINAL_WEIGHTS"
 
 
-def _dump_final_weights(model: RetrievalModel,
-                        strategy: tf.distribute.Strategy) -> None:
+def _dump_final_weights(
+    model: RetrievalModel, strategy: tf.distribute.Strategy
+) -> None:
     out = os.environ.get(DUMP_WEIGHTS_ENV)
     if not out:
         return
     os.makedirs(out, exist_ok=True)
-    np.savez(os.path.join(out, f"{task_name(strategy)}.npz"),
-             **{v.name: v.numpy() for v in model.weights})
+    np.savez(
+        os.path.join(out, f"{task_name(strategy)}.npz"),
+        **{v.name: v.numpy() for v in model.weights},
+    )
 
 
 def describe_metrics(metrics: dict) -> str:

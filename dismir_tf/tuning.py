@@ -75,8 +75,7 @@ class TuneConfig:
         if self.trials < 1:
             raise ConfigError("--trials must be >= 1")
         if self.startup_trials < 0 or self.warmup_evaluations < 0:
-            raise ConfigError("--startup_trials and --warmup_evaluations "
-                              "must be >= 0")
+            raise ConfigError("--startup_trials and --warmup_evaluations must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +83,9 @@ class TrialRecord:
     """One trial as trials.csv has it."""
 
     number: int
-    state: str                    # COMPLETE, PRUNED, FAIL, RUNNING
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING
     params: dict[str, Any]
-    valid: dict[str, float]       # best evaluation's valid metrics
+    valid: dict[str, float]  # best evaluation's valid metrics
     best_step: int
     steps: int
     output_dir: str
@@ -96,8 +95,9 @@ class TrialRecord:
         return self.valid.get(OBJECTIVE)
 
 
-def search_space(model: str, params: tuple[str, ...] | None = None
-                 ) -> dict[str, SearchRange]:
+def search_space(
+    model: str, params: tuple[str, ...] | None = None
+) -> dict[str, SearchRange]:
     """The searched ranges of ``model`` (all its declared ones by default).
 
     Raises:
@@ -105,15 +105,17 @@ def search_space(model: str, params: tuple[str, ...] | None = None
     """
     space = dict(model_specs.get(model).search_space)
     if not space:
-        raise ConfigError(f"{model!r} declares no search space "
-                          "(dismir_tf/model_specs.py)")
+        raise ConfigError(
+            f"{model!r} declares no search space (dismir_tf/model_specs.py)"
+        )
     if params is None:
         return space
     unknown = [p for p in params if p not in space]
     if unknown:
         raise ConfigError(
             f"{model!r} does not search {', '.join(unknown)}; its space is "
-            f"{', '.join(sorted(space))} (dismir_tf/model_specs.py)")
+            f"{', '.join(sorted(space))} (dismir_tf/model_specs.py)"
+        )
     return {p: space[p] for p in params}
 
 
@@ -125,8 +127,12 @@ def describe_range(r: SearchRange) -> str:
 
 
 def _is_int_range(r: SearchRange) -> bool:
-    return (not r.choices and isinstance(r.low, int)
-            and isinstance(r.high, int) and not r.log)
+    return (
+        not r.choices
+        and isinstance(r.low, int)
+        and isinstance(r.high, int)
+        and not r.log
+    )
 
 
 def suggest(trial, name: str, r: SearchRange) -> Any:
@@ -146,27 +152,31 @@ def trial_key(params: Mapping[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def trial_config(base: RunConfig, params: Mapping[str, Any],
-                 output_dir: str) -> RunConfig:
+def trial_config(
+    base: RunConfig, params: Mapping[str, Any], output_dir: str
+) -> RunConfig:
     """``base`` with the trial's parameters and run directory."""
     train = {k: v for k, v in params.items() if k in TRAIN_PARAMS}
     own = model_specs.get(base.model.name).param_flags()
-    model = {k: v for k, v in params.items()
-             if k not in TRAIN_PARAMS and k not in own}
-    model_params = {**base.model.params, **{
-        own[k].name: v for k, v in params.items() if k in own}}
+    model = {k: v for k, v in params.items() if k not in TRAIN_PARAMS and k not in own}
+    model_params = {
+        **base.model.params,
+        **{own[k].name: v for k, v in params.items() if k in own},
+    }
     return RunConfig(
         data=base.data,
         model=dataclasses.replace(base.model, params=model_params, **model),
-        train=dataclasses.replace(base.train, output_dir=output_dir, **train))
+        train=dataclasses.replace(base.train, output_dir=output_dir, **train),
+    )
 
 
 def _optuna():
     try:
         import optuna
-    except ImportError as e:   # pragma: no cover - in requirements.txt
-        raise ConfigError("tuning needs optuna (pip install -r "
-                          "requirements.txt)") from e
+    except ImportError as e:  # pragma: no cover - in requirements.txt
+        raise ConfigError(
+            "tuning needs optuna (pip install -r requirements.txt)"
+        ) from e
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -180,18 +190,26 @@ def open_study(tcfg: TuneConfig, model: str):
     from optuna.storages.journal import JournalFileBackend
 
     os.makedirs(tcfg.study_dir, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(
-        os.path.join(tcfg.study_dir, "study.journal")))
-    pruner = (optuna.pruners.MedianPruner(
-        n_startup_trials=tcfg.startup_trials,
-        n_warmup_steps=0, n_min_trials=1) if tcfg.prune
-        else optuna.pruners.NopPruner())
+    storage = JournalStorage(
+        JournalFileBackend(os.path.join(tcfg.study_dir, "study.journal"))
+    )
+    pruner = (
+        optuna.pruners.MedianPruner(
+            n_startup_trials=tcfg.startup_trials, n_warmup_steps=0, n_min_trials=1
+        )
+        if tcfg.prune
+        else optuna.pruners.NopPruner()
+    )
     return optuna.create_study(
-        study_name=model, storage=storage, load_if_exists=True,
-        direction="maximize", pruner=pruner,
+        study_name=model,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        pruner=pruner,
         sampler=optuna.samplers.TPESampler(
-            seed=tcfg.sampler_seed,
-            n_startup_trials=max(tcfg.startup_trials, 1)))
+            seed=tcfg.sampler_seed, n_startup_trials=max(tcfg.startup_trials, 1)
+        ),
+    )
 
 
 def _read_json(path: str) -> dict | None:
@@ -210,32 +228,55 @@ def records(study) -> list[TrialRecord]:
         state = _read_json(os.path.join(run, "state.json")) or {}
         best = state.get("best_step", 0)
         valid: dict[str, float] = metrics.get("valid") or next(
-            (e["valid"] for e in state.get("evals", [])
-             if e["step"] == best), {})
-        out.append(TrialRecord(
-            number=t.number, state=t.state.name, params=dict(t.params),
-            valid=dict(valid), best_step=best,
-            steps=state.get("steps_done", 0), output_dir=run))
+            (e["valid"] for e in state.get("evals", []) if e["step"] == best), {}
+        )
+        out.append(
+            TrialRecord(
+                number=t.number,
+                state=t.state.name,
+                params=dict(t.params),
+                valid=dict(valid),
+                best_step=best,
+                steps=state.get("steps_done", 0),
+                output_dir=run,
+            )
+        )
     return out
 
 
 def write_records(study_dir: str, recs: list[TrialRecord]) -> None:
     """trials.json and trials.csv (one row a trial) in ``study_dir``."""
-    atomic_write_json(os.path.join(study_dir, "trials.json"),
-                      [dataclasses.asdict(r) for r in recs])
+    atomic_write_json(
+        os.path.join(study_dir, "trials.json"), [dataclasses.asdict(r) for r in recs]
+    )
     params = sorted({p for r in recs for p in r.params})
     metrics = sorted({m for r in recs for m in r.valid})
     path = os.path.join(study_dir, "trials.csv")
     with open(path + ".part", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["trial", "state", *params,
-                    *[f"valid_{m}" for m in metrics], "best_step", "steps",
-                    "output_dir"])
+        w.writerow(
+            [
+                "trial",
+                "state",
+                *params,
+                *[f"valid_{m}" for m in metrics],
+                "best_step",
+                "steps",
+                "output_dir",
+            ]
+        )
         for r in recs:
-            w.writerow([r.number, r.state,
-                        *[r.params.get(p, "") for p in params],
-                        *[r.valid.get(m, "") for m in metrics],
-                        r.best_step, r.steps, r.output_dir])
+            w.writerow(
+                [
+                    r.number,
+                    r.state,
+                    *[r.params.get(p, "") for p in params],
+                    *[r.valid.get(m, "") for m in metrics],
+                    r.best_step,
+                    r.steps,
+                    r.output_dir,
+                ]
+            )
     os.replace(path + ".part", path)
 
 
@@ -250,17 +291,24 @@ def _retry_interrupted(study, log: Callable[[str], None]) -> None:
     """Trials left RUNNING by a dead process: failed, and their parameters
     queued again (the retry resumes the same run directory)."""
     optuna = _optuna()
-    for t in study.get_trials(deepcopy=False,
-                              states=(optuna.trial.TrialState.RUNNING,)):
+    for t in study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
+    ):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-        log(f"trial {t.number} was interrupted; retrying it with the same "
-            "parameters (its run resumes from its last checkpoint)")
+        log(
+            f"trial {t.number} was interrupted; retrying it with the same "
+            "parameters (its run resumes from its last checkpoint)"
+        )
 
 
-def tune(base: RunConfig, tcfg: TuneConfig,
-         log: Callable[[str], None] = print,
-         *, run_fn: Callable[..., dict]) -> TrialRecord | None:
+def tune(
+    base: RunConfig,
+    tcfg: TuneConfig,
+    log: Callable[[str], None] = print,
+    *,
+    run_fn: Callable[..., dict],
+) -> TrialRecord | None:
     """Runs (or resumes) the search and returns the best trial.
 
     Args:
@@ -284,8 +332,7 @@ def tune(base: RunConfig, tcfg: TuneConfig,
     space = search_space(model, tcfg.params)
     study = open_study(tcfg, model)
     _retry_interrupted(study, log)
-    finished_states = (optuna.trial.TrialState.COMPLETE,
-                       optuna.trial.TrialState.PRUNED)
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     eval_every = base.train.eval_every
     while True:
         done = len(study.get_trials(deepcopy=False, states=finished_states))
@@ -296,9 +343,13 @@ def tune(base: RunConfig, tcfg: TuneConfig,
         out = os.path.join(tcfg.study_dir, "trials", trial_key(params))
         trial.set_user_attr("output_dir", out)
         config = trial_config(base, params, out)
-        log(f"trial {trial.number} ({done + 1}/{tcfg.trials}): "
-            + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else
-                        f"{k} {v}" for k, v in params.items()))
+        log(
+            f"trial {trial.number} ({done + 1}/{tcfg.trials}): "
+            + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in params.items()
+            )
+        )
         # A resumed run reports its earlier evaluations again.
         state = _read_json(os.path.join(out, "state.json")) or {}
         for e in state.get("evals", []):
@@ -306,20 +357,22 @@ def tune(base: RunConfig, tcfg: TuneConfig,
 
         def on_evaluation(step: int, valid: dict, trial=trial) -> bool:
             trial.report(valid[OBJECTIVE], step)
-            return (step >= tcfg.warmup_evaluations * eval_every
-                    and trial.should_prune())
+            return step >= tcfg.warmup_evaluations * eval_every and trial.should_prune()
 
-        metrics = run_fn(config, test=False, on_evaluation=on_evaluation,
-                         verbose=0)
+        metrics = run_fn(config, test=False, on_evaluation=on_evaluation, verbose=0)
         value = (metrics.get("valid") or {}).get(OBJECTIVE)
         if metrics.get("stopped_by_caller"):
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            log(f"trial {trial.number} pruned at step {metrics['steps']} "
-                f"(valid {OBJECTIVE} {value:.4f} best so far in it)")
+            log(
+                f"trial {trial.number} pruned at step {metrics['steps']} "
+                f"(valid {OBJECTIVE} {value:.4f} best so far in it)"
+            )
         else:
             study.tell(trial, value)
-            log(f"trial {trial.number}: valid {OBJECTIVE} {value:.4f} "
-                f"(best step {metrics['best_step']})")
+            log(
+                f"trial {trial.number}: valid {OBJECTIVE} {value:.4f} "
+                f"(best step {metrics['best_step']})"
+            )
         write_records(tcfg.study_dir, records(study))
     recs = records(study)
     write_records(tcfg.study_dir, recs)
@@ -328,5 +381,7 @@ def tune(base: RunConfig, tcfg: TuneConfig,
 
 def flags_of(params: Mapping[str, Any]) -> str:
     """The train.py flags that set ``params``."""
-    return " ".join(f"--{k} {v:.6g}" if isinstance(v, float) else
-                    f"--{k} {v}" for k, v in sorted(params.items()))
+    return " ".join(
+        f"--{k} {v:.6g}" if isinstance(v, float) else f"--{k} {v}"
+        for k, v in sorted(params.items())
+    )

@@ -7,25 +7,25 @@ from typing import Any
 
 # Keys of a training batch (all tensors have the per-example batch as their
 # first dimension, so tf.distribute can split every one of them).
-HISTORY = "history"                    # [B, L] int32, right-padded with 0
-HISTORY_MASK = "history_mask"          # [B, L] float32, 1 on real items
-TARGET = "target"                      # [B] int32
-SEED = "seed"                          # [B, 2] int64, the step's RNG seed
-PARTITION_ANCHOR = "partition_anchor"      # [B, A] int32
+HISTORY = "history"  # [B, L] int32, right-padded with 0
+HISTORY_MASK = "history_mask"  # [B, L] float32, 1 on real items
+TARGET = "target"  # [B] int32
+SEED = "seed"  # [B, 2] int64, the step's RNG seed
+PARTITION_ANCHOR = "partition_anchor"  # [B, A] int32
 PARTITION_POSITIVE = "partition_positive"  # [B, A] int32
-PARTITION_MASK = "partition_mask"          # [B, A] float32
+PARTITION_MASK = "partition_mask"  # [B, A] float32
 # Only for models that list it in ``input_features`` (PIMIRec): the time
 # of each history item since the window's first item, in the model's time
 # units (timestamps / time_unit), or its position in the window (0, 1, ...)
 # when the data set has only an order; 0 on padding.
-HISTORY_TIME = "history_time"          # [B, L] float32
+HISTORY_TIME = "history_time"  # [B, L] float32
 # Evaluation batches (``model.evaluate`` with tfrs_metrics.ProtocolTopK):
 # every target of the user, 0-padded.
-TARGETS = "targets"                    # [B, T] int32
+TARGETS = "targets"  # [B, T] int32
 # Evaluation only: each user's whole known sequence (the first 80%, of
 # which HISTORY is the last max_len items), removed from the ranking with
 # --exclude_history.
-KNOWN_ITEMS = "known_items"            # [B, K] int32, right-padded with 0
+KNOWN_ITEMS = "known_items"  # [B, K] int32, right-padded with 0
 
 # The dtype of each model input feature (``RetrievalModel.input_features``):
 # what the evaluator's traced query function, the TFRS evaluation batches

@@ -29,7 +29,8 @@ def pytest_configure(config):
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+        )
     except RuntimeError:
         pass
 
@@ -44,7 +45,6 @@ def require_shared_data() -> str:
     """shared_data for module-scoped fixtures."""
     if not os.path.isdir(SHARED_DATA):
         if IN_CI:
-            pytest.fail(f"CI=true but the shared data is missing at "
-                        f"{SHARED_DATA}")
+            pytest.fail(f"CI=true but the shared data is missing at {SHARED_DATA}")
         pytest.skip("../shared/data is not present on this machine")
     return SHARED_DATA

@@ -28,11 +28,11 @@ def metrics_from_topk(topk, targets, ks=DEFAULT_KS):
         hit = (targets[:, :, None] == top[:, None, :]).any(axis=2) & is_target
         out[f"recall@{k}"] = hit.sum(axis=1) / n_targets
         out[f"hr@{k}"] = hit.any(axis=1).astype(np.float64)
-        rel = ((top[:, :, None] == targets[:, None, :])
-               & is_target[:, None, :]).any(axis=2)
+        rel = ((top[:, :, None] == targets[:, None, :]) & is_target[:, None, :]).any(
+            axis=2
+        )
         discount = 1.0 / np.log2(np.arange(k) + 2.0)
         dcg = (rel * discount).sum(axis=1)
-        idcg = np.array([discount[:min(n, k)].sum() for n in distinct])
-        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg,
-                                                             1), 0.0)
+        idcg = np.array([discount[: min(n, k)].sum() for n in distinct])
+        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0)
     return out

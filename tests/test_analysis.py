@@ -18,19 +18,24 @@ def test_nmi_and_purity_hand_cases():
     # MI = 3/4 log(4/3)... computed by hand from the 2x2 table.
     p = np.array([[0.5, 0.25], [0.0, 0.25]])
     pa, pb = p.sum(1), p.sum(0)
-    mi = sum(p[i, j] * math.log(p[i, j] / (pa[i] * pb[j]))
-             for i in range(2) for j in range(2) if p[i, j] > 0)
+    mi = sum(
+        p[i, j] * math.log(p[i, j] / (pa[i] * pb[j]))
+        for i in range(2)
+        for j in range(2)
+        if p[i, j] > 0
+    )
     h = lambda q: -sum(x * math.log(x) for x in q if x > 0)  # noqa: E731
     assert analysis.nmi(np.array([0, 0, 0, 1]), a) == pytest.approx(
-        2 * mi / (h(pa) + h(pb)))
+        2 * mi / (h(pa) + h(pb))
+    )
 
 
 def test_interest_similarity_and_partition_groups():
     m = np.array([[[1.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [2.0, 2.0]]])
-    np.testing.assert_allclose(analysis.interest_similarity(m), [0.0, 1.0],
-                               atol=1e-9)
+    np.testing.assert_allclose(analysis.interest_similarity(m), [0.0, 1.0], atol=1e-9)
     np.testing.assert_array_equal(
-        analysis.partition_groups(np.array([[0.1, 0.9], [3.0, -1.0]])), [1, 0])
+        analysis.partition_groups(np.array([[0.1, 0.9], [3.0, -1.0]])), [1, 0]
+    )
 
 
 def test_kmeans_and_neighbours_on_separated_clusters():

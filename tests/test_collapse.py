@@ -46,8 +46,8 @@ def test_assign_items_by_routing_ignores_padding():
     assert source == collapse.ROUTING
     assert assign.shape == (3, 6)
     for u, row in enumerate(wanted):
-        np.testing.assert_array_equal(assign[u, :len(row)], row)
-        assert (assign[u, len(row):] == -1).all()
+        np.testing.assert_array_equal(assign[u, : len(row)], row)
+        assert (assign[u, len(row) :] == -1).all()
 
 
 def test_assign_items_without_routing_uses_interest_scores():
@@ -70,20 +70,16 @@ def test_per_user_similarity_hand_numbers():
     sim, pairs = collapse.between_similarity(e0, a0, 3)
     assert sim == pytest.approx(0.5) and pairs == 1
     # One non-empty interest: no similarity.
-    sim1, pairs1 = collapse.between_similarity(items[1, :2],
-                                               assign[1, :2], 3)
+    sim1, pairs1 = collapse.between_similarity(items[1, :2], assign[1, :2], 3)
     assert math.isnan(sim1) and pairs1 == 0
     # User 2: pairs (0,1) 0, (0,2) -1, (1,2) 0 -> 2/(F(F-1)) * -1 = -1/3.
-    sim2, pairs2 = collapse.between_similarity(items[2, :3],
-                                               assign[2, :3], 3)
+    sim2, pairs2 = collapse.between_similarity(items[2, :3], assign[2, :3], 3)
     assert sim2 == pytest.approx(-1 / 3) and pairs2 == 3
     # Within user 0 (unit vectors): G_0 ordered pairs 1, 1/r2, 1/r2 (each
     # twice) = 2 + 2 r2; G_1 two pairs of cosine 1 = 2; / 8 pairs.
     unit = e0 / np.linalg.norm(e0, axis=1, keepdims=True)
-    assert collapse.within_similarity(unit, a0, 3) == pytest.approx(
-        (4 + 2 * R2) / 8)
-    np.testing.assert_array_equal(collapse.group_sizes(assign[0], 3),
-                                  [3, 2, 0])
+    assert collapse.within_similarity(unit, a0, 3) == pytest.approx((4 + 2 * R2) / 8)
+    np.testing.assert_array_equal(collapse.group_sizes(assign[0], 3), [3, 2, 0])
 
 
 def test_collapse_statistics_hand_numbers():
@@ -112,21 +108,22 @@ def test_sample_users_is_seeded_and_bounded():
     assert len(a) == 100 and len(set(a)) == 100
     np.testing.assert_array_equal(a, collapse.sample_users(500, 100, 3))
     assert not np.array_equal(a, collapse.sample_users(500, 100, 4))
-    np.testing.assert_array_equal(collapse.sample_users(7, 100, 0),
-                                  np.arange(7))
+    np.testing.assert_array_equal(collapse.sample_users(7, 100, 0), np.arange(7))
 
 
 def test_single_interest_model_has_no_similarity():
     from dismir_tf.config import ModelConfig
     from dismir_tf.models import create_model
 
-    model = create_model(30, ModelConfig.from_settings(name="dnn", embedding_dim=8,
-                                         max_len=5), seed=0)
+    model = create_model(
+        30, ModelConfig.from_settings(name="dnn", embedding_dim=8, max_len=5), seed=0
+    )
     model.build_for(5)
     enc = collapse.encode_numpy(model, np.array([[1, 2, 3, 0, 0]]))
     assert enc["routing"] is None
-    assign, source = collapse.assign_items(enc["routing"], enc["mask"],
-                                           enc["interests"], enc["items"])
+    assign, source = collapse.assign_items(
+        enc["routing"], enc["mask"], enc["interests"], enc["items"]
+    )
     assert source == collapse.INTEREST_SCORE
     np.testing.assert_array_equal(assign, [[0, 0, 0, -1, -1]])
     s = collapse.collapse_statistics(assign, enc["items"], 1)
@@ -151,8 +148,7 @@ def test_run_collapse_on_a_finished_run(tiny_run):
     assert r["min"] * 3 <= r["items_per_user"] <= r["max"] * 3
     assert 1 <= r["nonempty_interests"] <= 3
     # Deterministic for a seed.
-    assert collapse.run_collapse(tiny_run, 20, 1)["similarity"] == \
-        r["similarity"]
+    assert collapse.run_collapse(tiny_run, 20, 1)["similarity"] == r["similarity"]
     md = collapse.to_markdown([r, dict(r, label="other")], "t")
     assert "| MIN/MAX |" in md and "| metric | DisMIR | other |" in md
     # The collapse diagnostics of the same users sit beside Table 4, and
@@ -162,8 +158,7 @@ def test_run_collapse_on_a_finished_run(tiny_run):
     assert 1 / 3 <= d["routing_max"] <= 1
     assert -1 <= d["interest_cosine"] <= 1
     assert r["diagnostics_all_users"]["users"] >= 20
-    assert f"| interest cosine (mean over pairs) | {d['interest_cosine']:.3f}" \
-        in md
+    assert f"| interest cosine (mean over pairs) | {d['interest_cosine']:.3f}" in md
     state = json.load(open(os.path.join(tiny_run, "state.json")))
     assert all("collapse" in e for e in state["evals"])
     metrics = json.load(open(os.path.join(tiny_run, "metrics.json")))
@@ -174,6 +169,7 @@ def test_run_collapse_on_a_finished_run(tiny_run):
     assert long["items_per_user"] >= 9 and long["min_history"] == 9
     assert "with >= 9 history items" in collapse.to_markdown([long])
     from dismir_tf.errors import ConfigError
+
     with pytest.raises(ConfigError):
         collapse.run_collapse(tiny_run, 5, 1, min_history=1000)
 
@@ -181,10 +177,25 @@ def test_run_collapse_on_a_finished_run(tiny_run):
 def test_collapse_command_writes_json_and_markdown(tiny_run, tmp_path):
     stem = str(tmp_path / "out" / "collapse")
     proc = subprocess.run(
-        [sys.executable, "-m", "dismir_tf.analysis", "collapse",
-         "--run_dirs", f"{tiny_run},{tiny_run}", "--labels", "A,B",
-         "--num_users", "10", "--out", stem + ".json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "dismir_tf.analysis",
+            "collapse",
+            "--run_dirs",
+            f"{tiny_run},{tiny_run}",
+            "--labels",
+            "A,B",
+            "--num_users",
+            "10",
+            "--out",
+            stem + ".json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.load(open(stem + ".json"))
     assert [r["label"] for r in data["runs"]] == ["A", "B"]
@@ -194,32 +205,43 @@ def test_collapse_command_writes_json_and_markdown(tiny_run, tmp_path):
 
 def test_analyze_rejects_bad_commands():
     proc = subprocess.run(
-        [sys.executable, "-m", "dismir_tf.analysis", "nonsense"], cwd=ROOT,
-        capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "dismir_tf.analysis", "nonsense"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "expected one command" in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "dismir_tf.analysis", "collapse", "--out",
-         "x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        [sys.executable, "-m", "dismir_tf.analysis", "collapse", "--out", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "--run_dirs" in proc.stderr
 
 
-def test_collapse_figures_are_tensorboard_scalars_at_every_validation(
-        tiny_run):
+def test_collapse_figures_are_tensorboard_scalars_at_every_validation(tiny_run):
     import glob
 
     import tensorflow as tf
 
     steps = {}
-    for path in glob.glob(os.path.join(tiny_run, "logs", "valid",
-                                       "events.*")):
+    for path in glob.glob(os.path.join(tiny_run, "logs", "valid", "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.tag.startswith("collapse/"):
                     steps.setdefault(value.tag, set()).add(event.step)
     state = json.load(open(os.path.join(tiny_run, "state.json")))
     eval_steps = {e["step"] for e in state["evals"]}
-    for tag in ("collapse/interest_cosine", "collapse/query_history_cosine",
-                "collapse/routing_max", "collapse/attention_max",
-                "collapse/attention_entropy", "collapse/top_k_interests"):
+    for tag in (
+        "collapse/interest_cosine",
+        "collapse/query_history_cosine",
+        "collapse/routing_max",
+        "collapse/attention_max",
+        "collapse/attention_entropy",
+        "collapse/top_k_interests",
+    ):
         assert steps.get(tag) == eval_steps, tag

@@ -24,17 +24,25 @@ from tests.conftest import require_shared_data
 
 def _run(tmp_path, shared_data, name, **capsule):
     cfg = RunConfig(
-        data=DataConfig(dataset="", dataset_file=os.path.join(
-            shared_data, "beauty", "Beauty.txt.gz"),
+        data=DataConfig(
+            dataset="",
+            dataset_file=os.path.join(shared_data, "beauty", "Beauty.txt.gz"),
             dataset_format="seq_lines",
-            data_dir=str(tmp_path / "data")),
-        model=ModelConfig.from_settings(name="dismir", partition_weight=0.1, max_len=20,
-                          **capsule),
-        train=TrainConfig(output_dir=str(tmp_path / name), max_steps=600,
-                          eval_every=300, batch_size=128, seed=0))
+            data_dir=str(tmp_path / "data"),
+        ),
+        model=ModelConfig.from_settings(
+            name="dismir", partition_weight=0.1, max_len=20, **capsule
+        ),
+        train=TrainConfig(
+            output_dir=str(tmp_path / name),
+            max_steps=600,
+            eval_every=300,
+            batch_size=128,
+            seed=0,
+        ),
+    )
     training.run(cfg, log=lambda m: None, verbose=0)
-    config, ds, model = training.load_run(cfg.train.output_dir,
-                                          log=lambda m: None)
+    config, ds, model = training.load_run(cfg.train.output_dir, log=lambda m: None)
     test = pipeline.eval_examples(ds, "test", config.model.max_len)
     return collapse_diagnostics(model, test)
 
@@ -43,8 +51,10 @@ def _run(tmp_path, shared_data, name, **capsule):
 def beauty_runs(tmp_path_factory):
     shared_data = require_shared_data()
     tmp = tmp_path_factory.mktemp("beauty-collapse")
-    return {"default": _run(tmp, shared_data, "default"),
-            "legacy": _run(tmp, shared_data, "legacy", **LEGACY)}
+    return {
+        "default": _run(tmp, shared_data, "default"),
+        "legacy": _run(tmp, shared_data, "legacy", **LEGACY),
+    }
 
 
 def test_default_dismir_is_multi_interest_on_beauty(beauty_runs):

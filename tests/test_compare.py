@@ -14,8 +14,7 @@ from tests.helpers import tiny_run_config
 
 def _metrics(base: float) -> dict:
     """A fake metrics.json: every metric = base + its position / 100."""
-    return {"test": {m: base + i / 100
-                     for i, m in enumerate(compare.METRIC_ORDER)}}
+    return {"test": {m: base + i / 100 for i, m in enumerate(compare.METRIC_ORDER)}}
 
 
 # Three seeds per model; dismir is best, mind the best baseline, dnn worst.
@@ -39,23 +38,22 @@ def test_summarize_best_baseline_improvement_and_scipy_t_test():
         a = [r["test"][m] for r in RESULTS["dismir"]]
         b = [r["test"][m] for r in RESULTS["mind"]]
         assert table.improvement[m] == pytest.approx(
-            (np.mean(a) - np.mean(b)) / np.mean(b))
-        assert table.p_value[m] == pytest.approx(
-            stats.ttest_rel(a, b).pvalue)
+            (np.mean(a) - np.mean(b)) / np.mean(b)
+        )
+        assert table.p_value[m] == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
 def test_table2_shape_metrics_as_rows_models_as_columns():
     table = compare.summarize(RESULTS, proposed="dismir")
     md = compare.to_markdown(table, "T2")
     lines = [line for line in md.splitlines() if line.startswith("|")]
-    assert lines[0] == ("| metric | dnn | mind | dismir | improve. | "
-                        "p (paired t) |")
+    assert lines[0] == ("| metric | dnn | mind | dismir | improve. | p (paired t) |")
     assert len(lines) == 2 + len(compare.METRIC_ORDER)
     row = lines[2].split(" | ")
     assert row[0] == "| R@20"
-    assert row[1] == _cell("dnn")                        # plain
-    assert row[2] == f"<u>{_cell('mind')}</u>"           # best baseline
-    assert row[3] == f"**{_cell('dismir')}**"            # best
+    assert row[1] == _cell("dnn")  # plain
+    assert row[2] == f"<u>{_cell('mind')}</u>"  # best baseline
+    assert row[3] == f"**{_cell('dismir')}**"  # best
     imp = table.improvement["recall@20"]
     assert row[4] == f"{100 * imp:+.2f}%"
     assert row[5].rstrip(" |") == f"{table.p_value['recall@20']:.3g}"
@@ -88,9 +86,9 @@ def test_plugin_shape_each_backbone_with_and_without_the_task():
         ("remi", "remi", ()),
         ("remi + partition", "remi", (("partition_weight", 0.1),)),
         ("dismir", "dismir", (("partition_weight", 0.0),)),
-        ("dismir + partition", "dismir", (("partition_weight", 0.1),))]
-    assert [v.slug for v in variants[:2]] == [
-        "mind", "mind-partition_weight0.1"]
+        ("dismir + partition", "dismir", (("partition_weight", 0.1),)),
+    ]
+    assert [v.slug for v in variants[:2]] == ["mind", "mind-partition_weight0.1"]
     assert len({v.slug for v in variants}) == 6
     with pytest.raises(ValueError, match="partition weight"):
         compare.plugin_variants(["mind"], 0.0)
@@ -106,7 +104,8 @@ def test_plugin_shape_each_backbone_with_and_without_the_task():
     lines = [line for line in md.splitlines() if line.startswith("|")]
     assert lines[0] == (
         "| metric | mind + partition | mind | improve. | p (paired t) | "
-        "remi + partition | remi | improve. | p (paired t) |")
+        "remi + partition | remi | improve. | p (paired t) |"
+    )
     row = lines[2].split(" | ")
     assert row[1].startswith("**") and not row[2].startswith("**")
     assert not row[5].startswith("**") and row[6].startswith("**")
@@ -139,25 +138,31 @@ def test_a_table_of_the_proposed_model_alone_has_no_improvement_columns():
 
 def test_write_table_writes_markdown_and_csv(tmp_path):
     table = compare.summarize(RESULTS, proposed="dismir")
-    md, cs = compare.write_table(table, str(tmp_path), "t3",
-                                 markdown=compare.to_markdown_ablation)
+    md, cs = compare.write_table(
+        table, str(tmp_path), "t3", markdown=compare.to_markdown_ablation
+    )
     assert open(md).read().startswith("| method |")
     assert open(cs).read().startswith("model,metric")
 
 
 def test_run_grid_resumes_and_uses_per_model_base_configs(tmp_path):
-    base = tiny_run_config(str(tmp_path / "unused"), model="dismir",
-                           partition_weight=0.3)
-    variants = [compare.Variant("dnn", "dnn"), compare.Variant("mind", "mind"),
-                *compare.plugin_variants(["mind"], 0.2)[1:]]
+    base = tiny_run_config(
+        str(tmp_path / "unused"), model="dismir", partition_weight=0.3
+    )
+    variants = [
+        compare.Variant("dnn", "dnn"),
+        compare.Variant("mind", "mind"),
+        *compare.plugin_variants(["mind"], 0.2)[1:],
+    ]
     calls = []
 
     def train(config):
         calls.append(config)
         metrics = _metrics(0.1 * len(calls))
         os.makedirs(config.train.output_dir, exist_ok=True)
-        atomic_write_json(os.path.join(config.train.output_dir,
-                                       "metrics.json"), metrics)
+        atomic_write_json(
+            os.path.join(config.train.output_dir, "metrics.json"), metrics
+        )
         return metrics
 
     def model_base(name):
@@ -165,23 +170,29 @@ def test_run_grid_resumes_and_uses_per_model_base_configs(tmp_path):
         return base.model.with_model(name, partition_weight=0.0)
 
     out = str(tmp_path / "grid")
-    first = compare.run_grid(base, variants, [0, 1], out, train,
-                             log=lambda m: None, model_base=model_base)
+    first = compare.run_grid(
+        base, variants, [0, 1], out, train, log=lambda m: None, model_base=model_base
+    )
     assert len(calls) == 6
     by_dir = {os.path.basename(c.train.output_dir): c for c in calls}
-    assert set(by_dir) == {"dnn-seed0", "dnn-seed1", "mind-seed0",
-                           "mind-seed1", "mind-partition_weight0.2-seed0",
-                           "mind-partition_weight0.2-seed1"}
+    assert set(by_dir) == {
+        "dnn-seed0",
+        "dnn-seed1",
+        "mind-seed0",
+        "mind-seed1",
+        "mind-partition_weight0.2-seed0",
+        "mind-partition_weight0.2-seed1",
+    }
     assert by_dir["mind-seed0"].model.partition_weight == 0.0
-    assert by_dir["mind-partition_weight0.2-seed1"].model.partition_weight \
-        == 0.2
+    assert by_dir["mind-partition_weight0.2-seed1"].model.partition_weight == 0.2
     assert by_dir["dnn-seed1"].train.seed == 1
     assert isinstance(by_dir["dnn-seed0"].model, ModelConfig)
 
     logs = []
-    again = compare.run_grid(base, variants, [0, 1], out, train,
-                             log=logs.append, model_base=model_base)
-    assert len(calls) == 6                       # nothing trained again
+    again = compare.run_grid(
+        base, variants, [0, 1], out, train, log=logs.append, model_base=model_base
+    )
+    assert len(calls) == 6  # nothing trained again
     assert again == first
     assert all("done before" in line for line in logs)
 
@@ -194,8 +205,14 @@ def test_run_grid_without_model_base_keeps_the_base_model():
         seen.append(config.model)
         return _metrics(0.1)
 
-    compare.run_grid(base, [compare.Variant("mind", "mind")], [0],
-                     "/nonexistent-dir-for-test", train, log=lambda m: None)
+    compare.run_grid(
+        base,
+        [compare.Variant("mind", "mind")],
+        [0],
+        "/nonexistent-dir-for-test",
+        train,
+        log=lambda m: None,
+    )
     assert seen[0].name == "mind" and seen[0].partition_weight == 0.3
 
 
@@ -227,39 +244,68 @@ print(json.dumps({g: {m: lam(m, g == "grid") for m in models}
 def _python(*args):
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     return proc
 
 
-_OFF = {"mir": 0.0, "mind": 0.0, "comirec-sa": 0.0, "remi": 0.0,
-        "gru4rec": 0.0}
+_OFF = {"mir": 0.0, "mind": 0.0, "comirec-sa": 0.0, "remi": 0.0, "gru4rec": 0.0}
 
 
-@pytest.mark.parametrize("extra, expected", [
-    # No flag: DisMIR's lambda is its spec's, whatever the data set (the
-    # named data set sets F, max_len and C only); the others are off.
-    ([], {"train": {"dismir": 1.0, "dismir-wo-dpi": 1.0, **_OFF},
-          "grid": {"dismir": 1.0, "dismir-wo-dpi": 1.0, **_OFF}}),
-    # train.py: the flag acts on a multi-interest baseline (the plugin)
-    # and is refused where it cannot act; a compare.py grid gives it to
-    # the DisMIR models only.
-    (["--partition_weight", "0.5"],
-     {"train": {"dismir": 0.5, "dismir-wo-dpi": 0.5, "mir": "refused",
-                "mind": 0.5, "comirec-sa": 0.5, "remi": 0.5,
-                "gru4rec": "refused"},
-      "grid": {"dismir": 0.5, "dismir-wo-dpi": 0.5, **_OFF}}),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        # No flag: DisMIR's lambda is its spec's, whatever the data set (the
+        # named data set sets F, max_len and C only); the others are off.
+        (
+            [],
+            {
+                "train": {"dismir": 1.0, "dismir-wo-dpi": 1.0, **_OFF},
+                "grid": {"dismir": 1.0, "dismir-wo-dpi": 1.0, **_OFF},
+            },
+        ),
+        # train.py: the flag acts on a multi-interest baseline (the plugin)
+        # and is refused where it cannot act; a compare.py grid gives it to
+        # the DisMIR models only.
+        (
+            ["--partition_weight", "0.5"],
+            {
+                "train": {
+                    "dismir": 0.5,
+                    "dismir-wo-dpi": 0.5,
+                    "mir": "refused",
+                    "mind": 0.5,
+                    "comirec-sa": 0.5,
+                    "remi": 0.5,
+                    "gru4rec": "refused",
+                },
+                "grid": {"dismir": 0.5, "dismir-wo-dpi": 0.5, **_OFF},
+            },
+        ),
+    ],
+)
 def test_cli_gives_baselines_lambda_only_when_asked(extra, expected):
     import json
+
     proc = _python("-c", _FLAG_PROBE, "--dataset", "gowalla", *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
 
 
 def test_compare_plugin_rejects_single_interest_backbones():
-    proc = _python("compare.py", "--mode", "plugin", "--models", "mind,dnn",
-                   "--seeds", "1", "--out_dir", "/nonexistent/x")
+    proc = _python(
+        "compare.py",
+        "--mode",
+        "plugin",
+        "--models",
+        "mind,dnn",
+        "--seeds",
+        "1",
+        "--out_dir",
+        "/nonexistent/x",
+    )
     assert proc.returncode == 2
     assert "dnn never take" in proc.stderr
 
@@ -268,12 +314,18 @@ def test_a_model_that_ties_the_best_is_bold_and_its_p_reads_identical():
     """w/o DPI under the max readout scores exactly as DisMIR: both are
     bold and the p cell says 'identical' (it printed DisMIR plain beside a
     bold w/o DPI, and 'nan')."""
-    tied = {"mir": RESULTS["mind"], "dismir-wo-dpi": RESULTS["dismir"],
-            "dismir": RESULTS["dismir"]}
+    tied = {
+        "mir": RESULTS["mind"],
+        "dismir-wo-dpi": RESULTS["dismir"],
+        "dismir": RESULTS["dismir"],
+    }
     table = compare.summarize(tied, proposed="dismir")
     md = compare.to_markdown_ablation(table)
-    lines = {line.split(" | ")[0][2:]: line.split(" | ")
-             for line in md.splitlines() if line.startswith("|")}
+    lines = {
+        line.split(" | ")[0][2:]: line.split(" | ")
+        for line in md.splitlines()
+        if line.startswith("|")
+    }
     assert lines["dismir"][1] == f"**{_cell('dismir')}**"
     assert lines["dismir-wo-dpi"][1] == f"<u>**{_cell('dismir')}**</u>"
     assert not lines["mir"][1].startswith(("**", "<u>"))

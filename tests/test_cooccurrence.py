@@ -33,19 +33,21 @@ MIN_P_VALUE = 1e-3
 #      i=3 [ 0  2  2  0  1  0 ]   5
 #      i=4 [ 0  0  1  1  0  0 ]   2
 #      i=5 [ 0  0  0  0  0  0 ]   0  (only the test user has item 5)
-EXPECTED_CO = np.array([
-    [0, 0, 0, 0, 0, 0],
-    [0, 0, 1, 2, 0, 0],
-    [0, 1, 0, 2, 1, 0],
-    [0, 2, 2, 0, 1, 0],
-    [0, 0, 1, 1, 0, 0],
-    [0, 0, 0, 0, 0, 0],
-])
+EXPECTED_CO = np.array(
+    [
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 1, 2, 0, 0],
+        [0, 1, 0, 2, 1, 0],
+        [0, 2, 2, 0, 1, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]
+)
 
 
 def sample_positives_numpy(
-        graph: CooccurrenceGraph, anchors: np.ndarray,
-        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    graph: CooccurrenceGraph, anchors: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """The plain NumPy reference of :class:`PositiveSampler`, one row at a
     time.
 
@@ -71,9 +73,13 @@ def sample_positives_numpy(
     return positives, has_positive
 
 
-def _dataset(sequences: list[list[int]], num_items: int,
-             train: list[int], valid: list[int],
-             test: list[int]) -> SequenceDataset:
+def _dataset(
+    sequences: list[list[int]],
+    num_items: int,
+    train: list[int],
+    valid: list[int],
+    test: list[int],
+) -> SequenceDataset:
     lengths = [len(s) for s in sequences]
     return SequenceDataset(
         name="tiny",
@@ -84,22 +90,36 @@ def _dataset(sequences: list[list[int]], num_items: int,
         timestamps=None,
         train_users=np.array(train, np.int32),
         valid_users=np.array(valid, np.int32),
-        test_users=np.array(test, np.int32))
+        test_users=np.array(test, np.int32),
+    )
 
 
 def tiny_dataset() -> SequenceDataset:
-    return _dataset([[1, 2, 3, 1], [2, 3, 4], [1, 3], [4, 5, 1, 2]],
-                    num_items=5, train=[0, 1, 2], valid=[], test=[3])
+    return _dataset(
+        [[1, 2, 3, 1], [2, 3, 4], [1, 3], [4, 5, 1, 2]],
+        num_items=5,
+        train=[0, 1, 2],
+        valid=[],
+        test=[3],
+    )
 
 
-def random_dataset(seed: int, num_users: int = 60,
-                   num_items: int = 25) -> SequenceDataset:
+def random_dataset(
+    seed: int, num_users: int = 60, num_items: int = 25
+) -> SequenceDataset:
     rng = np.random.RandomState(seed)
-    sequences = [list(rng.randint(1, num_items + 1, size=rng.randint(2, 12)))
-                 for _ in range(num_users)]
+    sequences = [
+        list(rng.randint(1, num_items + 1, size=rng.randint(2, 12)))
+        for _ in range(num_users)
+    ]
     users = rng.permutation(num_users)
-    return _dataset(sequences, num_items, train=list(users[:40]),
-                    valid=list(users[40:50]), test=list(users[50:]))
+    return _dataset(
+        sequences,
+        num_items,
+        train=list(users[:40]),
+        valid=list(users[40:50]),
+        test=list(users[50:]),
+    )
 
 
 def dense_reference(ds: SequenceDataset) -> np.ndarray:
@@ -113,7 +133,6 @@ def dense_reference(ds: SequenceDataset) -> np.ndarray:
 
 
 class BuildCooccurrenceTest(tf.test.TestCase, parameterized.TestCase):
-
     def test_hand_made_matrix(self):
         graph = build_cooccurrence(tiny_dataset())
         self.assertAllEqual(graph.to_scipy().toarray(), EXPECTED_CO)
@@ -123,8 +142,7 @@ class BuildCooccurrenceTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(graph.indices.dtype, np.int32)
         self.assertEqual(graph.counts.dtype, np.int32)
         self.assertAllEqual(graph.row_totals(), [0, 3, 4, 5, 2, 0])
-        self.assertAllClose(graph.row_probabilities(3),
-                            [0, 2 / 5, 2 / 5, 0, 1 / 5, 0])
+        self.assertAllClose(graph.row_probabilities(3), [0, 2 / 5, 2 / 5, 0, 1 / 5, 0])
         self.assertAllEqual(graph.row_probabilities(5), np.zeros(6))
 
     def test_explicit_users(self):
@@ -136,7 +154,8 @@ class BuildCooccurrenceTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllEqual(graph.to_scipy().toarray(), expected)
 
     @parameterized.named_parameters(
-        ("one_row_blocks", 1), ("small_blocks", 40), ("one_block", 1 << 20))
+        ("one_row_blocks", 1), ("small_blocks", 40), ("one_block", 1 << 20)
+    )
     def test_blocks_match_dense_reference(self, block_entries):
         ds = random_dataset(seed=3)
         graph = build_cooccurrence(ds, block_entries=block_entries)
@@ -174,15 +193,16 @@ class BuildCooccurrenceTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, "indptr has shape"):
             CooccurrenceGraph(4, good.indptr, good.indices, good.counts)
         with self.assertRaisesRegex(ValueError, "int64"):
-            CooccurrenceGraph(5, good.indptr.astype(np.int32), good.indices,
-                              good.counts)
+            CooccurrenceGraph(
+                5, good.indptr.astype(np.int32), good.indices, good.counts
+            )
         with self.assertRaisesRegex(ValueError, "int32"):
-            CooccurrenceGraph(5, good.indptr, good.indices.astype(np.int64),
-                              good.counts)
+            CooccurrenceGraph(
+                5, good.indptr, good.indices.astype(np.int64), good.counts
+            )
 
 
 class PositiveSamplerTest(tf.test.TestCase):
-
     def setUp(self):
         super().setUp()
         self.graph = build_cooccurrence(random_dataset(seed=11))
@@ -204,7 +224,8 @@ class PositiveSamplerTest(tf.test.TestCase):
             neighbours, counts = self.graph.row(item)
             total = int(counts.sum())
             positives, has_positive = self.sampler.positives_at(
-                tf.fill([total], item), tf.range(total, dtype=tf.int64))
+                tf.fill([total], item), tf.range(total, dtype=tf.int64)
+            )
             self.assertAllEqual(positives, np.repeat(neighbours, counts))
             self.assertTrue(np.all(has_positive.numpy()))
 
@@ -215,13 +236,15 @@ class PositiveSamplerTest(tf.test.TestCase):
         self.assertTrue(np.all(has_positive.numpy()))
         for n, item in enumerate(self.rows):
             self._assert_matches_distribution(
-                positives.numpy()[n * NUM_DRAWS:(n + 1) * NUM_DRAWS], item)
+                positives.numpy()[n * NUM_DRAWS : (n + 1) * NUM_DRAWS], item
+            )
 
     def test_numpy_reference_matches_row(self):
         rng = np.random.default_rng(5)
         for item in self.rows:
             positives, has_positive = sample_positives_numpy(
-                self.graph, np.full(NUM_DRAWS // 4, item), rng)
+                self.graph, np.full(NUM_DRAWS // 4, item), rng
+            )
             self.assertTrue(np.all(has_positive))
             self._assert_matches_distribution(positives, item)
 
@@ -235,7 +258,8 @@ class PositiveSamplerTest(tf.test.TestCase):
         self.assertIn(int(positives[2]), (2, 3))
         self.assertIn(int(positives[3]), (2, 3))
         reference, reference_has = sample_positives_numpy(
-            graph, anchors.numpy(), np.random.default_rng(0))
+            graph, anchors.numpy(), np.random.default_rng(0)
+        )
         self.assertAllEqual(reference_has, has_positive)
         self.assertAllEqual(reference[[0, 1, 4]], [0, 0, 0])
 
@@ -244,7 +268,8 @@ class PositiveSamplerTest(tf.test.TestCase):
         graph = build_cooccurrence(ds, users=np.array([], np.int32))
         self.assertEqual(graph.nnz, 0)
         positives, has_positive = PositiveSampler(graph)(
-            tf.constant([0, 1, 2]), tf.constant([0, 0]))
+            tf.constant([0, 1, 2]), tf.constant([0, 0])
+        )
         self.assertAllEqual(positives, [0, 0, 0])
         self.assertAllEqual(has_positive, [False, False, False])
 
@@ -260,11 +285,14 @@ class PositiveSamplerTest(tf.test.TestCase):
         anchors = tf.constant(np.repeat(self.rows, 50), tf.int32)
         seed_base = 13
         dataset = tf.data.Dataset.range(3).map(
-            lambda step: self.sampler(anchors, tf.stack(
-                [tf.constant(seed_base, tf.int64), step])))
+            lambda step: self.sampler(
+                anchors, tf.stack([tf.constant(seed_base, tf.int64), step])
+            )
+        )
         for step, (positives, has_positive) in enumerate(dataset):
             eager, eager_has = self.sampler(
-                anchors, tf.constant([seed_base, step], tf.int64))
+                anchors, tf.constant([seed_base, step], tf.int64)
+            )
             self.assertAllEqual(positives, eager)
             self.assertAllEqual(has_positive, eager_has)
 
@@ -284,14 +312,15 @@ def _global_cumulative_draws(graph, anchors, seed):
     within each row: one int64 cumulative sum over every entry and a
     searchsorted of row start + offset (same random bits)."""
     cumulative = np.cumsum(graph.counts.astype(np.int64))
-    before = np.concatenate([[0], cumulative])[graph.indptr]   # [N + 2]
+    before = np.concatenate([[0], cumulative])[graph.indptr]  # [N + 2]
     low, high = before[anchors], before[anchors + 1]
     bits = tf.random.stateless_uniform(
-        anchors.shape, seed=seed, minval=None, maxval=None,
-        dtype=tf.int64).numpy() & ((1 << 63) - 1)
+        anchors.shape, seed=seed, minval=None, maxval=None, dtype=tf.int64
+    ).numpy() & ((1 << 63) - 1)
     offsets = bits % np.maximum(high - low, 1)
-    entry = np.minimum(np.searchsorted(cumulative, low + offsets,
-                                       side="right"), len(cumulative) - 1)
+    entry = np.minimum(
+        np.searchsorted(cumulative, low + offsets, side="right"), len(cumulative) - 1
+    )
     return np.where(high > low, graph.indices[entry], 0)
 
 
@@ -306,15 +335,14 @@ class SamplerTablesTest(tf.test.TestCase):
         from dismir_tf.cooccurrence import build_positive_sampler
         from dismir_tf.data.synthetic import generate
 
-        ds, _ = generate(SyntheticConfig(num_users=1500, num_items=900,
-                                         num_groups=9, seed=5))
+        ds, _ = generate(
+            SyntheticConfig(num_users=1500, num_items=900, num_groups=9, seed=5)
+        )
         graph = build_cooccurrence(ds)
-        kept = (graph.indptr.copy(), graph.indices.copy(),
-                graph.counts.copy())
+        kept = (graph.indptr.copy(), graph.indices.copy(), graph.counts.copy())
         sampler = PositiveSampler(graph)
         # The graph is left as it was.
-        for before, after in zip(kept, (graph.indptr, graph.indices,
-                                        graph.counts)):
+        for before, after in zip(kept, (graph.indptr, graph.indices, graph.counts)):
             np.testing.assert_array_equal(before, after)
         consumed = build_positive_sampler(ds)
         rng = np.random.default_rng(0)
@@ -336,7 +364,8 @@ class SamplerTablesTest(tf.test.TestCase):
         within = _row_cumulative(counts.copy(), indptr, in_place=True)
         self.assertEqual(within.dtype, np.int64)
         np.testing.assert_array_equal(within, [5, 5 + big, 8 + big, 1, 3])
-        small = _row_cumulative(np.array([1, 2, 3], np.int32),
-                                np.array([0, 2, 3], np.int64), in_place=False)
+        small = _row_cumulative(
+            np.array([1, 2, 3], np.int32), np.array([0, 2, 3], np.int64), in_place=False
+        )
         self.assertEqual(small.dtype, np.int32)
         np.testing.assert_array_equal(small, [1, 3, 3])

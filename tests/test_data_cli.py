@@ -30,24 +30,36 @@ GOWALLA_LBSN = "gowalla-lbsn/gowalla_lbsn1000_checkins.tsv.gz"
 
 def _log_file(tmp_path: Path, users: int = 12, per_user: int = 6) -> Path:
     """A small user_item_time_tsv file in which every user and item is kept."""
-    lines = [f"u{u}\ti{(u + t) % 5}\t{100 * u + t}"
-             for u in range(users) for t in range(per_user)]
+    lines = [
+        f"u{u}\ti{(u + t) % 5}\t{100 * u + t}"
+        for u in range(users)
+        for t in range(per_user)
+    ]
     path = tmp_path / "my log.tsv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 def _cfg(path: Path, data_dir: Path, **kw) -> DataConfig:
-    return DataConfig(dataset="", dataset_file=str(path),
-                      dataset_format="user_item_time_tsv",
-                      data_dir=str(data_dir), **kw)
+    return DataConfig(
+        dataset="",
+        dataset_file=str(path),
+        dataset_format="user_item_time_tsv",
+        data_dir=str(data_dir),
+        **kw,
+    )
 
 
 def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "dismir_tf.data", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dismir_tf.data", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 # ----------------------------------------------------------- load_dataset
@@ -110,18 +122,26 @@ def test_local_file_errors(tmp_path):
     with pytest.raises(DataFormatError, match=":2:"):
         load_dataset(_cfg(bad, tmp_path))
     with pytest.raises(UserInputError, match="unknown data format"):
-        load_dataset(DataConfig(dataset="", dataset_file=str(bad),
-                                dataset_format="xml",
-                                data_dir=str(tmp_path)))
+        load_dataset(
+            DataConfig(
+                dataset="",
+                dataset_file=str(bad),
+                dataset_format="xml",
+                data_dir=str(tmp_path),
+            )
+        )
 
 
 def test_named_dataset_cache_is_used_without_raw_and_rebuilt_on_change(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     from dismir_tf.data import registry
+
     spec = registry.NamedDataset(
-        name="local", sources=(registry.RawSource(
-            filename="log.tsv", fmt="user_item_time_tsv"),),
-        manual="put it in {raw_dir}")
+        name="local",
+        sources=(registry.RawSource(filename="log.tsv", fmt="user_item_time_tsv"),),
+        manual="put it in {raw_dir}",
+    )
     monkeypatch.setitem(registry.DATASETS, "local", spec)
     raw_dir = tmp_path / "local" / "raw"
     raw_dir.mkdir(parents=True)
@@ -147,6 +167,7 @@ def test_missing_named_raw_file_without_url(tmp_path):
 
 def test_synthetic_is_generated(monkeypatch):
     import dismir_tf.data.synthetic as synthetic
+
     calls = []
     real = synthetic.generate
 
@@ -156,9 +177,9 @@ def test_synthetic_is_generated(monkeypatch):
 
     monkeypatch.setattr(synthetic, "generate", spy)
     from dismir_tf.config import SyntheticConfig
+
     small = SyntheticConfig(num_users=50, num_items=60, num_groups=4)
-    ds = load_dataset(DataConfig(dataset="synthetic", synthetic=small,
-                                 split_seed=4))
+    ds = load_dataset(DataConfig(dataset="synthetic", synthetic=small, split_seed=4))
     assert calls == [{"split_seed": 4}]
     assert ds.num_users > 0
 
@@ -167,38 +188,62 @@ def test_fingerprint_sees_items_offsets_and_split(tmp_path):
     ds = load_dataset(_cfg(_log_file(tmp_path), tmp_path / "d"))
     base = dataset_fingerprint(ds)
     assert len(base) == 64 and base == dataset_fingerprint(ds)
-    other_split = load_dataset(_cfg(_log_file(tmp_path), tmp_path / "d",
-                                    split_seed=99))
+    other_split = load_dataset(_cfg(_log_file(tmp_path), tmp_path / "d", split_seed=99))
     assert dataset_fingerprint(other_split) != base
     items = ds.items.copy()
     items[[0, 1]] = items[[1, 0]] if items[0] != items[1] else (1, 2)
     changed = SequenceDataset(
-        name=ds.name, item_ids=ds.item_ids, user_ids=ds.user_ids,
-        offsets=ds.offsets, items=items, timestamps=ds.timestamps,
-        train_users=ds.train_users, valid_users=ds.valid_users,
-        test_users=ds.test_users)
+        name=ds.name,
+        item_ids=ds.item_ids,
+        user_ids=ds.user_ids,
+        offsets=ds.offsets,
+        items=items,
+        timestamps=ds.timestamps,
+        train_users=ds.train_users,
+        valid_users=ds.valid_users,
+        test_users=ds.test_users,
+    )
     assert dataset_fingerprint(changed) != base
 
 
 # -------------------------------------------------------------------- CLI
 def test_cli_stats_on_gowalla_lbsn(tmp_path):
     path = shared_file(GOWALLA_LBSN)
-    result = _run_cli("stats", "--dataset_file", str(path),
-                      "--dataset_format", "user_item_time_tsv",
-                      "--data_dir", str(tmp_path / "data"), cwd=tmp_path)
+    result = _run_cli(
+        "stats",
+        "--dataset_file",
+        str(path),
+        "--dataset_format",
+        "user_item_time_tsv",
+        "--data_dir",
+        str(tmp_path / "data"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     out_lines = result.stdout.strip().splitlines()
     assert len(out_lines) == 1
     assert json.loads(out_lines[0]) == {
-        "users": 997, "items": 8_254, "interactions": 123_022,
-        "train_users": 797, "valid_users": 100, "test_users": 100}
+        "users": 997,
+        "items": 8_254,
+        "interactions": 123_022,
+        "train_users": 797,
+        "valid_users": 100,
+        "test_users": 100,
+    }
     assert "data: reading" in result.stderr
 
 
 def test_cli_user_error_exits_2_without_traceback(tmp_path):
-    result = _run_cli("stats", "--dataset_file", str(tmp_path / "nope.tsv"),
-                      "--dataset_format", "user_item_time_tsv",
-                      "--data_dir", str(tmp_path), cwd=tmp_path)
+    result = _run_cli(
+        "stats",
+        "--dataset_file",
+        str(tmp_path / "nope.tsv"),
+        "--dataset_format",
+        "user_item_time_tsv",
+        "--data_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert "nope.tsv" in result.stderr and "Traceback" not in result.stderr
@@ -208,18 +253,31 @@ def test_cli_user_error_exits_2_without_traceback(tmp_path):
 def test_cli_bad_command_and_manual_download(tmp_path):
     result = _run_cli("statistics", cwd=tmp_path)
     assert result.returncode == 2 and "error: " in result.stderr
-    result = _run_cli("download", "--dataset", "retailrocket", "--data_dir",
-                      str(tmp_path), cwd=tmp_path)
+    result = _run_cli(
+        "download",
+        "--dataset",
+        "retailrocket",
+        "--data_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "events.csv" in result.stderr and "kaggle" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_data_package_never_imports_tensorflow():
-    code = ("import sys, dismir_tf.data, dismir_tf.data.__main__, "
-            "dismir_tf.data.download, dismir_tf.data.registry; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    code = (
+        "import sys, dismir_tf.data, dismir_tf.data.__main__, "
+        "dismir_tf.data.download, dismir_tf.data.registry; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-c", code], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr

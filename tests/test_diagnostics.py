@@ -17,13 +17,11 @@ F, D = 4, 8
 class _FakeModel:
     """Returns fixed encodings: what a model of each kind would give."""
 
-    def __init__(self, interests, weights, routing, item_emb, retrieval,
-                 queries=None):
+    def __init__(self, interests, weights, routing, item_emb, retrieval, queries=None):
         self.interests = interests
         self.weights = weights
         self.routing = routing
-        self.item_embedding = pytypes.SimpleNamespace(
-            embeddings=tf.constant(item_emb))
+        self.item_embedding = pytypes.SimpleNamespace(embeddings=tf.constant(item_emb))
         self.retrieval = retrieval
         self.queries = queries
 
@@ -33,13 +31,21 @@ class _FakeModel:
         b = int(rows)
         idx = self._rows(history)
         items = tf.gather(self.item_embedding.embeddings, history)
-        return Encoded(
-            interests=tf.constant(self.interests[idx]),
-            weights=(None if self.weights is None
-                     else tf.constant(self.weights[idx])),
-            routing=(None if self.routing is None
-                     else tf.constant(self.routing[idx])),
-            items=items, mask=tf.cast(history > 0, tf.float32)) if b else None
+        return (
+            Encoded(
+                interests=tf.constant(self.interests[idx]),
+                weights=(
+                    None if self.weights is None else tf.constant(self.weights[idx])
+                ),
+                routing=(
+                    None if self.routing is None else tf.constant(self.routing[idx])
+                ),
+                items=items,
+                mask=tf.cast(history > 0, tf.float32),
+            )
+            if b
+            else None
+        )
 
     def _rows(self, history):
         # Users are identified by their first history item (1-based row).
@@ -47,9 +53,11 @@ class _FakeModel:
 
     def retrieval_queries(self, enc, retrieval=None):
         if (retrieval or self.retrieval) == "fused":
-            return tf.reduce_mean(enc.interests, 1)[:, None] \
-                if enc.weights is None else tf.einsum(
-                    "bf,bfd->bd", enc.weights, enc.interests)[:, None]
+            return (
+                tf.reduce_mean(enc.interests, 1)[:, None]
+                if enc.weights is None
+                else tf.einsum("bf,bfd->bd", enc.weights, enc.interests)[:, None]
+            )
         return enc.interests
 
 
@@ -58,8 +66,11 @@ def _examples(num_users, length):
     for u in range(num_users):
         history[u] = np.arange(length) + 1 + u * 0
         history[u, 0] = u + 1
-    return EvalExamples(users=np.arange(num_users), history=history,
-                        targets=np.ones((num_users, 1), np.int32))
+    return EvalExamples(
+        users=np.arange(num_users),
+        history=history,
+        targets=np.ones((num_users, 1), np.int32),
+    )
 
 
 def _items(n=40, seed=0):
@@ -73,7 +84,7 @@ def test_collapsed_model_reads_as_collapsed():
     users, length = 5, 6
     emb = _items()
     ex = _examples(users, length)
-    mean = emb[ex.history].mean(1)                      # [U, d]
+    mean = emb[ex.history].mean(1)  # [U, d]
     interests = np.repeat(mean[:, None], F, 1).astype(np.float32)
     weights = np.full((users, F), 1 / F, np.float32)
     routing = np.full((users, F, length), 1 / F, np.float32)
@@ -88,8 +99,7 @@ def test_collapsed_model_reads_as_collapsed():
     assert d.top_k_interests == 1.0
     # Merge retrieval with identical interests: one interest contributes
     # everything.
-    merge = diagnostics.collapse_diagnostics(model, ex, retrieval="merge",
-                                             top_k=10)
+    merge = diagnostics.collapse_diagnostics(model, ex, retrieval="merge", top_k=10)
     assert merge.top_k_interests == 1.0
     assert merge.query_history_cosine == pytest.approx(1.0, abs=1e-5)
 
@@ -101,7 +111,7 @@ def test_distinct_interests_read_as_multi_interest():
     emb = np.zeros((F * n_per + 1, D), np.float32)
     rng = np.random.RandomState(1)
     for f in range(F):
-        emb[1 + f * n_per: 1 + (f + 1) * n_per, f] = 1 + rng.rand(n_per)
+        emb[1 + f * n_per : 1 + (f + 1) * n_per, f] = 1 + rng.rand(n_per)
     ex = _examples(users, length)
     # Each user's history holds one item of each block.
     for u in range(users):
@@ -111,9 +121,8 @@ def test_distinct_interests_read_as_multi_interest():
         interests[:, f, f] = 1.0
     routing = np.zeros((users, F, length), np.float32)
     for f in range(F):
-        routing[:, f, f] = 1.0                          # one-hot routing
-    weights = np.tile(np.array([0.7, 0.1, 0.1, 0.1], np.float32),
-                      (users, 1))
+        routing[:, f, f] = 1.0  # one-hot routing
+    weights = np.tile(np.array([0.7, 0.1, 0.1, 0.1], np.float32), (users, 1))
     model = _FakeModel(interests, weights, routing, emb, "merge")
     d = diagnostics.collapse_diagnostics(model, ex, top_k=4 * 3)
     assert d.routing_max == pytest.approx(1.0)
@@ -133,7 +142,7 @@ def test_empty_interests_do_not_pass_for_distinct_ones():
     users, length = 4, 6
     emb = _items()
     ex = _examples(users, length)
-    mean = emb[ex.history].mean(1)                       # [U, d]
+    mean = emb[ex.history].mean(1)  # [U, d]
     interests = np.zeros((users, F, D), np.float32)
     # Two live interests, both the history mean (collapsed), two empty.
     interests[:, 0] = mean
@@ -151,7 +160,8 @@ def test_empty_interests_do_not_pass_for_distinct_ones():
     # With every interest live the figures agree with the all-pairs ones.
     full = np.repeat(mean[:, None], F, 1).astype(np.float32)
     d2 = diagnostics.collapse_diagnostics(
-        _FakeModel(full, None, None, emb, "merge"), ex, top_k=5)
+        _FakeModel(full, None, None, emb, "merge"), ex, top_k=5
+    )
     assert d2.live_interests == pytest.approx(F)
     assert d2.live_interest_cosine == pytest.approx(d2.interest_cosine)
 
@@ -169,8 +179,7 @@ def test_models_without_routing_or_attention_report_none():
     users, length = 4, 5
     emb = _items()
     ex = _examples(users, length)
-    interests = np.random.RandomState(2).randn(users, F, D).astype(
-        np.float32)
+    interests = np.random.RandomState(2).randn(users, F, D).astype(np.float32)
     model = _FakeModel(interests, None, None, emb, "merge")
     d = diagnostics.collapse_diagnostics(model, ex).to_dict()
     assert d["routing_max"] is None and d["attention_max"] is None

@@ -21,22 +21,32 @@ from dismir_tf.config import (
 from dismir_tf.data.synthetic import generate
 from dismir_tf.diagnostics import collapse_diagnostics
 
-SYN = SyntheticConfig(num_users=1500, num_items=400, num_groups=8,
-                      min_length=10, max_length=30, seed=5)
+SYN = SyntheticConfig(
+    num_users=1500, num_items=400, num_groups=8, min_length=10, max_length=30, seed=5
+)
 
 
 def _train(tmp_path, lam):
     cfg = RunConfig(
         data=DataConfig(dataset="synthetic", synthetic=SYN),
-        model=ModelConfig.from_settings(name="dismir", partition_weight=lam,
-                          embedding_dim=16, num_interests=3, max_len=10,
-                          partition_negatives=20),
-        train=TrainConfig(output_dir=str(tmp_path / f"lam{lam}"),
-                          max_steps=1000, eval_every=500, batch_size=64,
-                          seed=0))
+        model=ModelConfig.from_settings(
+            name="dismir",
+            partition_weight=lam,
+            embedding_dim=16,
+            num_interests=3,
+            max_len=10,
+            partition_negatives=20,
+        ),
+        train=TrainConfig(
+            output_dir=str(tmp_path / f"lam{lam}"),
+            max_steps=1000,
+            eval_every=500,
+            batch_size=64,
+            seed=0,
+        ),
+    )
     metrics = training.run(cfg, log=lambda m: None)
-    _, ds, model = training.load_run(cfg.train.output_dir,
-                                     log=lambda m: None)
+    _, ds, model = training.load_run(cfg.train.output_dir, log=lambda m: None)
     return metrics, ds, model
 
 
@@ -48,8 +58,7 @@ def runs(tmp_path_factory):
 
 
 def _scores(model, groups):
-    return analysis.group_recovery(
-        model.item_embedding.embeddings.numpy()[1:], groups)
+    return analysis.group_recovery(model.item_embedding.embeddings.numpy()[1:], groups)
 
 
 def test_partition_recovers_planted_groups_better_than_lambda_zero(runs):
@@ -66,8 +75,7 @@ def test_partition_recovers_planted_groups_better_than_lambda_zero(runs):
     # The raw argmax partition is weaker (docs/results.md) but still better.
     assert dismir["argmax_nmi"] > mir["argmax_nmi"]
     # And the recommendation improves at the same budget.
-    assert (by_lam[2.0][0]["test"]["recall@50"]
-            > by_lam[0.0][0]["test"]["recall@50"])
+    assert by_lam[2.0][0]["test"]["recall@50"] > by_lam[0.0][0]["test"]["recall@50"]
 
 
 def test_trained_interests_are_distinct(runs):
@@ -95,8 +103,8 @@ def test_trained_interests_are_distinct(runs):
     # collects no item of a user is the zero vector (b_if ~ e^-30), so two
     # empty interests of one user are equal; they score 0 for every item.
     m = model.encode({types.HISTORY: tf.constant(ex.history)}).interests.numpy()
-    norms = np.linalg.norm(m, axis=-1)                       # [U, F]
-    assert (norms > 1e-3).sum(1).min() >= 1                  # never all empty
+    norms = np.linalg.norm(m, axis=-1)  # [U, F]
+    assert (norms > 1e-3).sum(1).min() >= 1  # never all empty
     for f in range(m.shape[1]):
         for g in range(f + 1, m.shape[1]):
             both = (norms[:, f] > 1e-3) & (norms[:, g] > 1e-3)

@@ -25,9 +25,12 @@ def test_every_readme_figure_is_in_the_results_document():
     numbers = set(re.findall(r"(?<![\w.])\d+\.\d+(?:x|%)?(?![\w.]*\d)", text))
     numbers |= set(re.findall(r"\d+\.\d+ ± \d+\.\d+", text))
     numbers |= set(re.findall(r"p = \d+\.\d+", text))
-    assert len(numbers) > 20        # the table of numbers to cite is there
-    missing = [n for n in sorted(numbers) if not re.search(
-        r"(?<![\d.])" + re.escape(n) + r"(?![\d])", RESULTS)]
+    assert len(numbers) > 20  # the table of numbers to cite is there
+    missing = [
+        n
+        for n in sorted(numbers)
+        if not re.search(r"(?<![\d.])" + re.escape(n) + r"(?![\d])", RESULTS)
+    ]
     assert not missing, f"in the README but not in docs/results.md: {missing}"
 
 
@@ -42,11 +45,17 @@ def test_relative_links_point_at_files():
 
 def test_no_document_outside_the_repository_is_cited():
     outside = re.compile(r"PROTOCOL\.md|ANCHORS\.md|STYLE\.md|HOUSE\.md")
-    paths = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".sh",
-                                                         ".toml")
-             and ".git" not in p.parts and "runs" not in p.parts]
-    cited = [str(p.relative_to(ROOT)) for p in paths
-             if p.name != "test_docs.py"
-             and outside.search(p.read_text(encoding="utf-8",
-                                            errors="replace"))]
+    paths = [
+        p
+        for p in ROOT.rglob("*")
+        if p.suffix in (".py", ".md", ".sh", ".toml")
+        and ".git" not in p.parts
+        and "runs" not in p.parts
+    ]
+    cited = [
+        str(p.relative_to(ROOT))
+        for p in paths
+        if p.name != "test_docs.py"
+        and outside.search(p.read_text(encoding="utf-8", errors="replace"))
+    ]
     assert not cited, cited

@@ -25,8 +25,11 @@ from dismir_tf.errors import DataFormatError, UserInputError
 def _payload() -> bytes:
     """~60 kB of gzip, big enough for several 1 MiB-free reads to matter."""
     rng = random.Random(5)
-    lines = "".join(f"{u}\t{rng.randint(0, 50)}\t{1000 + t}\n"
-                    for u in range(40) for t in range(200))
+    lines = "".join(
+        f"{u}\t{rng.randint(0, 50)}\t{1000 + t}\n"
+        for u in range(40)
+        for t in range(200)
+    )
     return gzip.compress(lines.encode("ascii"), mtime=0)
 
 
@@ -54,8 +57,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range",
-                             f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}"
+            )
         else:
             self.send_response(200)
         chunk = body[start:]
@@ -63,7 +67,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if srv.cut_after is not None:
             # Simulates a dropped connection: promise everything, send part.
-            self.wfile.write(chunk[:srv.cut_after])
+            self.wfile.write(chunk[: srv.cut_after])
             self.wfile.flush()
             srv.cut_after = None
             self.close_connection = True
@@ -81,8 +85,9 @@ def server():
     srv.requests = []
     srv.honour_range = True
     srv.cut_after = None
-    thread = threading.Thread(target=srv.serve_forever,
-                              kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     yield srv
@@ -97,9 +102,13 @@ def _sha(data: bytes) -> str:
 
 def test_full_download_with_checks(server, tmp_path, capsys):
     dest = str(tmp_path / "raw" / "data.tsv.gz")
-    out = fetch(server.url + "/data.tsv.gz", dest,
-                expected_sha256=_sha(PAYLOAD), expected_size=len(PAYLOAD),
-                check=check_gzip_stream)
+    out = fetch(
+        server.url + "/data.tsv.gz",
+        dest,
+        expected_sha256=_sha(PAYLOAD),
+        expected_size=len(PAYLOAD),
+        check=check_gzip_stream,
+    )
     assert out == dest
     with open(dest, "rb") as f:
         assert f.read() == PAYLOAD
@@ -110,8 +119,7 @@ def test_full_download_with_checks(server, tmp_path, capsys):
 
 
 def test_no_progress_output_when_disabled(server, tmp_path, capsys):
-    fetch(server.url + "/data.tsv.gz", str(tmp_path / "d.gz"),
-          progress=False)
+    fetch(server.url + "/data.tsv.gz", str(tmp_path / "d.gz"), progress=False)
     assert capsys.readouterr().err == ""
 
 
@@ -119,8 +127,9 @@ def test_resume_from_partial_part(server, tmp_path):
     dest = str(tmp_path / "data.tsv.gz")
     with open(dest + ".part", "wb") as f:
         f.write(PAYLOAD[:12345])
-    fetch(server.url + "/data.tsv.gz", dest, expected_sha256=_sha(PAYLOAD),
-          progress=False)
+    fetch(
+        server.url + "/data.tsv.gz", dest, expected_sha256=_sha(PAYLOAD), progress=False
+    )
     with open(dest, "rb") as f:
         assert f.read() == PAYLOAD
     assert server.requests == [("/data.tsv.gz", "bytes=12345-")]
@@ -134,8 +143,9 @@ def test_interrupted_download_keeps_part_and_then_resumes(server, tmp_path):
     assert "by hand" in str(excinfo.value)
     assert os.path.getsize(dest + ".part") == 20000
     assert not os.path.exists(dest)
-    fetch(server.url + "/data.tsv.gz", dest, expected_sha256=_sha(PAYLOAD),
-          progress=False)
+    fetch(
+        server.url + "/data.tsv.gz", dest, expected_sha256=_sha(PAYLOAD), progress=False
+    )
     with open(dest, "rb") as f:
         assert f.read() == PAYLOAD
     assert server.requests[-1] == ("/data.tsv.gz", "bytes=20000-")
@@ -146,8 +156,9 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     dest = str(tmp_path / "data.tsv.gz")
     with open(dest + ".part", "wb") as f:
         f.write(b"garbage that is not a prefix")
-    fetch(server.url + "/data.tsv.gz", dest, expected_sha256=_sha(PAYLOAD),
-          progress=False)
+    fetch(
+        server.url + "/data.tsv.gz", dest, expected_sha256=_sha(PAYLOAD), progress=False
+    )
     with open(dest, "rb") as f:
         assert f.read() == PAYLOAD
 
@@ -156,8 +167,7 @@ def test_part_larger_than_expected_restarts(server, tmp_path):
     dest = str(tmp_path / "data.tsv.gz")
     with open(dest + ".part", "wb") as f:
         f.write(PAYLOAD + b"extra bytes")
-    fetch(server.url + "/data.tsv.gz", dest, expected_size=len(PAYLOAD),
-          progress=False)
+    fetch(server.url + "/data.tsv.gz", dest, expected_size=len(PAYLOAD), progress=False)
     with open(dest, "rb") as f:
         assert f.read() == PAYLOAD
     assert server.requests == [("/data.tsv.gz", None)]
@@ -170,15 +180,18 @@ def test_part_larger_than_remote_file_restarts_after_416(server, tmp_path):
     fetch(server.url + "/data.tsv.gz", dest, progress=False)
     with open(dest, "rb") as f:
         assert f.read() == PAYLOAD
-    assert [r[1] for r in server.requests] == [
-        f"bytes={len(PAYLOAD) + 11}-", None]
+    assert [r[1] for r in server.requests] == [f"bytes={len(PAYLOAD) + 11}-", None]
 
 
 def test_checksum_mismatch_fails_and_leaves_nothing(server, tmp_path):
     dest = str(tmp_path / "data.tsv.gz")
     with pytest.raises(UserInputError) as excinfo:
-        fetch(server.url + "/data.tsv.gz", dest,
-              expected_sha256=_sha(b"something else"), progress=False)
+        fetch(
+            server.url + "/data.tsv.gz",
+            dest,
+            expected_sha256=_sha(b"something else"),
+            progress=False,
+        )
     message = str(excinfo.value)
     assert "verification" in message and "sha256" in message
     assert dest in message  # where to put a hand-fetched copy
@@ -192,8 +205,9 @@ def test_corrupt_gzip_fails_the_structural_check(server, tmp_path):
     server.files["/data.tsv.gz"] = bytes(corrupt)
     dest = str(tmp_path / "data.tsv.gz")
     with pytest.raises(UserInputError, match="verification"):
-        fetch(server.url + "/data.tsv.gz", dest, check=check_gzip_stream,
-              progress=False)
+        fetch(
+            server.url + "/data.tsv.gz", dest, check=check_gzip_stream, progress=False
+        )
     assert not os.path.exists(dest)
     assert not os.path.exists(dest + ".part")
 
@@ -201,8 +215,12 @@ def test_corrupt_gzip_fails_the_structural_check(server, tmp_path):
 def test_wrong_size_fails(server, tmp_path):
     dest = str(tmp_path / "data.tsv.gz")
     with pytest.raises(UserInputError):
-        fetch(server.url + "/data.tsv.gz", dest,
-              expected_size=len(PAYLOAD) + 1, progress=False)
+        fetch(
+            server.url + "/data.tsv.gz",
+            dest,
+            expected_size=len(PAYLOAD) + 1,
+            progress=False,
+        )
     assert not os.path.exists(dest)
 
 
@@ -236,7 +254,7 @@ def test_check_gzip_stream(tmp_path):
     with pytest.raises(DataFormatError, match="not a gzip"):
         check_gzip_stream(str(plain))
     cut = tmp_path / "cut.gz"
-    cut.write_bytes(PAYLOAD[:len(PAYLOAD) // 2])
+    cut.write_bytes(PAYLOAD[: len(PAYLOAD) // 2])
     with pytest.raises(DataFormatError, match="truncated"):
         check_gzip_stream(str(cut))
 
@@ -261,18 +279,22 @@ def test_progress_is_throttled(monkeypatch):
 
 
 # ------------------------------------------- named data sets, end to end
-def test_named_dataset_downloads_checks_and_loads(server, tmp_path,
-                                                  monkeypatch):
+def test_named_dataset_downloads_checks_and_loads(server, tmp_path, monkeypatch):
     from dismir_tf.config import DataConfig
     from dismir_tf.data import load_dataset
 
     spec = registry.NamedDataset(
         name="fake",
-        sources=(registry.RawSource(filename="data.tsv.gz",
-                                    fmt="user_item_time_tsv",
-                                    url=server.url + "/data.tsv.gz",
-                                    gzip=True),),
-        manual="fetch it by hand into {raw_dir}")
+        sources=(
+            registry.RawSource(
+                filename="data.tsv.gz",
+                fmt="user_item_time_tsv",
+                url=server.url + "/data.tsv.gz",
+                gzip=True,
+            ),
+        ),
+        manual="fetch it by hand into {raw_dir}",
+    )
     monkeypatch.setitem(registry.DATASETS, "fake", spec)
     lines = []
     cfg = DataConfig(dataset="fake", data_dir=str(tmp_path))
@@ -294,13 +316,11 @@ def test_manual_dataset_error_says_what_and_where(tmp_path):
         ensure_raw("retailrocket", str(tmp_path))
     message = str(excinfo.value)
     assert "kaggle.com/datasets/retailrocket/ecommerce-dataset" in message
-    assert os.path.join(str(tmp_path), "retailrocket", "raw",
-                        "events.csv") in message
+    assert os.path.join(str(tmp_path), "retailrocket", "raw", "events.csv") in message
 
 
 def test_registry_names_and_unknown_name():
-    assert set(registry.DATASETS) == {"synthetic", "gowalla", "retailrocket",
-                                      "books"}
+    assert set(registry.DATASETS) == {"synthetic", "gowalla", "retailrocket", "books"}
     assert registry.DATASETS["gowalla"].sources[0].fmt == "snap_gowalla"
     assert registry.DATASETS["books"].sources[0].fmt == "amazon_reviews_json"
     assert not registry.DATASETS["retailrocket"].downloadable

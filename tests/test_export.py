@@ -79,8 +79,14 @@ def _env():
 
 
 def _popen(args, cwd):
-    return subprocess.Popen(args, cwd=cwd, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _finish(proc, timeout=300):
@@ -94,26 +100,28 @@ def _requests(ds, config, eval_history):
     eval_raw = ids[eval_history]
     users = ds.test_users
     # The whole known prefix s[:int(0.8 n)] (often longer than max_len).
-    prefixes = [ds.sequence(u)[:int(0.8 * len(ds.sequence(u)))]
-                for u in users]
+    prefixes = [ds.sequence(u)[: int(0.8 * len(ds.sequence(u)))] for u in users]
     width = max(len(p) for p in prefixes)
     long = np.full([len(users), width], "", dtype=object)
     for row, p in enumerate(prefixes):
-        long[row, :len(p)] = ids[p]
+        long[row, : len(p)] = ids[p]
     # Unknown ids and '' around and between the known items.
-    unknown = np.full([len(users), 2 * eval_raw.shape[1] + 2], "",
-                      dtype=object)
+    unknown = np.full([len(users), 2 * eval_raw.shape[1] + 2], "", dtype=object)
     for row, h in enumerate(eval_raw):
         known = [x for x in h if x]
         mixed = ["no-such-item"]
         for j, x in enumerate(known):
             mixed += [x, "" if j % 2 else f"unknown-{row}-{j}"]
-        unknown[row, :len(mixed)] = mixed
-    empty = np.array([["", "", ""], ["nope", "", "x"], ["", "", ""]],
-                     dtype=object)
+        unknown[row, : len(mixed)] = mixed
+    empty = np.array([["", "", ""], ["nope", "", "x"], ["", "", ""]], dtype=object)
     idx = np.arange(256) % len(users)
-    req = {"eval": eval_raw, "long": long, "unknown": unknown,
-           "empty": empty, "b256": eval_raw[idx]}
+    req = {
+        "eval": eval_raw,
+        "long": long,
+        "unknown": unknown,
+        "empty": empty,
+        "b256": eval_raw[idx],
+    }
     for i in range(3):
         req[f"one_{i}"] = eval_raw[i]
     return {k: np.asarray(v, dtype=str) for k, v in req.items()}, prefixes
@@ -125,12 +133,19 @@ def exported(tmp_path_factory):
     runs = {}
     for name, (model_name, overrides) in RUNS.items():
         run_dir = str(base / f"run-{name}")
-        config = tiny_run_config(run_dir, model=model_name, max_steps=20,
-                                 eval_every=20, **overrides)
+        config = tiny_run_config(
+            run_dir, model=model_name, max_steps=20, eval_every=20, **overrides
+        )
         # 320 users: 32 test users, two whole row blocks of the export.
-        config = dataclasses.replace(config, data=dataclasses.replace(
-            config.data, synthetic=dataclasses.replace(
-                config.data.synthetic, num_users=TEST_USERS * 10)))
+        config = dataclasses.replace(
+            config,
+            data=dataclasses.replace(
+                config.data,
+                synthetic=dataclasses.replace(
+                    config.data.synthetic, num_users=TEST_USERS * 10
+                ),
+            ),
+        )
         training.run(config, log=lambda m: None)
         config, ds, model = training.load_run(run_dir, log=lambda m: None)
         dump = str(base / f"dump-{name}.jsonl")
@@ -140,44 +155,90 @@ def exported(tmp_path_factory):
         # The evaluator's exclusion: the whole known sequence.
         ref_scores, ref_items = retrieval.score_and_top_k_fn(
             training.make_query_fn(model)(hist),
-            model.item_embedding.embeddings, K,
+            model.item_embedding.embeddings,
+            K,
             tf.constant(ex.known_items(slice(None)))
-            if config.train.exclude_history else None)
+            if config.train.exclude_history
+            else None,
+        )
         enc = model.encode({types.HISTORY: hist})
         export_dir = str(base / f"serving-{name}")
         path = export.export_model(model, ds, config, export_dir)
         req, prefixes = _requests(ds, config, ex.history)
         np.savez(str(base / f"req-{name}.npz"), **req)
         runs[name] = dict(
-            run_dir=run_dir, config=config, ds=ds, path=path,
-            export_dir=export_dir, prefixes=prefixes, requests=req,
+            run_dir=run_dir,
+            config=config,
+            ds=ds,
+            path=path,
+            export_dir=export_dir,
+            prefixes=prefixes,
+            requests=req,
             dump=reports.read_topk_dump(dump),
             ref_ids=ds.item_ids[ref_items.numpy()],
             ref_scores=ref_scores.numpy(),
-            interests=enc.interests.numpy(), fused=enc.fused().numpy(),
-            embeddings=model.item_embedding.embeddings.numpy())
-    jobs = [{"model": r["path"], "requests": str(base / f"req-{n}.npz"),
-             "out": str(base / f"out-{n}.npz")} for n, r in runs.items()]
+            interests=enc.interests.numpy(),
+            fused=enc.fused().numpy(),
+            embeddings=model.item_embedding.embeddings.numpy(),
+        )
+    jobs = [
+        {
+            "model": r["path"],
+            "requests": str(base / f"req-{n}.npz"),
+            "out": str(base / f"out-{n}.npz"),
+        }
+        for n, r in runs.items()
+    ]
     jobs_file = base / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     first = runs["dismir"]
     request = json.dumps([list(first["requests"]["eval"][0])])
     procs = {
-        "serve": _popen([sys.executable, "-c", SERVE_SCRIPT,
-                         str(jobs_file)], cwd=str(base)),
-        "show": _popen(["saved_model_cli", "show", "--dir", first["path"],
-                        "--all"], cwd=str(base)),
-        "run": _popen(["saved_model_cli", "run", "--dir", first["path"],
-                       "--tag_set", "serve", "--signature_def",
-                       "serving_default", "--input_exprs",
-                       f"history={request}"], cwd=str(base)),
-        "cli_missing": _popen([sys.executable, "export.py",
-                               "--run_dir", str(base / "no-such-run"),
-                               "--export_dir", str(base / "x")], cwd=ROOT),
-        "cli_ok": _popen([sys.executable, "export.py",
-                          "--run_dir", runs["dnn"]["run_dir"],
-                          "--export_dir", str(base / "cli"), "--k", "20"],
-                         cwd=ROOT),
+        "serve": _popen(
+            [sys.executable, "-c", SERVE_SCRIPT, str(jobs_file)], cwd=str(base)
+        ),
+        "show": _popen(
+            ["saved_model_cli", "show", "--dir", first["path"], "--all"], cwd=str(base)
+        ),
+        "run": _popen(
+            [
+                "saved_model_cli",
+                "run",
+                "--dir",
+                first["path"],
+                "--tag_set",
+                "serve",
+                "--signature_def",
+                "serving_default",
+                "--input_exprs",
+                f"history={request}",
+            ],
+            cwd=str(base),
+        ),
+        "cli_missing": _popen(
+            [
+                sys.executable,
+                "export.py",
+                "--run_dir",
+                str(base / "no-such-run"),
+                "--export_dir",
+                str(base / "x"),
+            ],
+            cwd=ROOT,
+        ),
+        "cli_ok": _popen(
+            [
+                sys.executable,
+                "export.py",
+                "--run_dir",
+                runs["dnn"]["run_dir"],
+                "--export_dir",
+                str(base / "cli"),
+                "--k",
+                "20",
+            ],
+            cwd=ROOT,
+        ),
     }
     results = {name: _finish(p) for name, p in procs.items()}
     rc, out, err = results["serve"]
@@ -185,8 +246,12 @@ def exported(tmp_path_factory):
     for n in runs:
         with np.load(str(base / f"out-{n}.npz")) as z:
             runs[n]["served"] = dict(z)
-    return dict(runs=runs, procs=results, base=base,
-                serve_report=json.loads(out.strip().splitlines()[-1]))
+    return dict(
+        runs=runs,
+        procs=results,
+        base=base,
+        serve_report=json.loads(out.strip().splitlines()[-1]),
+    )
 
 
 def _dump_ids(run):
@@ -218,8 +283,10 @@ def test_fresh_process_serves_the_dump_exactly(exported, name):
 def test_batches_of_1_and_256(exported, name):
     run = exported["runs"][name]
     if _full(run, "b256") is None:
-        pytest.skip("batches of the history requests: the runs without "
-                    "exclusion (the dnn run excludes what 'long' carries)")
+        pytest.skip(
+            "batches of the history requests: the runs without "
+            "exclusion (the dnn run excludes what 'long' carries)"
+        )
     served = run["served"]
     # Requests are computed in whole row blocks, so any batch size gives
     # the evaluator's scores bit for bit (and hence its order of ties).
@@ -240,8 +307,7 @@ def test_unknown_ids_and_long_histories(exported, name):
     # Same compacted histories, same batch: the same answers, bit for bit
     # (with exclude_history the long request also removes the older items
     # it carries, so it may differ from 'eval' there).
-    same = (("unknown",) if run["config"].train.exclude_history
-            else ("unknown", "long"))
+    same = ("unknown",) if run["config"].train.exclude_history else ("unknown", "long")
     for variant in same:
         assert (served[f"{variant}.ids"] == served["eval.ids"]).all()
         assert (served[f"{variant}.scores"] == served["eval.scores"]).all()
@@ -260,10 +326,10 @@ def test_empty_history_gets_the_most_popular_items(exported, name):
     counts = ds.item_counts(ds.train_users)[1:]
     order = np.argsort(-counts, kind="stable")[:K]
     for row in range(3):
-        assert list(run["served"]["empty.ids"][row]) == list(
-            ds.item_ids[order + 1])
-        np.testing.assert_array_equal(run["served"]["empty.scores"][row],
-                                      counts[order].astype(np.float32))
+        assert list(run["served"]["empty.ids"][row]) == list(ds.item_ids[order + 1])
+        np.testing.assert_array_equal(
+            run["served"]["empty.scores"][row], counts[order].astype(np.float32)
+        )
 
 
 @pytest.mark.parametrize("name", list(RUNS))
@@ -277,10 +343,10 @@ def test_user_interests_and_item_embeddings(exported, name):
     assert served["ui.attention"].shape == (users, f)
     assert served["ui.fused"].shape == (users, d)
     np.testing.assert_allclose(served["ui.attention"].sum(1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(served["ui.interests"], run["interests"],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(served["ui.fused"], run["fused"], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        served["ui.interests"], run["interests"], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(served["ui.fused"], run["fused"], rtol=1e-5, atol=1e-6)
     history = run["requests"]["eval"]
     assert (served["ui.history_length"] == (history != "").sum(1)).all()
     ds = run["ds"]
@@ -289,13 +355,16 @@ def test_user_interests_and_item_embeddings(exported, name):
     # The same table as a file, for REST users (no-input signatures cannot
     # be called through TF Serving's REST API).
     extra = os.path.join(run["path"], export.EXTRA_DIR)
-    lines = open(os.path.join(extra, export.ITEMS_FILE),
-                 encoding="utf-8").read().splitlines()
+    lines = (
+        open(os.path.join(extra, export.ITEMS_FILE), encoding="utf-8")
+        .read()
+        .splitlines()
+    )
     assert lines[0] == "item_id\ttrain_count"
-    assert [line.split("\t")[0] for line in lines[1:]] == list(
-        ds.item_ids[1:])
+    assert [line.split("\t")[0] for line in lines[1:]] == list(ds.item_ids[1:])
     assert [int(line.split("\t")[1]) for line in lines[1:]] == list(
-        ds.item_counts(ds.train_users)[1:])
+        ds.item_counts(ds.train_users)[1:]
+    )
     emb = np.load(os.path.join(extra, export.EMBEDDINGS_FILE))
     assert emb.dtype == np.float32 and (emb == run["embeddings"][1:]).all()
 
@@ -310,24 +379,35 @@ def test_saved_model_cli_show_lists_the_signatures(exported):
         name = block.split("'")[0]
         inputs, _, outputs = block.partition("output(s):")
         sigs[name] = {
-            side: {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
-                r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\S+)",
-                text)}
-            for side, text in (("in", inputs), ("out", outputs))}
+            side: {
+                m.group(1): (m.group(2), m.group(3))
+                for m in re.finditer(
+                    r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\S+)", text
+                )
+            }
+            for side, text in (("in", inputs), ("out", outputs))
+        }
     n = exported["runs"]["dismir"]["ds"].num_items
     assert sigs["serving_default"] == {
         "in": {"history": ("DT_STRING", "(-1,")},
-        "out": {"item_ids": ("DT_STRING", "(-1,"),
-                "scores": ("DT_FLOAT", "(-1,")}}
+        "out": {"item_ids": ("DT_STRING", "(-1,"), "scores": ("DT_FLOAT", "(-1,")},
+    }
     assert "shape: (-1, -1)" in out and f"shape: (-1, {K})" in out
     assert sigs["user_interests"]["in"] == {"history": ("DT_STRING", "(-1,")}
     assert sigs["user_interests"]["out"] == {
-        "interests": ("DT_FLOAT", "(-1,"), "attention": ("DT_FLOAT", "(-1,"),
-        "fused": ("DT_FLOAT", "(-1,"), "history_length": ("DT_INT32", "(-1)")}
+        "interests": ("DT_FLOAT", "(-1,"),
+        "attention": ("DT_FLOAT", "(-1,"),
+        "fused": ("DT_FLOAT", "(-1,"),
+        "history_length": ("DT_INT32", "(-1)"),
+    }
     assert f"shape: (-1, {f}, {d})" in out and f"shape: (-1, {f})" in out
     assert sigs["item_embeddings"] == {
-        "in": {}, "out": {"item_ids": ("DT_STRING", f"({n})"),
-                          "embeddings": ("DT_FLOAT", f"({n},")}}
+        "in": {},
+        "out": {
+            "item_ids": ("DT_STRING", f"({n})"),
+            "embeddings": ("DT_FLOAT", f"({n},"),
+        },
+    }
     assert f"shape: ({n}, {d})" in out
 
 
@@ -335,7 +415,8 @@ def test_saved_model_cli_run_answers_a_request(exported):
     rc, out, err = exported["procs"]["run"]
     assert rc == 0, err[-2000:]
     body = out.split("Result for output key item_ids:")[1].split(
-        "Result for output key")[0]
+        "Result for output key"
+    )[0]
     ids = re.findall(r"b'([^']*)'", body)
     assert ids == _dump_ids(exported["runs"]["dismir"])[0].tolist()
     assert "Result for output key scores:" in out
@@ -346,8 +427,9 @@ def test_export_cli_and_version_numbers(exported):
     assert rc == 0, err[-2000:]
     cli_dir = str(exported["base"] / "cli")
     assert out.strip().splitlines()[-1] == os.path.join(cli_dir, "1")
-    meta = json.load(open(os.path.join(cli_dir, "1", export.EXTRA_DIR,
-                                       export.METADATA_FILE)))
+    meta = json.load(
+        open(os.path.join(cli_dir, "1", export.EXTRA_DIR, export.METADATA_FILE))
+    )
     assert meta["k"] == 20 and meta["model"] == "dnn"
     assert meta["exclude_history"] is True
     run = exported["runs"]["dnn"]
@@ -355,8 +437,7 @@ def test_export_cli_and_version_numbers(exported):
     model = training.load_run(run["run_dir"], log=lambda m: None)[2]
     args = (model, run["ds"], run["config"], cli_dir)
     assert export.export_model(*args, k=5) == os.path.join(cli_dir, "2")
-    assert export.export_model(*args, k=5, version=10) == os.path.join(
-        cli_dir, "10")
+    assert export.export_model(*args, k=5, version=10) == os.path.join(cli_dir, "10")
     assert export.export_model(*args, k=5) == os.path.join(cli_dir, "11")
     with pytest.raises(ConfigError, match="already is version 2"):
         export.export_model(*args, version=2)
@@ -383,8 +464,8 @@ def test_export_cli_errors_exit_2(exported):
 
 def test_compact_history():
     got, n = export.compact_history(
-        tf.constant([[0, 5, 0, 6, 7, 8], [0, 0, 0, 0, 0, 0],
-                     [9, 0, 0, 0, 0, 0]]), 3)
+        tf.constant([[0, 5, 0, 6, 7, 8], [0, 0, 0, 0, 0, 0], [9, 0, 0, 0, 0, 0]]), 3
+    )
     assert got.numpy().tolist() == [[6, 7, 8], [0, 0, 0], [9, 0, 0]]
     assert n.numpy().tolist() == [3, 0, 1]
 
@@ -398,18 +479,22 @@ def test_every_registered_model_traces(exported):
     ds, config = run["ds"], run["config"]
     hist = pipeline.eval_examples(ds, "test", config.model.max_len).history
     from dismir_tf.models.dismir import clear_capsule_options
+
     for name in model_names():
-        cfg = resolve_config(
-            clear_capsule_options(config.model).with_model(name))
+        cfg = resolve_config(clear_capsule_options(config.model).with_model(name))
         model = create_model(ds.num_items, cfg, seed=0)
         model.build_for(cfg.max_len)
-        module = export.ServingModule(model, ds.item_ids,
-                                      ds.item_counts(ds.train_users),
-                                      cfg.max_len, k=10)
+        module = export.ServingModule(
+            model, ds.item_ids, ds.item_counts(ds.train_users), cfg.max_len, k=10
+        )
         out = module.serve(tf.constant(ds.item_ids[hist]))
         scores, want = retrieval.score_and_top_k_fn(
             training.make_query_fn(model)(tf.constant(hist)),
-            model.item_embedding.embeddings, 10, None)
-        assert (out["item_ids"].numpy().astype(str)
-                == ds.item_ids[want.numpy()]).all(), name
+            model.item_embedding.embeddings,
+            10,
+            None,
+        )
+        assert (
+            out["item_ids"].numpy().astype(str) == ds.item_ids[want.numpy()]
+        ).all(), name
         assert (out["scores"].numpy() == scores.numpy()).all(), name

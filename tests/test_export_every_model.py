@@ -18,15 +18,15 @@ from dismir_tf.models import create_model, model_names, resolve_config, time_uni
 from tests.helpers import shared_file, tiny_run_config
 from tests.tfserving_json import call, request_to_tensors
 
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "docs", "serving.md")
+DOCS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "serving.md"
+)
 
 
 def documented_requests() -> list[dict]:
     """Every REST request body of docs/serving.md (curl ... -d '{...}')."""
     text = open(DOCS).read()
-    bodies = [json.loads(m) for m in re.findall(r"-d '(\{.*?\})'", text,
-                                                 re.S)]
+    bodies = [json.loads(m) for m in re.findall(r"-d '(\{.*?\})'", text, re.S)]
     assert len(bodies) >= 6, bodies
     return bodies
 
@@ -34,9 +34,12 @@ def documented_requests() -> list[dict]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = str(shared_file("ml-100k/ml-100k.inter.gz"))
-    cfg = DataConfig(dataset="", dataset_file=path,
-                     dataset_format="recbole_inter",
-                     data_dir=str(tmp_path_factory.mktemp("data")))
+    cfg = DataConfig(
+        dataset="",
+        dataset_file=path,
+        dataset_format="recbole_inter",
+        data_dir=str(tmp_path_factory.mktemp("data")),
+    )
     return cfg, load_dataset(cfg)
 
 
@@ -51,8 +54,8 @@ def _requests(ds, split="test"):
     ids = np.full((len(users), width), "", dtype=object)
     times = np.zeros((len(users), width), np.float64)
     for row, (s, m) in enumerate(zip(starts, k)):
-        ids[row, :m] = ds.item_ids[ds.items[s:s + m]]
-        times[row, :m] = ds.timestamps[s:s + m]
+        ids[row, :m] = ds.item_ids[ds.items[s : s + m]]
+        times[row, :m] = ds.timestamps[s : s + m]
     return ids.astype(str), times
 
 
@@ -62,10 +65,12 @@ def test_the_export_serves_evaluate_py_lists(tmp_path, data, name):
     that serving computes what evaluation computes, not what training
     learned."""
     data_config, ds = data
-    config = tiny_run_config(str(tmp_path / "run"), model=name,
-                             max_len=20, num_interests=2)
-    config = dataclasses.replace(config, data=data_config,
-                                 model=resolve_config(config.model))
+    config = tiny_run_config(
+        str(tmp_path / "run"), model=name, max_len=20, num_interests=2
+    )
+    config = dataclasses.replace(
+        config, data=data_config, model=resolve_config(config.model)
+    )
     model = create_model(ds.num_items, config.model, seed=0)
     model.build_for(config.model.max_len)
     assert ds.timestamps is not None
@@ -87,12 +92,10 @@ def test_the_export_serves_evaluate_py_lists(tmp_path, data, name):
     loaded = tf.saved_model.load(path)
     checked = 0
     for body in documented_requests():
-        sig = loaded.signatures[body.get("signature_name",
-                                         "serving_default")]
+        sig = loaded.signatures[body.get("signature_name", "serving_default")]
         specs = sig.structured_input_signature[1]
         rows = body.get("instances") or [body.get("inputs")]
-        has_times = any(isinstance(r, dict) and "history_times" in r
-                        for r in rows)
+        has_times = any(isinstance(r, dict) and "history_times" in r for r in rows)
         if has_times != timed:
             continue
         tensors = request_to_tensors(body, specs)
@@ -104,14 +107,22 @@ def test_the_export_serves_evaluate_py_lists(tmp_path, data, name):
     if timed:
         # Without times the documented fallback (positions) is served, and
         # on this timestamped run it is not what evaluate.py scored.
-        fallback = served(history=tf.constant(ids), history_times=tf.zeros(
-            [len(ids), 0], tf.float64))["item_ids"].numpy().astype(str)
+        fallback = (
+            served(
+                history=tf.constant(ids),
+                history_times=tf.zeros([len(ids), 0], tf.float64),
+            )["item_ids"]
+            .numpy()
+            .astype(str)
+        )
         assert not (fallback == want).all()
 
 
 def test_the_rest_emulation_refuses_what_tf_serving_refuses():
-    spec = {"history": tf.TensorSpec([None, None], tf.string),
-            "history_times": tf.TensorSpec([None, None], tf.float64)}
+    spec = {
+        "history": tf.TensorSpec([None, None], tf.string),
+        "history_times": tf.TensorSpec([None, None], tf.float64),
+    }
     # [[]] per instance is [B, 1, 0]: a rank the signature does not take.
     body = {"instances": [{"history": ["a", ""], "history_times": [[]]}]}
     assert request_to_tensors(body, spec)["history_times"].shape == (1, 1, 0)
@@ -121,12 +132,20 @@ def test_the_rest_emulation_refuses_what_tf_serving_refuses():
     ok = {"instances": [{"history": ["a", ""], "history_times": []}]}
     assert request_to_tensors(ok, spec)["history_times"].shape == (1, 0)
     with pytest.raises(ValueError, match="same shape"):
-        request_to_tensors({"instances": [
-            {"history": ["a"], "history_times": []},
-            {"history": ["a", "b"], "history_times": []}]}, spec)
+        request_to_tensors(
+            {
+                "instances": [
+                    {"history": ["a"], "history_times": []},
+                    {"history": ["a", "b"], "history_times": []},
+                ]
+            },
+            spec,
+        )
     with pytest.raises(ValueError, match="expected type: string"):
-        request_to_tensors({"inputs": {"history": [[790, 3266]],
-                                       "history_times": [[]]}}, spec)
+        request_to_tensors(
+            {"inputs": {"history": [[790, 3266]], "history_times": [[]]}}, spec
+        )
     with pytest.raises(ValueError, match="expected type: float64"):
-        request_to_tensors({"inputs": {"history": [["a"]],
-                                       "history_times": [["1"]]}}, spec)
+        request_to_tensors(
+            {"inputs": {"history": [["a"]], "history_times": [["1"]]}}, spec
+        )

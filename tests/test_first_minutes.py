@@ -15,10 +15,25 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ["--synthetic_users", "300", "--synthetic_items", "120",
-         "--synthetic_groups", "6", "--embedding_dim", "16"]
-NOISE = ("I0000", "E0000", "W0000", "cuInit", "absl::InitializeLog",
-         "oneDNN custom operations", "To enable the following instructions")
+SMALL = [
+    "--synthetic_users",
+    "300",
+    "--synthetic_items",
+    "120",
+    "--synthetic_groups",
+    "6",
+    "--embedding_dim",
+    "16",
+]
+NOISE = (
+    "I0000",
+    "E0000",
+    "W0000",
+    "cuInit",
+    "absl::InitializeLog",
+    "oneDNN custom operations",
+    "To enable the following instructions",
+)
 
 
 def _default_sigint() -> None:
@@ -31,38 +46,48 @@ def _default_sigint() -> None:
 
 def _env(user_logging: bool = False) -> dict:
     env = dict(os.environ)
-    env.pop("TF_USE_LEGACY_KERAS", None)     # the scripts set it
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)    # conftest's; not the user's
+    env.pop("TF_USE_LEGACY_KERAS", None)  # the scripts set it
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # conftest's; not the user's
     if user_logging:
         env["TF_CPP_MIN_LOG_LEVEL"] = "0"
     return env
 
 
 def _python(*args, user_logging=False):
-    return subprocess.run([sys.executable, *args], cwd=ROOT,
-                          env=_env(user_logging), capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=_env(user_logging),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run") / "r")
-    proc = _python("train.py", *SMALL, "--max_steps", "30", "--eval_every",
-                   "20", "--output_dir", out)
+    proc = _python(
+        "train.py",
+        *SMALL,
+        "--max_steps",
+        "30",
+        "--eval_every",
+        "20",
+        "--output_dir",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
 
-def test_start_up_is_quiet_unless_the_user_set_tensorflow_logging(
-        small_run):
+def test_start_up_is_quiet_unless_the_user_set_tensorflow_logging(small_run):
     _, proc = small_run
-    noisy = [line for line in proc.stderr.splitlines()
-             if any(n in line for n in NOISE)]
+    noisy = [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)]
     assert noisy == []
     # With TensorFlow's own variable set, nothing is filtered (the lines
     # appear where this TensorFlow build prints them at all).
-    loud = _python("evaluate.py", "--run_dir", small_run[0],
-                   user_logging=True)
+    loud = _python("evaluate.py", "--run_dir", small_run[0], user_logging=True)
     quiet = _python("evaluate.py", "--run_dir", small_run[0])
     assert loud.returncode == quiet.returncode == 0
     assert not any(n in quiet.stderr for n in NOISE)
@@ -96,28 +121,43 @@ def test_training_scalars_are_on_the_global_step(small_run):
         for path in glob.glob(os.path.join(out, "logs", part, "events.*")):
             for event in tf.compat.v1.train.summary_iterator(path):
                 for value in event.summary.value:
-                    steps.setdefault(f"{part}/{value.tag}", set()).add(
-                        event.step)
+                    steps.setdefault(f"{part}/{value.tag}", set()).add(event.step)
     assert steps["train/loss"] == {20, 40}
     assert steps["train/rec_loss"] == steps["valid/recall@50"] == {20, 40}
 
 
-def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
-        tmp_path):
+def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(tmp_path):
     out = str(tmp_path / "r")
     # A patience the run cannot exhaust: under load the SIGINT may come
     # late, and a run that stopped early by itself would exit 0.
-    args = [sys.executable, "train.py", *SMALL, "--max_steps", "100000",
-            "--eval_every", "20", "--patience", "100000",
-            "--output_dir", out]
-    proc = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=_default_sigint)
+    args = [
+        sys.executable,
+        "train.py",
+        *SMALL,
+        "--max_steps",
+        "100000",
+        "--eval_every",
+        "20",
+        "--patience",
+        "100000",
+        "--output_dir",
+        out,
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+    )
     deadline = time.time() + 300
     # state.json is written after the first checkpoint: from then on a
     # resume starts there (a Ctrl-C between the two starts again).
     while time.time() < deadline and not os.path.exists(
-            os.path.join(out, "state.json")):
+        os.path.join(out, "state.json")
+    ):
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -129,10 +169,15 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
     state = json.load(open(os.path.join(out, "state.json")))
     assert state["steps_done"] >= 20
     # The same command resumes from that checkpoint.
-    again = subprocess.Popen(args, cwd=ROOT, env=_env(), text=True,
-                             stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE,
-                             preexec_fn=_default_sigint)
+    again = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=_env(),
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
+    )
     seen = []
     for line in again.stderr:
         seen.append(line)
@@ -140,20 +185,27 @@ def test_ctrl_c_is_one_line_exit_130_and_the_same_command_resumes(
             break
     again.send_signal(signal.SIGINT)
     again.communicate(timeout=120)
-    assert seen[-1].startswith(
-        f"resuming {out} from step {state['steps_done']} "), seen
+    assert seen[-1].startswith(f"resuming {out} from step {state['steps_done']} "), seen
 
 
-@pytest.mark.parametrize("command", [
-    ["evaluate.py", "--run_dir", "{run}"],
-    ["export.py", "--run_dir", "{run}", "--export_dir",
-     "{tmp}/export"],
-    ["-m", "dismir_tf.analysis", "collapse", "--run_dirs", "{run}", "--out",
-     "{tmp}/c"],
-    ["-m", "dismir_tf.analysis", "diagnose", "--run_dirs", "{run}"],
-])
-def test_a_run_without_its_checkpoint_is_one_clear_line(small_run, tmp_path,
-                                                        command):
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate.py", "--run_dir", "{run}"],
+        ["export.py", "--run_dir", "{run}", "--export_dir", "{tmp}/export"],
+        [
+            "-m",
+            "dismir_tf.analysis",
+            "collapse",
+            "--run_dirs",
+            "{run}",
+            "--out",
+            "{tmp}/c",
+        ],
+        ["-m", "dismir_tf.analysis", "diagnose", "--run_dirs", "{run}"],
+    ],
+)
+def test_a_run_without_its_checkpoint_is_one_clear_line(small_run, tmp_path, command):
     run = str(tmp_path / "committed")
     os.makedirs(run)
     for name in ("config.json", "state.json", "metrics.json"):
@@ -169,11 +221,17 @@ def test_a_run_without_its_checkpoint_is_one_clear_line(small_run, tmp_path,
 
 def test_outputs_default_into_the_run_directory_with_mode_0644(small_run):
     out, _ = small_run
-    proc = _python("evaluate.py", "--run_dir", out, "--dump_topk",
-                   "top.jsonl", "--dump_partition", "part.tsv")
+    proc = _python(
+        "evaluate.py",
+        "--run_dir",
+        out,
+        "--dump_topk",
+        "top.jsonl",
+        "--dump_partition",
+        "part.tsv",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ("top.jsonl", "part.tsv", "metrics.json", "state.json",
-                 "config.json"):
+    for name in ("top.jsonl", "part.tsv", "metrics.json", "state.json", "config.json"):
         path = os.path.join(out, name)
         assert os.path.isfile(path), name
         assert os.stat(path).st_mode & 0o777 == 0o644 & ~_umask(), name
@@ -196,28 +254,48 @@ def test_an_unknown_model_is_refused_at_once_with_the_closest_name():
         "error: unknown model 'comirec_sa'; did you mean 'comirec-sa'? "
         "(expected one of dnn, gru4rec, sasrec, mind, comirec-dr, "
         "comirec-sa, pimirec, remi, re4, umi, dismir, mir, mir-rv, mir-bf, "
-        "dismir-wo-dpi)")
+        "dismir-wo-dpi)"
+    )
     # Refused before TensorFlow is imported (not after 7 to 12 s of it).
     check = subprocess.run(
-        [sys.executable, "-c", "import sys, runpy; sys.argv = ['train.py', "
-         "'--model', 'x']; import dismir_tf.cli\n"
-         "try:\n runpy.run_path('train.py', run_name='__main__')\n"
-         "except SystemExit: pass\n"
-         "print('tensorflow' in sys.modules)"],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "import sys, runpy; sys.argv = ['train.py', "
+            "'--model', 'x']; import dismir_tf.cli\n"
+            "try:\n runpy.run_path('train.py', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "print('tensorflow' in sys.modules)",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.stdout.strip().splitlines()[-1] == "False", check.stderr
 
 
 def test_the_stderr_filter_never_blocks_when_its_reader_goes_away():
-    script = ("import sys\nfrom dismir_tf import cli\ncli.quiet_startup()\n"
-              "for i in range(20000):\n"
-              "    print('line', i, 'x' * 60, file=sys.stderr)\n"
-              "print('done')\n")
+    script = (
+        "import sys\nfrom dismir_tf import cli\ncli.quiet_startup()\n"
+        "for i in range(20000):\n"
+        "    print('line', i, 'x' * 60, file=sys.stderr)\n"
+        "print('done')\n"
+    )
     proc = subprocess.run(
-        ["bash", "-c", f"{sys.executable} -c \"$S\" 2>&1 >/dev/null "
-         "| head -c 50 >/dev/null; echo ${PIPESTATUS[0]}"],
-        cwd=ROOT, env={**_env(), "S": script, "PYTHONPATH": ROOT},
-        capture_output=True, text=True, timeout=120)
+        [
+            "bash",
+            "-c",
+            f'{sys.executable} -c "$S" 2>&1 >/dev/null '
+            "| head -c 50 >/dev/null; echo ${PIPESTATUS[0]}",
+        ],
+        cwd=ROOT,
+        env={**_env(), "S": script, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
 
 

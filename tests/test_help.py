@@ -23,21 +23,33 @@ ENTRY_POINTS = {
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
 @pytest.mark.parametrize("arg", ["--help", "-h", "--helpfull"])
 def test_help_lists_flags_with_defaults(name, arg):
-    proc = subprocess.run(ENTRY_POINTS[name] + [arg], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ENTRY_POINTS[name] + [arg],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Unknown command line flag" not in proc.stderr
     out = proc.stdout
     assert "Flags:" in out
     # A flag every entry point shares, with its default.
-    assert ("--batch_size" in out or "--run_dir" in out
-            or "--dataset_file" in out or "--output_dir" in out), out[:2000]
+    assert (
+        "--batch_size" in out
+        or "--run_dir" in out
+        or "--dataset_file" in out
+        or "--output_dir" in out
+    ), out[:2000]
     assert "(default:" in out
     # Only this project's flags (not TensorFlow's TPU / tensor tracer
     # ones), and no file path of this machine as a section header.
     assert "--tpu" not in out and "--tt_" not in out and "--op_conversion" not in out
-    assert not [line for line in out.splitlines()
-                if line.startswith("/") or line.endswith(".py:")]
+    assert not [
+        line
+        for line in out.splitlines()
+        if line.startswith("/") or line.endswith(".py:")
+    ]
 
 
 DEFAULTS_SCRIPT = r"""
@@ -95,25 +107,36 @@ def test_every_flags_printed_default_is_the_resolved_one():
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)
     env["TF_USE_LEGACY_KERAS"] = "1"
-    proc = subprocess.run([sys.executable, "-c", DEFAULTS_SCRIPT], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", DEFAULTS_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     flags = json.loads(proc.stdout.strip().splitlines()[-1])
     wrong = {}
     for name, f in flags.items():
-        if f["resolved"] == "?":        # not a configuration field
+        if f["resolved"] == "?":  # not a configuration field
             continue
-        if name == "output_dir":        # a template of the run's names
-            f["help"] = f["help"].replace("<dataset>", "synthetic").replace(
-                "<model>", "dismir").replace("<seed>", "0")
+        if name == "output_dir":  # a template of the run's names
+            f["help"] = (
+                f["help"]
+                .replace("<dataset>", "synthetic")
+                .replace("<model>", "dismir")
+                .replace("<seed>", "0")
+            )
         if f["help"] is not None:
             if not _same(f["help"], f["resolved"]):
                 wrong[name] = f
         elif f["absl"] is None:
-            wrong[name] = f             # no default shown at all
-        elif not _same(str(f["absl"]).lower() if isinstance(
-                f["absl"], bool) else str(f["absl"]), f["resolved"]):
+            wrong[name] = f  # no default shown at all
+        elif not _same(
+            str(f["absl"]).lower() if isinstance(f["absl"], bool) else str(f["absl"]),
+            f["resolved"],
+        ):
             wrong[name] = f
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
@@ -129,11 +152,15 @@ def test_every_model_setting_is_a_flag_generated_from_its_field():
 
     fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
     assert set(cli.MODEL_FLAG_NAMES) == set(fields) - {"name", "params"}
-    proc = subprocess.run([sys.executable, "train.py", "--helpfull"],
-                          cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--helpfull"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     flat = " ".join(proc.stdout.split())
     for name in cli.MODEL_FLAG_NAMES:
         help_text = " ".join(fields[name].metadata["help"].split())
-        assert (f"--{name}:" in flat or f"--[no]{name}:" in flat), name
+        assert f"--{name}:" in flat or f"--[no]{name}:" in flat, name
         assert help_text[:40] in flat, name

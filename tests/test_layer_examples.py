@@ -8,8 +8,9 @@ import pytest
 
 import dismir_tf.layers as layers
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(layers.__path__)
-                 if m.name != "ops")
+MODULES = sorted(
+    m.name for m in pkgutil.iter_modules(layers.__path__) if m.name != "ops"
+)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -16,7 +16,7 @@ from dismir_tf.layers.ops import masked_mean, squash
 
 
 def _np_squash(m):
-    sq = (m ** 2).sum(-1, keepdims=True)
+    sq = (m**2).sum(-1, keepdims=True)
     return m * sq / (1 + sq) / np.sqrt(sq + 1e-9)
 
 
@@ -50,30 +50,39 @@ def _inputs(seed, b=3, l=5, d=4):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("transform,init,iterations,axis", [
-    ("identity", "prototype", 1, "interests"),
-    ("identity", "prototype", 3, "interests"),
-    ("shared", "random", 3, "interests"),
-    ("per_position_interest", "zeros", 3, "interests"),
-    ("per_position_interest", "zeros", 3, "positions"),
-])
+@pytest.mark.parametrize(
+    "transform,init,iterations,axis",
+    [
+        ("identity", "prototype", 1, "interests"),
+        ("identity", "prototype", 3, "interests"),
+        ("shared", "random", 3, "interests"),
+        ("per_position_interest", "zeros", 3, "interests"),
+        ("per_position_interest", "zeros", 3, "positions"),
+    ],
+)
 def test_capsule_matches_numpy(seed, transform, init, iterations, axis):
     items, mask = _inputs(seed)
-    layer = CapsuleInterestExtractor(3, 5, transform=transform,
-                                     routing_init=init,
-                                     iterations=iterations, seed=seed,
-                                     softmax_over=axis, kernel_stddev=0.3)
+    layer = CapsuleInterestExtractor(
+        3,
+        5,
+        transform=transform,
+        routing_init=init,
+        iterations=iterations,
+        seed=seed,
+        softmax_over=axis,
+        kernel_stddev=0.3,
+    )
     interests, routing = layer(tf.constant(items), tf.constant(mask))
     if transform == "identity":
         u = np.repeat(items[:, None], 3, axis=1)
     elif transform == "shared":
-        u = np.repeat(np.einsum("bld,de->ble", items,
-                                layer.kernel.numpy())[:, None], 3, axis=1)
+        u = np.repeat(
+            np.einsum("bld,de->ble", items, layer.kernel.numpy())[:, None], 3, axis=1
+        )
     else:
         u = np.einsum("bld,lfed->bfle", items, layer.kernel.numpy())
     if init == "prototype":
-        logits = np.einsum("bfld,fd->bfl", u,
-                           _np_squash(layer.prototypes.numpy()))
+        logits = np.einsum("bfld,fd->bfl", u, _np_squash(layer.prototypes.numpy()))
     elif init == "random":
         logits = np.repeat(layer.initial_logits.numpy().T[None], 3, axis=0)
     else:
@@ -98,8 +107,7 @@ def test_capsule_masking_ignores_padding_content():
 
 def test_identity_transform_needs_non_zero_routing_start():
     with pytest.raises(ValueError, match="identical"):
-        CapsuleInterestExtractor(4, 5, transform="identity",
-                                 routing_init="zeros")
+        CapsuleInterestExtractor(4, 5, transform="identity", routing_init="zeros")
     with pytest.raises(ValueError, match="transform"):
         CapsuleInterestExtractor(4, 5, transform="bilinear")
     with pytest.raises(ValueError, match="num_interests"):
@@ -109,8 +117,9 @@ def test_identity_transform_needs_non_zero_routing_start():
 def test_prototype_start_gives_distinct_interests_at_initialisation():
     items, mask = _inputs(3)
     interests, _ = CapsuleInterestExtractor(4, 5, seed=0)(
-        tf.constant(items), tf.constant(mask))
-    m = interests.numpy()[1]        # a user with 5 real items
+        tf.constant(items), tf.constant(mask)
+    )
+    m = interests.numpy()[1]  # a user with 5 real items
     for f in range(4):
         for g in range(f + 1, 4):
             assert np.abs(m[f] - m[g]).max() > 1e-3
@@ -130,8 +139,9 @@ def test_interest_attention_hand_computed():
     np.testing.assert_allclose(masked_mean(items, mask).numpy(), [[1.0, 0.0]])
     a = InterestAttention()(interests, items, mask).numpy()
     # logits m_f . mean = [2, 0] -> softmax.
-    np.testing.assert_allclose(a, [[np.exp(2) / (np.exp(2) + 1),
-                                    1 / (np.exp(2) + 1)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        a, [[np.exp(2) / (np.exp(2) + 1), 1 / (np.exp(2) + 1)]], rtol=1e-6
+    )
 
 
 def test_label_aware_attention_hard_and_soft():
@@ -144,13 +154,18 @@ def test_label_aware_attention_hard_and_soft():
     np.testing.assert_allclose(soft, [[w[0], 2 * w[1]]], rtol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [
-    CapsuleInterestExtractor(3, 5, transform="shared", routing_init="random",
-                             iterations=2, seed=4),
-    CapsuleInterestExtractor(3, 5, seed=2),
-    LabelAwareAttention(hard=True, power=2.0),
-    InterestAttention(),
-], ids=["capsule-shared", "capsule-identity", "label-aware", "attention"])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        CapsuleInterestExtractor(
+            3, 5, transform="shared", routing_init="random", iterations=2, seed=4
+        ),
+        CapsuleInterestExtractor(3, 5, seed=2),
+        LabelAwareAttention(hard=True, power=2.0),
+        InterestAttention(),
+    ],
+    ids=["capsule-shared", "capsule-identity", "label-aware", "attention"],
+)
 def test_config_json_round_trip(layer):
     config = json.loads(json.dumps(layer.get_config()))
     clone = type(layer).from_config(config)
@@ -160,9 +175,9 @@ def test_config_json_round_trip(layer):
 def test_capsule_save_and_reload(tmp_path):
     items_in = tf.keras.Input((5, 4))
     mask_in = tf.keras.Input((5,))
-    layer = CapsuleInterestExtractor(3, 5, transform="shared",
-                                     routing_init="random", iterations=2,
-                                     seed=1)
+    layer = CapsuleInterestExtractor(
+        3, 5, transform="shared", routing_init="random", iterations=2, seed=1
+    )
     out, _ = layer(items_in, mask_in)
     model = tf.keras.Model([items_in, mask_in], out)
     items, mask = _inputs(5)
@@ -170,5 +185,4 @@ def test_capsule_save_and_reload(tmp_path):
     path = os.path.join(tmp_path, "capsule.keras")
     model.save(path)
     loaded = tf.keras.models.load_model(path)
-    np.testing.assert_allclose(loaded([items, mask]).numpy(), before,
-                               rtol=1e-6)
+    np.testing.assert_allclose(loaded([items, mask]).numpy(), before, rtol=1e-6)

@@ -1,7 +1,6 @@
 """Models: shapes, the eq. 5 loss against NumPy, the partition plugin, and
 training under MirroredStrategy on two logical CPU devices."""
 
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,16 +12,26 @@ from dismir_tf.data.synthetic import generate
 from dismir_tf.models import create_model, model_names
 from tests.helpers import TINY_SYNTHETIC, losses_before_after
 
-CFG = ModelConfig.from_settings(name="dismir", embedding_dim=16, num_interests=3,
-                  max_len=10, partition_weight=0.5, partition_negatives=20)
+CFG = ModelConfig.from_settings(
+    name="dismir",
+    embedding_dim=16,
+    num_interests=3,
+    max_len=10,
+    partition_weight=0.5,
+    partition_negatives=20,
+)
 
 
 @pytest.fixture(scope="module")
 def tiny():
     ds, groups = generate(TINY_SYNTHETIC)
     sampler = pipeline.TrainSampler(
-        ds, CFG.max_len, 32, seed=0,
-        positive_sampler=PositiveSampler(build_cooccurrence(ds)))
+        ds,
+        CFG.max_len,
+        32,
+        seed=0,
+        positive_sampler=PositiveSampler(build_cooccurrence(ds)),
+    )
     return ds, sampler
 
 
@@ -37,8 +46,11 @@ def test_every_model_gives_queries_and_its_loss_falls(tiny, name):
     model = create_model(ds.num_items, CFG.with_model(name))
     model.build_for(CFG.max_len)
     q = model.query_vectors(tf.zeros([2, CFG.max_len], tf.int32) + 1)
-    expected_q = 1 if (model.retrieval == types.FUSED
-                       or not model.multi_interest) else CFG.num_interests
+    expected_q = (
+        1
+        if (model.retrieval == types.FUSED or not model.multi_interest)
+        else CFG.num_interests
+    )
     assert q.shape == (2, expected_q, CFG.embedding_dim)
     # The same 5 batches, repeatedly: the training loss must fall.
     first, after = losses_before_after(model, sampler, 5, 8)
@@ -54,8 +66,9 @@ def test_pairwise_hard_negative_loss_matches_numpy(tiny):
     """Eq. 5 with the fused readout (the other readouts:
     tests/test_capsule_options.py)."""
     ds, sampler = tiny
-    model = create_model(ds.num_items,
-                         CFG.with_model(CFG.name, readout="fused"), seed=3)
+    model = create_model(
+        ds.num_items, CFG.with_model(CFG.name, readout="fused"), seed=3
+    )
     model.build_for(CFG.max_len)
     batch = _batch(sampler, 7)
     seed = tf.constant([11, 12], tf.int64)
@@ -63,12 +76,11 @@ def test_pairwise_hard_negative_loss_matches_numpy(tiny):
     loss = model.rec_loss_per_example(batch, enc, seed).numpy()
 
     emb = model.item_embedding.embeddings.numpy()
-    m = enc.interests.numpy()                       # [B, F, d]
-    a = enc.weights.numpy()                         # [B, F]
-    user = np.einsum("bf,bfd->bd", a, m)            # eq. 5's fused vector
+    m = enc.interests.numpy()  # [B, F, d]
+    a = enc.weights.numpy()  # [B, F]
+    user = np.einsum("bf,bfd->bd", a, m)  # eq. 5's fused vector
     target = batch[types.TARGET].numpy()
-    cand = model.sample_items([len(target), CFG.hard_negative_candidates],
-                              seed).numpy()
+    cand = model.sample_items([len(target), CFG.hard_negative_candidates], seed).numpy()
     pos = (user * emb[target]).sum(-1)
     cand_scores = np.einsum("bd,bcd->bc", user, emb[cand])
     cand_scores[cand == target[:, None]] = -np.inf
@@ -83,12 +95,11 @@ def test_total_loss_is_rec_plus_lambda_partition(tiny):
     ds, sampler = tiny
     model = create_model(ds.num_items, CFG, seed=0)
     model.build_for(CFG.max_len)
-    losses = {k: float(v) for k, v in
-              model.compute_losses(_batch(sampler)).items()}
+    losses = {k: float(v) for k, v in model.compute_losses(_batch(sampler)).items()}
     assert losses["partition_loss"] > 0
     assert losses["loss"] == pytest.approx(
-        losses["rec_loss"] + CFG.partition_weight * losses["partition_loss"],
-        rel=1e-5)
+        losses["rec_loss"] + CFG.partition_weight * losses["partition_loss"], rel=1e-5
+    )
     mir = create_model(ds.num_items, CFG.with_model("mir"))
     mir.build_for(CFG.max_len)
     assert mir.model_config.partition_weight == 0.0
@@ -97,13 +108,13 @@ def test_total_loss_is_rec_plus_lambda_partition(tiny):
 
 def test_without_dpi_uses_equal_interest_weights(tiny):
     ds, sampler = tiny
-    model = create_model(ds.num_items,
-                         CFG.with_model("dismir-wo-dpi"))
+    model = create_model(ds.num_items, CFG.with_model("dismir-wo-dpi"))
     model.build_for(CFG.max_len)
     enc = model.encode({types.HISTORY: _batch(sampler)[types.HISTORY]})
     assert enc.weights is None
-    np.testing.assert_allclose(enc.fused().numpy(),
-                               enc.interests.numpy().mean(1), rtol=1e-6)
+    np.testing.assert_allclose(
+        enc.fused().numpy(), enc.interests.numpy().mean(1), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("readout", ["max", "fused"])
@@ -115,16 +126,15 @@ def test_without_dpi_is_dismir_exactly_under_the_max_readout(tiny, readout):
     queries = {}
     for name in ("dismir", "dismir-wo-dpi"):
         tf.keras.utils.set_random_seed(0)
-        model = create_model(ds.num_items, CFG.with_model(
-            name, readout=readout), seed=0)
+        model = create_model(
+            ds.num_items, CFG.with_model(name, readout=readout), seed=0
+        )
         model.build_for(CFG.max_len)
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
         model.fit(sampler.dataset_from(0, 6), epochs=1, verbose=0)
-        queries[name] = model.query_vectors(
-            _batch(sampler, 99)[types.HISTORY]).numpy()
+        queries[name] = model.query_vectors(_batch(sampler, 99)[types.HISTORY]).numpy()
     if readout == "max":
-        np.testing.assert_array_equal(queries["dismir"],
-                                      queries["dismir-wo-dpi"])
+        np.testing.assert_array_equal(queries["dismir"], queries["dismir-wo-dpi"])
     else:
         assert np.abs(queries["dismir"] - queries["dismir-wo-dpi"]).max() > 1e-3
 
@@ -134,23 +144,21 @@ def test_mirrored_strategy_keeps_replicas_in_sync_and_scales_loss(tiny):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     assert len(devices) == 2, "conftest splits the CPU into two devices"
     strategy = tf.distribute.MirroredStrategy(
-        devices=devices,
-        cross_device_ops=tf.distribute.ReductionToOneDevice())
+        devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         model = create_model(ds.num_items, CFG, seed=0)
         model.build_for(CFG.max_len)
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     model.fit(sampler.dataset_from(0, 4), epochs=1, verbose=0)
     for var in model.trainable_variables:
-        values = [v.numpy() for v in
-                  strategy.experimental_local_results(var)]
+        values = [v.numpy() for v in strategy.experimental_local_results(var)]
         assert len(values) == 2
         np.testing.assert_array_equal(values[0], values[1])
 
     # Loss scaling: each replica's rec_loss is its per-example sum divided
     # by the global batch, so the replicas' sum is the global-batch mean.
-    dist = iter(strategy.experimental_distribute_dataset(
-        sampler.dataset_from(10, 1)))
+    dist = iter(strategy.experimental_distribute_dataset(sampler.dataset_from(10, 1)))
     batch = next(dist)
 
     def step(b):
@@ -162,6 +170,7 @@ def test_mirrored_strategy_keeps_replicas_in_sync_and_scales_loss(tiny):
     scaled, per_example = strategy.run(step, args=(batch,))
     total = strategy.reduce(tf.distribute.ReduceOp.SUM, scaled, axis=None)
     all_examples = np.concatenate(
-        [p.numpy() for p in strategy.experimental_local_results(per_example)])
+        [p.numpy() for p in strategy.experimental_local_results(per_example)]
+    )
     assert len(all_examples) == 32
     assert float(total) == pytest.approx(all_examples.mean(), rel=1e-5)

@@ -35,8 +35,16 @@ from dismir_tf.errors import ConfigError
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS = 2
 DEADLINE_SECONDS = 420
-ARGS = ["--synthetic_users", "400", "--synthetic_items", "150",
-        "--embedding_dim", "16", "--eval_every", "20"]
+ARGS = [
+    "--synthetic_users",
+    "400",
+    "--synthetic_items",
+    "150",
+    "--embedding_dim",
+    "16",
+    "--eval_every",
+    "20",
+]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -53,7 +61,7 @@ def _free_ports(n: int) -> list[int]:
 
 def _env(tmp_path, **extra) -> dict:
     env = dict(os.environ)
-    env.pop("TF_USE_LEGACY_KERAS", None)   # train.py must set it
+    env.pop("TF_USE_LEGACY_KERAS", None)  # train.py must set it
     env.pop("TF_CONFIG", None)
     env["CUDA_VISIBLE_DEVICES"] = ""
     # Non-chief scratch directories land here, so the test sees leftovers.
@@ -67,25 +75,41 @@ def _env(tmp_path, **extra) -> dict:
 class Cluster:
     """WORKERS train.py processes of one run; killed if still alive."""
 
-    def __init__(self, tmp_path, out: str, dump: str, max_steps: int,
-                 name: str):
+    def __init__(self, tmp_path, out: str, dump: str, max_steps: int, name: str):
         ports = _free_ports(WORKERS)
         cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-        self.logs = [tmp_path / f"{name}-worker{i}.log"
-                     for i in range(WORKERS)]
+        self.logs = [tmp_path / f"{name}-worker{i}.log" for i in range(WORKERS)]
         self.procs = []
         for i in range(WORKERS):
-            env = _env(tmp_path, DISMIR_DUMP_FINAL_WEIGHTS=dump,
-                       TF_CONFIG=json.dumps({
-                           "cluster": cluster,
-                           "task": {"type": "worker", "index": i}}))
+            env = _env(
+                tmp_path,
+                DISMIR_DUMP_FINAL_WEIGHTS=dump,
+                TF_CONFIG=json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            )
             with open(self.logs[i], "w") as log:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "train.py", "--strategy",
-                     "multi_worker", *ARGS, "--max_steps", str(max_steps),
-                     "--output_dir", out],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True))
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "train.py",
+                            "--strategy",
+                            "multi_worker",
+                            *ARGS,
+                            "--max_steps",
+                            str(max_steps),
+                            "--output_dir",
+                            out,
+                        ],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
 
     def kill(self) -> None:
         for p in self.procs:
@@ -104,15 +128,16 @@ class Cluster:
             while time.monotonic() < end:
                 codes = [p.poll() for p in self.procs]
                 if any(c not in (None, 0) for c in codes):
-                    break            # one failed: the others would hang
+                    break  # one failed: the others would hang
                 if all(c == 0 for c in codes):
                     return
                 time.sleep(0.2)
         finally:
             self.kill()
-        tails = "\n".join(f"--- worker {i} (exit {p.returncode}):\n"
-                          + self.log_text(i)[-3000:]
-                          for i, p in enumerate(self.procs))
+        tails = "\n".join(
+            f"--- worker {i} (exit {p.returncode}):\n" + self.log_text(i)[-3000:]
+            for i, p in enumerate(self.procs)
+        )
         pytest.fail(f"the cluster did not finish cleanly:\n{tails}")
 
 
@@ -165,12 +190,13 @@ def test_only_the_chief_writes_and_its_outputs_are_complete(two_worker_run):
     assert "the chief writes the metrics" in cluster.log_text(1)
     assert os.listdir(tmp / "scratch") == []
     assert sorted(os.listdir(out)) == sorted(
-        ["best", "ckpt", "config.json", "logs", "metrics.json",
-         "state.json"])
+        ["best", "ckpt", "config.json", "logs", "metrics.json", "state.json"]
+    )
 
 
 def test_worker_shards_are_the_halves_of_the_single_process_batch(
-        two_worker_run, tmp_path):
+    two_worker_run, tmp_path
+):
     """Two workers == one process with two mirrored replicas, bit for bit.
 
     Replica r trains on rows [r B/2, (r+1) B/2) of step s's batch in both
@@ -179,17 +205,32 @@ def test_worker_shards_are_the_halves_of_the_single_process_batch(
     _, _, dump, _ = two_worker_run
     local_dump = str(tmp_path / "dump")
     proc = subprocess.run(
-        [sys.executable, "train.py", "--strategy", "mirrored",
-         "--logical_cpus", "2", *ARGS, "--max_steps", "40", "--output_dir",
-         str(tmp_path / "run")],
-        cwd=ROOT, env=_env(tmp_path, DISMIR_DUMP_FINAL_WEIGHTS=local_dump),
-        capture_output=True, text=True, timeout=DEADLINE_SECONDS)
+        [
+            sys.executable,
+            "train.py",
+            "--strategy",
+            "mirrored",
+            "--logical_cpus",
+            "2",
+            *ARGS,
+            "--max_steps",
+            "40",
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        env=_env(tmp_path, DISMIR_DUMP_FINAL_WEIGHTS=local_dump),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_SECONDS,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     mirrored = _load(os.path.join(local_dump, "local.npz"))
     workers = _load(os.path.join(dump, "worker-0.npz"))
     for k in workers:
-        np.testing.assert_allclose(workers[k], mirrored[k], rtol=1e-5,
-                                   atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(
+            workers[k], mirrored[k], rtol=1e-5, atol=1e-6, err_msg=k
+        )
 
 
 def test_a_killed_cluster_resumes_from_the_last_checkpoint(tmp_path):
@@ -209,9 +250,10 @@ def test_a_killed_cluster_resumes_from_the_last_checkpoint(tmp_path):
                 pass
             time.sleep(0.05)
     finally:
-        first.kill()             # as a preemption would: no clean-up
-    assert 40 <= done < steps, "the cluster was not killed mid-run:\n" + (
-        first.log_text(0)[-3000:])
+        first.kill()  # as a preemption would: no clean-up
+    assert 40 <= done < steps, (
+        "the cluster was not killed mid-run:\n" + (first.log_text(0)[-3000:])
+    )
 
     second = Cluster(tmp_path, out, dump, max_steps=steps, name="second")
     second.wait()
@@ -248,6 +290,7 @@ class _Resolver:
 
             def as_dict(self):
                 return self.jobs
+
         return Spec(self._jobs)
 
 
@@ -256,13 +299,16 @@ class _Strategy:
         self.cluster_resolver = resolver
 
 
-@pytest.mark.parametrize("task_type,task_id,jobs,chief", [
-    ("worker", 0, {"worker": ["a", "b"]}, True),
-    ("worker", 1, {"worker": ["a", "b"]}, False),
-    ("chief", 0, {"chief": ["a"], "worker": ["b"]}, True),
-    ("worker", 0, {"chief": ["a"], "worker": ["b"]}, False),
-    (None, None, {}, True),
-])
+@pytest.mark.parametrize(
+    "task_type,task_id,jobs,chief",
+    [
+        ("worker", 0, {"worker": ["a", "b"]}, True),
+        ("worker", 1, {"worker": ["a", "b"]}, False),
+        ("chief", 0, {"chief": ["a"], "worker": ["b"]}, True),
+        ("worker", 0, {"chief": ["a"], "worker": ["b"]}, False),
+        (None, None, {}, True),
+    ],
+)
 def test_is_chief(task_type, task_id, jobs, chief):
     strategy = _Strategy(_Resolver(task_type, task_id, jobs))
     assert training.is_chief(strategy) is chief

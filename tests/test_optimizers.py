@@ -16,9 +16,13 @@ N, D, ROWS, STEPS, LR = 40, 3, 25, 15, 0.01
 def _batches(seed=1):
     rng = np.random.default_rng(seed)
     # Rows N/2.. are never gathered.
-    return [(rng.integers(0, N // 2, size=ROWS).astype(np.int32),
-             rng.normal(size=(ROWS, D)).astype(np.float32))
-            for _ in range(STEPS)]
+    return [
+        (
+            rng.integers(0, N // 2, size=ROWS).astype(np.int32),
+            rng.normal(size=(ROWS, D)).astype(np.float32),
+        )
+        for _ in range(STEPS)
+    ]
 
 
 def _reference_lazy(w0, batches, b1=0.9, b2=0.999, eps=1e-7):
@@ -32,7 +36,7 @@ def _reference_lazy(w0, batches, b1=0.9, b2=0.999, eps=1e-7):
         rows = np.unique(idx)
         m[rows] = b1 * m[rows] + (1 - b1) * g[rows]
         v[rows] = b2 * v[rows] + (1 - b2) * g[rows] ** 2
-        alpha = LR * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        alpha = LR * np.sqrt(1 - b2**t) / (1 - b1**t)
         w[rows] -= alpha * m[rows] / (np.sqrt(v[rows]) + eps)
     return w
 
@@ -44,8 +48,7 @@ def _train(optimizer_cls, batches, w0, jit):
 
     @tf.function(jit_compile=jit)
     def step(idx, vals):
-        opt.apply_gradients([(tf.IndexedSlices(
-            vals, idx, tf.constant([N, D])), var)])
+        opt.apply_gradients([(tf.IndexedSlices(vals, idx, tf.constant([N, D])), var)])
 
     for idx, vals in batches:
         step(tf.constant(idx), tf.constant(vals))
@@ -57,8 +60,7 @@ def test_lazy_adam_matches_the_reference(jit):
     w0 = np.random.default_rng(0).normal(size=(N, D)).astype(np.float32)
     batches = _batches()
     got = _train(optimizers.LazyAdam, batches, w0, jit)
-    np.testing.assert_allclose(got, _reference_lazy(w0, batches),
-                               atol=2e-6)
+    np.testing.assert_allclose(got, _reference_lazy(w0, batches), atol=2e-6)
     # Rows never gathered keep their values; the dense update moves them.
     seen = np.unique(np.concatenate([i for i, _ in batches]))
     unseen = np.setdiff1d(np.arange(N), seen)
@@ -84,7 +86,8 @@ def test_sum_repeated_rows(jit):
     vals = tf.constant(np.arange(6, dtype=np.float32)[:, None])
     np.testing.assert_array_equal(
         fn(vals, idx, 5).numpy().ravel(),
-        [0 + 2 + 5, 1 + 4, 0 + 2 + 5, 3, 1 + 4, 0 + 2 + 5])
+        [0 + 2 + 5, 1 + 4, 0 + 2 + 5, 3, 1 + 4, 0 + 2 + 5],
+    )
     # Many repeats of few ids, against NumPy (int64 ids as Keras may give).
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50, 3000)
@@ -93,15 +96,22 @@ def test_sum_repeated_rows(jit):
     np.add.at(want, ids, v)
     np.testing.assert_allclose(
         fn(tf.constant(v), tf.constant(ids, tf.int64), 50).numpy(),
-        want[ids], rtol=1e-5, atol=1e-4)
+        want[ids],
+        rtol=1e-5,
+        atol=1e-4,
+    )
 
 
 def test_auto_is_lazy_only_for_large_tables():
     assert optimizers.resolve_embedding_update("auto", 12_102) == "dense"
-    assert optimizers.resolve_embedding_update(
-        "auto", optimizers.LAZY_FROM_ROWS) == "dense"
-    assert optimizers.resolve_embedding_update(
-        "auto", optimizers.LAZY_FROM_ROWS + 1) == "lazy"
+    assert (
+        optimizers.resolve_embedding_update("auto", optimizers.LAZY_FROM_ROWS)
+        == "dense"
+    )
+    assert (
+        optimizers.resolve_embedding_update("auto", optimizers.LAZY_FROM_ROWS + 1)
+        == "lazy"
+    )
     assert optimizers.resolve_embedding_update("dense", 10**6) == "dense"
     assert optimizers.resolve_embedding_update("lazy", 10) == "lazy"
     with pytest.raises(ValueError):

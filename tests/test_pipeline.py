@@ -10,11 +10,11 @@ from tests.helpers import make_dataset
 # Three train users (disjoint items, so a row identifies its user), one
 # valid, one test; items 1..20.
 SEQS = [
-    [1, 2, 3, 4, 5, 6, 7],                   # train
-    [10, 11, 12, 13, 14],                    # train (n = 5: k must be 4)
-    [20, 19, 18, 17, 16, 15, 14, 13, 12],    # train
-    [1, 3, 5, 7, 9, 2, 4, 6, 8, 1], # valid, n = 10
-    [4, 4, 4, 4, 2],                # test,  n = 5
+    [1, 2, 3, 4, 5, 6, 7],  # train
+    [10, 11, 12, 13, 14],  # train (n = 5: k must be 4)
+    [20, 19, 18, 17, 16, 15, 14, 13, 12],  # train
+    [1, 3, 5, 7, 9, 2, 4, 6, 8, 1],  # valid, n = 10
+    [4, 4, 4, 4, 2],  # test,  n = 5
 ]
 
 
@@ -31,21 +31,24 @@ def test_train_batch_is_a_prefix_and_its_next_item():
         b = {k: v.numpy() for k, v in batch.items()}
         assert b[types.HISTORY].shape == (3, 3)
         assert b[types.HISTORY_MASK].shape == (3, 3)
-        np.testing.assert_array_equal(b[types.HISTORY_MASK],
-                                      (b[types.HISTORY] > 0).astype(np.float32))
+        np.testing.assert_array_equal(
+            b[types.HISTORY_MASK], (b[types.HISTORY] > 0).astype(np.float32)
+        )
         users_seen = set()
         for row in range(3):
             hist = b[types.HISTORY][row]
             real = hist[hist > 0]
             # Right padding: real items first.
-            assert np.all(hist[:len(real)] > 0)
+            assert np.all(hist[: len(real)] > 0)
             # Find the sequence this row came from: history = s[k-3:k],
             # target = s[k] with 4 <= k <= n - 1.
             matches = [
-                (u, k) for u, s in enumerate(seqs)
+                (u, k)
+                for u, s in enumerate(seqs)
                 for k in range(4, len(s))
                 if s[k] == b[types.TARGET][row]
-                and np.array_equal(s[max(0, k - 3):k], real)]
+                and np.array_equal(s[max(0, k - 3) : k], real)
+            ]
             assert matches, (hist, b[types.TARGET][row])
             users_seen.add(matches[0][0])
         # Batch size equals the number of train users: all distinct.
@@ -62,16 +65,18 @@ def test_train_batches_depend_only_on_seed_and_step():
     lc = [x[types.HISTORY].numpy() for x in c]
     assert len(la) == 6
     for x, y in zip(la[3:], lb):
-        np.testing.assert_array_equal(x, y)   # resuming at step 3
+        np.testing.assert_array_equal(x, y)  # resuming at step 3
     assert any(not np.array_equal(x, y) for x, y in zip(la, lc))
 
 
 def test_targets_cover_every_allowed_position():
     ds = make_dataset([[1, 2, 3, 4, 5, 6, 7, 8]], 8, [0], [], [])
     sampler = pipeline.TrainSampler(ds, max_len=10, batch_size=1, seed=0)
-    targets = {int(sampler.sample(tf.constant(s, tf.int64))[types.TARGET][0])
-               for s in range(200)}
-    assert targets == {5, 6, 7, 8}   # s[4] .. s[7]
+    targets = {
+        int(sampler.sample(tf.constant(s, tf.int64))[types.TARGET][0])
+        for s in range(200)
+    }
+    assert targets == {5, 6, 7, 8}  # s[4] .. s[7]
 
 
 def test_eval_examples_first_80_percent_and_targets():
@@ -110,11 +115,11 @@ def test_partition_anchors_can_be_the_targets_only():
         del seed
         return anchors + 100, tf.ones_like(anchors, tf.bool)
 
-    s = pipeline.TrainSampler(ds, 3, 2, seed=0, positive_sampler=sampler,
-                              anchors="targets")
+    s = pipeline.TrainSampler(
+        ds, 3, 2, seed=0, positive_sampler=sampler, anchors="targets"
+    )
     b = {k: v.numpy() for k, v in s.sample(tf.constant(0, tf.int64)).items()}
-    np.testing.assert_array_equal(b[types.PARTITION_ANCHOR][:, 0],
-                                  b[types.TARGET])
+    np.testing.assert_array_equal(b[types.PARTITION_ANCHOR][:, 0], b[types.TARGET])
     assert b[types.PARTITION_ANCHOR].shape == (2, 1)
     np.testing.assert_array_equal(b[types.PARTITION_MASK], np.ones((2, 1)))
 
@@ -122,8 +127,7 @@ def test_partition_anchors_can_be_the_targets_only():
 def _many_users(n):
     """n training users of 5 items each (user u's items are distinct)."""
     seqs = [[5 * u + j + 1 for j in range(5)] for u in range(n)]
-    return make_dataset(seqs, 5 * n, train=list(range(n)), valid=[],
-                        test=[])
+    return make_dataset(seqs, 5 * n, train=list(range(n)), valid=[], test=[])
 
 
 def _users(sampler, seed):
@@ -137,8 +141,9 @@ def test_small_user_sets_keep_the_top_b_draw():
     for s in range(5):
         seed = tf.constant([s, 7], tf.int64)
         want = tf.math.top_k(tf.random.stateless_uniform([50], seed), 8)
-        np.testing.assert_array_equal(sampler.draw_users(seed).numpy(),
-                                      want.indices.numpy())
+        np.testing.assert_array_equal(
+            sampler.draw_users(seed).numpy(), want.indices.numpy()
+        )
 
 
 def test_rejection_draw_gives_distinct_uniform_users(monkeypatch):
@@ -151,7 +156,7 @@ def test_rejection_draw_gives_distinct_uniform_users(monkeypatch):
     pairs = np.zeros((n, n))
     for t in range(trials):
         u = _users(sampler, [t, 1])
-        assert len(u) == b and len(set(u.tolist())) == b     # distinct
+        assert len(u) == b and len(set(u.tolist())) == b  # distinct
         assert u.min() >= 0 and u.max() < n
         counts[u] += 1
         pairs[u[0], u[1]] += 1
@@ -160,12 +165,12 @@ def test_rejection_draw_gives_distinct_uniform_users(monkeypatch):
     # ... and the order is random too: the first slot is uniform.
     assert stats.chisquare(pairs.sum(1)).pvalue > 1e-3
     # Deterministic in the seed; a batch is a function of the step alone.
-    np.testing.assert_array_equal(_users(sampler, [3, 1]),
-                                  _users(sampler, [3, 1]))
+    np.testing.assert_array_equal(_users(sampler, [3, 1]), _users(sampler, [3, 1]))
     batch = sampler.sample(tf.constant(4, tf.int64))
     again = sampler.sample(tf.constant(4, tf.int64))
-    np.testing.assert_array_equal(batch[types.TARGET].numpy(),
-                                  again[types.TARGET].numpy())
+    np.testing.assert_array_equal(
+        batch[types.TARGET].numpy(), again[types.TARGET].numpy()
+    )
     assert len(set(batch[types.TARGET].numpy().tolist())) == b
 
 

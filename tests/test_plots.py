@@ -35,24 +35,33 @@ def test_tsne_shapes_and_small_inputs():
 
 def test_user_and_catalogue_and_sweep_figures(tmp_path):
     rng = np.random.RandomState(1)
-    panels = [plots.UserPanel(f"run {i}", rng.randn(20, 2),
-                              rng.randint(0, 4, 20), 4) for i in range(3)]
-    _assert_png(plots.plot_user_interests(panels, str(tmp_path / "u.png"),
-                                          "title"))
+    panels = [
+        plots.UserPanel(f"run {i}", rng.randn(20, 2), rng.randint(0, 4, 20), 4)
+        for i in range(3)
+    ]
+    _assert_png(plots.plot_user_interests(panels, str(tmp_path / "u.png"), "title"))
     # 25 groups: the 10 largest coloured, the rest grey.
-    rows = [plots.CatalogueRow("r", rng.randn(300, 2),
-                               [("a", rng.randint(0, 25, 300)),
-                                ("b", rng.randint(0, 3, 300))])]
+    rows = [
+        plots.CatalogueRow(
+            "r",
+            rng.randn(300, 2),
+            [("a", rng.randint(0, 25, 300)), ("b", rng.randint(0, 3, 300))],
+        )
+    ]
     _assert_png(plots.plot_catalogue(rows, str(tmp_path / "c.png"), "t"))
-    curves = [plots.SweepCurve("lambda", [0.0, 0.01, 0.1],
-                               {"recall@20": [0.1, 0.2, 0.15],
-                                "ndcg@20": [0.05, 0.07, float("nan")]},
-                               base=0.1),
-              plots.SweepCurve("F", [2, 4], {"recall@20": [0.1, 0.2],
-                                             "ndcg@20": [0.1, 0.1]}, base=4)]
+    curves = [
+        plots.SweepCurve(
+            "lambda",
+            [0.0, 0.01, 0.1],
+            {"recall@20": [0.1, 0.2, 0.15], "ndcg@20": [0.05, 0.07, float("nan")]},
+            base=0.1,
+        ),
+        plots.SweepCurve(
+            "F", [2, 4], {"recall@20": [0.1, 0.2], "ndcg@20": [0.1, 0.1]}, base=4
+        ),
+    ]
     _assert_png(plots.plot_sweep(curves, str(tmp_path / "s.png"), "t"))
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "c.png", "s.png", "u.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["c.png", "s.png", "u.png"]
 
 
 # ---------------------------------------------------------- the commands
@@ -64,30 +73,43 @@ def tiny_runs(tmp_path_factory):
     out = []
     for lam in (0.0, 0.5):
         path = str(tmp / f"lam{lam}")
-        training.run(tiny_run_config(path, partition_weight=lam),
-                     log=lambda m: None, verbose=0)
+        training.run(
+            tiny_run_config(path, partition_weight=lam), log=lambda m: None, verbose=0
+        )
         out.append(path)
     return out
 
 
 def _analyze(*args):
-    return subprocess.run([sys.executable, "-m", "dismir_tf.analysis",
-                           *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dismir_tf.analysis", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_tsne_command(tiny_runs, tmp_path):
     png = str(tmp_path / "user.png")
-    proc = _analyze("tsne", "--run_dirs", ",".join(tiny_runs),
-                    "--labels", "MIR,DisMIR", "--out", png)
+    proc = _analyze(
+        "tsne",
+        "--run_dirs",
+        ",".join(tiny_runs),
+        "--labels",
+        "MIR,DisMIR",
+        "--out",
+        png,
+    )
     assert proc.returncode == 0, proc.stderr
     _assert_png(png)
 
 
 def test_catalogue_command_with_planted_groups(tiny_runs, tmp_path):
     png = str(tmp_path / "cat.png")
-    proc = _analyze("catalogue", "--run_dir", tiny_runs[1],
-                    "--catalogue_sample", "80", "--out", png)
+    proc = _analyze(
+        "catalogue", "--run_dir", tiny_runs[1], "--catalogue_sample", "80", "--out", png
+    )
     assert proc.returncode == 0, proc.stderr
     assert "80 of 120 items" in proc.stderr
     _assert_png(png)
@@ -97,9 +119,11 @@ def test_catalogue_command_with_planted_groups(tiny_runs, tmp_path):
 def _base(tmp_path) -> RunConfig:
     return RunConfig(
         data=DataConfig(dataset="synthetic"),
-        model=ModelConfig(name="dismir", partition_weight=0.1,
-                          num_interests=4, embedding_dim=16),
-        train=TrainConfig(output_dir=str(tmp_path / "unused")))
+        model=ModelConfig(
+            name="dismir", partition_weight=0.1, num_interests=4, embedding_dim=16
+        ),
+        train=TrainConfig(output_dir=str(tmp_path / "unused")),
+    )
 
 
 class FakeTrain:
@@ -110,29 +134,40 @@ class FakeTrain:
 
     def __call__(self, config):
         m = config.model
-        score = m.partition_weight + m.num_interests / 100 + \
-            m.embedding_dim / 1000
-        metrics = {split: {k: score * (1 if "recall" in k else 0.5)
-                           for k in ("recall@20", "ndcg@20", "recall@50",
-                                     "ndcg@50")}
-                   for split in ("valid", "test")}
+        score = m.partition_weight + m.num_interests / 100 + m.embedding_dim / 1000
+        metrics = {
+            split: {
+                k: score * (1 if "recall" in k else 0.5)
+                for k in ("recall@20", "ndcg@20", "recall@50", "ndcg@50")
+            }
+            for split in ("valid", "test")
+        }
         os.makedirs(config.train.output_dir, exist_ok=True)
-        with open(os.path.join(config.train.output_dir, "metrics.json"),
-                  "w") as f:
+        with open(os.path.join(config.train.output_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f)
         self.calls.append(config)
         return metrics
 
 
 def test_sweep_points_share_the_base_run(tmp_path):
-    points = sweep.sweep_points(_base(tmp_path),
-                                {"lambda": [0.0, 0.1], "F": [2, 4],
-                                 "K": [16]})
+    points = sweep.sweep_points(
+        _base(tmp_path), {"lambda": [0.0, 0.1], "F": [2, 4], "K": [16]}
+    )
     assert [(p.param, p.value) for p in points] == [
-        ("lambda", 0.0), ("lambda", 0.1), ("F", 2), ("F", 4), ("K", 16)]
+        ("lambda", 0.0),
+        ("lambda", 0.1),
+        ("F", 2),
+        ("F", 4),
+        ("K", 16),
+    ]
     slugs = [p.variant.slug for p in points]
-    assert slugs == ["dismir-partition_weight0.0", "dismir",
-                     "dismir-num_interests2", "dismir", "dismir"]
+    assert slugs == [
+        "dismir-partition_weight0.0",
+        "dismir",
+        "dismir-num_interests2",
+        "dismir",
+        "dismir",
+    ]
     assert len(sweep.unique_variants(points)) == 3
     with pytest.raises(ValueError):
         sweep.sweep_points(_base(tmp_path), {"mu": [1]})
@@ -140,8 +175,7 @@ def test_sweep_points_share_the_base_run(tmp_path):
 
 def test_sweep_trains_once_and_resumes(tmp_path):
     base = _base(tmp_path)
-    grid = {"lambda": [0.0, 0.1, 1.0], "F": [2, 4], "N_o": [10],
-            "K": [8, 16]}
+    grid = {"lambda": [0.0, 0.1, 1.0], "F": [2, 4], "N_o": [10], "K": [8, 16]}
     out = str(tmp_path / "sweep")
     train = FakeTrain()
     first = sweep.run_sweep(base, grid, [0], out, train, lambda m: None)
@@ -149,10 +183,8 @@ def test_sweep_trains_once_and_resumes(tmp_path):
     assert len(train.calls) == 6
     assert {c.model.partition_negatives for c in train.calls} == {10, 100}
     curves = {c.name: c for c in first.curves()}
-    assert curves["lambda"].metrics["recall@20"] == pytest.approx(
-        [0.056, 0.156, 1.056])
-    assert curves["K"].metrics["ndcg@20"] == pytest.approx(
-        [0.5 * 0.148, 0.5 * 0.156])
+    assert curves["lambda"].metrics["recall@20"] == pytest.approx([0.056, 0.156, 1.056])
+    assert curves["K"].metrics["ndcg@20"] == pytest.approx([0.5 * 0.148, 0.5 * 0.156])
     assert curves["F"].base == 4
     # Again: everything is read back, nothing trained.
     again = FakeTrain()
@@ -171,10 +203,16 @@ def test_sweep_plot_only_skips_missing_runs_and_writes(tmp_path):
     base = _base(tmp_path)
     out = str(tmp_path / "sweep")
     train = FakeTrain()
-    sweep.run_sweep(base, {"lambda": [0.0, 0.1]}, [0], out, train,
-                    lambda m: None)
-    result = sweep.run_sweep(base, {"lambda": [0.0, 0.1, 1.0]}, [0], out,
-                             train, lambda m: None, plot_only=True)
+    sweep.run_sweep(base, {"lambda": [0.0, 0.1]}, [0], out, train, lambda m: None)
+    result = sweep.run_sweep(
+        base,
+        {"lambda": [0.0, 0.1, 1.0]},
+        [0],
+        out,
+        train,
+        lambda m: None,
+        plot_only=True,
+    )
     assert len(train.calls) == 2
     recall = result.curves()[0].metrics["recall@20"]
     assert recall[:2] == pytest.approx([0.056, 0.156])
@@ -182,6 +220,5 @@ def test_sweep_plot_only_skips_missing_runs_and_writes(tmp_path):
     png = str(tmp_path / "fig" / "sweep.png")
     js, md, _ = sweep.write_outputs(result, out, png, "title")
     _assert_png(png)
-    assert "| lambda | 1 | dismir-partition_weight1.0 | 0 | n/a |" in \
-        open(md).read()
+    assert "| lambda | 1 | dismir-partition_weight1.0 | 0 | n/a |" in open(md).read()
     assert json.load(open(js))["base"]["lambda"] == 0.1

@@ -27,8 +27,7 @@ def write(tmp_path: Path, name: str, data: bytes | str) -> str:
     return str(path)
 
 
-def assert_error_at(excinfo: pytest.ExceptionInfo, path: str,
-                    line: int | None) -> None:
+def assert_error_at(excinfo: pytest.ExceptionInfo, path: str, line: int | None) -> None:
     """The error names the file and the 1-based line, in attrs and text."""
     err = excinfo.value
     assert err.path == path
@@ -40,9 +39,15 @@ def assert_error_at(excinfo: pytest.ExceptionInfo, path: str,
 
 # ------------------------------------------------------------ each format
 def test_formats_are_exactly_the_documented_names():
-    assert FORMATS == ("recbole_inter", "snap_gowalla", "user_item_time_tsv",
-                       "retailrocket_events", "amazon_reviews_json",
-                       "seq_lines", "user_item_lines")
+    assert FORMATS == (
+        "recbole_inter",
+        "snap_gowalla",
+        "user_item_time_tsv",
+        "retailrocket_events",
+        "amazon_reviews_json",
+        "seq_lines",
+        "user_item_lines",
+    )
 
 
 def test_recbole_inter_reads_columns_by_header_name():
@@ -51,8 +56,7 @@ def test_recbole_inter_reads_columns_by_header_name():
     assert raw.users == ["196", "186", "196"]
     assert raw.items == ["242", "302", "377"]
     assert raw.timestamps.dtype == np.float64
-    np.testing.assert_array_equal(raw.timestamps,
-                                  [881250949, 891717742, 878887116])
+    np.testing.assert_array_equal(raw.timestamps, [881250949, 891717742, 878887116])
     assert raw.source == fixture("recbole.inter")
 
 
@@ -63,8 +67,7 @@ def test_recbole_inter_other_column_order_and_names():
     assert raw.items == ["355908", "248676"]
     # Kaggle's millisecond times, noticed and given in seconds like the
     # retailrocket_events reader's (issue: 1000x apart, silently).
-    np.testing.assert_allclose(raw.timestamps,
-                               [1433221332.117, 1433224214.164])
+    np.testing.assert_allclose(raw.timestamps, [1433221332.117, 1433224214.164])
     assert any("milliseconds" in n for n in raw.notes)
 
 
@@ -79,8 +82,9 @@ def test_snap_gowalla_uses_location_as_item_and_parses_iso_time():
     raw = read_interactions(fixture("snap_gowalla.txt"), "snap_gowalla")
     assert raw.users == ["0", "0", "1"]
     assert raw.items == ["22847", "420315", "316637"]
-    expected = datetime.datetime(2010, 10, 19, 23, 55, 27,
-                                 tzinfo=datetime.UTC).timestamp()
+    expected = datetime.datetime(
+        2010, 10, 19, 23, 55, 27, tzinfo=datetime.UTC
+    ).timestamp()
     assert raw.timestamps[0] == expected
     # Newest first in the file, as in SNAP: the reader keeps file order.
     assert raw.timestamps[0] > raw.timestamps[1]
@@ -91,13 +95,13 @@ def test_user_item_time_tsv():
     assert raw.users == ["0", "0", "1"]
     assert raw.items == ["2049", "0", "1"]
     np.testing.assert_array_equal(
-        raw.timestamps, [1287503727.0, 1287411463.0, 1287330123.5])
+        raw.timestamps, [1287503727.0, 1287411463.0, 1287330123.5]
+    )
 
 
 def test_gzip_fixture_reads_like_the_plain_file():
     plain = read_interactions(fixture("checkins.tsv"), "user_item_time_tsv")
-    packed = read_interactions(fixture("checkins.tsv.gz"),
-                               "user_item_time_tsv")
+    packed = read_interactions(fixture("checkins.tsv.gz"), "user_item_time_tsv")
     assert packed.users == plain.users and packed.items == plain.items
     np.testing.assert_array_equal(packed.timestamps, plain.timestamps)
 
@@ -115,17 +119,16 @@ def test_retailrocket_keeps_views_only_in_seconds():
     raw = read_interactions(fixture("events.csv"), "retailrocket_events")
     assert raw.users == ["257597", "992329", "257597"]
     assert raw.items == ["355908", "248676", "11"]
-    np.testing.assert_allclose(raw.timestamps,
-                               [1433221332.117, 1433224214.164,
-                                1433221337.106])
+    np.testing.assert_allclose(
+        raw.timestamps, [1433221332.117, 1433224214.164, 1433221337.106]
+    )
 
 
 def test_amazon_reviews_json():
     raw = read_interactions(fixture("reviews.json"), "amazon_reviews_json")
     assert raw.users == ["A2SUAM1J3GNN3B", "A2SUAM1J3GNN3B", "AZZZ"]
     assert raw.items == ["0000013714", "0000031852", "0000013714"]
-    np.testing.assert_array_equal(raw.timestamps,
-                                  [1252800000, 1203984000, 1400000000])
+    np.testing.assert_array_equal(raw.timestamps, [1252800000, 1203984000, 1400000000])
 
 
 def test_seq_lines():
@@ -165,42 +168,88 @@ def test_missing_file_is_a_user_input_error(tmp_path):
     assert "not found" in str(excinfo.value)
 
 
-@pytest.mark.parametrize("fmt, text, line, words", [
-    ("user_item_time_tsv", "u\ti\t1\nu\ti\n", 2, "expected 3"),
-    ("user_item_time_tsv", "u\ti\t1\nu\ti\t2\t3\n", 2, "found 4"),
-    ("user_item_time_tsv", "u\ti\t1\nu\ti\tyesterday\n", 2, "not a number"),
-    ("user_item_time_tsv", "u\ti\tnan\n", 1, "not finite"),
-    ("user_item_time_tsv", "u\t\t1\n", 1, "empty"),
-    ("snap_gowalla", "0\t2010-10-19T23:55:27Z\t1\t2\t5\n0\t2010\t1\n", 2,
-     "expected 5"),
-    ("snap_gowalla", "0\tlast tuesday\t1.0\t2.0\t5\n", 1, "ISO-8601"),
-    ("recbole_inter", "user_id:token\titem_id:token\ttimestamp:float\n"
-     "1\t2\t3\n1\t2\n", 3, "expected 3"),
-    ("recbole_inter", "user_id:token\titem_id:token\ttimestamp:float\n"
-     "1\t2\tsoon\n", 2, "not a number"),
-    ("recbole_inter", "uid:token\titem_id:token\n1\t2\n", 1,
-     "missing header column 'user_id'"),
-    ("recbole_inter", "user_id:token\titem:token\n1\t2\n", 1,
-     "missing header column 'item_id'"),
-    ("recbole_inter", "user_id:token\titem_id:token\n", 2,
-     "no interactions"),
-    ("retailrocket_events", "timestamp,visitorid,event,itemid\n"
-     "1,2,view,3\n1,2,view\n", 3, "expected 4"),
-    ("retailrocket_events", "timestamp,visitor,event,itemid\n1,2,view,3\n",
-     1, "missing header column 'visitorid'"),
-    ("retailrocket_events", "timestamp,visitorid,event,itemid\n"
-     "x,2,view,3\n", 2, "not a number"),
-    ("amazon_reviews_json", '{"reviewerID": "a", "asin": "b", '
-     '"unixReviewTime": 1}\n{"reviewerID": "a", "asin": \n', 2,
-     "invalid JSON"),
-    ("amazon_reviews_json", '{"reviewerID": "a", "unixReviewTime": 1}\n', 1,
-     "missing key 'asin'"),
-    ("amazon_reviews_json", '{"reviewerID": "a", "asin": "b", '
-     '"unixReviewTime": "May"}\n', 1, "not a number"),
-    ("amazon_reviews_json", '[1, 2]\n', 1, "JSON object"),
-    ("seq_lines", "1 2 3\n4\n", 2, "at least one item"),
-    ("user_item_lines", "1 2\n1 2 3\n", 2, "found 3"),
-])
+@pytest.mark.parametrize(
+    "fmt, text, line, words",
+    [
+        ("user_item_time_tsv", "u\ti\t1\nu\ti\n", 2, "expected 3"),
+        ("user_item_time_tsv", "u\ti\t1\nu\ti\t2\t3\n", 2, "found 4"),
+        ("user_item_time_tsv", "u\ti\t1\nu\ti\tyesterday\n", 2, "not a number"),
+        ("user_item_time_tsv", "u\ti\tnan\n", 1, "not finite"),
+        ("user_item_time_tsv", "u\t\t1\n", 1, "empty"),
+        (
+            "snap_gowalla",
+            "0\t2010-10-19T23:55:27Z\t1\t2\t5\n0\t2010\t1\n",
+            2,
+            "expected 5",
+        ),
+        ("snap_gowalla", "0\tlast tuesday\t1.0\t2.0\t5\n", 1, "ISO-8601"),
+        (
+            "recbole_inter",
+            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\n",
+            3,
+            "expected 3",
+        ),
+        (
+            "recbole_inter",
+            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\tsoon\n",
+            2,
+            "not a number",
+        ),
+        (
+            "recbole_inter",
+            "uid:token\titem_id:token\n1\t2\n",
+            1,
+            "missing header column 'user_id'",
+        ),
+        (
+            "recbole_inter",
+            "user_id:token\titem:token\n1\t2\n",
+            1,
+            "missing header column 'item_id'",
+        ),
+        ("recbole_inter", "user_id:token\titem_id:token\n", 2, "no interactions"),
+        (
+            "retailrocket_events",
+            "timestamp,visitorid,event,itemid\n1,2,view,3\n1,2,view\n",
+            3,
+            "expected 4",
+        ),
+        (
+            "retailrocket_events",
+            "timestamp,visitor,event,itemid\n1,2,view,3\n",
+            1,
+            "missing header column 'visitorid'",
+        ),
+        (
+            "retailrocket_events",
+            "timestamp,visitorid,event,itemid\nx,2,view,3\n",
+            2,
+            "not a number",
+        ),
+        (
+            "amazon_reviews_json",
+            '{"reviewerID": "a", "asin": "b", '
+            '"unixReviewTime": 1}\n{"reviewerID": "a", "asin": \n',
+            2,
+            "invalid JSON",
+        ),
+        (
+            "amazon_reviews_json",
+            '{"reviewerID": "a", "unixReviewTime": 1}\n',
+            1,
+            "missing key 'asin'",
+        ),
+        (
+            "amazon_reviews_json",
+            '{"reviewerID": "a", "asin": "b", "unixReviewTime": "May"}\n',
+            1,
+            "not a number",
+        ),
+        ("amazon_reviews_json", "[1, 2]\n", 1, "JSON object"),
+        ("seq_lines", "1 2 3\n4\n", 2, "at least one item"),
+        ("user_item_lines", "1 2\n1 2 3\n", 2, "found 3"),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path, fmt, text, line, words):
     path = write(tmp_path, "bad.txt", text)
     with pytest.raises(DataFormatError) as excinfo:
@@ -219,8 +268,9 @@ def test_empty_file(tmp_path, fmt):
 
 
 def test_retailrocket_without_views(tmp_path):
-    path = write(tmp_path, "events.csv", "timestamp,visitorid,event,itemid\n"
-                                         "1,2,addtocart,3\n")
+    path = write(
+        tmp_path, "events.csv", "timestamp,visitorid,event,itemid\n1,2,addtocart,3\n"
+    )
     with pytest.raises(DataFormatError, match="no 'view' events"):
         read_interactions(path, "retailrocket_events")
 
@@ -241,13 +291,12 @@ def test_non_utf8_bytes_inside_gzip(tmp_path):
 
 
 def _many_lines() -> bytes:
-    return b"".join(b"%d\t%d\t%d\n" % (u, u * 7 % 101, 1000 + u)
-                    for u in range(20000))
+    return b"".join(b"%d\t%d\t%d\n" % (u, u * 7 % 101, 1000 + u) for u in range(20000))
 
 
 def test_truncated_gzip(tmp_path):
     packed = gzip.compress(_many_lines())
-    path = write(tmp_path, "cut.tsv.gz", packed[:len(packed) // 2])
+    path = write(tmp_path, "cut.tsv.gz", packed[: len(packed) // 2])
     with pytest.raises(DataFormatError) as excinfo:
         read_interactions(path, "user_item_time_tsv")
     assert_error_at(excinfo, path, excinfo.value.line)
@@ -285,7 +334,7 @@ def test_directory_is_a_user_input_error(tmp_path):
 def _recount(path: Path, skip_header: bool = False) -> list[list[str]]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         lines = f.read().splitlines()
-    return [line.split() for line in lines[int(skip_header):] if line]
+    return [line.split() for line in lines[int(skip_header) :] if line]
 
 
 def test_shared_gowalla_lbsn(tmp_path):
@@ -314,8 +363,7 @@ def test_shared_beauty():
     rows = _recount(path)
     assert len(raw) == sum(len(r) - 1 for r in rows) == 198_502
     assert len(set(raw.users)) == len(rows) == 22_363
-    assert len(set(raw.items)) == len(
-        {i for r in rows for i in r[1:]}) == 12_101
+    assert len(set(raw.items)) == len({i for r in rows for i in r[1:]}) == 12_101
 
 
 def test_shared_video_games():
@@ -334,8 +382,7 @@ def test_copy_of_shared_file_without_gz_name_still_reads(tmp_path):
     assert len(read_interactions(str(target), "user_item_time_tsv")) == 19_855
 
 
-def test_shared_file_helper_fails_under_ci_and_skips_otherwise(monkeypatch,
-                                                               tmp_path):
+def test_shared_file_helper_fails_under_ci_and_skips_otherwise(monkeypatch, tmp_path):
     monkeypatch.setattr("tests.helpers.SHARED", tmp_path / "absent")
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
@@ -351,23 +398,25 @@ def _line(fmt: str, user: str, item: str, t: int) -> str:
     if fmt in ("recbole_inter", "user_item_time_tsv"):
         return f"{user}\t{item}\t{t}"
     if fmt == "snap_gowalla":
-        when = datetime.datetime.fromtimestamp(
-            1_300_000_000 + t, datetime.timezone.utc)
+        when = datetime.datetime.fromtimestamp(1_300_000_000 + t, datetime.timezone.utc)
         return f"{user}\t{when:%Y-%m-%dT%H:%M:%SZ}\t30.2\t-97.7\t{item}"
     if fmt == "retailrocket_events":
         return f"{1_433_000_000_000 + 1000 * t},{user},view,{item},"
     if fmt == "amazon_reviews_json":
         import json
-        return json.dumps({"reviewerID": user, "asin": item,
-                           "unixReviewTime": 1_300_000_000 + t})
+
+        return json.dumps(
+            {"reviewerID": user, "asin": item, "unixReviewTime": 1_300_000_000 + t}
+        )
     if fmt == "seq_lines":
         return f"{user} {item} {item}x"
     return f"{user} {item}"
 
 
-HEADERS = {"recbole_inter": "user_id:token\titem_id:token\ttimestamp:float",
-           "retailrocket_events":
-               "timestamp,visitorid,event,itemid,transactionid"}
+HEADERS = {
+    "recbole_inter": "user_id:token\titem_id:token\ttimestamp:float",
+    "retailrocket_events": "timestamp,visitorid,event,itemid,transactionid",
+}
 
 
 def _file(tmp_path, fmt, lines):
@@ -379,8 +428,11 @@ def _file(tmp_path, fmt, lines):
 def test_a_bom_at_any_line_start_is_dropped(tmp_path, fmt):
     # Two exported files joined with `cat`: the second one's byte order
     # mark lands at the start of a line in the middle.
-    lines = [_line(fmt, "u1", "i1", 1), _line(fmt, "u2", "i2", 2),
-             "\ufeff" + _line(fmt, "u2", "i3", 3)]
+    lines = [
+        _line(fmt, "u1", "i1", 1),
+        _line(fmt, "u2", "i2", 2),
+        "\ufeff" + _line(fmt, "u2", "i3", 3),
+    ]
     raw = read_interactions(_file(tmp_path, fmt, lines), fmt)
     assert set(raw.users) == {"u1", "u2"}
     assert not any("\ufeff" in i for i in raw.items)
@@ -393,8 +445,7 @@ def test_a_null_id_is_an_error_at_its_line(tmp_path, fmt, null, role):
     user, item = (null, "i2") if role == "user" else ("u2", null)
     lines = [_line(fmt, "u1", "i1", 1), _line(fmt, user, item, 2)]
     path = _file(tmp_path, fmt, lines)
-    with pytest.raises(DataFormatError, match=f"the {role} id is missing"
-                       ) as excinfo:
+    with pytest.raises(DataFormatError, match=f"the {role} id is missing") as excinfo:
         read_interactions(path, fmt)
     assert_error_at(excinfo, path, 2 + (fmt in HEADERS))
 
@@ -402,11 +453,13 @@ def test_a_null_id_is_an_error_at_its_line(tmp_path, fmt, null, role):
 @pytest.mark.parametrize("key", ["reviewerID", "asin"])
 def test_json_null_ids_are_errors_not_the_id_none(tmp_path, key):
     import json
-    rows = [{"reviewerID": "u1", "asin": "i1", "unixReviewTime": 1},
-            {"reviewerID": "u2", "asin": "i2", "unixReviewTime": 2}]
+
+    rows = [
+        {"reviewerID": "u1", "asin": "i1", "unixReviewTime": 1},
+        {"reviewerID": "u2", "asin": "i2", "unixReviewTime": 2},
+    ]
     rows[1][key] = None
-    path = write(tmp_path, "a.json",
-                 "\n".join(json.dumps(r) for r in rows) + "\n")
+    path = write(tmp_path, "a.json", "\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(DataFormatError, match="id is missing") as excinfo:
         read_interactions(path, "amazon_reviews_json")
     assert_error_at(excinfo, path, 2)
@@ -421,28 +474,37 @@ def test_epoch_milliseconds_are_noticed_and_converted(tmp_path, fmt):
     # RecBole's retailrocket-view.inter keeps Kaggle's millisecond times;
     # events.csv gives the same seconds through the retailrocket reader.
     lines = [f"u1\ti{j}\t{t}.0" for j, t in enumerate(MS)]
-    header = ([HEADERS["recbole_inter"]] if fmt == "recbole_inter" else [])
+    header = [HEADERS["recbole_inter"]] if fmt == "recbole_inter" else []
     path = write(tmp_path, "ms", "\n".join(header + lines) + "\n")
     raw = read_interactions(path, fmt)
     np.testing.assert_allclose(raw.timestamps, np.array(MS) / 1000)
     assert any("milliseconds" in n and "converted" in n for n in raw.notes)
-    events = write(tmp_path, "events.csv", "\n".join(
-        [HEADERS["retailrocket_events"]]
-        + [f"{t},u1,view,i{j}," for j, t in enumerate(MS)]) + "\n")
+    events = write(
+        tmp_path,
+        "events.csv",
+        "\n".join(
+            [HEADERS["retailrocket_events"]]
+            + [f"{t},u1,view,i{j}," for j, t in enumerate(MS)]
+        )
+        + "\n",
+    )
     np.testing.assert_allclose(
-        read_interactions(events, "retailrocket_events").timestamps,
-        raw.timestamps)
+        read_interactions(events, "retailrocket_events").timestamps, raw.timestamps
+    )
 
 
-@pytest.mark.parametrize("scale,unit", [(1, "s"), (10**3, "ms"),
-                                        (10**6, "us"), (10**9, "ns")])
+@pytest.mark.parametrize(
+    "scale,unit", [(1, "s"), (10**3, "ms"), (10**6, "us"), (10**9, "ns")]
+)
 def test_every_unit_gives_seconds(tmp_path, scale, unit):
     secs = [1_300_000_000, 1_300_000_060, 1_300_003_600]
-    path = write(tmp_path, "t.tsv", "".join(
-        f"u\ti{j}\t{t * scale}\n" for j, t in enumerate(secs)))
+    path = write(
+        tmp_path,
+        "t.tsv",
+        "".join(f"u\ti{j}\t{t * scale}\n" for j, t in enumerate(secs)),
+    )
     for given in ("auto", unit):
-        raw = read_interactions(path, "user_item_time_tsv",
-                                time_unit=given)
+        raw = read_interactions(path, "user_item_time_tsv", time_unit=given)
         np.testing.assert_allclose(raw.timestamps, secs)
     # Saying the unit wins over the guess (small numbers in seconds stay).
     small = write(tmp_path, "small.tsv", "u\ti\t5\nu\tj\t7\n")
@@ -450,11 +512,9 @@ def test_every_unit_gives_seconds(tmp_path, scale, unit):
     np.testing.assert_allclose(raw.timestamps, [0.005, 0.007])
 
 
-def test_a_time_unit_for_a_format_without_numeric_times_is_refused(
-        tmp_path):
+def test_a_time_unit_for_a_format_without_numeric_times_is_refused(tmp_path):
     path = write(tmp_path, "s.txt", "u1 a b c\n")
     with pytest.raises(UserInputError, match="no times"):
         read_interactions(path, "seq_lines", time_unit="ms")
     with pytest.raises(UserInputError, match="ISO times"):
-        read_interactions(fixture("snap_gowalla.txt"), "snap_gowalla",
-                          time_unit="s")
+        read_interactions(fixture("snap_gowalla.txt"), "snap_gowalla", time_unit="s")

@@ -7,8 +7,7 @@ from tests.helpers import readme_block
 
 def test_readme_python_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(readme_block("readme-example"), "README.md", "exec"),
-         namespace)
+    exec(compile(readme_block("readme-example"), "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "recall@50" in out
     losses = namespace["history"].history["rec_loss"]

@@ -45,30 +45,41 @@ def test_a_badly_declared_param_is_refused_at_registration():
 
     @dataclasses.dataclass(frozen=True)
     class Bad:
-        width: int = 4                  # not model_params.param(...)
+        width: int = 4  # not model_params.param(...)
 
     with pytest.raises(ValueError, match="'width' must be declared"):
-        model_specs.ModelSpec(name="bad", factory="x:y", summary="",
-                              partition="never", params=Bad)
+        model_specs.ModelSpec(
+            name="bad", factory="x:y", summary="", partition="never", params=Bad
+        )
 
 
 def test_configs_stay_hashable(toy):
     assert hash(ModelConfig(name="toy-mean")) == hash(
-        ModelConfig(name="toy-mean", params={"scale": 3.0}))
+        ModelConfig(name="toy-mean", params={"scale": 3.0})
+    )
 
 
 def test_its_param_acts_on_the_model(toy):
     history = tf.constant([[3, 5, 0, 0]])
-    vectors = [create_model(20, ModelConfig(name="toy-mean", max_len=4,
-                                            params={"scale": s}), seed=0)
-               .query_vectors(history).numpy() for s in (1.0, 3.0)]
+    vectors = [
+        create_model(
+            20, ModelConfig(name="toy-mean", max_len=4, params={"scale": s}), seed=0
+        )
+        .query_vectors(history)
+        .numpy()
+        for s in (1.0, 3.0)
+    ]
     np.testing.assert_allclose(vectors[1], 3.0 * vectors[0], rtol=1e-6)
 
 
 def test_it_trains_and_records_its_params(toy, tmp_path):
-    config = tiny_run_config(str(tmp_path / "run"), model="toy-mean",
-                             params={"scale": 1.5}, max_steps=20,
-                             eval_every=10)
+    config = tiny_run_config(
+        str(tmp_path / "run"),
+        model="toy-mean",
+        params={"scale": 1.5},
+        max_steps=20,
+        eval_every=10,
+    )
     metrics = training.run(config, log=lambda m: None, verbose=0)
     assert 0.0 <= metrics["test"]["recall@50"] <= 1.0
     recorded = json.load(open(tmp_path / "run" / "config.json"))
@@ -79,9 +90,9 @@ def test_its_search_range_is_tuned_under_its_flag_name(toy, tmp_path):
     space = tuning.search_space("toy-mean")
     assert set(space) == {"learning_rate", "toy_mean_scale"}
     base = tiny_run_config(str(tmp_path / "base"), model="toy-mean")
-    trial = tuning.trial_config(base, {"toy_mean_scale": 0.75,
-                                       "learning_rate": 0.002},
-                                str(tmp_path / "t"))
+    trial = tuning.trial_config(
+        base, {"toy_mean_scale": 0.75, "learning_rate": 0.002}, str(tmp_path / "t")
+    )
     assert trial.model.params == {"scale": 0.75}
     assert trial.train.learning_rate == 0.002
 
@@ -100,24 +111,56 @@ run()
 
 def _train_cli(argv):
     code = _CLI.format(root=ROOT, argv=argv)
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_train_py_gets_its_flag(tmp_path):
     out = str(tmp_path / "run")
-    proc = _train_cli(["--model", "toy-mean", "--toy_mean_scale", "2.5",
-                       "--synthetic_users", "300", "--synthetic_items", "120",
-                       "--synthetic_groups", "6", "--embedding_dim", "16",
-                       "--max_steps", "20", "--eval_every", "10",
-                       "--batch_size", "32", "--output_dir", out])
+    proc = _train_cli(
+        [
+            "--model",
+            "toy-mean",
+            "--toy_mean_scale",
+            "2.5",
+            "--synthetic_users",
+            "300",
+            "--synthetic_items",
+            "120",
+            "--synthetic_groups",
+            "6",
+            "--embedding_dim",
+            "16",
+            "--max_steps",
+            "20",
+            "--eval_every",
+            "10",
+            "--batch_size",
+            "32",
+            "--output_dir",
+            out,
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     recorded = json.load(open(os.path.join(out, "config.json")))
     assert recorded["model"]["params"] == {"scale": 2.5}
     help_text = _train_cli(["--help"]).stdout
     assert "--toy_mean_scale" in help_text
     assert "the user vector's scale (default 1.0)" in help_text
-    wrong = _train_cli(["--model", "dnn", "--toy_mean_scale", "2.5",
-                        "--output_dir", str(tmp_path / "x")])
+    wrong = _train_cli(
+        [
+            "--model",
+            "dnn",
+            "--toy_mean_scale",
+            "2.5",
+            "--output_dir",
+            str(tmp_path / "x"),
+        ]
+    )
     assert wrong.returncode == 2
     assert "--toy_mean_scale acts only on toy-mean, not on 'dnn'" in wrong.stderr

@@ -14,14 +14,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _retrain(*args):
-    return subprocess.run([sys.executable, "retrain.py", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "retrain.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_retrain_reproduces_a_recorded_run(tmp_path):
     run = str(tmp_path / "run")
-    training.run(tiny_run_config(run, model="dnn", max_steps=20,
-                                 eval_every=10))
+    training.run(tiny_run_config(run, model="dnn", max_steps=20, eval_every=10))
     # results/ keeps config.json, state.json and metrics.json only.
     for name in os.listdir(run):
         if name not in ("config.json", "state.json", "metrics.json"):
@@ -35,8 +39,10 @@ def test_retrain_reproduces_a_recorded_run(tmp_path):
     assert new_cfg["train"].pop("output_dir") == new
     old_cfg["train"].pop("output_dir")
     assert new_cfg == old_cfg
-    assert json.load(open(os.path.join(new, "metrics.json")))["test"] == \
-        json.load(open(os.path.join(run, "metrics.json")))["test"]
+    assert (
+        json.load(open(os.path.join(new, "metrics.json")))["test"]
+        == json.load(open(os.path.join(run, "metrics.json")))["test"]
+    )
 
 
 def test_compare_metrics_reports_a_difference():

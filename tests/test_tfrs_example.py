@@ -16,8 +16,7 @@ from tests.helpers import TINY_SYNTHETIC, readme_block
 
 def test_readme_tfrs_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(readme_block("tfrs-example"), "README.md", "exec"),
-         namespace)
+    exec(compile(readme_block("tfrs-example"), "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     losses = namespace["fit"].history["loss"]
     assert losses[-1] < losses[0]
@@ -30,27 +29,43 @@ def test_readme_tfrs_example_runs(capsys):
 
 def test_partition_task_is_the_models_partition_loss():
     ds, _ = generate(TINY_SYNTHETIC)
-    config = ModelConfig(name="dismir", embedding_dim=16, num_interests=3,
-                         max_len=10, partition_weight=0.5,
-                         partition_negatives=20)
+    config = ModelConfig(
+        name="dismir",
+        embedding_dim=16,
+        num_interests=3,
+        max_len=10,
+        partition_weight=0.5,
+        partition_negatives=20,
+    )
     model = create_model(ds.num_items, config, seed=0)
     model.build_for(config.max_len)
     sampler = pipeline.TrainSampler(
-        ds, config.max_len, 32, seed=0,
-        positive_sampler=PositiveSampler(build_cooccurrence(ds)))
+        ds,
+        config.max_len,
+        32,
+        seed=0,
+        positive_sampler=PositiveSampler(build_cooccurrence(ds)),
+    )
     batch = sampler.sample(tf.constant(0, tf.int64))
     seed = tf.constant([3, 4], tf.int32)
-    task = PartitionTask(model.item_embedding,
-                         num_negatives=config.partition_negatives)
+    task = PartitionTask(model.item_embedding, num_negatives=config.partition_negatives)
     want = float(tf.reduce_mean(model.partition_loss(batch, seed)))
-    got = float(task(batch[types.PARTITION_ANCHOR],
-                     batch[types.PARTITION_POSITIVE],
-                     batch[types.PARTITION_MASK], seed=seed))
+    got = float(
+        task(
+            batch[types.PARTITION_ANCHOR],
+            batch[types.PARTITION_POSITIVE],
+            batch[types.PARTITION_MASK],
+            seed=seed,
+        )
+    )
     assert got == pytest.approx(want, rel=1e-6)
     # Its gradient reaches the shared item table.
     with tf.GradientTape() as tape:
-        loss = task(batch[types.PARTITION_ANCHOR],
-                    batch[types.PARTITION_POSITIVE],
-                    batch[types.PARTITION_MASK], seed=seed)
+        loss = task(
+            batch[types.PARTITION_ANCHOR],
+            batch[types.PARTITION_POSITIVE],
+            batch[types.PARTITION_MASK],
+            seed=seed,
+        )
     grad = tape.gradient(loss, model.item_embedding.embeddings)
     assert float(tf.reduce_sum(tf.abs(tf.convert_to_tensor(grad)))) > 0

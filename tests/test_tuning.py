@@ -16,7 +16,7 @@ from dismir_tf.errors import ConfigError
 from tests.helpers import tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LRS = (1e-2, 1e-3, 1e-4)     # inside the declared range [1e-4, 1e-2]
+LRS = (1e-2, 1e-3, 1e-4)  # inside the declared range [1e-4, 1e-2]
 
 
 def _base(tmp_path, **kw):
@@ -38,6 +38,7 @@ def _enqueue(tcfg, lrs):
 
 def _run(config, **kw):
     import tensorflow as tf
+
     tf.keras.backend.clear_session()
     return training.run(config, log=lambda m: None, **kw)
 
@@ -65,14 +66,14 @@ def test_selection_never_reads_test_users(tmp_path, monkeypatch):
         return result
 
     from dismir_tf.data import load_dataset
+
     ds = load_dataset(_base(tmp_path).data)
     test_users["ids"] = set(ds.test_users.tolist())
     monkeypatch.setattr(pipeline, "eval_examples", eval_examples)
     monkeypatch.setattr(evaluation, "evaluate_model", evaluate_model)
     tcfg = _tcfg(tmp_path, trials=3)
     _enqueue(tcfg, LRS)
-    best = tuning.tune(_base(tmp_path), tcfg, log=lambda m: None,
-                       run_fn=_run)
+    best = tuning.tune(_base(tmp_path), tcfg, log=lambda m: None, run_fn=_run)
     assert "test" not in splits and "valid" in splits
     recs = tuning.records(tuning.open_study(tcfg, "dnn"))
     assert [r.params["learning_rate"] for r in recs] == list(LRS)
@@ -83,29 +84,30 @@ def test_selection_never_reads_test_users(tmp_path, monkeypatch):
     # ... and the tuner took the valid users' choice.
     assert best.params["learning_rate"] == max(valid, key=valid.get)
     for r in recs:
-        metrics = json.load(open(os.path.join(r.output_dir,
-                                              "metrics.json")))
+        metrics = json.load(open(os.path.join(r.output_dir, "metrics.json")))
         assert metrics["test"] is None
         assert r.valid["recall@50"] == pytest.approx(
-            max(e["valid"]["recall@50"] for e in json.load(open(
-                os.path.join(r.output_dir, "state.json")))["evals"]))
+            max(
+                e["valid"]["recall@50"]
+                for e in json.load(open(os.path.join(r.output_dir, "state.json")))[
+                    "evals"
+                ]
+            )
+        )
     # Every trial is recorded with its parameters and valid figures.
     rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
     assert [float(r["learning_rate"]) for r in rows] == list(LRS)
     assert all(r["state"] == "COMPLETE" for r in rows)
-    assert [float(r["valid_recall@50"]) for r in rows] == [
-        valid[lr] for lr in LRS]
+    assert [float(r["valid_recall@50"]) for r in rows] == [valid[lr] for lr in LRS]
 
 
 def test_poor_trials_are_pruned(tmp_path):
     # Trial 0 learns; trial 1 (learning rate 1e-4, the range's lowest)
     # is below it at its first evaluation after the warm-up and is stopped
     # there.
-    tcfg = _tcfg(tmp_path, trials=2, prune=True, startup_trials=1,
-                 warmup_evaluations=1)
+    tcfg = _tcfg(tmp_path, trials=2, prune=True, startup_trials=1, warmup_evaluations=1)
     _enqueue(tcfg, (1e-2, 1e-4))
-    tuning.tune(_base(tmp_path, max_steps=80), tcfg, log=lambda m: None,
-                run_fn=_run)
+    tuning.tune(_base(tmp_path, max_steps=80), tcfg, log=lambda m: None, run_fn=_run)
     recs = tuning.records(tuning.open_study(tcfg, "dnn"))
     assert [r.state for r in recs] == ["COMPLETE", "PRUNED"]
     assert recs[0].steps == 80 and recs[1].steps == 20
@@ -121,14 +123,16 @@ def test_an_interrupted_study_resumes(tmp_path):
     def dies_in_second_trial(config, on_evaluation=None, **kw):
         def hook(step, valid):
             calls.append(step)
-            if len(calls) == 2:              # trial 1, after step 20
+            if len(calls) == 2:  # trial 1, after step 20
                 raise KeyboardInterrupt
             return on_evaluation(step, valid)
+
         return _run(config, on_evaluation=hook, **kw)
 
     with pytest.raises(KeyboardInterrupt):
-        tuning.tune(_base(tmp_path), tcfg, log=lambda m: None,
-                    run_fn=dies_in_second_trial)
+        tuning.tune(
+            _base(tmp_path), tcfg, log=lambda m: None, run_fn=dies_in_second_trial
+        )
     lines = []
     best = tuning.tune(_base(tmp_path), tcfg, log=lines.append, run_fn=_run)
     recs = tuning.records(tuning.open_study(tcfg, "dnn"))
@@ -147,28 +151,43 @@ def test_an_interrupted_study_resumes(tmp_path):
 
 def test_search_space_comes_from_the_registry():
     space = tuning.search_space("dismir")
-    assert {"learning_rate", "num_interests",
-            "partition_weight"} <= set(space)
+    assert {"learning_rate", "num_interests", "partition_weight"} <= set(space)
     with pytest.raises(ConfigError, match="does not search dropout"):
         tuning.search_space("dismir", ("dropout",))
     base = tiny_run_config("/tmp/x", model="dismir")
-    cfg = tuning.trial_config(base, {"learning_rate": 0.004,
-                                     "num_interests": 5,
-                                     "partition_weight": 0.3}, "/tmp/t")
-    assert (cfg.train.learning_rate, cfg.model.num_interests,
-            cfg.model.partition_weight) == (0.004, 5, 0.3)
+    cfg = tuning.trial_config(
+        base,
+        {"learning_rate": 0.004, "num_interests": 5, "partition_weight": 0.3},
+        "/tmp/t",
+    )
+    assert (
+        cfg.train.learning_rate,
+        cfg.model.num_interests,
+        cfg.model.partition_weight,
+    ) == (0.004, 5, 0.3)
     assert cfg.train.output_dir == "/tmp/t"
-    assert tuning.trial_key({"a": 1, "b": 2.0}) == tuning.trial_key(
-        {"b": 2.0, "a": 1})
+    assert tuning.trial_key({"a": 1, "b": 2.0}) == tuning.trial_key({"b": 2.0, "a": 1})
 
 
 def test_tune_command_refuses_a_searched_flag(tmp_path):
     env = dict(os.environ)
     env.pop("TF_USE_LEGACY_KERAS", None)
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tune.py"), "--model", "dnn",
-         "--learning_rate", "0.01", "--study_dir", str(tmp_path / "s")],
-        capture_output=True, text=True, env=env, timeout=120)
+        [
+            sys.executable,
+            os.path.join(ROOT, "tune.py"),
+            "--model",
+            "dnn",
+            "--learning_rate",
+            "0.01",
+            "--study_dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "--learning_rate is searched" in proc.stderr
     assert not (tmp_path / "s").exists()
@@ -178,6 +197,7 @@ def test_every_searched_parameter_has_a_flag():
     # The tuner prints the best trial as train.py flags: each searched
     # parameter must be one.
     from dismir_tf import cli, model_specs
+
     settable = set(cli.MODEL_FLAG_NAMES) | set(tuning.TRAIN_PARAMS)
     for spec in model_specs.specs():
         # A model's own params are flags named after them (cli).

@@ -26,8 +26,7 @@ def _shape(value, where: str) -> tuple[int, ...]:
         return (0,)
     inner = [_shape(v, where) for v in value]
     if any(s != inner[0] for s in inner):
-        raise ValueError(f"{where}: all elements of a list must have the "
-                         "same shape")
+        raise ValueError(f"{where}: all elements of a list must have the same shape")
     return (len(value),) + inner[0]
 
 
@@ -44,19 +43,22 @@ def _tensor(value, spec: tf.TensorSpec, where: str) -> np.ndarray:
     for leaf in _leaves(value):
         if spec.dtype == tf.string:
             if not isinstance(leaf, str):
-                raise ValueError(f"{where}: JSON value {leaf!r} is not of "
-                                 "expected type: string")
-        elif isinstance(leaf, (str, bool)) or not isinstance(
-                leaf, (int, float)):
-            raise ValueError(f"{where}: JSON value {leaf!r} is not of "
-                             f"expected type: {spec.dtype.name}")
+                raise ValueError(
+                    f"{where}: JSON value {leaf!r} is not of expected type: string"
+                )
+        elif isinstance(leaf, (str, bool)) or not isinstance(leaf, (int, float)):
+            raise ValueError(
+                f"{where}: JSON value {leaf!r} is not of "
+                f"expected type: {spec.dtype.name}"
+            )
     dtype = object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
     flat = np.array(list(_leaves(value)), dtype=dtype)
     return flat.reshape(shape)
 
 
-def request_to_tensors(body: dict, specs: dict[str, tf.TensorSpec]
-                       ) -> dict[str, np.ndarray]:
+def request_to_tensors(
+    body: dict, specs: dict[str, tf.TensorSpec]
+) -> dict[str, np.ndarray]:
     """The tensors TF Serving feeds the signature whose inputs are
     ``specs`` for the JSON request ``body`` (already parsed)."""
     names = sorted(specs)
@@ -67,31 +69,34 @@ def request_to_tensors(body: dict, specs: dict[str, tf.TensorSpec]
         if all(isinstance(r, dict) for r in rows):
             for r in rows:
                 if sorted(r) != names:
-                    raise ValueError(f"an instance has inputs {sorted(r)}; "
-                                     f"the signature takes {names}")
+                    raise ValueError(
+                        f"an instance has inputs {sorted(r)}; "
+                        f"the signature takes {names}"
+                    )
             columns = {n: [r[n] for r in rows] for n in names}
         elif len(names) == 1:
             columns = {names[0]: rows}
         else:
-            raise ValueError("instances must be objects naming the inputs "
-                             "of a signature with several inputs")
+            raise ValueError(
+                "instances must be objects naming the inputs "
+                "of a signature with several inputs"
+            )
         out = {}
         for n in names:
             values = columns[n]
-            _shape(values, f"instances.{n}")        # same shape each
+            _shape(values, f"instances.{n}")  # same shape each
             out[n] = _tensor(values, specs[n], f"instances.{n}")
         return out
     if "inputs" in body:
         inputs = body["inputs"]
         if isinstance(inputs, dict):
             if sorted(inputs) != names:
-                raise ValueError(f"inputs {sorted(inputs)}; the signature "
-                                 f"takes {names}")
-            return {n: _tensor(inputs[n], specs[n], f"inputs.{n}")
-                    for n in names}
+                raise ValueError(
+                    f"inputs {sorted(inputs)}; the signature takes {names}"
+                )
+            return {n: _tensor(inputs[n], specs[n], f"inputs.{n}") for n in names}
         if len(names) != 1:
-            raise ValueError("a bare 'inputs' value needs a one-input "
-                             "signature")
+            raise ValueError("a bare 'inputs' value needs a one-input signature")
         return {names[0]: _tensor(inputs, specs[names[0]], "inputs")}
     raise ValueError("the request has neither 'instances' nor 'inputs'")
 
@@ -104,7 +109,9 @@ def call(signature, tensors: dict[str, np.ndarray]) -> dict:
     for name, value in tensors.items():
         spec = specs[name]
         if len(value.shape) != len(spec.shape):
-            raise ValueError(f"{name}: a tensor of shape {value.shape} for "
-                             f"an input of shape {spec.shape}")
+            raise ValueError(
+                f"{name}: a tensor of shape {value.shape} for "
+                f"an input of shape {spec.shape}"
+            )
         args[name] = tf.constant(value, spec.dtype)
     return signature(**args)

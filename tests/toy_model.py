@@ -22,8 +22,7 @@ from dismir_tf.models.base import Encoded, RetrievalModel
 
 @dataclasses.dataclass(frozen=True)
 class ToyParams:
-    scale: float = param(1.0, "the user vector's scale",
-                         SearchRange(0.5, 2.0))
+    scale: float = param(1.0, "the user vector's scale", SearchRange(0.5, 2.0))
 
     def __post_init__(self) -> None:
         if self.scale <= 0:
@@ -40,12 +39,16 @@ class ToyMean(RetrievalModel):
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         user = self.model_config.own.scale * masked_mean(items, mask)
-        return Encoded(interests=user[:, None], weights=None, routing=None,
-                       items=items, mask=mask)
+        return Encoded(
+            interests=user[:, None], weights=None, routing=None, items=items, mask=mask
+        )
 
 
-SPEC = ModelSpec(name="toy-mean", factory="tests.toy_model:ToyMean",
-                 summary="toy: a scaled mean of the history",
-                 partition="never", params=ToyParams,
-                 search_space={"learning_rate": SearchRange(1e-4, 1e-2,
-                                                            log=True)})
+SPEC = ModelSpec(
+    name="toy-mean",
+    factory="tests.toy_model:ToyMean",
+    summary="toy: a scaled mean of the history",
+    partition="never",
+    params=ToyParams,
+    search_space={"learning_rate": SearchRange(1e-4, 1e-2, log=True)},
+)

@@ -41,13 +41,18 @@ import numpy as np
 
 ROUTING = "routing"
 INTEREST_SCORE = "interest_score"
-SOURCES = {ROUTING: "largest routing weight b_if",
-           INTEREST_SCORE: "largest m_f . e_i (no routing weights)"}
+SOURCES = {
+    ROUTING: "largest routing weight b_if",
+    INTEREST_SCORE: "largest m_f . e_i (no routing weights)",
+}
 
 
-def assign_items(routing: np.ndarray | None, mask: np.ndarray,
-                 interests: np.ndarray, items: np.ndarray
-                 ) -> tuple[np.ndarray, str]:
+def assign_items(
+    routing: np.ndarray | None,
+    mask: np.ndarray,
+    interests: np.ndarray,
+    items: np.ndarray,
+) -> tuple[np.ndarray, str]:
     """Each history item's interest.
 
     Args:
@@ -75,8 +80,9 @@ def group_sizes(assign: np.ndarray, num_interests: int) -> np.ndarray:
     return np.bincount(a, minlength=num_interests)[:num_interests]
 
 
-def between_similarity(emb: np.ndarray, assign: np.ndarray,
-                       num_interests: int) -> tuple[float, int]:
+def between_similarity(
+    emb: np.ndarray, assign: np.ndarray, num_interests: int
+) -> tuple[float, int]:
     """The paper's Similarity for one user.
 
     Args:
@@ -90,13 +96,15 @@ def between_similarity(emb: np.ndarray, assign: np.ndarray,
     """
     groups = [emb[assign == f] for f in range(num_interests)]
     groups = [g for g in groups if len(g)]
-    sims = [float((groups[a] @ groups[b].T).mean())
-            for a in range(len(groups)) for b in range(a + 1, len(groups))]
+    sims = [
+        float((groups[a] @ groups[b].T).mean())
+        for a in range(len(groups))
+        for b in range(a + 1, len(groups))
+    ]
     return (float(np.mean(sims)) if sims else math.nan), len(sims)
 
 
-def within_similarity(emb: np.ndarray, assign: np.ndarray,
-                      num_interests: int) -> float:
+def within_similarity(emb: np.ndarray, assign: np.ndarray, num_interests: int) -> float:
     """Mean <e_i, e_j> over pairs i != j in the same group (nan if none)."""
     total, pairs = 0.0, 0
     for f in range(num_interests):
@@ -139,11 +147,11 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(v)) if v else math.nan
 
 
-def collapse_statistics(assign: np.ndarray, items: np.ndarray,
-                        num_interests: int) -> CollapseStats:
+def collapse_statistics(
+    assign: np.ndarray, items: np.ndarray, num_interests: int
+) -> CollapseStats:
     """Table 4 from assignments [U, L] (-1 = padding) and embeddings [U, L, d]."""
-    sim, cos, within, mins, maxs, stds, nonempty, lengths = ([] for _ in
-                                                             range(8))
+    sim, cos, within, mins, maxs, stds, nonempty, lengths = ([] for _ in range(8))
     for a_row, e_row in zip(assign, items):
         real = a_row >= 0
         a, e = a_row[real], np.asarray(e_row)[real]
@@ -158,18 +166,22 @@ def collapse_statistics(assign: np.ndarray, items: np.ndarray,
         cos.append(between_similarity(u, a, num_interests)[0])
         within.append(within_similarity(u, a, num_interests))
     return CollapseStats(
-        similarity=_nanmean(sim), cosine_similarity=_nanmean(cos),
+        similarity=_nanmean(sim),
+        cosine_similarity=_nanmean(cos),
         within_cosine=_nanmean(within),
-        min=float(np.mean(mins)), max=float(np.mean(maxs)),
-        std=float(np.mean(stds)), nonempty_interests=float(np.mean(nonempty)),
-        items_per_user=float(np.mean(lengths)), users=len(assign),
+        min=float(np.mean(mins)),
+        max=float(np.mean(maxs)),
+        std=float(np.mean(stds)),
+        nonempty_interests=float(np.mean(nonempty)),
+        items_per_user=float(np.mean(lengths)),
+        users=len(assign),
         users_with_similarity=sum(not math.isnan(s) for s in sim),
-        num_interests=num_interests)
+        num_interests=num_interests,
+    )
 
 
 # ----------------------------------------------------------- finished runs
-def sample_users(num_split_users: int, num_users: int, seed: int
-                 ) -> np.ndarray:
+def sample_users(num_split_users: int, num_users: int, seed: int) -> np.ndarray:
     """Positions of ``num_users`` users of a split, drawn without
     replacement with ``np.random.RandomState(seed)`` and kept sorted."""
     n = min(num_users, num_split_users)
@@ -188,14 +200,23 @@ def encode_numpy(model, inputs) -> dict:
     from dismir_tf.pipeline import feature_tensors
 
     enc = model.encode(feature_tensors(inputs), training=False)
-    return {"interests": enc.interests.numpy(),
-            "routing": None if enc.routing is None else enc.routing.numpy(),
-            "items": enc.items.numpy(), "mask": enc.mask.numpy()}
+    return {
+        "interests": enc.interests.numpy(),
+        "routing": None if enc.routing is None else enc.routing.numpy(),
+        "items": enc.items.numpy(),
+        "mask": enc.mask.numpy(),
+    }
 
 
-def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
-                 split: str = "test", label: str | None = None,
-                 log=None, min_history: int = 0) -> dict:
+def run_collapse(
+    run_dir: str,
+    num_users: int = 100,
+    seed: int = 0,
+    split: str = "test",
+    label: str | None = None,
+    log=None,
+    min_history: int = 0,
+) -> dict:
     """Table 4 for one finished run (its best checkpoint).
 
     Args:
@@ -213,32 +234,44 @@ def run_collapse(run_dir: str, num_users: int = 100, seed: int = 0,
     config, ds, model = load_run(run_dir, log=log or (lambda m: None))
     # With the history times for a model that reads them (PIMIRec), as the
     # evaluation gives them.
-    examples = pipeline.eval_examples(ds, split, config.model.max_len,
-                                      time_unit(config.model))
+    examples = pipeline.eval_examples(
+        ds, split, config.model.max_len, time_unit(config.model)
+    )
     eligible = np.flatnonzero((examples.history > 0).sum(1) >= min_history)
     if len(eligible) == 0:
-        raise ConfigError(f"no {split} user of {run_dir} has "
-                          f"{min_history} or more history items")
+        raise ConfigError(
+            f"no {split} user of {run_dir} has {min_history} or more history items"
+        )
     pick = eligible[sample_users(len(eligible), num_users, seed)]
     enc = encode_numpy(model, examples.inputs(pick))
     from dismir_tf.diagnostics import collapse_diagnostics
+
     sampled = examples.select(pick)
     diag = collapse_diagnostics(model, sampled)
     whole = collapse_diagnostics(model, examples)
-    assign, source = assign_items(enc["routing"], enc["mask"],
-                                  enc["interests"], enc["items"])
+    assign, source = assign_items(
+        enc["routing"], enc["mask"], enc["interests"], enc["items"]
+    )
     f = enc["interests"].shape[1]
     stats = collapse_statistics(assign, enc["items"], f)
-    return {"label": label or config.model.name, "run_dir": run_dir,
-            "model": config.model.name, "dataset": ds.name,
-            "num_interests": f, "embedding_dim": config.model.embedding_dim,
-            "partition_weight": config.model.partition_weight,
-            "split": split, "seed": seed, "assigned_by": source,
-            "min_history": min_history, "eligible_users": int(len(eligible)),
-            "users_sampled": [int(u) for u in examples.users[pick]],
-            "diagnostics": diag.to_dict(),
-            "diagnostics_all_users": whole.to_dict(),
-            **stats.to_dict()}
+    return {
+        "label": label or config.model.name,
+        "run_dir": run_dir,
+        "model": config.model.name,
+        "dataset": ds.name,
+        "num_interests": f,
+        "embedding_dim": config.model.embedding_dim,
+        "partition_weight": config.model.partition_weight,
+        "split": split,
+        "seed": seed,
+        "assigned_by": source,
+        "min_history": min_history,
+        "eligible_users": int(len(eligible)),
+        "users_sampled": [int(u) for u in examples.users[pick]],
+        "diagnostics": diag.to_dict(),
+        "diagnostics_all_users": whole.to_dict(),
+        **stats.to_dict(),
+    }
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -262,14 +295,18 @@ def to_markdown(results: Sequence[dict], title: str = "") -> str:
         ("non-empty interests", lambda r: _num(r["nonempty_interests"], 2)),
         ("F", lambda r: str(r["num_interests"])),
         ("items per user", lambda r: _num(r["items_per_user"], 1)),
-        ("users (with a similarity)",
-         lambda r: f"{r['users']} ({r['users_with_similarity']})"),
+        (
+            "users (with a similarity)",
+            lambda r: f"{r['users']} ({r['users_with_similarity']})",
+        ),
         ("items assigned by", lambda r: SOURCES[r["assigned_by"]]),
     ]
+
     def diag(key, digits=3):
         def cell(r):
             v = r.get("diagnostics", {}).get(key)
             return "n/a" if v is None else f"{v:.{digits}f}"
+
         return cell
 
     rows += [
@@ -281,12 +318,14 @@ def to_markdown(results: Sequence[dict], title: str = "") -> str:
         ("interests in the top-50", diag("top_k_interests", 2)),
     ]
     for name, cell in rows:
-        out.write(f"| {name} | " + " | ".join(cell(r) for r in results)
-                  + " |\n")
+        out.write(f"| {name} | " + " | ".join(cell(r) for r in results) + " |\n")
     first = results[0] if results else {}
-    among = (f" among the {first['eligible_users']} with >= "
-             f"{first['min_history']} history items"
-             if first.get("min_history", 0) > 0 else "")
+    among = (
+        f" among the {first['eligible_users']} with >= "
+        f"{first['min_history']} history items"
+        if first.get("min_history", 0) > 0
+        else ""
+    )
     out.write(
         f"\n{first.get('users', 0)} {first.get('split', 'test')} users drawn "
         f"with seed {first.get('seed', 0)}{among}; each history item goes to "
@@ -303,5 +342,6 @@ def to_markdown(results: Sequence[dict], title: str = "") -> str:
         "diagnostics (dismir_tf/diagnostics.py) on the same users: where the "
         "routing max share is close to 1/F the assignment above is an argmax "
         "over near-equal weights and MIN/MAX/STD say little; read the "
-        "interest and query cosines instead.\n")
+        "interest and query cosines instead.\n"
+    )
     return out.getvalue()

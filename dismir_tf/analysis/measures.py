@@ -49,11 +49,9 @@ def purity(pred: np.ndarray, true: np.ndarray) -> float:
     return float(table.max(axis=1).sum() / table.sum())
 
 
-def interest_similarity(interests: np.ndarray,
-                        eps: float = 1e-12) -> np.ndarray:
+def interest_similarity(interests: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """[U, F, d] -> [U] mean cosine similarity over pairs of interests."""
-    unit = interests / (np.linalg.norm(interests, axis=-1,
-                                       keepdims=True) + eps)
+    unit = interests / (np.linalg.norm(interests, axis=-1, keepdims=True) + eps)
     sim = np.einsum("ufd,ugd->ufg", unit, unit)
     f = interests.shape[1]
     if f < 2:
@@ -62,8 +60,9 @@ def interest_similarity(interests: np.ndarray,
     return sim[:, iu[0], iu[1]].mean(axis=1)
 
 
-def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0,
-                     iterations: int = 50) -> np.ndarray:
+def spherical_kmeans(
+    x: np.ndarray, k: int, seed: int = 0, iterations: int = 50
+) -> np.ndarray:
     """[N, d] -> [N] cluster labels by cosine k-means (seeded, deterministic).
 
     The partition objective depends on the weights only through inner
@@ -88,8 +87,7 @@ def spherical_kmeans(x: np.ndarray, k: int, seed: int = 0,
     return labels
 
 
-def neighbour_agreement(x: np.ndarray, labels: np.ndarray,
-                        k: int = 10) -> float:
+def neighbour_agreement(x: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
     """Share of each item's k nearest neighbours (cosine) with its label."""
     unit = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
     sim = unit @ unit.T
@@ -112,7 +110,9 @@ def group_recovery(weights: np.ndarray, groups: np.ndarray) -> dict:
       non-overlapped reading argmax_k w_ik against the groups.
     """
     clusters = spherical_kmeans(weights, int(groups.max()) + 1)
-    return {"kmeans_nmi": nmi(clusters, groups),
-            "kmeans_purity": purity(clusters, groups),
-            "knn_agreement": neighbour_agreement(weights, groups),
-            "argmax_nmi": nmi(partition_groups(weights), groups)}
+    return {
+        "kmeans_nmi": nmi(clusters, groups),
+        "kmeans_purity": purity(clusters, groups),
+        "knn_agreement": neighbour_agreement(weights, groups),
+        "argmax_nmi": nmi(partition_groups(weights), groups),
+    }

@@ -23,17 +23,27 @@ from dismir_tf import cli  # noqa: E402
 
 flags.DEFINE_string("run_dir", None, "A run directory written by train.py.")
 flags.DEFINE_enum("split", "test", ["test", "valid"], "Users to evaluate.")
-flags.DEFINE_string("dump_topk", None, "Write each user's top-50 here "
-                    "(JSON lines; a bare file name goes into --run_dir).")
-flags.DEFINE_string("dump_partition", None,
-                    "Write each item's partition weights here (0-based "
-                    "argmax; a bare file name goes into --run_dir).")
-flags.DEFINE_enum("backend", "exact", ["exact", "tfrs"],
-                  "Retrieval: exact (the project's vectorised evaluator, "
-                  "train.py's) or tfrs (model.evaluate() with a TFRS "
-                  "BruteForce index, dismir_tf.tfrs_metrics; the same "
-                  "metrics). ScaNN is not offered: scann 1.4.2's TF ops do "
-                  "not load with TensorFlow 2.21 (README).")
+flags.DEFINE_string(
+    "dump_topk",
+    None,
+    "Write each user's top-50 here (JSON lines; a bare file name goes into --run_dir).",
+)
+flags.DEFINE_string(
+    "dump_partition",
+    None,
+    "Write each item's partition weights here (0-based "
+    "argmax; a bare file name goes into --run_dir).",
+)
+flags.DEFINE_enum(
+    "backend",
+    "exact",
+    ["exact", "tfrs"],
+    "Retrieval: exact (the project's vectorised evaluator, "
+    "train.py's) or tfrs (model.evaluate() with a TFRS "
+    "BruteForce index, dismir_tf.tfrs_metrics; the same "
+    "metrics). ScaNN is not offered: scann 1.4.2's TF ops do "
+    "not load with TensorFlow 2.21 (README).",
+)
 flags.mark_flag_as_required("run_dir")
 FLAGS = flags.FLAGS
 
@@ -44,8 +54,10 @@ def _check_paths() -> None:
     from dismir_tf.runs import require_checkpoint
 
     require_checkpoint(FLAGS.run_dir)
-    own = {os.path.realpath(os.path.join(FLAGS.run_dir, name))
-           for name in ("config.json", "state.json", "metrics.json")}
+    own = {
+        os.path.realpath(os.path.join(FLAGS.run_dir, name))
+        for name in ("config.json", "state.json", "metrics.json")
+    }
     for flag in ("dump_topk", "dump_partition"):
         path = getattr(FLAGS, flag)
         if path is None:
@@ -56,18 +68,19 @@ def _check_paths() -> None:
             path = os.path.join(FLAGS.run_dir, path)
             setattr(FLAGS, flag, path)
         if os.path.isdir(path):
-            raise ConfigError(f"--{flag} is a directory, expected a file "
-                              "name", path=path)
+            raise ConfigError(
+                f"--{flag} is a directory, expected a file name", path=path
+            )
         if os.path.realpath(path) in own:
-            raise ConfigError(f"--{flag} would overwrite the run's own file",
-                              path=path)
+            raise ConfigError(f"--{flag} would overwrite the run's own file", path=path)
         parent = os.path.dirname(os.path.abspath(path))
         while not os.path.exists(parent):
             parent = os.path.dirname(parent)
-        if not os.path.isdir(parent) or not os.access(parent,
-                                                      os.W_OK | os.X_OK):
-            raise ConfigError(f"--{flag} cannot be written: {parent} is not "
-                              "a writable directory", path=path)
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"--{flag} cannot be written: {parent} is not a writable directory",
+                path=path,
+            )
 
 
 def main(argv):
@@ -77,22 +90,29 @@ def main(argv):
 
     if FLAGS.backend == "tfrs" and FLAGS.dump_topk:
         from dismir_tf.errors import ConfigError
-        raise ConfigError("--dump_topk needs --backend exact (the TFRS "
-                          "metric keeps the metrics, not the lists)")
+
+        raise ConfigError(
+            "--dump_topk needs --backend exact (the TFRS "
+            "metric keeps the metrics, not the lists)"
+        )
     config, ds, model = training.load_run(FLAGS.run_dir)
     if FLAGS.backend == "tfrs":
         from dismir_tf import pipeline, tfrs_metrics
         from dismir_tf.models import time_unit
 
-        examples = pipeline.eval_examples(ds, FLAGS.split,
-                                          config.model.max_len,
-                                          time_unit(config.model))
+        examples = pipeline.eval_examples(
+            ds, FLAGS.split, config.model.max_len, time_unit(config.model)
+        )
         metrics = tfrs_metrics.evaluate_with_tfrs(
-            model, examples, config.train.eval_batch_size,
-            exclude_history=config.train.exclude_history)
+            model,
+            examples,
+            config.train.eval_batch_size,
+            exclude_history=config.train.exclude_history,
+        )
     else:
-        metrics = reports.evaluate_split(config, ds, model, FLAGS.split,
-                                         dump_topk=FLAGS.dump_topk)
+        metrics = reports.evaluate_split(
+            config, ds, model, FLAGS.split, dump_topk=FLAGS.dump_topk
+        )
     if FLAGS.dump_partition:
         reports.dump_partition(ds, model, FLAGS.dump_partition)
     print(json.dumps({FLAGS.split: metrics}, sort_keys=True))

@@ -17,18 +17,24 @@ from absl import flags
 
 from dismir_tf import cli
 
-DEFAULT_K = 50   # dismir_tf.export.DEFAULT_K (not imported: TensorFlow)
+DEFAULT_K = 50  # dismir_tf.export.DEFAULT_K (not imported: TensorFlow)
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("run_dir", None, "A run directory written by "
-                        "train.py.")
-    flags.DEFINE_string("export_dir", None, "TensorFlow Serving's model base "
-                        "path; the model goes to EXPORT_DIR/<version>/ "
-                        "(default RUN_DIR/export).")
+    flags.DEFINE_string("run_dir", None, "A run directory written by train.py.")
+    flags.DEFINE_string(
+        "export_dir",
+        None,
+        "TensorFlow Serving's model base "
+        "path; the model goes to EXPORT_DIR/<version>/ "
+        "(default RUN_DIR/export).",
+    )
     flags.DEFINE_integer("k", DEFAULT_K, "Items returned per request.")
-    flags.DEFINE_integer("version", None, "Version number (default: one more "
-                         "than the largest in --export_dir, or 1).")
+    flags.DEFINE_integer(
+        "version",
+        None,
+        "Version number (default: one more than the largest in --export_dir, or 1).",
+    )
     flags.mark_flags_as_required(["run_dir"])
 
 
@@ -37,12 +43,17 @@ def main(argv: list[str]) -> None:
     from dismir_tf.runs import require_checkpoint
 
     fl = flags.FLAGS
-    require_checkpoint(fl.run_dir)          # before TensorFlow starts
+    require_checkpoint(fl.run_dir)  # before TensorFlow starts
     from dismir_tf.export import export_run
 
     export_dir = fl.export_dir or os.path.join(fl.run_dir, "export")
-    path = export_run(fl.run_dir, export_dir, k=fl.k, version=fl.version,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
+    path = export_run(
+        fl.run_dir,
+        export_dir,
+        k=fl.k,
+        version=fl.version,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     print(path)
 
 

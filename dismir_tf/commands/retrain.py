@@ -26,8 +26,11 @@ from absl import flags  # noqa: E402
 
 from dismir_tf import cli  # noqa: E402
 
-flags.DEFINE_string("output_dir", None, "Where the new run goes (default: "
-                    "RUN-retrain).  An existing run there is resumed.")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where the new run goes (default: RUN-retrain).  An existing run there is resumed.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -45,8 +48,9 @@ def _recorded(run_dir: str):
 
     directory = RunDirectory(run_dir)
     if not os.path.isfile(directory.config_path):
-        raise ConfigError("no config.json: not a run directory written by "
-                          "train.py", path=run_dir)
+        raise ConfigError(
+            "no config.json: not a run directory written by train.py", path=run_dir
+        )
     try:
         metrics = read_json(directory.metrics_path)
     except (OSError, ValueError):
@@ -67,10 +71,14 @@ def compare_metrics(old: dict | None, new: dict) -> list[str]:
                 continue
             a, b = float(old[split][name]), float(new[split][name])
             worst = max(worst, abs(b - a))
-            lines.append(f"{split} {name}: recorded {a:.4f}, now {b:.4f} "
-                         f"({b - a:+.4f})")
-    lines.append("identical to the recorded metrics" if worst == 0.0 else
-                 f"largest difference {worst:.4f}")
+            lines.append(
+                f"{split} {name}: recorded {a:.4f}, now {b:.4f} ({b - a:+.4f})"
+            )
+    lines.append(
+        "identical to the recorded metrics"
+        if worst == 0.0
+        else f"largest difference {worst:.4f}"
+    )
     return lines
 
 
@@ -85,12 +93,14 @@ def main(argv):
 
     output_dir = FLAGS.output_dir or f"{run_dir}-retrain"
     if os.path.realpath(output_dir) == os.path.realpath(run_dir):
-        raise ConfigError("--output_dir is the recorded run itself; give a "
-                          "new directory", path=output_dir)
-    config = config_module.replace(recorded, train=config_module.replace(
-        recorded.train, output_dir=output_dir))
-    print(f"retraining {run_dir} into {output_dir}", file=sys.stderr,
-          flush=True)
+        raise ConfigError(
+            "--output_dir is the recorded run itself; give a new directory",
+            path=output_dir,
+        )
+    config = config_module.replace(
+        recorded, train=config_module.replace(recorded.train, output_dir=output_dir)
+    )
+    print(f"retraining {run_dir} into {output_dir}", file=sys.stderr, flush=True)
     from dismir_tf import training
 
     metrics = training.run(config, resume=True)

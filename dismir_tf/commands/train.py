@@ -24,13 +24,21 @@ from dismir_tf import cli  # noqa: E402
 cli.define_data_flags()
 cli.define_model_flags()
 cli.define_train_flags()
-flags.DEFINE_string("export_dir", None, "After training, export the best "
-                    "model as a SavedModel for TensorFlow Serving to "
-                    "EXPORT_DIR/<version>/ (docs/serving.md).")
-flags.DEFINE_bool("resume", True, "Continue the run already in --output_dir "
-                  "(the default, so rerunning a killed command resumes it); "
-                  "--noresume makes an existing run an error instead. "
-                  "Nothing is ever deleted (docs/reliability.md).")
+flags.DEFINE_string(
+    "export_dir",
+    None,
+    "After training, export the best "
+    "model as a SavedModel for TensorFlow Serving to "
+    "EXPORT_DIR/<version>/ (docs/serving.md).",
+)
+flags.DEFINE_bool(
+    "resume",
+    True,
+    "Continue the run already in --output_dir "
+    "(the default, so rerunning a killed command resumes it); "
+    "--noresume makes an existing run an error instead. "
+    "Nothing is ever deleted (docs/reliability.md).",
+)
 
 
 def _finished(output_dir):
@@ -40,8 +48,7 @@ def _finished(output_dir):
             finished = json.load(f).get("finished") is True
     except (OSError, ValueError, AttributeError):
         return False
-    return finished and os.path.exists(os.path.join(output_dir,
-                                                    "metrics.json"))
+    return finished and os.path.exists(os.path.join(output_dir, "metrics.json"))
 
 
 def main(argv):
@@ -58,21 +65,26 @@ def main(argv):
         from dismir_tf.data import load_dataset
 
         with clock("load"):
-            dataset = load_dataset(cli.data_config_from_flags(),
-                                   log=lambda m: print(m, file=sys.stderr,
-                                                       flush=True))
+            dataset = load_dataset(
+                cli.data_config_from_flags(),
+                log=lambda m: print(m, file=sys.stderr, flush=True),
+            )
     config = cli.run_config_from_flags()
     from dismir_tf import training
 
-    metrics = training.run(config, resume=flags.FLAGS.resume,
-                           dataset=dataset, clock=clock)
+    metrics = training.run(
+        config, resume=flags.FLAGS.resume, dataset=dataset, clock=clock
+    )
     print(training.describe_metrics(metrics["test"]))
     # On a cluster only the chief exports (docs/multi_worker.md).
     if flags.FLAGS.export_dir and metrics.get("chief", True):
         from dismir_tf import export
 
-        export.export_run(config.train.output_dir, flags.FLAGS.export_dir,
-                          log=lambda m: print(m, file=sys.stderr, flush=True))
+        export.export_run(
+            config.train.output_dir,
+            flags.FLAGS.export_dir,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
 
 
 def run() -> None:

@@ -27,26 +27,47 @@ from dismir_tf import cli  # noqa: E402
 cli.define_data_flags()
 cli.define_model_flags()
 cli.define_train_flags()
-flags.DEFINE_integer("trials", 12, "Trials to finish (completed or "
-                     "pruned), those of an earlier run of the study "
-                     "included.")
-flags.DEFINE_string("study_dir", None, "Where the study goes (default "
-                    "runs/tune-<dataset>-<model>).")
-flags.DEFINE_list("params", None, "The searched parameters (default: all "
-                  "of the model's declared space).")
-flags.DEFINE_integer("sampler_seed", 0, "Seed of the TPE sampler (--seed "
-                     "is every trial's training seed).")
-flags.DEFINE_bool("prune", True, "Stop trials below the median of the "
-                  "earlier trials at the same step.")
-flags.DEFINE_integer("startup_trials", 4, "Random trials before TPE models "
-                     "the space and before pruning starts.")
-flags.DEFINE_integer("warmup_evaluations", 2, "Valid evaluations of a trial "
-                     "before it may be pruned.")
+flags.DEFINE_integer(
+    "trials",
+    12,
+    "Trials to finish (completed or "
+    "pruned), those of an earlier run of the study "
+    "included.",
+)
+flags.DEFINE_string(
+    "study_dir", None, "Where the study goes (default runs/tune-<dataset>-<model>)."
+)
+flags.DEFINE_list(
+    "params",
+    None,
+    "The searched parameters (default: all of the model's declared space).",
+)
+flags.DEFINE_integer(
+    "sampler_seed",
+    0,
+    "Seed of the TPE sampler (--seed is every trial's training seed).",
+)
+flags.DEFINE_bool(
+    "prune",
+    True,
+    "Stop trials below the median of the earlier trials at the same step.",
+)
+flags.DEFINE_integer(
+    "startup_trials",
+    4,
+    "Random trials before TPE models the space and before pruning starts.",
+)
+flags.DEFINE_integer(
+    "warmup_evaluations", 2, "Valid evaluations of a trial before it may be pruned."
+)
 FLAGS = flags.FLAGS
 
-IGNORED = {"output_dir": "--study_dir; each trial goes to "
-                         "STUDY_DIR/trials/", "exclude_history": None,
-           "strategy": None, "logical_cpus": None}
+IGNORED = {
+    "output_dir": "--study_dir; each trial goes to STUDY_DIR/trials/",
+    "exclude_history": None,
+    "strategy": None,
+    "logical_cpus": None,
+}
 
 
 def main(argv):
@@ -54,59 +75,69 @@ def main(argv):
     from dismir_tf.errors import ConfigError
 
     cli.refuse_inactive_flags(
-        cli.project_flags() - {k for k in IGNORED}, "tune.py",
-        {k: v for k, v in IGNORED.items() if v})
+        cli.project_flags() - {k for k in IGNORED},
+        "tune.py",
+        {k: v for k, v in IGNORED.items() if v},
+    )
     cli.check_flags()
     from dismir_tf import tuning
 
     base = cli.run_config_from_flags()
-    space = tuning.search_space(base.model.name,
-                                tuple(FLAGS.params) if FLAGS.params
-                                else None)
+    space = tuning.search_space(
+        base.model.name, tuple(FLAGS.params) if FLAGS.params else None
+    )
     fixed = sorted(p for p in space if p in FLAGS and FLAGS[p].present)
     if fixed:
         raise ConfigError(
             f"{', '.join('--' + p for p in fixed)} "
             f"{'is' if len(fixed) == 1 else 'are'} searched; remove "
             f"{'it' if len(fixed) == 1 else 'them'}, or leave "
-            f"{'it' if len(fixed) == 1 else 'them'} out of --params")
+            f"{'it' if len(fixed) == 1 else 'them'} out of --params"
+        )
     study_dir = FLAGS.study_dir or os.path.join(
-        "runs", f"tune-{base.data.display_name}-{base.model.name}")
+        "runs", f"tune-{base.data.display_name}-{base.model.name}"
+    )
     tcfg = tuning.TuneConfig(
-        study_dir=study_dir, trials=FLAGS.trials, params=tuple(space),
-        sampler_seed=FLAGS.sampler_seed, prune=FLAGS.prune,
+        study_dir=study_dir,
+        trials=FLAGS.trials,
+        params=tuple(space),
+        sampler_seed=FLAGS.sampler_seed,
+        prune=FLAGS.prune,
         startup_trials=FLAGS.startup_trials,
-        warmup_evaluations=FLAGS.warmup_evaluations)
+        warmup_evaluations=FLAGS.warmup_evaluations,
+    )
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
     from dismir_tf.data import load_dataset
 
-    dataset = load_dataset(base.data, log=log)    # once for every trial
+    dataset = load_dataset(base.data, log=log)  # once for every trial
 
     def run_trial(config, **kw):
         import tensorflow as tf
 
         from dismir_tf import training
+
         tf.keras.backend.clear_session()
         return training.run(config, log=log, dataset=dataset, **kw)
 
-    log(f"tuning {base.model.name} on {base.data.display_name}: "
+    log(
+        f"tuning {base.model.name} on {base.data.display_name}: "
         f"{tcfg.trials} trials over "
-        + ", ".join(f"{k} {tuning.describe_range(r)}"
-                    for k, r in space.items())
-        + f"; valid users only; study in {study_dir}")
+        + ", ".join(f"{k} {tuning.describe_range(r)}" for k, r in space.items())
+        + f"; valid users only; study in {study_dir}"
+    )
     best = tuning.tune(base, tcfg, log=log, run_fn=run_trial)
     if best is None:
-        print("no trial completed (all pruned or failed); see "
-              f"{study_dir}/trials.csv")
+        print(f"no trial completed (all pruned or failed); see {study_dir}/trials.csv")
         return
-    print(f"best trial {best.number}: valid {tuning.OBJECTIVE} "
-          f"{best.value:.4f} (step {best.best_step}); "
-          f"{tuning.flags_of(best.params)}")
-    print(f"every trial: {study_dir}/trials.csv; its run: "
-          f"{best.output_dir}")
+    print(
+        f"best trial {best.number}: valid {tuning.OBJECTIVE} "
+        f"{best.value:.4f} (step {best.best_step}); "
+        f"{tuning.flags_of(best.params)}"
+    )
+    print(f"every trial: {study_dir}/trials.csv; its run: {best.output_dir}")
 
 
 def run() -> None:

@@ -26,7 +26,15 @@ from dismir_tf.layers.self_attentive_extractor import SelfAttentiveExtractor
 from dismir_tf.layers.star_graph_interaction import StarGraphInteraction
 from dismir_tf.layers.user_guided_routing import UserGuidedRouting
 
-__all__ = ["CapsuleInterestExtractor", "InterestAttention",
-           "InterestReconstructor", "InterestRefinement", "IntervalAttention",
-           "LabelAwareAttention", "SASRecBlock", "SelfAttentiveExtractor",
-           "StarGraphInteraction", "UserGuidedRouting"]
+__all__ = [
+    "CapsuleInterestExtractor",
+    "InterestAttention",
+    "InterestReconstructor",
+    "InterestRefinement",
+    "IntervalAttention",
+    "LabelAwareAttention",
+    "SASRecBlock",
+    "SelfAttentiveExtractor",
+    "StarGraphInteraction",
+    "UserGuidedRouting",
+]

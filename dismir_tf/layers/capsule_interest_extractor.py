@@ -136,46 +136,59 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
       (TensorShape([2, 4, 8]), TensorShape([2, 4, 5]))
     """
 
-    def __init__(self, num_interests: int, max_len: int,
-                 transform: str = "identity", routing_init: str = "prototype",
-                 iterations: int = 1, stop_routing_gradient: bool = True,
-                 softmax_over: str = "interests",
-                 padding_in_softmax: bool = False,
-                 temperature: float = 1.0, similarity: str = "dot",
-                 detach_routed_items: bool = False,
-                 squash_output: bool = True, kernel_init: str = "normal",
-                 kernel_stddev: float | None = None,
-                 recency: str = "none", seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        num_interests: int,
+        max_len: int,
+        transform: str = "identity",
+        routing_init: str = "prototype",
+        iterations: int = 1,
+        stop_routing_gradient: bool = True,
+        softmax_over: str = "interests",
+        padding_in_softmax: bool = False,
+        temperature: float = 1.0,
+        similarity: str = "dot",
+        detach_routed_items: bool = False,
+        squash_output: bool = True,
+        kernel_init: str = "normal",
+        kernel_stddev: float | None = None,
+        recency: str = "none",
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if num_interests < 1:
             raise ValueError(f"num_interests must be >= 1, got {num_interests}")
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {TRANSFORMS}, got "
-                             f"{transform!r}")
+            raise ValueError(
+                f"transform must be one of {TRANSFORMS}, got {transform!r}"
+            )
         if routing_init not in ROUTING_INITS:
-            raise ValueError(f"routing_init must be one of {ROUTING_INITS}, "
-                             f"got {routing_init!r}")
+            raise ValueError(
+                f"routing_init must be one of {ROUTING_INITS}, got {routing_init!r}"
+            )
         if softmax_over not in SOFTMAX_AXES:
-            raise ValueError(f"softmax_over must be one of {SOFTMAX_AXES}, "
-                             f"got {softmax_over!r}")
+            raise ValueError(
+                f"softmax_over must be one of {SOFTMAX_AXES}, got {softmax_over!r}"
+            )
         if padding_in_softmax and softmax_over != "positions":
-            raise ValueError("padding_in_softmax needs softmax_over="
-                             "'positions'")
+            raise ValueError("padding_in_softmax needs softmax_over='positions'")
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {SIMILARITIES}, "
-                             f"got {similarity!r}")
-        if (transform == "identity" and routing_init == "zeros"
-                and num_interests > 1):
+            raise ValueError(
+                f"similarity must be one of {SIMILARITIES}, got {similarity!r}"
+            )
+        if transform == "identity" and routing_init == "zeros" and num_interests > 1:
             raise ValueError(
                 "identity transform with zero routing logits makes all "
                 "interests identical; use routing_init='prototype' or "
-                "'random'")
+                "'random'"
+            )
         self.num_interests = num_interests
         self.max_len = max_len
         self.transform = transform
@@ -189,60 +202,69 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
         self.detach_routed_items = detach_routed_items
         self.squash_output = squash_output
         if kernel_init not in ("normal", "identity"):
-            raise ValueError("kernel_init must be 'normal' or 'identity', "
-                             f"got {kernel_init!r}")
+            raise ValueError(
+                f"kernel_init must be 'normal' or 'identity', got {kernel_init!r}"
+            )
         self.kernel_init = kernel_init
         self.kernel_stddev = kernel_stddev
         if recency not in RECENCY:
-            raise ValueError(f"recency must be one of {RECENCY}, got "
-                             f"{recency!r}")
+            raise ValueError(f"recency must be one of {RECENCY}, got {recency!r}")
         self.recency = recency
         self.seed = seed
 
     def build(self, input_shape):
         d = int(input_shape[-1])
         f, l = self.num_interests, self.max_len
-        stddev = (self.kernel_stddev if self.kernel_stddev is not None
-                  else 1.0 / d**0.5)
+        stddev = self.kernel_stddev if self.kernel_stddev is not None else 1.0 / d**0.5
         init = tf.keras.initializers.RandomNormal(
-            stddev=stddev, seed=weight_seed(self.seed, "kernel"))
+            stddev=stddev, seed=weight_seed(self.seed, "kernel")
+        )
         if self.transform == "shared":
             self.kernel = self.add_weight(
-                "kernel", [d, d],
-                initializer=(tf.keras.initializers.Identity()
-                             if self.kernel_init == "identity" else init))
+                "kernel",
+                [d, d],
+                initializer=(
+                    tf.keras.initializers.Identity()
+                    if self.kernel_init == "identity"
+                    else init
+                ),
+            )
         elif self.transform == "per_position_interest":
-            self.kernel = self.add_weight("kernel", [l, f, d, d],
-                                          initializer=init)
+            self.kernel = self.add_weight("kernel", [l, f, d, d], initializer=init)
         if self.routing_init == "prototype":
             self.prototypes = self.add_weight(
-                "prototypes", [f, d],
+                "prototypes",
+                [f, d],
                 initializer=tf.keras.initializers.RandomNormal(
-                    stddev=1.0, seed=weight_seed(self.seed, "prototypes")))
+                    stddev=1.0, seed=weight_seed(self.seed, "prototypes")
+                ),
+            )
         elif self.routing_init in ("random", "random_per_call"):
             self.initial_logits = self.add_weight(
-                "initial_logits", [l, f], trainable=False,
+                "initial_logits",
+                [l, f],
+                trainable=False,
                 initializer=tf.keras.initializers.RandomNormal(
-                    stddev=1.0,
-                    seed=weight_seed(self.seed, "initial_logits")))
+                    stddev=1.0, seed=weight_seed(self.seed, "initial_logits")
+                ),
+            )
         if self.recency != "none":
             self.recency_logits = self.add_weight(
                 "recency_logits",
                 [l] if self.recency == "learned" else [l, f],
-                initializer="zeros")
+                initializer="zeros",
+            )
         super().build(input_shape)
 
     def _recency_weights(self, mask: tf.Tensor) -> tf.Tensor:
         """w_{r(i)} per history position: [B, 1, L] ('learned') or
         [B, F, L] ('learned_per_interest'), 0 on padding."""
         length = tf.shape(mask)[1]
-        n = tf.reduce_sum(mask, axis=1, keepdims=True)           # [B, 1]
+        n = tf.reduce_sum(mask, axis=1, keepdims=True)  # [B, 1]
         rank = n - 1.0 - tf.cast(tf.range(length), mask.dtype)[None]
-        rank = tf.cast(tf.clip_by_value(rank, 0.0,
-                                        float(self.max_len - 1)), tf.int32)
+        rank = tf.cast(tf.clip_by_value(rank, 0.0, float(self.max_len - 1)), tf.int32)
         # [B, L] or [B, L, F]; softplus(0) / log 2 = 1.
-        w = (tf.nn.softplus(tf.gather(self.recency_logits, rank))
-             / math.log(2.0))
+        w = tf.nn.softplus(tf.gather(self.recency_logits, rank)) / math.log(2.0)
         if self.recency == "learned":
             return (w * mask)[:, None]
         return tf.transpose(w, [0, 2, 1]) * mask[:, None]
@@ -259,44 +281,49 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
 
     def call(self, items, mask, seed=None):
         mask = tf.cast(mask, items.dtype)
-        u = self._transformed(items)                         # [B, F, L, d]
+        u = self._transformed(items)  # [B, F, L, d]
         if self.padding_in_softmax:
             u = u * mask[:, None, :, None]
         b_size = tf.shape(items)[0]
         length = tf.shape(items)[1]
         if self.routing_init == "prototype" and self.similarity == "cosine":
-            logits = tf.einsum("bfld,fd->bfl", tf.math.l2_normalize(u, -1),
-                               tf.math.l2_normalize(self.prototypes, -1))
+            logits = tf.einsum(
+                "bfld,fd->bfl",
+                tf.math.l2_normalize(u, -1),
+                tf.math.l2_normalize(self.prototypes, -1),
+            )
         elif self.routing_init == "prototype":
             logits = tf.einsum("bfld,fd->bfl", u, squash(self.prototypes))
         elif self.routing_init == "random_per_call" and seed is not None:
             logits = tf.random.stateless_normal(
-                [b_size, self.num_interests, length], seed, dtype=items.dtype,
-                alg="philox")
+                [b_size, self.num_interests, length],
+                seed,
+                dtype=items.dtype,
+                alg="philox",
+            )
         elif self.routing_init in ("random", "random_per_call"):
-            logits = tf.tile(tf.transpose(self.initial_logits)[None,
-                                                               :, :length],
-                             [b_size, 1, 1])
+            logits = tf.tile(
+                tf.transpose(self.initial_logits)[None, :, :length], [b_size, 1, 1]
+            )
         else:
-            logits = tf.zeros([b_size, self.num_interests, length],
-                              items.dtype)
+            logits = tf.zeros([b_size, self.num_interests, length], items.dtype)
         u_routing = tf.stop_gradient(u) if self.stop_routing_gradient else u
-        valid = mask[:, None, :]                             # [B, 1, L]
+        valid = mask[:, None, :]  # [B, 1, L]
         # The recency weights are the same in every pass.
-        recency = (None if self.recency == "none"
-                   else self._recency_weights(mask))
+        recency = None if self.recency == "none" else self._recency_weights(mask)
         for it in range(self.iterations):
             last = it == self.iterations - 1
-            scaled = (logits if self.temperature == 1.0
-                      else logits / self.temperature)
+            scaled = logits if self.temperature == 1.0 else logits / self.temperature
             # b_if: softmax over interests (or positions), zero on padding.
             if self.softmax_over == "interests":
                 weights = tf.nn.softmax(scaled, axis=1) * valid  # [B, F, L]
             elif self.padding_in_softmax:
                 weights = tf.nn.softmax(scaled, axis=2) * valid
             else:
-                weights = tf.nn.softmax(
-                    tf.where(valid > 0, scaled, _MASKED_LOGIT), axis=2) * valid
+                weights = (
+                    tf.nn.softmax(tf.where(valid > 0, scaled, _MASKED_LOGIT), axis=2)
+                    * valid
+                )
             if last and self.detach_routed_items:
                 u_it = tf.stop_gradient(u)
             else:
@@ -307,24 +334,27 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
             if last and not self.squash_output:
                 interests = capsules
             if not last:
-                logits = logits + tf.einsum("bfld,bfd->bfl", u_routing,
-                                            interests)
+                logits = logits + tf.einsum("bfld,bfd->bfl", u_routing, interests)
         return interests, weights
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_interests=self.num_interests, max_len=self.max_len,
-                      transform=self.transform,
-                      routing_init=self.routing_init,
-                      iterations=self.iterations,
-                      stop_routing_gradient=self.stop_routing_gradient,
-                      softmax_over=self.softmax_over,
-                      padding_in_softmax=self.padding_in_softmax,
-                      temperature=self.temperature,
-                      similarity=self.similarity,
-                      detach_routed_items=self.detach_routed_items,
-                      squash_output=self.squash_output,
-                      kernel_init=self.kernel_init,
-                      kernel_stddev=self.kernel_stddev,
-                      recency=self.recency, seed=self.seed)
+        config.update(
+            num_interests=self.num_interests,
+            max_len=self.max_len,
+            transform=self.transform,
+            routing_init=self.routing_init,
+            iterations=self.iterations,
+            stop_routing_gradient=self.stop_routing_gradient,
+            softmax_over=self.softmax_over,
+            padding_in_softmax=self.padding_in_softmax,
+            temperature=self.temperature,
+            similarity=self.similarity,
+            detach_routed_items=self.detach_routed_items,
+            squash_output=self.squash_output,
+            kernel_init=self.kernel_init,
+            kernel_stddev=self.kernel_stddev,
+            recency=self.recency,
+            seed=self.seed,
+        )
         return config

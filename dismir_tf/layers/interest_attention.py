@@ -1,5 +1,4 @@
-"""DisMIR's dynamic preference over interests (paper section 4.3).
-"""
+"""DisMIR's dynamic preference over interests (paper section 4.3)."""
 
 from __future__ import annotations
 
@@ -31,5 +30,5 @@ class InterestAttention(tf.keras.layers.Layer):
     """
 
     def call(self, interests, items, mask):
-        mean = masked_mean(items, mask)                         # [B, d]
+        mean = masked_mean(items, mask)  # [B, d]
         return tf.nn.softmax(tf.einsum("bfd,bd->bf", interests, mean), -1)

@@ -1,5 +1,4 @@
-"""Re4's re-construct flow (Zhang et al., WWW '22; dismir_tf/models/re4.py).
-"""
+"""Re4's re-construct flow (Zhang et al., WWW '22; dismir_tf/models/re4.py)."""
 
 from __future__ import annotations
 
@@ -45,19 +44,21 @@ class InterestReconstructor(tf.keras.layers.Layer):
         d = int(input_shape[-1])
         self.dense = tf.keras.layers.Dense(
             self.max_len * d,
-            kernel_initializer=he_normal(d, weight_seed(self.seed,
-                                                        "proposals")),
-            name="proposals")
+            kernel_initializer=he_normal(d, weight_seed(self.seed, "proposals")),
+            name="proposals",
+        )
         self.dense.build(tf.TensorShape([None, d]))
-        self.w3 = self.add_weight("w3", [d, d],
-                                  initializer=he_normal(
-                                      d, weight_seed(self.seed, "w3")))
-        self.query = self.add_weight("query", [self.max_len, d],
-                                     initializer=he_normal(
-                                         d, weight_seed(self.seed, "query")))
-        self.w5 = self.add_weight("w5", [d, d],
-                                  initializer=he_normal(
-                                      d, weight_seed(self.seed, "w5")))
+        self.w3 = self.add_weight(
+            "w3", [d, d], initializer=he_normal(d, weight_seed(self.seed, "w3"))
+        )
+        self.query = self.add_weight(
+            "query",
+            [self.max_len, d],
+            initializer=he_normal(d, weight_seed(self.seed, "query")),
+        )
+        self.w5 = self.add_weight(
+            "w5", [d, d], initializer=he_normal(d, weight_seed(self.seed, "w5"))
+        )
         super().build(input_shape)
 
     def call(self, interests, mask):
@@ -65,10 +66,12 @@ class InterestReconstructor(tf.keras.layers.Layer):
         length = tf.shape(mask)[1]
         proposals = tf.reshape(
             self.dense(interests),
-            tf.concat([tf.shape(interests)[:2], [self.max_len, d]], 0))
-        proposals = proposals[:, :, :length]                      # [B,F,L,d]
-        logits = tf.einsum("bfpe,le->bflp", tf.tanh(proposals @ self.w3),
-                           self.query[:length])
+            tf.concat([tf.shape(interests)[:2], [self.max_len, d]], 0),
+        )
+        proposals = proposals[:, :, :length]  # [B,F,L,d]
+        logits = tf.einsum(
+            "bfpe,le->bflp", tf.tanh(proposals @ self.w3), self.query[:length]
+        )
         valid = tf.cast(mask, logits.dtype)[:, None, None, :] > 0
         weights = tf.nn.softmax(tf.where(valid, logits, _NEG_INF), axis=-1)
         return tf.einsum("bflp,bfpd->bfld", weights, proposals @ self.w5)

@@ -1,5 +1,4 @@
-"""UMI's interest refinement gate (Chai et al., CIKM '22; dismir_tf/models/umi.py).
-"""
+"""UMI's interest refinement gate (Chai et al., CIKM '22; dismir_tf/models/umi.py)."""
 
 from __future__ import annotations
 
@@ -43,15 +42,23 @@ class InterestRefinement(tf.keras.layers.Layer):
       (TensorShape([2, 4, 8]), TensorShape([2, 4, 3]))
     """
 
-    def __init__(self, num_fields: int, profile_dim: int, output_dim: int,
-                 gate_units: int = ATTENTION_UNITS, seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        num_fields: int,
+        profile_dim: int,
+        output_dim: int,
+        gate_units: int = ATTENTION_UNITS,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if num_fields < 1 or output_dim < 2 or gate_units < 1:
-            raise ValueError("need num_fields >= 1, output_dim >= 2, "
-                             "gate_units >= 1")
+            raise ValueError("need num_fields >= 1, output_dim >= 2, gate_units >= 1")
         if profile_dim < 1 or profile_dim % num_fields:
-            raise ValueError(f"profile_dim {profile_dim} must be a positive "
-                             f"multiple of num_fields {num_fields}")
+            raise ValueError(
+                f"profile_dim {profile_dim} must be a positive "
+                f"multiple of num_fields {num_fields}"
+            )
         self.num_fields = num_fields
         self.profile_dim = profile_dim
         self.output_dim = output_dim
@@ -61,39 +68,55 @@ class InterestRefinement(tf.keras.layers.Layer):
     def build(self, input_shape):
         d, p = int(input_shape[-1]), self.profile_dim
         hidden = self.output_dim // 2
-        self.gate_hidden = _dense(self.gate_units,
-                                  weight_seed(self.seed, "gate_hidden"),
-                                  activation="relu", name="gate_hidden")
-        self.gate_out = _dense(self.num_fields,
-                               weight_seed(self.seed, "gate_out"),
-                               activation="sigmoid", name="gate_out")
-        self.user_hidden = _dense(hidden, weight_seed(self.seed, "user_hidden"),
-                                  activation="relu",
-                                  name="user_hidden")
-        self.user_out = _dense(self.output_dim,
-                               weight_seed(self.seed, "user_out"),
-                               name="user_out")
-        for layer, fan_in in ((self.gate_hidden, p + d),
-                              (self.gate_out, self.gate_units),
-                              (self.user_hidden, p + d),
-                              (self.user_out, hidden)):
+        self.gate_hidden = _dense(
+            self.gate_units,
+            weight_seed(self.seed, "gate_hidden"),
+            activation="relu",
+            name="gate_hidden",
+        )
+        self.gate_out = _dense(
+            self.num_fields,
+            weight_seed(self.seed, "gate_out"),
+            activation="sigmoid",
+            name="gate_out",
+        )
+        self.user_hidden = _dense(
+            hidden,
+            weight_seed(self.seed, "user_hidden"),
+            activation="relu",
+            name="user_hidden",
+        )
+        self.user_out = _dense(
+            self.output_dim, weight_seed(self.seed, "user_out"), name="user_out"
+        )
+        for layer, fan_in in (
+            (self.gate_hidden, p + d),
+            (self.gate_out, self.gate_units),
+            (self.user_hidden, p + d),
+            (self.user_out, hidden),
+        ):
             layer.build([None, None, fan_in])
         super().build(input_shape)
 
     def call(self, interests, profile):
         f = tf.shape(interests)[1]
-        tiled = tf.tile(profile[:, None], [1, f, 1])              # [B, F, P]
-        gates = self.gate_out(self.gate_hidden(
-            tf.concat([tiled, interests], axis=-1)))              # [B, F, n]
-        field_gates = tf.repeat(gates, self.profile_dim // self.num_fields,
-                                axis=-1)                          # [B, F, P]
+        tiled = tf.tile(profile[:, None], [1, f, 1])  # [B, F, P]
+        gates = self.gate_out(
+            self.gate_hidden(tf.concat([tiled, interests], axis=-1))
+        )  # [B, F, n]
+        field_gates = tf.repeat(
+            gates, self.profile_dim // self.num_fields, axis=-1
+        )  # [B, F, P]
         refined = tf.concat([field_gates * tiled, interests], axis=-1)
         return self.user_out(self.user_hidden(refined)), gates
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_fields=self.num_fields,
-                      profile_dim=self.profile_dim,
-                      output_dim=self.output_dim,
-                      gate_units=self.gate_units, seed=self.seed)
+        config.update(
+            num_fields=self.num_fields,
+            profile_dim=self.profile_dim,
+            output_dim=self.output_dim,
+            gate_units=self.gate_units,
+            seed=self.seed,
+        )
         return config

@@ -37,12 +37,17 @@ class IntervalAttention(tf.keras.layers.Layer):
 
     def build(self, input_shape):
         self.table = self.add_weight(
-            "interval_embedding", [self.max_interval + 1, self.dim],
+            "interval_embedding",
+            [self.max_interval + 1, self.dim],
             initializer=he_normal(
-                self.dim, weight_seed(self.seed, "interval_embedding")))
-        self.w = self.add_weight("w", [self.dim],
-                                 initializer=he_normal(
-                                     self.dim, weight_seed(self.seed, "w")))
+                self.dim, weight_seed(self.seed, "interval_embedding")
+            ),
+        )
+        self.w = self.add_weight(
+            "w",
+            [self.dim],
+            initializer=he_normal(self.dim, weight_seed(self.seed, "w")),
+        )
         super().build(input_shape)
 
     def call(self, buckets, mask):
@@ -55,20 +60,21 @@ class IntervalAttention(tf.keras.layers.Layer):
         num_buckets = self.max_interval + 1
         logits = tf.gather(tf.linalg.matvec(self.table, self.w), buckets)
         attention = _masked_softmax(logits, mask[:, None, :])
-        attention = attention * mask[:, :, None]               # [B, L, L]
+        attention = attention * mask[:, :, None]  # [B, L, L]
         shape = tf.shape(buckets)
-        rows = tf.range(shape[0] * shape[1])                    # (b, i)
-        segments = (rows[:, None] * num_buckets
-                    + tf.reshape(buckets, [-1, shape[2]]))      # [B*L, L]
+        rows = tf.range(shape[0] * shape[1])  # (b, i)
+        segments = rows[:, None] * num_buckets + tf.reshape(
+            buckets, [-1, shape[2]]
+        )  # [B*L, L]
         per_bucket = tf.math.unsorted_segment_sum(
-            tf.reshape(attention, [-1]), tf.reshape(segments, [-1]),
-            shape[0] * shape[1] * num_buckets)
-        per_bucket = tf.reshape(per_bucket,
-                                [shape[0], shape[1], num_buckets])
+            tf.reshape(attention, [-1]),
+            tf.reshape(segments, [-1]),
+            shape[0] * shape[1] * num_buckets,
+        )
+        per_bucket = tf.reshape(per_bucket, [shape[0], shape[1], num_buckets])
         return per_bucket @ self.table, attention
 
     def get_config(self):
         config = super().get_config()
-        config.update(max_interval=self.max_interval, dim=self.dim,
-                      seed=self.seed)
+        config.update(max_interval=self.max_interval, dim=self.dim, seed=self.seed)
         return config

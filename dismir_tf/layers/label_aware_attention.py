@@ -39,11 +39,15 @@ class LabelAwareAttention(tf.keras.layers.Layer):
     def call(self, interests, target):
         logits = tf.einsum("bfd,bd->bf", interests, target)
         if self.hard:
-            weights = tf.one_hot(tf.argmax(logits, axis=-1),
-                                 tf.shape(interests)[1], dtype=interests.dtype)
+            weights = tf.one_hot(
+                tf.argmax(logits, axis=-1),
+                tf.shape(interests)[1],
+                dtype=interests.dtype,
+            )
         else:
-            weights = tf.nn.softmax(tf.pow(logits, self.power)
-                                    if self.power != 1.0 else logits, -1)
+            weights = tf.nn.softmax(
+                tf.pow(logits, self.power) if self.power != 1.0 else logits, -1
+            )
         return tf.einsum("bf,bfd->bd", weights, interests)
 
     def get_config(self):

@@ -37,22 +37,26 @@ def project(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     """x [..., d] @ kernel [d, d'] as one 2-D matmul (``x @ kernel`` on a
     rank-3/4 x runs as a batch of tiny matmuls on the CPU, ~40x slower)."""
     flat = tf.reshape(x, [-1, tf.shape(x)[-1]]) @ kernel
-    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1],
-                                       tf.shape(kernel)[-1:]], 0))
+    return tf.reshape(flat, tf.concat([tf.shape(x)[:-1], tf.shape(kernel)[-1:]], 0))
 
 
-def dense(units: int, seed: int, activation=None,
-           name: str | None = None) -> tf.keras.layers.Dense:
+def dense(
+    units: int, seed: int, activation=None, name: str | None = None
+) -> tf.keras.layers.Dense:
     """A ``fully_connected`` layer as the reference's: Glorot-uniform
     kernel (TF1's ``xavier_initializer``), zero bias."""
     return tf.keras.layers.Dense(
-        units, activation=activation,
+        units,
+        activation=activation,
         kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
-        bias_initializer="zeros", name=name)
+        bias_initializer="zeros",
+        name=name,
+    )
 
 
-def capsule_kernel_initializer(dim: int, num_interests: int, seed: int
-                               ) -> tf.keras.initializers.Initializer:
+def capsule_kernel_initializer(
+    dim: int, num_interests: int, seed: int
+) -> tf.keras.initializers.Initializer:
     """Glorot uniform of the reference's [d, F*d] capsule transform,
     U(+-sqrt(6 / (d + F d))), for our [d, F, d] kernel (Keras'
     GlorotUniform would take the fans of a 3-D shape differently)."""
@@ -60,11 +64,11 @@ def capsule_kernel_initializer(dim: int, num_interests: int, seed: int
     return tf.keras.initializers.RandomUniform(-limit, limit, seed=seed)
 
 
-def stateless_dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None,
-             salt: int) -> tf.Tensor:
+def stateless_dropout(
+    x: tf.Tensor, rate: float, seed: tf.Tensor | None, salt: int
+) -> tf.Tensor:
     """Stateless dropout from the step's seed (identity without one)."""
     if seed is None or rate <= 0.0:
         return x
     s = tf.random.experimental.stateless_fold_in(seed, salt, alg="philox")
-    return tf.nn.experimental.stateless_dropout(x, rate, seed=s,
-                                                rng_alg="philox")
+    return tf.nn.experimental.stateless_dropout(x, rate, seed=s, rng_alg="philox")

@@ -32,51 +32,61 @@ class SASRecBlock(tf.keras.layers.Layer):
       TensorShape([2, 5, 8])
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float, seed: int,
-                 index: int, **kwargs):
+    def __init__(
+        self, dim: int, heads: int, dropout: float, seed: int, index: int, **kwargs
+    ):
         super().__init__(**kwargs)
         if dim % heads:
-            raise ValueError(f"embedding_dim {dim} is not a multiple of "
-                             f"sasrec_heads {heads}")
-        self.dim, self.heads, self.dropout, self.index = (dim, heads,
-                                                          dropout, index)
+            raise ValueError(
+                f"embedding_dim {dim} is not a multiple of sasrec_heads {heads}"
+            )
+        self.dim, self.heads, self.dropout, self.index = (dim, heads, dropout, index)
 
         def dense(name, activation=None):
             return tf.keras.layers.Dense(
-                dim, activation=activation, name=name,
+                dim,
+                activation=activation,
+                name=name,
                 kernel_initializer=tf.keras.initializers.GlorotUniform(
-                    weight_seed(seed, f"block{index}/{name}")))
+                    weight_seed(seed, f"block{index}/{name}")
+                ),
+            )
 
         self.attention_norm = tf.keras.layers.LayerNormalization(
-            epsilon=1e-8, name="attention_norm")
-        self.query, self.key, self.value = (dense("query"), dense("key"),
-                                            dense("value"))
+            epsilon=1e-8, name="attention_norm"
+        )
+        self.query, self.key, self.value = (
+            dense("query"),
+            dense("key"),
+            dense("value"),
+        )
         self.ffn_norm = tf.keras.layers.LayerNormalization(
-            epsilon=1e-8, name="ffn_norm")
+            epsilon=1e-8, name="ffn_norm"
+        )
         self.ffn1, self.ffn2 = dense("ffn1", "relu"), dense("ffn2")
 
     def _split(self, x: tf.Tensor) -> tf.Tensor:
         b, n = tf.shape(x)[0], tf.shape(x)[1]
         x = tf.reshape(x, [b, n, self.heads, self.dim // self.heads])
-        return tf.transpose(x, [0, 2, 1, 3])                # [B, H, L, d/H]
+        return tf.transpose(x, [0, 2, 1, 3])  # [B, H, L, d/H]
 
     def call(self, x, mask, seed=None):
-        salt = 10 * (self.index + 1)      # the input dropout uses 1
+        salt = 10 * (self.index + 1)  # the input dropout uses 1
         n = tf.shape(x)[1]
         queries = self.attention_norm(x)
         q = self._split(self.query(queries))
         k = self._split(self.key(x))
         v = self._split(self.value(x))
         scores = tf.matmul(q, k, transpose_b=True) / (
-            float(self.dim // self.heads) ** 0.5)           # [B, H, L, L]
+            float(self.dim // self.heads) ** 0.5
+        )  # [B, H, L, L]
         causal = tf.linalg.band_part(tf.ones([n, n]), -1, 0)
         allowed = causal[None, None] * mask[:, None, None, :]
         scores = tf.where(allowed > 0, scores, _NEG_INF)
         weights = tf.nn.softmax(scores, axis=-1) * mask[:, None, :, None]
         weights = _dropout(weights, self.dropout, seed, salt + 1)
-        out = tf.matmul(weights, v)                         # [B, H, L, d/H]
-        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]),
-                         [tf.shape(x)[0], n, self.dim])
+        out = tf.matmul(weights, v)  # [B, H, L, d/H]
+        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [tf.shape(x)[0], n, self.dim])
         x = out + queries
         h = self.ffn_norm(x)
         f = _dropout(self.ffn1(h), self.dropout, seed, salt + 2)

@@ -1,5 +1,4 @@
-"""ComiRec-SA's self-attentive interest extractor (Cen et al., KDD '20).
-"""
+"""ComiRec-SA's self-attentive interest extractor (Cen et al., KDD '20)."""
 
 from __future__ import annotations
 
@@ -41,9 +40,15 @@ class SelfAttentiveExtractor(tf.keras.layers.Layer):
       (TensorShape([2, 4, 8]), TensorShape([2, 4, 5]))
     """
 
-    def __init__(self, num_interests: int, max_len: int,
-                 hidden_factor: int = 4, add_positions: bool = True,
-                 seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        num_interests: int,
+        max_len: int,
+        hidden_factor: int = 4,
+        add_positions: bool = True,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if num_interests < 1:
             raise ValueError(f"num_interests must be >= 1, got {num_interests}")
@@ -60,34 +65,43 @@ class SelfAttentiveExtractor(tf.keras.layers.Layer):
     def build(self, input_shape):
         d = int(input_shape[-1])
         hidden = self.hidden_factor * d
-        self.w1 = self.add_weight("w1", [d, hidden],
-                                  initializer=he_normal(
-                                      d, weight_seed(self.seed, "w1")))
-        self.w2 = self.add_weight("w2", [hidden, self.num_interests],
-                                  initializer=he_normal(
-                                      hidden, weight_seed(self.seed, "w2")))
+        self.w1 = self.add_weight(
+            "w1", [d, hidden], initializer=he_normal(d, weight_seed(self.seed, "w1"))
+        )
+        self.w2 = self.add_weight(
+            "w2",
+            [hidden, self.num_interests],
+            initializer=he_normal(hidden, weight_seed(self.seed, "w2")),
+        )
         if self.add_positions:
             # torch's fan_in of a [1, L, d] tensor is L * d.
             self.positions = self.add_weight(
-                "positions", [self.max_len, d],
-                initializer=he_normal(self.max_len * d,
-                                      weight_seed(self.seed, "positions")))
+                "positions",
+                [self.max_len, d],
+                initializer=he_normal(
+                    self.max_len * d, weight_seed(self.seed, "positions")
+                ),
+            )
         super().build(input_shape)
 
     def call(self, items, mask):
         mask = tf.cast(mask, items.dtype)
         keys = items
         if self.add_positions:
-            keys = items + self.positions[None, :tf.shape(items)[1]]
+            keys = items + self.positions[None, : tf.shape(items)[1]]
         logits = tf.einsum("blh,hf->bfl", tf.tanh(keys @ self.w1), self.w2)
         logits = tf.where(mask[:, None, :] > 0, logits, _NEG_INF)
-        attention = tf.nn.softmax(logits, axis=-1)                # [B, F, L]
+        attention = tf.nn.softmax(logits, axis=-1)  # [B, F, L]
         attention = attention * mask[:, None, :]
         return tf.einsum("bfl,bld->bfd", attention, items), attention
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_interests=self.num_interests, max_len=self.max_len,
-                      hidden_factor=self.hidden_factor,
-                      add_positions=self.add_positions, seed=self.seed)
+        config.update(
+            num_interests=self.num_interests,
+            max_len=self.max_len,
+            hidden_factor=self.hidden_factor,
+            add_positions=self.add_positions,
+            seed=self.seed,
+        )
         return config

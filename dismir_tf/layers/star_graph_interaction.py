@@ -51,12 +51,18 @@ class StarGraphInteraction(tf.keras.layers.Layer):
                 # The last round's central node would feed nothing.
                 kinds.append(("centre", self.centre_qkv))
             for kind, store in kinds:
-                store.append([
-                    self.add_weight(
-                        f"{kind}{layer}_{name}", [d, d],
-                        initializer=he_normal(d, weight_seed(
-                            self.seed, f"{kind}{layer}_{name}")))
-                    for name in ("wq", "wk", "wv")])
+                store.append(
+                    [
+                        self.add_weight(
+                            f"{kind}{layer}_{name}",
+                            [d, d],
+                            initializer=he_normal(
+                                d, weight_seed(self.seed, f"{kind}{layer}_{name}")
+                            ),
+                        )
+                        for name in ("wq", "wk", "wv")
+                    ]
+                )
         super().build(input_shape)
 
     @staticmethod
@@ -66,18 +72,20 @@ class StarGraphInteraction(tf.keras.layers.Layer):
         wq, wk, wv = qkv
         scale = 1.0 / math.sqrt(int(query.shape[-1]))
         # Broadcast products: einsum with '...' is slower here on the CPU.
-        logits = tf.reduce_sum(_project(query, wq)[..., None, :]
-                               * _project(keys, wk), -1) * scale
+        logits = (
+            tf.reduce_sum(_project(query, wq)[..., None, :] * _project(keys, wk), -1)
+            * scale
+        )
         attention = _masked_softmax(logits, key_mask)
-        return query + tf.reduce_sum(attention[..., None]
-                                     * _project(keys, wv), -2)
+        return query + tf.reduce_sum(attention[..., None] * _project(keys, wv), -2)
 
     def call(self, nodes, initial, mask):
         mask = tf.cast(mask, nodes.dtype)
         m3 = mask[:, :, None]
         nodes = nodes * m3
         centre = tf.reduce_sum(nodes, 1) / tf.maximum(
-            tf.reduce_sum(mask, 1, keepdims=True), 1.0)        # [B, d]
+            tf.reduce_sum(mask, 1, keepdims=True), 1.0
+        )  # [B, d]
         zeros_row = tf.zeros_like(nodes[:, :1])
         zero_mask = tf.zeros_like(mask[:, :1])
         ones = tf.ones_like(mask)
@@ -85,6 +93,7 @@ class StarGraphInteraction(tf.keras.layers.Layer):
         next_ok = tf.concat([mask[:, 1:], zero_mask], 1)
         key_mask = tf.stack([prev_ok, next_ok, ones, ones], 2)  # [B, L, 4]
         centre_mask = tf.concat([tf.ones_like(mask[:, :1]), mask], 1)
+
         def neighbours(node_proj, centre_proj, initial_proj):
             # [B, L, 4, d]: previous, next, centre, own e + p.  Projecting
             # the L nodes once and shifting equals projecting the shifted
@@ -97,20 +106,19 @@ class StarGraphInteraction(tf.keras.layers.Layer):
         scale = 1.0 / math.sqrt(int(nodes.shape[-1]))
         for layer in range(self.num_layers):
             wq, wk, wv = self.node_qkv[layer]
-            keys = neighbours(_project(nodes, wk), centre @ wk,
-                              _project(initial, wk))
-            values = neighbours(_project(nodes, wv), centre @ wv,
-                                _project(initial, wv))
-            logits = tf.reduce_sum(_project(nodes, wq)[:, :, None] * keys,
-                                   -1) * scale
-            attention = _masked_softmax(logits, key_mask)        # [B, L, 4]
-            nodes = tf.nn.relu(
-                nodes + tf.reduce_sum(attention[..., None] * values, 2)) * m3
+            keys = neighbours(_project(nodes, wk), centre @ wk, _project(initial, wk))
+            values = neighbours(_project(nodes, wv), centre @ wv, _project(initial, wv))
+            logits = tf.reduce_sum(_project(nodes, wq)[:, :, None] * keys, -1) * scale
+            attention = _masked_softmax(logits, key_mask)  # [B, L, 4]
+            nodes = (
+                tf.nn.relu(nodes + tf.reduce_sum(attention[..., None] * values, 2)) * m3
+            )
             if layer == self.num_layers - 1:
                 break
-            keys = tf.concat([centre[:, None], nodes], 1)       # [B, 1+L, d]
-            centre = tf.nn.relu(self.attend(centre, keys, centre_mask,
-                                            self.centre_qkv[layer]))
+            keys = tf.concat([centre[:, None], nodes], 1)  # [B, 1+L, d]
+            centre = tf.nn.relu(
+                self.attend(centre, keys, centre_mask, self.centre_qkv[layer])
+            )
         return nodes, centre
 
     def get_config(self):

@@ -1,5 +1,4 @@
-"""UMI's user-guided routing (Chai et al., CIKM '22; dismir_tf/models/umi.py).
-"""
+"""UMI's user-guided routing (Chai et al., CIKM '22; dismir_tf/models/umi.py)."""
 
 from __future__ import annotations
 
@@ -46,14 +45,24 @@ class UserGuidedRouting(tf.keras.layers.Layer):
       (TensorShape([2, 4, 8]), TensorShape([2, 4, 5]), TensorShape([2, 5]))
     """
 
-    def __init__(self, num_interests: int, max_len: int, profile_dim: int,
-                 iterations: int = 3, attention_units: int = ATTENTION_UNITS,
-                 seed: int = 0, **kwargs):
+    def __init__(
+        self,
+        num_interests: int,
+        max_len: int,
+        profile_dim: int,
+        iterations: int = 3,
+        attention_units: int = ATTENTION_UNITS,
+        seed: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        for name, value in (("num_interests", num_interests),
-                            ("max_len", max_len), ("profile_dim", profile_dim),
-                            ("iterations", iterations),
-                            ("attention_units", attention_units)):
+        for name, value in (
+            ("num_interests", num_interests),
+            ("max_len", max_len),
+            ("profile_dim", profile_dim),
+            ("iterations", iterations),
+            ("attention_units", attention_units),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.num_interests = num_interests
@@ -67,22 +76,34 @@ class UserGuidedRouting(tf.keras.layers.Layer):
         d = int(input_shape[-1])
         f = self.num_interests
         self.kernel = self.add_weight(
-            "kernel", [d, f, d],
+            "kernel",
+            [d, f, d],
             initializer=capsule_kernel_initializer(
-                d, f, weight_seed(self.seed, "kernel")))
+                d, f, weight_seed(self.seed, "kernel")
+            ),
+        )
         self.attention_hidden = _dense(
-            self.attention_units, weight_seed(self.seed, "attention_hidden"),
+            self.attention_units,
+            weight_seed(self.seed, "attention_hidden"),
             activation="relu",
-            name="attention_hidden")
+            name="attention_hidden",
+        )
         self.attention_out = _dense(
-            1, weight_seed(self.seed, "attention_out"), activation="sigmoid",
-            name="attention_out")
+            1,
+            weight_seed(self.seed, "attention_out"),
+            activation="sigmoid",
+            name="attention_out",
+        )
         self.attention_hidden.build([None, None, d + self.profile_dim])
         self.attention_out.build([None, None, self.attention_units])
         self.initial_logits = self.add_weight(
-            "initial_logits", [self.max_len, f], trainable=False,
+            "initial_logits",
+            [self.max_len, f],
+            trainable=False,
             initializer=tf.keras.initializers.TruncatedNormal(
-                stddev=1.0, seed=weight_seed(self.seed, "initial_logits")))
+                stddev=1.0, seed=weight_seed(self.seed, "initial_logits")
+            ),
+        )
         super().build(input_shape)
 
     def user_attention(self, items, profile):
@@ -94,27 +115,31 @@ class UserGuidedRouting(tf.keras.layers.Layer):
 
     def call(self, items, mask, profile):
         mask = tf.cast(mask, items.dtype)
-        attention = self.user_attention(items, profile)           # [B, L]
-        u = tf.einsum("bld,dfe->bfle", items, self.kernel)      # [B,F,L,d]
+        attention = self.user_attention(items, profile)  # [B, L]
+        u = tf.einsum("bld,dfe->bfle", items, self.kernel)  # [B,F,L,d]
         length = tf.shape(items)[1]
-        logits = tf.tile(tf.transpose(self.initial_logits[:length])[None],
-                         [tf.shape(items)[0], 1, 1])              # [B, F, L]
+        logits = tf.tile(
+            tf.transpose(self.initial_logits[:length])[None], [tf.shape(items)[0], 1, 1]
+        )  # [B, F, L]
         u_stop = tf.stop_gradient(u)
         attention_stop = tf.stop_gradient(attention)
         for it in range(self.iterations):
             last = it == self.iterations - 1
             routing = tf.nn.softmax(logits, axis=1) * mask[:, None, :]
             u_it, a_it = (u, attention) if last else (u_stop, attention_stop)
-            interests = squash(tf.einsum("bfl,bl,bfld->bfd", routing, a_it,
-                                         u_it))
+            interests = squash(tf.einsum("bfl,bl,bfld->bfd", routing, a_it, u_it))
             if not last:
                 logits = tf.einsum("bfld,bfd->bfl", u_stop, interests)
         return interests, routing, attention
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_interests=self.num_interests, max_len=self.max_len,
-                      profile_dim=self.profile_dim,
-                      iterations=self.iterations,
-                      attention_units=self.attention_units, seed=self.seed)
+        config.update(
+            num_interests=self.num_interests,
+            max_len=self.max_len,
+            profile_dim=self.profile_dim,
+            iterations=self.iterations,
+            attention_units=self.attention_units,
+            seed=self.seed,
+        )
         return config

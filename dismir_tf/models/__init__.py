@@ -82,36 +82,60 @@ def describe_settings(config: ModelConfig) -> str:
     if spec.partition == "never":
         how = f"lambda 0 ({config.name} has no partition task)"
     elif lam == spec.default_partition_weight:
-        how = (f"lambda {lam:g} ({config.name}'s default, "
-               "dismir_tf/model_specs.py)" if lam > 0 else
-               "lambda 0 (partition task off; --partition_weight turns it "
-               "on)")
+        how = (
+            f"lambda {lam:g} ({config.name}'s default, dismir_tf/model_specs.py)"
+            if lam > 0
+            else "lambda 0 (partition task off; --partition_weight turns it on)"
+        )
     else:
         how = f"lambda {lam:g} (--partition_weight)"
-    parts = [how, f"F {config.num_interests}", f"max_len {config.max_len}",
-             f"d {config.embedding_dim}"]
+    parts = [
+        how,
+        f"F {config.num_interests}",
+        f"max_len {config.max_len}",
+        f"d {config.embedding_dim}",
+    ]
     if spec.capsule:
         own = config.own
-        parts += [f"C {config.hard_negative_candidates}" if
-                  own.rec_loss == "pairwise" else
-                  f"sampled softmax over {config.sampled_softmax_negatives}",
-                  f"capsule {own.routing_similarity} routing "
-                  f"(T {own.routing_temperature:g}, "
-                  f"{own.routing_init} init, softmax over "
-                  f"{own.routing_softmax}), W {own.capsule_transform},"
-                  f" recency {own.capsule_recency}",
-                  f"readout {own.readout}"]
+        parts += [
+            f"C {config.hard_negative_candidates}"
+            if own.rec_loss == "pairwise"
+            else f"sampled softmax over {config.sampled_softmax_negatives}",
+            f"capsule {own.routing_similarity} routing "
+            f"(T {own.routing_temperature:g}, "
+            f"{own.routing_init} init, softmax over "
+            f"{own.routing_softmax}), W {own.capsule_transform},"
+            f" recency {own.capsule_recency}",
+            f"readout {own.readout}",
+        ]
     return "model settings: " + ", ".join(parts)
 
 
-def create_model(num_items: int, config: ModelConfig,
-                 seed: int = 0) -> RetrievalModel:
+def create_model(num_items: int, config: ModelConfig, seed: int = 0) -> RetrievalModel:
     config = resolve_config(config)
     return _factory(config.name)(num_items, config, seed)
 
 
-__all__ = ["DNN", "MIND", "MIRBF", "MIRRV", "REMI", "ComiRecDR", "ComiRecSA",
-           "DisMIR", "Encoded", "GRU4Rec", "MODEL_NAMES", "RetrievalModel",
-           "PIMIRec", "UMI", "create_model", "describe_settings",
-           "model_names", "register", "resolve_config",
-           "takes_partition_by_default", "Re4"]
+__all__ = [
+    "DNN",
+    "MIND",
+    "MIRBF",
+    "MIRRV",
+    "REMI",
+    "ComiRecDR",
+    "ComiRecSA",
+    "DisMIR",
+    "Encoded",
+    "GRU4Rec",
+    "MODEL_NAMES",
+    "RetrievalModel",
+    "PIMIRec",
+    "UMI",
+    "create_model",
+    "describe_settings",
+    "model_names",
+    "register",
+    "resolve_config",
+    "takes_partition_by_default",
+    "Re4",
+]

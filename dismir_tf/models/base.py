@@ -84,18 +84,20 @@ class RetrievalModel(tf.keras.Model):
     # a model the keys it lists).
     input_features: tuple[str, ...] = (types.HISTORY,)
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.num_items = num_items
         self.model_config = config
         self.seed = seed
         d = config.embedding_dim
         self.item_embedding = tf.keras.layers.Embedding(
-            num_items + 1, d, name="item_embedding",
+            num_items + 1,
+            d,
+            name="item_embedding",
             embeddings_initializer=tf.keras.initializers.RandomNormal(
-                stddev=1.0 / d**0.5,
-                seed=weight_seed(seed, "item_embedding")))
+                stddev=1.0 / d**0.5, seed=weight_seed(seed, "item_embedding")
+            ),
+        )
         self.retrieval = config.retrieval or self.default_retrieval
         self.loss_trackers = {
             name: tf.keras.metrics.Mean(name=name)
@@ -103,9 +105,12 @@ class RetrievalModel(tf.keras.Model):
         }
 
     # ------------------------------------------------------------ to override
-    def encode(self, features: Mapping[str, tf.Tensor],
-               training: bool = False,
-               seed: tf.Tensor | None = None) -> Encoded:
+    def encode(
+        self,
+        features: Mapping[str, tf.Tensor],
+        training: bool = False,
+        seed: tf.Tensor | None = None,
+    ) -> Encoded:
         """Features -> :class:`Encoded`.
 
         Args:
@@ -121,32 +126,36 @@ class RetrievalModel(tf.keras.Model):
         """
         raise TypeError(f"{type(self).__name__} does not define encode()")
 
-    def encode_with(self, extractor: tf.keras.layers.Layer,
-                    history: tf.Tensor) -> Encoded:
+    def encode_with(
+        self, extractor: tf.keras.layers.Layer, history: tf.Tensor
+    ) -> Encoded:
         """Encodes through a layer (items [B,L,d], mask [B,L]) ->
         (interests [B,F,d], routing [B,F,L]); no attention weights."""
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         interests, routing = extractor(items, mask)
-        return Encoded(interests=interests, weights=None, routing=routing,
-                       items=items, mask=mask)
+        return Encoded(
+            interests=interests, weights=None, routing=routing, items=items, mask=mask
+        )
 
-    def rec_loss_per_example(self, batch: dict[str, tf.Tensor],
-                             enc: Encoded, seed: tf.Tensor) -> tf.Tensor:
+    def rec_loss_per_example(
+        self, batch: dict[str, tf.Tensor], enc: Encoded, seed: tf.Tensor
+    ) -> tf.Tensor:
         """[B] recommendation loss; default: DisMIR's eq. 5 pairwise loss.
 
         score(u, i) = sum_f a_uf m_uf . e_i.  The negative j is the
         highest-scoring of C uniformly drawn candidates (a candidate equal to
         the target is skipped); the loss is -log sigmoid(s_ui - s_uj).
         """
-        user = enc.fused()                                        # [B, d]
+        user = enc.fused()  # [B, d]
         target = batch[types.TARGET]
         pos = tf.reduce_sum(user * self.item_embedding(target), -1)
         hard = self.hard_negative_scores(user, target, seed)
         return tf.nn.softplus(hard - pos)
 
-    def regularization(self, batch: dict[str, tf.Tensor], enc: Encoded,
-                       seed: tf.Tensor) -> tf.Tensor:
+    def regularization(
+        self, batch: dict[str, tf.Tensor], enc: Encoded, seed: tf.Tensor
+    ) -> tf.Tensor:
         """A scalar added to the loss (per replica, already averaged)."""
         del batch, enc, seed
         return tf.constant(0.0)
@@ -157,14 +166,16 @@ class RetrievalModel(tf.keras.Model):
         # Philox by name: it is what 'auto_select' picks on the CPU, and
         # under XLA (TrainConfig.jit_compile) 'auto_select' may pick another
         # generator, which would change the negatives a step draws.
-        return tf.random.stateless_uniform(shape, seed, 1, self.num_items + 1,
-                                           dtype=tf.int32, alg="philox")
+        return tf.random.stateless_uniform(
+            shape, seed, 1, self.num_items + 1, dtype=tf.int32, alg="philox"
+        )
 
-    def hard_negative_scores(self, user: tf.Tensor, target: tf.Tensor,
-                             seed: tf.Tensor) -> tf.Tensor:
+    def hard_negative_scores(
+        self, user: tf.Tensor, target: tf.Tensor, seed: tf.Tensor
+    ) -> tf.Tensor:
         """[B] score of the hardest of C uniform candidates for each user."""
         c = self.model_config.hard_negative_candidates
-        cand = self.sample_items([tf.shape(user)[0], c], seed)    # [B, C]
+        cand = self.sample_items([tf.shape(user)[0], c], seed)  # [B, C]
         scores = tf.einsum("bd,bcd->bc", user, self.item_embedding(cand))
         scores = tf.where(cand == target[:, None], _NEG_INF, scores)
         return tf.reduce_max(scores, axis=1)
@@ -178,13 +189,13 @@ class RetrievalModel(tf.keras.Model):
         subclass replaces ``item_embedding``."""
         task = self.__dict__.get("_partition_task")
         if task is None or task.item_embedding is not self.item_embedding:
-            task = PartitionTask(self.item_embedding,
-                                 self.model_config.partition_negatives)
+            task = PartitionTask(
+                self.item_embedding, self.model_config.partition_negatives
+            )
             self.__dict__["_partition_task"] = task
         return task
 
-    def partition_loss(self, batch: dict[str, tf.Tensor],
-                       seed: tf.Tensor) -> tf.Tensor:
+    def partition_loss(self, batch: dict[str, tf.Tensor], seed: tf.Tensor) -> tf.Tensor:
         """[B] the item-partition loss of each example's anchors.
 
         Anchors are the example's target and history items; positives were
@@ -193,12 +204,18 @@ class RetrievalModel(tf.keras.Model):
         its anchors.
         """
         return self.partition_task.per_example(
-            batch[types.PARTITION_ANCHOR], batch[types.PARTITION_POSITIVE],
-            batch[types.PARTITION_MASK], seed)
+            batch[types.PARTITION_ANCHOR],
+            batch[types.PARTITION_POSITIVE],
+            batch[types.PARTITION_MASK],
+            seed,
+        )
 
     # ------------------------------------------------------------------ Keras
-    def query_vectors(self, features: Mapping[str, tf.Tensor] | tf.Tensor,
-                      retrieval: str | None = None) -> tf.Tensor:
+    def query_vectors(
+        self,
+        features: Mapping[str, tf.Tensor] | tf.Tensor,
+        retrieval: str | None = None,
+    ) -> tf.Tensor:
         """[B, Q, d] retrieval queries: F interests ('merge') or 1 ('fused').
 
         ``features``: as :meth:`encode` takes them, or the history [B, L]
@@ -206,8 +223,9 @@ class RetrievalModel(tf.keras.Model):
         enc = self.encode(as_features(features), training=False)
         return self.retrieval_queries(enc, retrieval)
 
-    def retrieval_queries(self, enc: Encoded,
-                          retrieval: str | None = None) -> tf.Tensor:
+    def retrieval_queries(
+        self, enc: Encoded, retrieval: str | None = None
+    ) -> tf.Tensor:
         """[B, Q, d] the retrieval queries of encoded histories (see
         :meth:`query_vectors`)."""
         mode = retrieval or self.retrieval
@@ -224,8 +242,7 @@ class RetrievalModel(tf.keras.Model):
     # part of the model's weights or checkpoints.
     _protocol = (None, False)
 
-    def set_protocol_metric(self, metric, exclude_history: bool = False
-                            ) -> None:
+    def set_protocol_metric(self, metric, exclude_history: bool = False) -> None:
         """Evaluation batches ({history, targets}) in ``evaluate()`` update
         ``metric`` (a tfrs_metrics.ProtocolTopK; None to remove it)."""
         object.__setattr__(self, "_protocol", (metric, exclude_history))
@@ -246,32 +263,35 @@ class RetrievalModel(tf.keras.Model):
         # alg="philox" as in sample_items: the same seeds with and without
         # XLA.
         seed = tf.random.experimental.stateless_fold_in(
-            seed, tf.cast(replica, tf.int32), alg="philox")
+            seed, tf.cast(replica, tf.int32), alg="philox"
+        )
         return tf.random.experimental.stateless_split(seed, 3, alg="philox")
 
-    def compute_losses(self, batch: dict[str, tf.Tensor],
-                       training: bool = True) -> dict[str, tf.Tensor]:
+    def compute_losses(
+        self, batch: dict[str, tf.Tensor], training: bool = True
+    ) -> dict[str, tf.Tensor]:
         """Each loss term, scaled for the global batch under tf.distribute."""
         s_rec, s_reg, s_part = tf.unstack(self._step_seeds(batch))
         # The encoder's own draws (DisMIR's per-call routing logits), from
         # a seed folded out of the recommendation one, so the three seeds
         # above stay what they were.
-        s_enc = tf.random.experimental.stateless_fold_in(s_rec, 1,
-                                                         alg="philox")
+        s_enc = tf.random.experimental.stateless_fold_in(s_rec, 1, alg="philox")
         enc = self.encode(batch, training, seed=s_enc if training else None)
-        rec = tf.nn.compute_average_loss(
-            self.rec_loss_per_example(batch, enc, s_rec))
+        rec = tf.nn.compute_average_loss(self.rec_loss_per_example(batch, enc, s_rec))
         reg = self.regularization(batch, enc, s_reg)
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         reg = reg / tf.cast(num_replicas, reg.dtype)
         lam = self.model_config.partition_lambda
         if lam > 0 and types.PARTITION_ANCHOR in batch:
-            part = tf.nn.compute_average_loss(
-                self.partition_loss(batch, s_part))
+            part = tf.nn.compute_average_loss(self.partition_loss(batch, s_part))
         else:
             part = tf.constant(0.0)
-        return {"rec_loss": rec, "partition_loss": part, "reg_loss": reg,
-                "loss": rec + reg + lam * part}
+        return {
+            "rec_loss": rec,
+            "partition_loss": part,
+            "reg_loss": reg,
+            "loss": rec + reg + lam * part,
+        }
 
     def train_step(self, batch):
         with tf.GradientTape() as tape:
@@ -282,42 +302,57 @@ class RetrievalModel(tf.keras.Model):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, value in losses.items():
             self.loss_trackers[name].update_state(
-                value * tf.cast(num_replicas, value.dtype))
+                value * tf.cast(num_replicas, value.dtype)
+            )
         return {name: t.result() for name, t in self.loss_trackers.items()}
 
     def test_step(self, batch):
         if types.TARGETS in batch:
             # An evaluation batch: the protocol's metrics through TFRS.
             if self.protocol_metric is None:
-                raise ValueError("evaluation batches (with 'targets') need "
-                                 "model.protocol_metric, a tfrs_metrics."
-                                 "ProtocolTopK (tfrs_metrics."
-                                 "evaluate_with_tfrs sets one)")
+                raise ValueError(
+                    "evaluation batches (with 'targets') need "
+                    "model.protocol_metric, a tfrs_metrics."
+                    "ProtocolTopK (tfrs_metrics."
+                    "evaluate_with_tfrs sets one)"
+                )
             queries = self.query_vectors(batch)
             known = batch.get(types.KNOWN_ITEMS, batch[types.HISTORY])
             self.protocol_metric.update_state(
-                queries, None, batch[types.TARGETS],
-                history=known if self._protocol[1] else None)
+                queries,
+                None,
+                batch[types.TARGETS],
+                history=known if self._protocol[1] else None,
+            )
             return {m.name: m.result() for m in self.protocol_metric.means}
         losses = self.compute_losses(batch, training=False)
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         for name, value in losses.items():
             self.loss_trackers[name].update_state(
-                value * tf.cast(num_replicas, value.dtype))
+                value * tf.cast(num_replicas, value.dtype)
+            )
         return {name: t.result() for name, t in self.loss_trackers.items()}
 
     def build_for(self, max_len: int) -> None:
         """Creates all weights by running a dummy history."""
-        self({key: tf.zeros([1, max_len], types.FEATURE_DTYPES[key])
-              for key in self.input_features})
+        self(
+            {
+                key: tf.zeros([1, max_len], types.FEATURE_DTYPES[key])
+                for key in self.input_features
+            }
+        )
 
     def get_config(self):
-        return {"num_items": self.num_items,
-                "config": dataclasses.asdict(self.model_config),
-                "seed": self.seed}
+        return {
+            "num_items": self.num_items,
+            "config": dataclasses.asdict(self.model_config),
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(num_items=config["num_items"],
-                   config=model_config_from_dict(config["config"]),
-                   seed=config["seed"])
+        return cls(
+            num_items=config["num_items"],
+            config=model_config_from_dict(config["config"]),
+            seed=config["seed"],
+        )

@@ -28,8 +28,7 @@ from dismir_tf.layers import CapsuleInterestExtractor, SelfAttentiveExtractor
 from dismir_tf.models.sampled_softmax import SampledSoftmaxModel
 
 
-def reference_kernel_stddev(max_len: int, num_interests: int,
-                            dim: int) -> float:
+def reference_kernel_stddev(max_len: int, num_interests: int, dim: int) -> float:
     """REMI's start of the per-position weights: torch's kaiming_normal_
     on its [1, L, F*d, d] tensor, whose fan_in is L * F * d * d, so
     sqrt(2 / (L F d^2)) (0.00247 at L=20, F=4, d=64; 0.00175 at L=40),
@@ -43,12 +42,13 @@ class ComiRecDR(SampledSoftmaxModel):
 
     hard_readout = True
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.capsule = CapsuleInterestExtractor(
-            config.num_interests, config.max_len,
-            transform="per_position_interest", routing_init="zeros",
+            config.num_interests,
+            config.max_len,
+            transform="per_position_interest",
+            routing_init="zeros",
             iterations=config.routing_iterations or 3,
             # As REMI's capsule, which produced the reference ComiRec-DR
             # figures: routing softmax over the history positions with the
@@ -56,10 +56,14 @@ class ComiRecDR(SampledSoftmaxModel):
             # not renormalised), and kaiming_normal_'s tiny initial
             # transformation (what each choice scored: docs/models.md and
             # results/beauty-faithfulness/NOTES.md).
-            softmax_over="positions", padding_in_softmax=True,
+            softmax_over="positions",
+            padding_in_softmax=True,
             kernel_stddev=reference_kernel_stddev(
-                config.max_len, config.num_interests, config.embedding_dim),
-            seed=weight_seed(seed, "capsule"), name="capsule")
+                config.max_len, config.num_interests, config.embedding_dim
+            ),
+            seed=weight_seed(seed, "capsule"),
+            name="capsule",
+        )
 
     def encode(self, features, training=False, seed=None):
         history = features[types.HISTORY]
@@ -71,12 +75,14 @@ class ComiRecSA(SampledSoftmaxModel):
 
     hard_readout = True
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.extractor = SelfAttentiveExtractor(
-            config.num_interests, config.max_len,
-            seed=weight_seed(seed, "self_attention"), name="self_attention")
+            config.num_interests,
+            config.max_len,
+            seed=weight_seed(seed, "self_attention"),
+            name="self_attention",
+        )
 
     def encode(self, features, training=False, seed=None):
         history = features[types.HISTORY]

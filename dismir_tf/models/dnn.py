@@ -21,18 +21,21 @@ class DNN(RetrievalModel):
 
     multi_interest = False
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.dense = tf.keras.layers.Dense(
-            config.embedding_dim, name="user_dense",
+            config.embedding_dim,
+            name="user_dense",
             kernel_initializer=tf.keras.initializers.GlorotUniform(
-                weight_seed(seed, "user_dense")))
+                weight_seed(seed, "user_dense")
+            ),
+        )
 
     def encode(self, features, training=False, seed=None):
         history = features[types.HISTORY]
         mask = tf.cast(history > 0, tf.float32)
         items = self.item_embedding(history)
         user = self.dense(masked_mean(items, mask))
-        return Encoded(interests=user[:, None], weights=None, routing=None,
-                       items=items, mask=mask)
+        return Encoded(
+            interests=user[:, None], weights=None, routing=None, items=items, mask=mask
+        )

@@ -28,28 +28,40 @@ class GRU4Rec(SampledSoftmaxModel):
 
     multi_interest = False
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         d = config.embedding_dim
         self.gru = tf.keras.layers.GRU(
-            2 * d, use_bias=False, name="gru",
+            2 * d,
+            use_bias=False,
+            name="gru",
             kernel_initializer=tf.keras.initializers.GlorotUniform(
-                weight_seed(seed, "gru/kernel")),
+                weight_seed(seed, "gru/kernel")
+            ),
             recurrent_initializer=tf.keras.initializers.Orthogonal(
-                seed=weight_seed(seed, "gru/recurrent_kernel")))
+                seed=weight_seed(seed, "gru/recurrent_kernel")
+            ),
+        )
         self.dense = tf.keras.layers.Dense(
-            d, name="user_dense",
+            d,
+            name="user_dense",
             kernel_initializer=tf.keras.initializers.GlorotUniform(
-                weight_seed(seed, "user_dense")))
+                weight_seed(seed, "user_dense")
+            ),
+        )
 
     def encode(self, features, training=False, seed=None):
         history = features[types.HISTORY]
         mask = history > 0
-        items = self.item_embedding(history)                      # [B, L, d]
+        items = self.item_embedding(history)  # [B, L, d]
         # With a mask, the returned state is the one after the last real
         # item (masked steps carry the state forward).
-        state = self.gru(items, mask=mask, training=training)     # [B, 2d]
-        user = self.dense(state)                                  # [B, d]
-        return Encoded(interests=user[:, None], weights=None, routing=None,
-                       items=items, mask=tf.cast(mask, tf.float32))
+        state = self.gru(items, mask=mask, training=training)  # [B, 2d]
+        user = self.dense(state)  # [B, d]
+        return Encoded(
+            interests=user[:, None],
+            weights=None,
+            routing=None,
+            items=items,
+            mask=tf.cast(mask, tf.float32),
+        )

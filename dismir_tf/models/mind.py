@@ -45,17 +45,20 @@ class MIND(SampledSoftmaxModel):
     hard_readout = True
     readout_power = 1.0
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.capsule = CapsuleInterestExtractor(
-            config.num_interests, config.max_len, transform="shared",
+            config.num_interests,
+            config.max_len,
+            transform="shared",
             routing_init="random",
-            softmax_over="positions", padding_in_softmax=True,
+            softmax_over="positions",
+            padding_in_softmax=True,
             kernel_stddev=math.sqrt(2.0 / config.embedding_dim),
             iterations=config.routing_iterations or 3,
             seed=weight_seed(seed, "capsule"),
-            name="capsule")
+            name="capsule",
+        )
 
     def encode(self, features, training=False, seed=None):
         history = features[types.HISTORY]

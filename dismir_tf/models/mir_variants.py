@@ -30,8 +30,8 @@ class MIRRV(DisMIR):
         del batch, seed
         config = self.model_config
         return weighted_routing_variation(
-            enc.routing, config.own.routing_variance_weight,
-            config.embedding_dim)
+            enc.routing, config.own.routing_variance_weight, config.embedding_dim
+        )
 
 
 class MIRBF(DisMIR):
@@ -42,6 +42,5 @@ class MIRBF(DisMIR):
         weight = self.model_config.own.backward_flow_weight
         if weight == 0:
             return tf.constant(0.0)
-        per_user = backward_flow_loss(enc.interests, enc.items, enc.routing,
-                                      enc.mask)
+        per_user = backward_flow_loss(enc.interests, enc.items, enc.routing, enc.mask)
         return weight * tf.reduce_mean(per_user)

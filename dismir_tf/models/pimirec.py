@@ -102,24 +102,35 @@ class PIMIRec(SampledSoftmaxModel):
     hard_readout = True
     input_features = (types.HISTORY, types.HISTORY_TIME)
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         d, length = config.embedding_dim, config.max_len
         self.position_embedding = tf.keras.layers.Embedding(
-            length, d, name="position_embedding",
+            length,
+            d,
+            name="position_embedding",
             embeddings_initializer=he_normal(
-                d, weight_seed(seed, "position_embedding")))
+                d, weight_seed(seed, "position_embedding")
+            ),
+        )
         self.periodicity = IntervalAttention(
-            config.own.time_span, d, seed=weight_seed(seed, "periodicity"),
-            name="periodicity")
+            config.own.time_span,
+            d,
+            seed=weight_seed(seed, "periodicity"),
+            name="periodicity",
+        )
         self.interactivity = StarGraphInteraction(
             config.own.graph_layers,
             seed=weight_seed(seed, "interactivity"),
-            name="interactivity")
+            name="interactivity",
+        )
         self.extractor = SelfAttentiveExtractor(
-            config.num_interests, length, add_positions=False,
-            seed=weight_seed(seed, "self_attention"), name="self_attention")
+            config.num_interests,
+            length,
+            add_positions=False,
+            seed=weight_seed(seed, "self_attention"),
+            name="self_attention",
+        )
 
     def item_features(self, history, times=None):
         """(graph item features H [B, L, d], plain embeddings [B, L, d],
@@ -130,21 +141,22 @@ class PIMIRec(SampledSoftmaxModel):
         m3 = mask[:, :, None]
         items = self.item_embedding(history) * m3
         length = tf.shape(history)[1]
-        initial = (items + self.position_embedding(tf.range(length))[None]
-                   ) * m3
-        buckets = interval_buckets(tf.cast(times, tf.float32),
-                                   self.model_config.own.time_span)
+        initial = (items + self.position_embedding(tf.range(length))[None]) * m3
+        buckets = interval_buckets(
+            tf.cast(times, tf.float32), self.model_config.own.time_span
+        )
         time_emb, interval_attention = self.periodicity(buckets, mask)
-        nodes, _ = self.interactivity((initial + time_emb) * m3, initial,
-                                      mask)
+        nodes, _ = self.interactivity((initial + time_emb) * m3, initial, mask)
         return nodes, items, mask, interval_attention
 
     def encode(self, features, training=False, seed=None):
         """History [B, L] (+ ``types.HISTORY_TIME`` [B, L], else the
         positions) -> interests [B, F, d] = A E, routing = A [B, F, L]."""
         nodes, items, mask, _ = self.item_features(
-            features[types.HISTORY], features.get(types.HISTORY_TIME))
+            features[types.HISTORY], features.get(types.HISTORY_TIME)
+        )
         _, attention = self.extractor(nodes, mask)
         interests = tf.einsum("bfl,bld->bfd", attention, items)
-        return Encoded(interests=interests, weights=None, routing=attention,
-                       items=items, mask=mask)
+        return Encoded(
+            interests=interests, weights=None, routing=attention, items=items, mask=mask
+        )

@@ -72,8 +72,9 @@ _NEG_INF = -1e9
 _TINY = float(np.finfo(np.float32).tiny)
 
 
-def positive_items(attention: tf.Tensor, mask: tf.Tensor,
-                   threshold: float = 0.0) -> tf.Tensor:
+def positive_items(
+    attention: tf.Tensor, mask: tf.Tensor, threshold: float = 0.0
+) -> tf.Tensor:
     """[B, F, L] bool: the items each interest attends to above threshold.
 
     Args:
@@ -84,17 +85,19 @@ def positive_items(attention: tf.Tensor, mask: tf.Tensor,
     """
     mask = tf.cast(mask, attention.dtype)
     if threshold > 0:
-        gate = tf.fill(tf.shape(mask)[:1], tf.cast(threshold,
-                                                   attention.dtype))
+        gate = tf.fill(tf.shape(mask)[:1], tf.cast(threshold, attention.dtype))
     else:
         gate = 1.0 / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
-    return tf.logical_and(attention > gate[:, None, None],
-                          mask[:, None, :] > 0)
+    return tf.logical_and(attention > gate[:, None, None], mask[:, None, :] > 0)
 
 
-def re_contrast_loss(interests: tf.Tensor, items: tf.Tensor,
-                     positives: tf.Tensor, mask: tf.Tensor,
-                     temperature: float) -> tf.Tensor:
+def re_contrast_loss(
+    interests: tf.Tensor,
+    items: tf.Tensor,
+    positives: tf.Tensor,
+    mask: tf.Tensor,
+    temperature: float,
+) -> tf.Tensor:
     """[B, F, L] Re4's re-contrast term per (interest, position) cell.
 
     Cell (k, j) holds -log(e^{c(m_k, e_j)/tau} / D_k) when j is a positive
@@ -110,35 +113,42 @@ def re_contrast_loss(interests: tf.Tensor, items: tf.Tensor,
     """
     m = tf.math.l2_normalize(interests, axis=-1)
     e = tf.math.l2_normalize(items, axis=-1)
-    valid = tf.cast(mask, m.dtype) > 0                            # [B, L]
+    valid = tf.cast(mask, m.dtype) > 0  # [B, L]
     to_items = tf.einsum("bfd,bld->bfl", m, e) / temperature
     num_interests = tf.shape(m)[1]
     to_interests = tf.einsum("bfd,bgd->bfg", m, m) / temperature
-    other = tf.eye(num_interests, dtype=m.dtype)[None] == 0       # k' != k
+    other = tf.eye(num_interests, dtype=m.dtype)[None] == 0  # k' != k
     to_others = tf.einsum("bfd,bld->bfl", m, tf.roll(e, 1, axis=0))
     to_others = to_others / temperature
-    log_denominator = tf.reduce_logsumexp(tf.concat([
-        tf.where(valid[:, None, :], to_items, _NEG_INF),
-        tf.where(other, to_interests, _NEG_INF),
-        tf.where(tf.roll(valid, 1, axis=0)[:, None, :], to_others, _NEG_INF),
-    ], axis=-1), axis=-1)                                         # [B, F]
+    log_denominator = tf.reduce_logsumexp(
+        tf.concat(
+            [
+                tf.where(valid[:, None, :], to_items, _NEG_INF),
+                tf.where(other, to_interests, _NEG_INF),
+                tf.where(tf.roll(valid, 1, axis=0)[:, None, :], to_others, _NEG_INF),
+            ],
+            axis=-1,
+        ),
+        axis=-1,
+    )  # [B, F]
     return tf.where(positives, log_denominator[:, :, None] - to_items, 0.0)
 
 
-def re_attend_loss(interests: tf.Tensor, items: tf.Tensor,
-                   attention: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+def re_attend_loss(
+    interests: tf.Tensor, items: tf.Tensor, attention: tf.Tensor, mask: tf.Tensor
+) -> tf.Tensor:
     """[B, F] cross-entropy of the forward attention a_k against
     softmax_j(m_k . e_j) over the real items (Re4's re-attend)."""
-    valid = (tf.cast(mask, attention.dtype) > 0)[:, None, :]      # [B, 1, L]
+    valid = (tf.cast(mask, attention.dtype) > 0)[:, None, :]  # [B, 1, L]
     scores = tf.einsum("bfd,bld->bfl", interests, items)
     target = tf.nn.softmax(tf.where(valid, scores, _NEG_INF), axis=-1)
-    log_attention = tf.where(valid, tf.math.log(tf.maximum(attention, _TINY)),
-                             0.0)
+    log_attention = tf.where(valid, tf.math.log(tf.maximum(attention, _TINY)), 0.0)
     return -tf.reduce_sum(target * log_attention, axis=-1)
 
 
-def re_construct_loss(reconstructed: tf.Tensor, items: tf.Tensor,
-                      positives: tf.Tensor) -> tf.Tensor:
+def re_construct_loss(
+    reconstructed: tf.Tensor, items: tf.Tensor, positives: tf.Tensor
+) -> tf.Tensor:
     """[B, F, L, d] squared error of interest k's reconstruction of e_l,
     kept where l is a positive of k (0 elsewhere)."""
     error = tf.square(reconstructed - items[:, None])
@@ -148,38 +158,40 @@ def re_construct_loss(reconstructed: tf.Tensor, items: tf.Tensor,
 class Re4(ComiRecSA):
     """ComiRec-SA trained with Re4's re-contrast, re-attend, re-construct."""
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         self.reconstructor = InterestReconstructor(
-            config.max_len, seed=weight_seed(seed, "re_construct"),
-            name="re_construct")
+            config.max_len, seed=weight_seed(seed, "re_construct"), name="re_construct"
+        )
         # Built now: the decoder is only called by the training loss, and
         # checkpoints must find its weights before the first step.
-        self.reconstructor.build(tf.TensorShape(
-            [None, None, config.embedding_dim]))
+        self.reconstructor.build(tf.TensorShape([None, None, config.embedding_dim]))
 
     def backward_flows(self, enc) -> dict[str, tf.Tensor]:
         """The three unweighted terms, each a scalar mean as Re4's code."""
         cfg = self.model_config
         positives = positive_items(enc.routing, enc.mask, cfg.own.threshold)
-        contrast = re_contrast_loss(enc.interests, enc.items, positives,
-                                    enc.mask, cfg.own.temperature)
-        attend = re_attend_loss(enc.interests, enc.items, enc.routing,
-                                enc.mask)
+        contrast = re_contrast_loss(
+            enc.interests, enc.items, positives, enc.mask, cfg.own.temperature
+        )
+        attend = re_attend_loss(enc.interests, enc.items, enc.routing, enc.mask)
         construct = re_construct_loss(
-            self.reconstructor(enc.interests, enc.mask), enc.items,
-            positives)
-        return {"contrast": tf.reduce_mean(contrast),
-                "attend": tf.reduce_mean(attend),
-                "construct": tf.reduce_mean(construct)}
+            self.reconstructor(enc.interests, enc.mask), enc.items, positives
+        )
+        return {
+            "contrast": tf.reduce_mean(contrast),
+            "attend": tf.reduce_mean(attend),
+            "construct": tf.reduce_mean(construct),
+        }
 
     def regularization(self, batch, enc, seed):
         del batch, seed
         cfg = self.model_config
-        weights = {"contrast": cfg.own.contrast_weight,
-                   "attend": cfg.own.attend_weight,
-                   "construct": cfg.own.construct_weight}
+        weights = {
+            "contrast": cfg.own.contrast_weight,
+            "attend": cfg.own.attend_weight,
+            "construct": cfg.own.construct_weight,
+        }
         if not any(weights.values()):
             return tf.constant(0.0)
         terms = self.backward_flows(enc)

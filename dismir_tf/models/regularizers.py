@@ -32,20 +32,20 @@ def routing_variation(routing: tf.Tensor, scale: float) -> tf.Tensor:
       [B] sum_f (sum_l (B_fl - mean_l B_fl)^2 / scale)^2.
     """
     centred = routing - tf.reduce_mean(routing, axis=2, keepdims=True)
-    diag = tf.reduce_sum(tf.square(centred), axis=2) / scale     # [B, F]
+    diag = tf.reduce_sum(tf.square(centred), axis=2) / scale  # [B, F]
     return tf.reduce_sum(tf.square(diag), axis=1)
 
 
 def representative_items(routing: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """[B, F] the history position with the largest routing weight per
     interest (Re4's representative item), over real items only."""
-    valid = tf.cast(mask, routing.dtype)[:, None, :] > 0          # [B, 1, L]
-    return tf.argmax(tf.where(valid, routing, _NEG_INF), axis=2,
-                     output_type=tf.int32)
+    valid = tf.cast(mask, routing.dtype)[:, None, :] > 0  # [B, 1, L]
+    return tf.argmax(tf.where(valid, routing, _NEG_INF), axis=2, output_type=tf.int32)
 
 
-def backward_flow_loss(interests: tf.Tensor, items: tf.Tensor,
-                       routing: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+def backward_flow_loss(
+    interests: tf.Tensor, items: tf.Tensor, routing: tf.Tensor, mask: tf.Tensor
+) -> tf.Tensor:
     """[B] Re4's backward flow (eq. 2), summed over the F interests.
 
     For interest f of a user, the label is its representative item (the
@@ -62,12 +62,11 @@ def backward_flow_loss(interests: tf.Tensor, items: tf.Tensor,
     Returns:
       [B] sum over f of the cross-entropy of the representative item.
     """
-    valid = tf.cast(mask, interests.dtype)[:, None, :] > 0        # [B, 1, L]
+    valid = tf.cast(mask, interests.dtype)[:, None, :] > 0  # [B, 1, L]
     logits = tf.einsum("bfd,bld->bfl", interests, items)
     logits = tf.where(valid, logits, _NEG_INF)
     labels = representative_items(tf.stop_gradient(routing), mask)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                        logits=logits)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     return tf.reduce_sum(ce, axis=1)
 
 
@@ -78,8 +77,9 @@ def summed_over_batch(per_example: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_example) * tf.cast(replicas, per_example.dtype)
 
 
-def weighted_routing_variation(routing: tf.Tensor, weight: float,
-                               embedding_dim: int) -> tf.Tensor:
+def weighted_routing_variation(
+    routing: tf.Tensor, weight: float, embedding_dim: int
+) -> tf.Tensor:
     """Eq. 1 as REMI applies it: ``weight`` (``routing_variance_weight``)
     times the per-user routing variation of ``routing`` [B, F, L] with d =
     ``embedding_dim``, summed over the batch (REMI, MIR-RV); a scalar."""

@@ -41,9 +41,9 @@ from dismir_tf.layers import LabelAwareAttention
 from dismir_tf.models.base import Encoded, RetrievalModel
 
 
-def sampled_softmax_logits(user: tf.Tensor, target: tf.Tensor,
-                           negatives: tf.Tensor) -> tuple[tf.Tensor,
-                                                          tf.Tensor]:
+def sampled_softmax_logits(
+    user: tf.Tensor, target: tf.Tensor, negatives: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
     """The target's and the shared negatives' logits.
 
     Args:
@@ -59,8 +59,9 @@ def sampled_softmax_logits(user: tf.Tensor, target: tf.Tensor,
     return positive, negative
 
 
-def sampled_softmax_loss(positive: tf.Tensor, negative: tf.Tensor,
-                         beta: float = 0.0) -> tf.Tensor:
+def sampled_softmax_loss(
+    positive: tf.Tensor, negative: tf.Tensor, beta: float = 0.0
+) -> tf.Tensor:
     """[B] -log of the target's (importance-weighted) sampled softmax.
 
     Args:
@@ -75,8 +76,9 @@ def sampled_softmax_loss(positive: tf.Tensor, negative: tf.Tensor,
     if beta != 0.0:
         # log(S * w_j) with w = softmax(beta * s) over the S negatives.
         num = tf.cast(tf.shape(negative)[-1], negative.dtype)
-        negative = (negative + tf.math.log(num)
-                    + tf.nn.log_softmax(beta * negative, axis=-1))
+        negative = (
+            negative + tf.math.log(num) + tf.nn.log_softmax(beta * negative, axis=-1)
+        )
     logits = tf.concat([positive[:, None], negative], axis=-1)
     return tf.reduce_logsumexp(logits, axis=-1) - positive
 
@@ -98,8 +100,14 @@ class SampledSoftmaxModel(RetrievalModel):
     hard_readout = True
     readout_power = 1.0
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 hard_readout: bool | None = None, **kwargs):
+    def __init__(
+        self,
+        num_items: int,
+        config: ModelConfig,
+        seed: int = 0,
+        hard_readout: bool | None = None,
+        **kwargs,
+    ):
         super().__init__(num_items, config, seed, **kwargs)
         if hard_readout is not None:
             self.hard_readout = hard_readout
@@ -109,12 +117,16 @@ class SampledSoftmaxModel(RetrievalModel):
         # class's N(0, 1/d).  It matters for REMI's and ComiRec-SA's
         # agreement with the reference runs (docs/models.md).
         self.item_embedding = tf.keras.layers.Embedding(
-            num_items + 1, d, name="item_embedding",
-            embeddings_initializer=he_normal(
-                d, weight_seed(seed, "item_embedding")))
+            num_items + 1,
+            d,
+            name="item_embedding",
+            embeddings_initializer=he_normal(d, weight_seed(seed, "item_embedding")),
+        )
         self.label_attention = LabelAwareAttention(
-            hard=self.hard_readout, power=self.readout_power,
-            name="label_aware_attention")
+            hard=self.hard_readout,
+            power=self.readout_power,
+            name="label_aware_attention",
+        )
 
     @property
     def negative_beta(self) -> float:
@@ -128,10 +140,12 @@ class SampledSoftmaxModel(RetrievalModel):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(num_items=config["num_items"],
-                   config=model_config_from_dict(config["config"]),
-                   seed=config["seed"],
-                   hard_readout=config.get("hard_readout"))
+        return cls(
+            num_items=config["num_items"],
+            config=model_config_from_dict(config["config"]),
+            seed=config["seed"],
+            hard_readout=config.get("hard_readout"),
+        )
 
     def readout(self, enc: Encoded, target: tf.Tensor) -> tf.Tensor:
         """[B, d] the user vector scored against the target [B, d]."""
@@ -140,9 +154,10 @@ class SampledSoftmaxModel(RetrievalModel):
         return self.label_attention(enc.interests, target)
 
     def rec_loss_per_example(self, batch, enc, seed):
-        target = self.item_embedding(batch[types.TARGET])         # [B, d]
+        target = self.item_embedding(batch[types.TARGET])  # [B, d]
         user = self.readout(enc, target)
-        negatives = self.item_embedding(self.sample_items(
-            [self.model_config.sampled_softmax_negatives], seed))  # [S, d]
+        negatives = self.item_embedding(
+            self.sample_items([self.model_config.sampled_softmax_negatives], seed)
+        )  # [S, d]
         positive, negative = sampled_softmax_logits(user, target, negatives)
         return sampled_softmax_loss(positive, negative, self.negative_beta)

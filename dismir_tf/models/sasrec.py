@@ -52,8 +52,7 @@ def next_items(history: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
       target: [B] int32, the item after the newest.
     """
     n = tf.reduce_sum(tf.cast(history > 0, tf.int32), 1)
-    shifted = tf.concat([history[:, 1:], tf.zeros_like(history[:, :1])],
-                        axis=1)
+    shifted = tf.concat([history[:, 1:], tf.zeros_like(history[:, :1])], axis=1)
     is_last = tf.equal(tf.range(tf.shape(history)[1])[None], (n - 1)[:, None])
     return tf.where(is_last, target[:, None], shifted)
 
@@ -63,24 +62,32 @@ class SASRec(RetrievalModel):
 
     multi_interest = False
 
-    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0,
-                 **kwargs):
+    def __init__(self, num_items: int, config: ModelConfig, seed: int = 0, **kwargs):
         super().__init__(num_items, config, seed, **kwargs)
         d = config.embedding_dim
         # Both tables Glorot-uniform, as the reference's embedding().
         self.item_embedding.embeddings_initializer = (
             tf.keras.initializers.GlorotUniform(
-                seed=weight_seed(seed, "item_embedding")))
+                seed=weight_seed(seed, "item_embedding")
+            )
+        )
         self.position_embedding = tf.keras.layers.Embedding(
-            config.max_len, d, name="position_embedding",
+            config.max_len,
+            d,
+            name="position_embedding",
             embeddings_initializer=tf.keras.initializers.GlorotUniform(
-                seed=weight_seed(seed, "position_embedding")))
-        self.blocks = [SASRecBlock(d, config.own.heads,
-                                   config.own.dropout, seed, i,
-                                   name=f"block{i}")
-                       for i in range(config.own.blocks)]
+                seed=weight_seed(seed, "position_embedding")
+            ),
+        )
+        self.blocks = [
+            SASRecBlock(
+                d, config.own.heads, config.own.dropout, seed, i, name=f"block{i}"
+            )
+            for i in range(config.own.blocks)
+        ]
         self.final_norm = tf.keras.layers.LayerNormalization(
-            epsilon=1e-8, name="final_norm")
+            epsilon=1e-8, name="final_norm"
+        )
 
     def encode(self, features, training=False, seed=None):
         """features[HISTORY] [B, L] -> Encoded (interests [B, 1, d];
@@ -89,24 +96,29 @@ class SASRec(RetrievalModel):
         history = features[types.HISTORY]
         cfg = self.model_config
         seed = seed if training else None
-        mask = tf.cast(history > 0, tf.float32)                    # [B, L]
-        n = tf.cast(tf.reduce_sum(mask, 1), tf.int32)              # [B]
+        mask = tf.cast(history > 0, tf.float32)  # [B, L]
+        n = tf.cast(tf.reduce_sum(mask, 1), tf.int32)  # [B]
         max_len = tf.shape(history)[1]
-        items = self.item_embedding(history)                      # [B, L, d]
+        items = self.item_embedding(history)  # [B, L, d]
         # Positions of the reference's left-padded window: the newest
         # item at max_len - 1.
         pos = tf.range(max_len)[None] + (max_len - n)[:, None]
         pos = tf.clip_by_value(pos, 0, cfg.max_len - 1)
-        x = items * float(cfg.embedding_dim) ** 0.5 + \
-            self.position_embedding(pos)
+        x = items * float(cfg.embedding_dim) ** 0.5 + self.position_embedding(pos)
         x = _dropout(x, cfg.own.dropout, seed, 1) * mask[:, :, None]
         for block in self.blocks:
             x = block(x, mask, seed)
-        x = self.final_norm(x)                                    # [B, L, d]
+        x = self.final_norm(x)  # [B, L, d]
         last = tf.maximum(n - 1, 0)
-        user = tf.gather(x, last, batch_dims=1)                   # [B, d]
-        return Encoded(interests=user[:, None], weights=None, routing=None,
-                       items=items, mask=mask, sequence=x)
+        user = tf.gather(x, last, batch_dims=1)  # [B, d]
+        return Encoded(
+            interests=user[:, None],
+            weights=None,
+            routing=None,
+            items=items,
+            mask=mask,
+            sequence=x,
+        )
 
     def rec_loss_per_example(self, batch, enc, seed):
         """[B] the paper's loss, -log sigmoid(s_t . e_next) -
@@ -126,24 +138,24 @@ class SASRec(RetrievalModel):
         seq = enc.sequence
         pos_logit = tf.reduce_sum(seq * self.item_embedding(nxt), -1)
         neg_logit = tf.reduce_sum(seq * self.item_embedding(neg), -1)
-        per_position = (tf.nn.softplus(-pos_logit)
-                        + tf.nn.softplus(neg_logit))              # [B, L]
-        mean_positions = tf.maximum(tf.reduce_mean(tf.reduce_sum(mask, 1)),
-                                    1.0)
+        per_position = tf.nn.softplus(-pos_logit) + tf.nn.softplus(neg_logit)  # [B, L]
+        mean_positions = tf.maximum(tf.reduce_mean(tf.reduce_sum(mask, 1)), 1.0)
         return tf.reduce_sum(per_position * mask, 1) / mean_positions
 
-    def negatives(self, history: tf.Tensor, target: tf.Tensor,
-                  seed: tf.Tensor) -> tf.Tensor:
+    def negatives(
+        self, history: tf.Tensor, target: tf.Tensor, seed: tf.Tensor
+    ) -> tf.Tensor:
         """[B, L] one negative per position: the first of NEGATIVE_DRAWS
         uniform items outside the example's window and target (the last
         draw if all of them are inside, vanishingly rare)."""
         b, n = tf.shape(history)[0], tf.shape(history)[1]
         draws = self.sample_items([b, n, NEGATIVE_DRAWS], seed)  # [B, L, K]
-        seen = tf.concat([history, target[:, None]], 1)          # [B, L+1]
+        seen = tf.concat([history, target[:, None]], 1)  # [B, L+1]
         inside = tf.reduce_any(
-            draws[:, :, :, None] == seen[:, None, None, :], -1)  # [B, L, K]
-        first = tf.argmax(tf.cast(~inside, tf.int32), axis=-1,
-                          output_type=tf.int32)                  # [B, L]
-        first = tf.where(tf.reduce_any(~inside, -1), first,
-                         NEGATIVE_DRAWS - 1)
+            draws[:, :, :, None] == seen[:, None, None, :], -1
+        )  # [B, L, K]
+        first = tf.argmax(
+            tf.cast(~inside, tf.int32), axis=-1, output_type=tf.int32
+        )  # [B, L]
+        first = tf.where(tf.reduce_any(~inside, -1), first, NEGATIVE_DRAWS - 1)
         return tf.gather(draws, first, batch_dims=2)

@@ -23,14 +23,30 @@ SEEDS = (0, 1, 2)
 # (row, DisMIR runs, MIR runs, README table's DisMIR runs or None)
 ROWS = [
     ("beauty", "beauty/dismir", "../beauty/runs/mir", "../beauty/runs/dismir"),
-    ("ml-1m-odd", "ml-1m-odd/dismir", "../ml-1m-odd/runs/mir",
-     "../ml-1m-odd/runs/dismir"),
-    ("gowalla-lbsn", "gowalla-lbsn/dismir", "../gowalla-lbsn/runs/mir",
-     "../gowalla-lbsn/runs/dismir"),
-    ("retailrocket settings (F 8) on beauty", "beauty/dismir-retailrocket",
-     "beauty/mir-retailrocket", None),
-    ("books settings (F 6, C 50) on video-games", "video-games/dismir-books",
-     "video-games/mir-books", None),
+    (
+        "ml-1m-odd",
+        "ml-1m-odd/dismir",
+        "../ml-1m-odd/runs/mir",
+        "../ml-1m-odd/runs/dismir",
+    ),
+    (
+        "gowalla-lbsn",
+        "gowalla-lbsn/dismir",
+        "../gowalla-lbsn/runs/mir",
+        "../gowalla-lbsn/runs/dismir",
+    ),
+    (
+        "retailrocket settings (F 8) on beauty",
+        "beauty/dismir-retailrocket",
+        "beauty/mir-retailrocket",
+        None,
+    ),
+    (
+        "books settings (F 6, C 50) on video-games",
+        "video-games/dismir-books",
+        "video-games/mir-books",
+        None,
+    ),
 ]
 
 
@@ -50,10 +66,12 @@ def _ms(values) -> str:
 
 
 def main() -> None:
-    lines = ["| data set | DisMIR valid R@50 | DisMIR test R@50 | MIR test "
-             "R@50 | DisMIR / MIR (p) | README's DisMIR test R@50 | this / "
-             "README | interest cos | query~hist cos |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data set | DisMIR valid R@50 | DisMIR test R@50 | MIR test "
+        "R@50 | DisMIR / MIR (p) | README's DisMIR test R@50 | this / "
+        "README | interest cos | query~hist cos |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, dismir, mir, table in ROWS:
         d, m = _runs(dismir), _runs(mir)
         if d is None:
@@ -75,12 +93,15 @@ def main() -> None:
             ref, ratio = f"{tt:.4f}", f"{np.mean(test) / tt:.3f}"
         else:
             ref = ratio = "n/a"
-        lines.append(f"| {name} | {_ms(valid)} | {_ms(test)} | {mir_cell} | "
-                     f"{vs} | {ref} | {ratio} | {np.mean(cos):.3f} | "
-                     f"{np.mean(qh):.3f} |")
-    text = ("Shipped defaults (no lambda flag; dismir_tf/model_specs.py), "
-            "3 seeds, test users; paired t-tests over seeds.\n\n"
-            + "\n".join(lines) + "\n")
+        lines.append(
+            f"| {name} | {_ms(valid)} | {_ms(test)} | {mir_cell} | "
+            f"{vs} | {ref} | {ratio} | {np.mean(cos):.3f} | "
+            f"{np.mean(qh):.3f} |"
+        )
+    text = (
+        "Shipped defaults (no lambda flag; dismir_tf/model_specs.py), "
+        "3 seeds, test users; paired t-tests over seeds.\n\n" + "\n".join(lines) + "\n"
+    )
     with open(os.path.join(ROOT, "summary.md"), "w") as f:
         f.write(text)
     print(text)

@@ -28,9 +28,11 @@ def _get(path_prefix):
 
 
 def main():
-    lines = ["| data set | split | lazy R@50 | dense R@50 (tables) | p | dense "
-             "R@50 (rerun) | p | lazy interest cos | dense interest cos |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data set | split | lazy R@50 | dense R@50 (tables) | p | dense "
+        "R@50 (rerun) | p | lazy interest cos | dense interest cos |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for d in ("beauty", "ml-1m-odd", "gowalla-lbsn"):
         lazy = _get(os.path.join(ROOT, d, "dismir-lazy"))
         table = _get(os.path.join(RESULTS, d, "runs", "dismir"))
@@ -39,19 +41,26 @@ def main():
             a = [r[split]["recall@50"] for r in lazy]
             b = [r[split]["recall@50"] for r in table]
             c = [r[split]["recall@50"] for r in rerun]
+
             def cosine(runs):
-                return np.mean([r["collapse"]["test"]["interest_cosine"]
-                                for r in runs])
-            cos = (f"{cosine(lazy):.3f} | {cosine(table):.3f}"
-                   if split == "test" else " | ")
+                return np.mean([r["collapse"]["test"]["interest_cosine"] for r in runs])
+
+            cos = (
+                f"{cosine(lazy):.3f} | {cosine(table):.3f}"
+                if split == "test"
+                else " | "
+            )
             lines.append(
                 f"| {d} | {split} | {np.mean(a):.4f} ± {np.std(a, ddof=1):.4f}"
                 f" | {np.mean(b):.4f} ± {np.std(b, ddof=1):.4f} | "
                 f"{stats.ttest_rel(a, b).pvalue:.3f} | {np.mean(c):.4f} ± "
                 f"{np.std(c, ddof=1):.4f} | {stats.ttest_rel(a, c).pvalue:.3f}"
-                f" | {cos} |")
-    text = ("DisMIR, shipped defaults, 3 seeds; lazy against dense Adam "
-            "(paired t over seeds).\n\n" + "\n".join(lines) + "\n")
+                f" | {cos} |"
+            )
+    text = (
+        "DisMIR, shipped defaults, 3 seeds; lazy against dense Adam "
+        "(paired t over seeds).\n\n" + "\n".join(lines) + "\n"
+    )
     with open(os.path.join(ROOT, "summary.md"), "w") as f:
         f.write(text)
     print(text)

@@ -47,29 +47,40 @@ from dismir_tf.data.synthetic import generate  # noqa: E402
 from dismir_tf.diagnostics import collapse_diagnostics  # noqa: E402
 from dismir_tf.errors import UserInputError  # noqa: E402
 
-SYN = SyntheticConfig(num_users=1500, num_items=400, num_groups=8,
-                      min_length=10, max_length=30, seed=5)
+SYN = SyntheticConfig(
+    num_users=1500, num_items=400, num_groups=8, min_length=10, max_length=30, seed=5
+)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def one_run(lam: float, seed: int, groups: np.ndarray) -> dict:
-    out = os.path.relpath(os.path.join(HERE, "groups", "runs",
-                                       f"lambda{lam:g}-seed{seed}"))
+    out = os.path.relpath(
+        os.path.join(HERE, "groups", "runs", f"lambda{lam:g}-seed{seed}")
+    )
     cfg = RunConfig(
         data=DataConfig(dataset="synthetic", synthetic=SYN),
-        model=ModelConfig(name="dismir", partition_weight=lam,
-                          embedding_dim=16, num_interests=3, max_len=10,
-                          partition_negatives=20),
-        train=TrainConfig(output_dir=out, max_steps=1000, eval_every=500,
-                          batch_size=64, seed=seed))
+        model=ModelConfig(
+            name="dismir",
+            partition_weight=lam,
+            embedding_dim=16,
+            num_interests=3,
+            max_len=10,
+            partition_negatives=20,
+        ),
+        train=TrainConfig(
+            output_dir=out, max_steps=1000, eval_every=500, batch_size=64, seed=seed
+        ),
+    )
     metrics = training.run(cfg, log=lambda m: None)
     _, ds, model = training.load_run(out, log=lambda m: None)
     diag = collapse_diagnostics(model, pipeline.eval_examples(ds, "test", 10))
-    return {"lambda": lam, "seed": seed,
-            **measures.group_recovery(
-                model.item_embedding.embeddings.numpy()[1:], groups),
-            "test_recall@50": metrics["test"]["recall@50"],
-            "interest_cosine": float(diag.interest_cosine)}
+    return {
+        "lambda": lam,
+        "seed": seed,
+        **measures.group_recovery(model.item_embedding.embeddings.numpy()[1:], groups),
+        "test_recall@50": metrics["test"]["recall@50"],
+        "interest_cosine": float(diag.interest_cosine),
+    }
 
 
 def main() -> None:
@@ -77,7 +88,7 @@ def main() -> None:
     ap.add_argument("--lambdas", default="0,0.5,2")
     ap.add_argument("--seeds", default="0,1")
     args = ap.parse_args()
-    groups = generate(SYN)[1][1:]         # planted group of items 1..N
+    groups = generate(SYN)[1][1:]  # planted group of items 1..N
     rows = []
     for lam in [float(x) for x in args.lambdas.split(",")]:
         for seed in [int(x) for x in args.seeds.split(",")]:
@@ -86,16 +97,19 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     with open(os.path.join(HERE, "groups.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    lines = ["| lambda | seed | k-means NMI | k-means purity | kNN agreement "
-             "| argmax NMI | test Recall@50 | interest cos |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| lambda | seed | k-means NMI | k-means purity | kNN agreement "
+        "| argmax NMI | test Recall@50 | interest cos |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         name = f"{r['lambda']:g}" + (" (MIR)" if r["lambda"] == 0 else "")
         lines.append(
             f"| {name} | {r['seed']} | {r['kmeans_nmi']:.3f} | "
             f"{r['kmeans_purity']:.3f} | {r['knn_agreement']:.3f} | "
             f"{r['argmax_nmi']:.3f} | {r['test_recall@50']:.3f} | "
-            f"{r['interest_cosine']:.3f} |")
+            f"{r['interest_cosine']:.3f} |"
+        )
     with open(os.path.join(HERE, "groups.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
