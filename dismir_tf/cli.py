@@ -119,6 +119,12 @@ def define_data_flags() -> None:
 
 
 def define_model_flags() -> None:
+    try:
+        # The models of $DISMIR_TF_MODELS, before their flags are defined.
+        model_specs.load_plugins()
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
     flags.DEFINE_string("model", "dismir", "Model name.")
     # One flag per ModelConfig field declared with config.setting, with the
     # field's help and type; None (absent) keeps the config's value.

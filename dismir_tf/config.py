@@ -422,8 +422,13 @@ def _split_settings(
     params = dict(settings.pop("params", None) or {})
     unknown = sorted(k for k in settings if k not in own and k not in fields)
     if unknown:
+        owners = model_specs.param_flag_owners()
+        acts = [
+            f"{k} acts on {', '.join(owners[k][1])}" for k in unknown if k in owners
+        ]
         raise ConfigError(
-            f"{', '.join(unknown)}: neither a model setting nor a parameter of {name!r}"
+            f"{', '.join(unknown)}: neither a model setting nor a parameter of "
+            f"{name!r}" + (f" ({'; '.join(acts)})" if acts else "")
         )
     params.update({own[k].name: v for k, v in settings.items() if k in own})
     return {k: v for k, v in settings.items() if k not in own}, params
@@ -618,9 +623,10 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return diff
 
 
-# The --model names, known without importing TensorFlow (their specs are
-# in dismir_tf.model_specs).
-MODEL_NAMES = model_specs.names()
+# The package's own --model names, known without importing TensorFlow
+# (their specs are in dismir_tf.model_specs; model_specs.names() adds the
+# models of $DISMIR_TF_MODELS).
+MODEL_NAMES = model_specs.BUILTIN_NAMES
 
 
 def unknown_model_message(name: str, names=None) -> str:
@@ -630,4 +636,8 @@ def unknown_model_message(name: str, names=None) -> str:
     names = model_specs.names() if names is None else names
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown model {name!r}{hint} (expected one of {', '.join(names)})"
+    return (
+        f"unknown model {name!r}{hint} (expected one of {', '.join(names)}; a "
+        f"model from outside the package: name its module in "
+        f"${model_specs.PLUGINS_ENV})"
+    )

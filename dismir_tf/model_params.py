@@ -172,7 +172,9 @@ CAPSULE_RECENCY = ("none", "learned", "learned_per_interest")
 CAPSULE_PRESETS = ("paper-remi",)
 
 
-def _beta() -> Any:
+def remi_beta_param() -> Any:
+    """The ``--remi_beta`` field (a model of another module that weights
+    its sampled softmax's negatives as REMI declares it with this)."""
     return param(
         1.0,
         "the hard-negative temperature beta of REMI's sampled "
@@ -182,7 +184,8 @@ def _beta() -> Any:
     )
 
 
-def _routing_variance_weight() -> Any:
+def routing_variance_weight_param() -> Any:
+    """The ``--routing_variance_weight`` field (REMI's eq. 1 weight)."""
     return param(
         100.0,
         "weight of the routing-variance regulariser (REMI, MIR-RV)",
@@ -305,7 +308,7 @@ class CapsuleParams:
         "a named capsule configuration (paper-remi: "
         "the authors' most likely one on REMI's code; default: none).",
     )
-    remi_beta: float = _beta()
+    remi_beta: float = remi_beta_param()
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -345,7 +348,7 @@ class MIRRVParams(CapsuleParams):
     """MIR-RV: the capsule plus REMI's routing-variance weight
     (dismir_tf/models/mir_variants.py)."""
 
-    routing_variance_weight: float = _routing_variance_weight()
+    routing_variance_weight: float = routing_variance_weight_param()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -373,8 +376,8 @@ class REMIParams:
     --rbeta) and the weight of its routing regulariser (--rlambda); the
     defaults are the reference's."""
 
-    remi_beta: float = _beta()
-    routing_variance_weight: float = _routing_variance_weight()
+    remi_beta: float = remi_beta_param()
+    routing_variance_weight: float = routing_variance_weight_param()
 
     def __post_init__(self) -> None:
         _check_beta(self.remi_beta)
@@ -386,7 +389,7 @@ class UMIParams:
     """UMI's own settings (dismir_tf/models/umi.py): beta of the
     interest-aware hard negatives of its sampled softmax, as REMI's."""
 
-    remi_beta: float = _beta()
+    remi_beta: float = remi_beta_param()
 
     def __post_init__(self) -> None:
         _check_beta(self.remi_beta)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,9 +55,12 @@ __all__ = [
     "SearchRange",
     "get",
     "load_factory",
+    "load_plugins",
     "names",
     "param",
     "param_flag_owners",
+    "BUILTIN_NAMES",
+    "PLUGINS_ENV",
     "register",
     "specs",
 ]
@@ -339,12 +343,46 @@ _SPECS: dict[str, ModelSpec] = {
 }
 
 
+# The package's own models (model_specs.names() adds those of plugins).
+BUILTIN_NAMES = tuple(_SPECS)
+
+# Modules that register models from outside the package (each calls
+# register(SPEC) when imported), comma-separated: every entry point and
+# config.json reader then knows them, e.g.
+# DISMIR_TF_MODELS=mymodel python train.py --model mine.
+PLUGINS_ENV = "DISMIR_TF_MODELS"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Imports the modules named in ``$DISMIR_TF_MODELS`` once.
+
+    Raises:
+      ConfigError: a module that cannot be imported (its name and error).
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for module in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
+        try:
+            importlib.import_module(module.strip())
+        except ImportError as e:
+            from dismir_tf.errors import ConfigError
+
+            raise ConfigError(
+                f"{PLUGINS_ENV}: cannot import {module.strip()!r} ({e}); it "
+                "must be importable from the working directory or PYTHONPATH"
+            ) from None
+
+
 def get(name: str) -> ModelSpec:
     """The spec of ``name``.
 
     Raises:
       ConfigError: an unknown name, with the closest valid one.
     """
+    load_plugins()
     if name not in _SPECS:
         from dismir_tf.config import unknown_model_message
         from dismir_tf.errors import ConfigError
@@ -354,11 +392,14 @@ def get(name: str) -> ModelSpec:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered ``--model`` name, in registration order."""
+    """Every registered ``--model`` name, in registration order (those of
+    ``$DISMIR_TF_MODELS`` included)."""
+    load_plugins()
     return tuple(_SPECS)
 
 
 def specs() -> tuple[ModelSpec, ...]:
+    load_plugins()
     return tuple(_SPECS.values())
 
 

@@ -254,7 +254,8 @@ def test_an_unknown_model_is_refused_at_once_with_the_closest_name():
         "error: unknown model 'comirec_sa'; did you mean 'comirec-sa'? "
         "(expected one of dnn, gru4rec, sasrec, mind, comirec-dr, "
         "comirec-sa, pimirec, remi, re4, umi, dismir, mir, mir-rv, mir-bf, "
-        "dismir-wo-dpi)"
+        "dismir-wo-dpi; a model from outside the package: name its module in "
+        "$DISMIR_TF_MODELS)"
     )
     # Refused before TensorFlow is imported (not after 7 to 12 s of it).
     check = subprocess.run(

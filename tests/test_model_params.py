@@ -140,7 +140,11 @@ def test_settings_named_as_flags_build_a_config():
     remi = cfg.with_model("remi")
     assert remi.params == {"remi_beta": 1.0, "routing_variance_weight": 7.0}
     assert cfg.with_model("mir").own.routing_temperature == 0.1
-    with pytest.raises(ConfigError, match="sasrec_blocks: neither"):
+    with pytest.raises(
+        ConfigError,
+        match="sasrec_blocks: neither a model setting nor a parameter of 'dnn' "
+        r"\(sasrec_blocks acts on sasrec\)",
+    ):
         ModelConfig.from_settings("dnn", sasrec_blocks=3)
     with pytest.raises(ConfigError, match="remi_beta must be finite"):
         ModelConfig.from_settings("remi", remi_beta=-1.0)

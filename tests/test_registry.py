@@ -164,3 +164,64 @@ def test_train_py_gets_its_flag(tmp_path):
     )
     assert wrong.returncode == 2
     assert "--toy_mean_scale acts only on toy-mean, not on 'dnn'" in wrong.stderr
+
+
+def _plugin_cli(script, argv, plugin="tests.toy_plugin"):
+    env = dict(os.environ, DISMIR_TF_MODELS=plugin)
+    return subprocess.run(
+        [sys.executable, script, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def test_a_plugin_module_named_in_the_environment_reaches_every_entry_point(
+    tmp_path,
+):
+    # python train.py as it is, the model's module named in
+    # $DISMIR_TF_MODELS: its flag, its run, and evaluate.py reading the run.
+    out = str(tmp_path / "run")
+    tiny = [
+        "--synthetic_users",
+        "300",
+        "--synthetic_items",
+        "120",
+        "--synthetic_groups",
+        "6",
+        "--embedding_dim",
+        "16",
+        "--max_steps",
+        "20",
+        "--eval_every",
+        "10",
+        "--batch_size",
+        "32",
+    ]
+    proc = _plugin_cli(
+        "train.py",
+        ["--model", "toy-mean", "--toy_mean_scale", "1.5", *tiny, "--output_dir", out],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.load(open(os.path.join(out, "config.json")))["model"]["params"] == {
+        "scale": 1.5
+    }
+    again = _plugin_cli("evaluate.py", ["--run_dir", out])
+    assert again.returncode == 0, again.stderr[-3000:]
+    # Without it the run's model is unknown, and the message says how.
+    plain = subprocess.run(
+        [sys.executable, "evaluate.py", "--run_dir", out],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "DISMIR_TF_MODELS"},
+    )
+    assert plain.returncode == 2
+    assert "name its module in $DISMIR_TF_MODELS" in plain.stderr
+    # A module that cannot be imported is named, in one line.
+    bad = _plugin_cli("train.py", ["--model", "toy-mean"], plugin="no_such_mod")
+    assert bad.returncode == 2
+    assert "DISMIR_TF_MODELS: cannot import 'no_such_mod'" in bad.stderr

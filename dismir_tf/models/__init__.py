@@ -31,9 +31,6 @@ def capsule_models() -> frozenset[str]:
     return frozenset(s.name for s in model_specs.specs() if s.capsule)
 
 
-CAPSULE_MODELS = capsule_models()
-
-
 def register(spec: model_specs.ModelSpec) -> None:
     """Adds a model (a new baseline needs its module and this one call)."""
     model_specs.register(spec)
