@@ -193,9 +193,11 @@ class DataConfig:
 _PARTITION_WEIGHT_HELP = (
     f"lambda of eq. 6 (default: {model_specs.DISMIR_PARTITION_WEIGHT:g} for "
     "dismir and dismir-wo-dpi, 0 for the others: each model's spec); > 0 "
-    "adds the partition task to a multi-interest baseline; refused for dnn, "
-    "gru4rec, mir, mir-rv, mir-bf. In compare.py grids: DisMIR's lambda "
-    "(table2, ablation) or every backbone's (plugin)."
+    "adds the partition task to a multi-interest baseline; refused for the "
+    "models whose spec says partition='never' (one interest, or an ablation "
+    "defined by lambda 0: dnn, gru4rec, sasrec, mir, mir-rv, mir-bf). In "
+    "compare.py grids: DisMIR's lambda (table2, ablation) or every "
+    "backbone's (plugin)."
 )
 
 

@@ -61,16 +61,16 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 import dismir_tf
-from dismir_tf import retrieval, types
+from dismir_tf import types
 from dismir_tf.config import RunConfig
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError
+from dismir_tf.layers import MultiInterestBruteForce
 from dismir_tf.models import RetrievalModel, time_unit
 
-DEFAULT_K = 50
+DEFAULT_K = types.DEFAULT_K
 SERVING_DEFAULT = "serving_default"
 USER_INTERESTS = "user_interests"
 ITEM_EMBEDDINGS = "item_embeddings"
@@ -150,29 +150,6 @@ def relative_times(times: tf.Tensor, history: tf.Tensor, time_unit: float) -> tf
     """
     rel = (times - times[:, :1]) / time_unit
     return tf.cast(tf.where(history > 0, rel, tf.zeros_like(rel)), tf.float32)
-
-
-class MultiInterestBruteForce(tfrs.layers.factorized_top_k.BruteForce):
-    """TFRS's BruteForce index, for the protocol's retrieval.
-
-    ``index(item_embeddings[1:], raw_ids[1:])`` as TFRS's export guide
-    does; ``call(queries [B, Q, d], k, exclude)`` scores every candidate by
-    its best query (merge retrieval; Q = 1 for fused and single-interest
-    models), removes ``exclude`` [B, L] item indices (runs trained with
-    ``exclude_history``), and returns (scores [B, k], identifiers [B, k]).
-    The scores and the top-k are evaluate.py's own computation
-    (``retrieval.score_and_top_k_candidates``), so the lists are the same.
-    """
-
-    def call(
-        self, queries: tf.Tensor, k: int | None = None, exclude: tf.Tensor | None = None
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        if self._candidates is None:
-            raise ValueError("call index() first")
-        scores, rows = retrieval.score_and_top_k_candidates(
-            queries, self._candidates, k or self._k, exclude
-        )
-        return scores, tf.gather(self._identifiers, rows)
 
 
 class ServingModule(tf.Module):

@@ -3,7 +3,7 @@
 Every evaluation path of the project goes through these functions: the
 training-time evaluation and evaluate.py (``evaluation.evaluate``), the
 TFRS metric (``tfrs_metrics.ProtocolTopK``) and the SavedModel's index
-(``export.MultiInterestBruteForce``).
+(``layers.MultiInterestBruteForce``).
 
 * :func:`score_and_top_k` / :func:`score_and_top_k_candidates`: the exact
   top-N of ``max_q q . e_i`` over the whole catalogue (merge readout: the

@@ -38,6 +38,8 @@ FUSED = "fused"
 
 # The protocol's cut-offs N of Recall@N, HR@N and NDCG@N.
 DEFAULT_KS = (20, 50)
+# Items a served request returns by default (export.py, commands/export.py).
+DEFAULT_K = 50
 
 
 def as_features(inputs: Any) -> Mapping[str, Any]:

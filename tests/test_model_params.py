@@ -242,3 +242,20 @@ def test_params_and_flag_named_settings_merge_and_partial_dicts_keep_defaults():
     }
     # The presets the config accepts are the ones resolve_capsule knows.
     assert model_params.CAPSULE_PRESETS == tuple(CAPSULE_PRESETS)
+
+
+def test_the_partition_weight_help_names_every_model_that_refuses_it():
+    import re
+
+    from dismir_tf import config
+
+    listed = re.search(
+        r"defined by lambda 0: ([a-z0-9, -]+)\)", config._PARTITION_WEIGHT_HELP
+    )
+    assert listed is not None
+    never = {
+        s.name
+        for s in model_specs.specs()
+        if s.partition == "never" and s.name in model_specs.BUILTIN_NAMES
+    }
+    assert set(listed.group(1).split(", ")) == never

@@ -86,7 +86,7 @@ def _check_paths() -> None:
 def main(argv):
     del argv
     _check_paths()
-    from dismir_tf import reports, training
+    from dismir_tf import reports, runs
 
     if FLAGS.backend == "tfrs" and FLAGS.dump_topk:
         from dismir_tf.errors import ConfigError
@@ -95,7 +95,7 @@ def main(argv):
             "--dump_topk needs --backend exact (the TFRS "
             "metric keeps the metrics, not the lists)"
         )
-    config, ds, model = training.load_run(FLAGS.run_dir)
+    config, ds, model = runs.load_run(FLAGS.run_dir)
     if FLAGS.backend == "tfrs":
         from dismir_tf import pipeline, tfrs_metrics
         from dismir_tf.models import time_unit

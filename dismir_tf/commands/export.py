@@ -15,9 +15,9 @@ import sys
 
 from absl import flags
 
-from dismir_tf import cli
+from dismir_tf import cli, types
 
-DEFAULT_K = 50  # dismir_tf.export.DEFAULT_K (not imported: TensorFlow)
+DEFAULT_K = types.DEFAULT_K
 
 
 def define_flags() -> None:

@@ -7,6 +7,8 @@ Interest extractors (a user's history -> F interest vectors):
 Readouts over interests:
   InterestAttention         DisMIR's attention over its interests (eq. 5)
   LabelAwareAttention       MIND's and ComiRec's training readout
+Retrieval:
+  MultiInterestBruteForce   TFRS's BruteForce index over every interest
 Model-specific blocks:
   InterestRefinement (UMI), IntervalAttention and StarGraphInteraction
   (PIMIRec), InterestReconstructor (Re4), SASRecBlock (SASRec)
@@ -21,6 +23,7 @@ from dismir_tf.layers.interest_reconstructor import InterestReconstructor
 from dismir_tf.layers.interest_refinement import InterestRefinement
 from dismir_tf.layers.interval_attention import IntervalAttention
 from dismir_tf.layers.label_aware_attention import LabelAwareAttention
+from dismir_tf.layers.multi_interest_brute_force import MultiInterestBruteForce
 from dismir_tf.layers.sasrec_block import SASRecBlock
 from dismir_tf.layers.self_attentive_extractor import SelfAttentiveExtractor
 from dismir_tf.layers.star_graph_interaction import StarGraphInteraction
@@ -33,6 +36,7 @@ __all__ = [
     "InterestRefinement",
     "IntervalAttention",
     "LabelAwareAttention",
+    "MultiInterestBruteForce",
     "SASRecBlock",
     "SelfAttentiveExtractor",
     "StarGraphInteraction",

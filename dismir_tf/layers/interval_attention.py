@@ -15,6 +15,12 @@ class IntervalAttention(tf.keras.layers.Layer):
     """PIMI's periodicity module: time_i = sum_j softmax_j(E_{m_ij} . w)
     E_{m_ij} over the real items j.
 
+    Args:
+      max_interval: int. K, the largest interval bucket; the table has
+        K + 1 rows (buckets 0..K).
+      dim: int. d, the width of an interval embedding E_m.
+      seed: int. Seeds the table's and w's initialisers.
+
     Call args: buckets [B, L, L] int32 (:func:`interval_buckets`), mask
     [B, L].  Returns [B, L, d] (0 on padded rows) and the attention
     [B, L, L].

@@ -17,6 +17,13 @@ from dismir_tf.layers.ops import project as _project
 class StarGraphInteraction(tf.keras.layers.Layer):
     """PIMI's interactivity module: rounds of attention on a star graph.
 
+    Args:
+      num_layers: int, default 3. Rounds of message passing (>= 1).
+      seed: int. Seeds the projections' initialisers.
+
+    Raises:
+      ValueError: num_layers < 1.
+
     Call args: nodes [B, L, d] (h_i), initial [B, L, d] (e_i + p_i, a fixed
     extra neighbour of node i), mask [B, L] (right-padded).  Returns the
     item nodes [B, L, d] (0 on padding) and the central node [B, d] as the
