@@ -225,3 +225,43 @@ def test_a_plugin_module_named_in_the_environment_reaches_every_entry_point(
     bad = _plugin_cli("train.py", ["--model", "toy-mean"], plugin="no_such_mod")
     assert bad.returncode == 2
     assert "DISMIR_TF_MODELS: cannot import 'no_such_mod'" in bad.stderr
+
+
+def test_a_model_that_reads_the_times_must_declare_their_unit(monkeypatch):
+    # A model from outside the package that lists history_time among its
+    # inputs gets the times in its params' unit, or a clear error.
+    import dataclasses as dc
+
+    from dismir_tf import types
+    from dismir_tf.errors import ConfigError
+    from dismir_tf.model_params import param
+    from dismir_tf.models import time_unit
+
+    class Timed(toy_model.ToyMean):
+        input_features = (types.HISTORY, types.HISTORY_TIME)
+
+    monkeypatch.setattr(toy_model, "Timed", Timed, raising=False)
+
+    @dc.dataclass(frozen=True)
+    class WithUnit:
+        time_unit: float = param(3600.0, "seconds per time unit")
+
+    for name, params, want in (("timed-a", WithUnit, 3600.0), ("timed-b", None, None)):
+        monkeypatch.setitem(
+            model_specs._SPECS,
+            name,
+            model_specs.ModelSpec(
+                name=name,
+                factory="tests.toy_model:Timed",
+                summary="reads the times",
+                partition="never",
+                params=params,
+            ),
+        )
+        if want is not None:
+            assert time_unit(ModelConfig(name=name)) == want
+        else:
+            with pytest.raises(ConfigError, match="must declare time_unit"):
+                time_unit(ModelConfig(name=name))
+    assert time_unit(ModelConfig(name="pimirec")) == 86400.0
+    assert time_unit(ModelConfig(name="dnn")) is None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dismir_tf import config as config_module
 from dismir_tf import model_specs, types
 from dismir_tf.config import ModelConfig
+from dismir_tf.errors import ConfigError
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
 from dismir_tf.models.dismir import DisMIR, resolve_capsule
@@ -47,13 +48,25 @@ def _factory(name: str) -> Callable[..., RetrievalModel]:
 def time_unit(config: ModelConfig) -> float | None:
     """Seconds per time unit of the history times the pipeline adds for
     ``config``'s model, or None when the model takes no time (its
-    ``input_features`` do not list ``types.HISTORY_TIME``; only PIMIRec's
-    do)."""
+    ``input_features`` do not list ``types.HISTORY_TIME``; of the package's
+    models only PIMIRec's do).  A model that reads the times declares the
+    unit as a ``time_unit`` field of its params.
+
+    Raises:
+      ConfigError: the model reads the times but its params declare no
+        ``time_unit``.
+    """
     factory = _factory(resolve_config(config).name)
     factory = getattr(factory, "__wrapped__", factory)
     if types.HISTORY_TIME not in getattr(factory, "input_features", ()):
         return None
-    return config.own.time_unit
+    if "time_unit" not in config.params:
+        raise ConfigError(
+            f"{config.name!r} reads {types.HISTORY_TIME!r}: its params must "
+            "declare time_unit (seconds per time unit, e.g. "
+            "model_params.PIMIRecParams.time_unit)"
+        )
+    return float(config.params["time_unit"])
 
 
 def takes_partition_by_default(name: str) -> bool:
