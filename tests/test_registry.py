@@ -97,6 +97,12 @@ def test_its_search_range_is_tuned_under_its_flag_name(toy, tmp_path):
     assert trial.train.learning_rate == 0.002
 
 
+# A tiny synthetic run (seconds).
+TINY = (
+    "--synthetic_users 300 --synthetic_items 120 --synthetic_groups 6 "
+    "--embedding_dim 16 --max_steps 20 --eval_every 10 --batch_size 32"
+).split()
+
 _CLI = """
 import sys
 sys.path.insert(0, {root!r})
@@ -123,28 +129,7 @@ def _train_cli(argv):
 def test_train_py_gets_its_flag(tmp_path):
     out = str(tmp_path / "run")
     proc = _train_cli(
-        [
-            "--model",
-            "toy-mean",
-            "--toy_mean_scale",
-            "2.5",
-            "--synthetic_users",
-            "300",
-            "--synthetic_items",
-            "120",
-            "--synthetic_groups",
-            "6",
-            "--embedding_dim",
-            "16",
-            "--max_steps",
-            "20",
-            "--eval_every",
-            "10",
-            "--batch_size",
-            "32",
-            "--output_dir",
-            out,
-        ]
+        ["--model", "toy-mean", "--toy_mean_scale", "2.5", *TINY, "--output_dir", out]
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     recorded = json.load(open(os.path.join(out, "config.json")))
@@ -184,25 +169,9 @@ def test_a_plugin_module_named_in_the_environment_reaches_every_entry_point(
     # python train.py as it is, the model's module named in
     # $DISMIR_TF_MODELS: its flag, its run, and evaluate.py reading the run.
     out = str(tmp_path / "run")
-    tiny = [
-        "--synthetic_users",
-        "300",
-        "--synthetic_items",
-        "120",
-        "--synthetic_groups",
-        "6",
-        "--embedding_dim",
-        "16",
-        "--max_steps",
-        "20",
-        "--eval_every",
-        "10",
-        "--batch_size",
-        "32",
-    ]
     proc = _plugin_cli(
         "train.py",
-        ["--model", "toy-mean", "--toy_mean_scale", "1.5", *tiny, "--output_dir", out],
+        ["--model", "toy-mean", "--toy_mean_scale", "1.5", *TINY, "--output_dir", out],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.load(open(os.path.join(out, "config.json")))["model"]["params"] == {
