@@ -302,9 +302,7 @@ def model_config_from_flags(
     values.update(_model_flag_values())
     own = model_specs.get(model).param_flags()
     params, foreign = {}, {}
-    for flag, (_, owners) in model_specs.param_flag_owners().items():
-        if flag not in FLAGS or FLAGS[flag].value is None:
-            continue
+    for flag, owners in _given_param_flags().items():
         if flag in own:
             params[own[flag].name] = FLAGS[flag].value
         else:
@@ -339,13 +337,21 @@ def check_grid_param_flags(models: Sequence[str]) -> None:
     """
     foreign = {
         f"--{flag}": owners
-        for flag, (_, owners) in model_specs.param_flag_owners().items()
-        if flag in FLAGS
-        and FLAGS[flag].value is not None
-        and not set(owners) & set(models)
+        for flag, owners in _given_param_flags().items()
+        if not set(owners) & set(models)
     }
     if foreign:
         raise ConfigError(_foreign_message(foreign, "any model of --models"))
+
+
+def _given_param_flags() -> dict[str, tuple[str, ...]]:
+    """{flag: the models that declare it} of the params flags given on the
+    command line."""
+    return {
+        flag: owners
+        for flag, (_, owners) in model_specs.param_flag_owners().items()
+        if flag in FLAGS and FLAGS[flag].value is not None
+    }
 
 
 def train_config_from_flags(
