@@ -183,8 +183,9 @@ def _optuna():
 
 def open_study(tcfg: TuneConfig, model: str):
     """The Optuna study of ``model`` in ``tcfg.study_dir`` (created or
-    loaded); e.g. ``open_study(...).enqueue_trial(params)`` queues a trial
-    to run first."""
+    loaded), its TPE sampler seeded with ``tcfg.sampler_seed`` plus the
+    number of trials it already holds; e.g.
+    ``open_study(...).enqueue_trial(params)`` queues a trial to run first."""
     optuna = _optuna()
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -200,16 +201,22 @@ def open_study(tcfg: TuneConfig, model: str):
         if tcfg.prune
         else optuna.pruners.NopPruner()
     )
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=model,
         storage=storage,
         load_if_exists=True,
         direction="maximize",
         pruner=pruner,
-        sampler=optuna.samplers.TPESampler(
-            seed=tcfg.sampler_seed, n_startup_trials=max(tcfg.startup_trials, 1)
-        ),
     )
+    # The sampler's seed moves on by the trials the study already holds: a
+    # study reopened after a crash would otherwise replay its first random
+    # (start-up) draws and run configurations it has already run.  A new
+    # study is seeded with ``sampler_seed`` itself.
+    study.sampler = optuna.samplers.TPESampler(
+        seed=tcfg.sampler_seed + len(study.get_trials(deepcopy=False)),
+        n_startup_trials=max(tcfg.startup_trials, 1),
+    )
+    return study
 
 
 def _read_json(path: str) -> dict | None:

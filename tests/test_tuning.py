@@ -149,6 +149,28 @@ def test_an_interrupted_study_resumes(tmp_path):
     assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == n
 
 
+def test_a_reopened_study_does_not_replay_its_start_up_draws(tmp_path):
+    # Resumed in the random start-up phase, the sampler must go on to new
+    # draws: seeded afresh with the same seed it would draw trial 0's
+    # configuration again as trial 1 (PIMIRec's beauty study did).
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    space = {
+        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+        "num_interests": IntDistribution(2, 8),
+    }
+    tcfg = _tcfg(tmp_path, startup_trials=4)
+    first = tuning.open_study(tcfg, "dnn")
+    t0 = first.ask(space)
+    first.tell(t0, 0.1)
+    t1 = tuning.open_study(tcfg, "dnn").ask(space)
+    assert t1.params != t0.params
+    # A new study still starts from ``sampler_seed``: the same seed in a
+    # fresh directory draws trial 0's configuration again.
+    again = tuning.open_study(_tcfg(tmp_path / "fresh", startup_trials=4), "dnn")
+    assert again.ask(space).params == t0.params
+
+
 def test_search_space_comes_from_the_registry():
     space = tuning.search_space("dismir")
     assert {"learning_rate", "num_interests", "partition_weight"} <= set(space)
