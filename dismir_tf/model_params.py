@@ -169,6 +169,7 @@ INTEREST_NORMS = ("squash", "none")
 REC_LOSSES = ("pairwise", "sampled_softmax")
 CAPSULE_TRANSFORMS = ("identity", "shared", "shared_from_identity")
 CAPSULE_RECENCY = ("none", "learned", "learned_per_interest")
+CAPSULE_ORDERS = ("none", "positions", "self_attention")
 CAPSULE_PRESETS = ("paper-remi",)
 
 
@@ -230,6 +231,13 @@ class CapsuleParams:
       capsule_recency: 'none' (the paper), 'learned' (one learned positive
         weight per recency rank scales each routed item, started at 1) or
         'learned_per_interest' (one per rank and interest).
+      capsule_order: how the routed items read the order of the history:
+        'none' (the paper's order-free capsule), 'positions' (u_i = e_i +
+        p_{r(i)}, a learned embedding of the item's recency rank r(i), 0
+        for the newest, started at 0) or 'self_attention' (u_i is the
+        output at position i of one causal SASRec block over e_i +
+        p_{r(i)}: item i reads the items before it, as in SASRec).  Not in
+        the paper; docs/models.md, "Reading the order".
       capsule_preset: '' or a named configuration (``CAPSULE_PRESETS``;
         'paper-remi': the authors' most likely one on REMI's code).
       remi_beta: beta of the 'sampled_softmax' objective.
@@ -302,6 +310,14 @@ class CapsuleParams:
         "learned_per_interest (one per rank and interest; default: "
         "learned).",
     )
+    capsule_order: str = _capsule(
+        "none",
+        "capsule_order",
+        "how the routed items read the history's order: none (the paper's "
+        "order-free capsule), positions (a learned recency-rank embedding "
+        "is added to each item) or self_attention (one causal SASRec block "
+        "over item + position embeddings; default: none).",
+    )
     capsule_preset: str = _capsule(
         "",
         "capsule_preset",
@@ -339,6 +355,11 @@ class CapsuleParams:
         ):
             raise ValueError(
                 "routing_padding_in_softmax needs routing_softmax=positions"
+            )
+        if self.capsule_order not in CAPSULE_ORDERS:
+            raise ValueError(
+                f"capsule_order must be one of {', '.join(CAPSULE_ORDERS)}, "
+                f"got {self.capsule_order!r}"
             )
         _check_beta(self.remi_beta)
 

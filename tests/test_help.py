@@ -86,8 +86,8 @@ print(json.dumps(out, default=str))
 
 
 def _same(text, value):
-    if text == "none":
-        return value in ("", None, 0)
+    if text == "none":  # no value, or the value named 'none'
+        return value in ("", None, 0, "none")
     if isinstance(value, bool):
         return text == str(value).lower()
     if isinstance(value, (int, float)):

@@ -32,7 +32,7 @@ from dismir_tf import types
 from dismir_tf.config import ModelConfig, model_config_from_dict
 from dismir_tf.errors import ConfigError
 from dismir_tf.initializers import weight_seed
-from dismir_tf.layers import CapsuleInterestExtractor, InterestAttention
+from dismir_tf.layers import CapsuleInterestExtractor, InterestAttention, SASRecBlock
 from dismir_tf.model_params import CapsuleParams
 from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 
@@ -203,11 +203,46 @@ class DisMIR(RetrievalModel):
             name="capsule",
         )
         self.attention = InterestAttention(name="interest_attention")
+        self.capsule_order = own.capsule_order
+        if self.capsule_order != "none":
+            # Started at 0: 'positions' begins as the order-free capsule.
+            self.order_positions = tf.keras.layers.Embedding(
+                config.max_len,
+                config.embedding_dim,
+                embeddings_initializer="zeros",
+                name="capsule_positions",
+            )
+        if self.capsule_order == "self_attention":
+            self.order_block = SASRecBlock(
+                config.embedding_dim,
+                heads=1,
+                dropout=0.0,
+                seed=weight_seed(seed, "capsule_order"),
+                index=0,
+                name="capsule_order_block",
+            )
+
+    def ordered_items(self, items: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """[B, L, d] the routed items under ``capsule_order``: ``items``
+        (e_i, right-padded, 0 on padding) themselves ('none'), plus the
+        learned embedding of each item's recency rank r(i) = n - 1 - i
+        ('positions'), or one causal SASRec block's output over that sum
+        ('self_attention': position i attends to the items 0..i, the newest
+        sees the whole window); 0 on padding."""
+        if self.capsule_order == "none":
+            return items
+        n = tf.cast(tf.reduce_sum(mask, 1, keepdims=True), tf.int32)  # [B, 1]
+        rank = n - 1 - tf.range(tf.shape(items)[1])[None]
+        rank = tf.clip_by_value(rank, 0, self.model_config.max_len - 1)
+        x = (items + self.order_positions(rank)) * mask[:, :, None]
+        if self.capsule_order == "positions":
+            return x
+        return self.order_block(x, mask)
 
     def encode(self, features, training=False, seed=None):
         history = features[types.HISTORY]
         mask = tf.cast(history > 0, tf.float32)
-        items = self.item_embedding(history)
+        items = self.ordered_items(self.item_embedding(history), mask)
         interests, routing = self.capsule(items, mask, seed=seed)
         weights = self.attention(interests, items, mask) if self.use_attention else None
         routed = (
