@@ -107,6 +107,20 @@ def test_self_attention_is_causal_and_reads_the_order():
     )
 
 
+def test_the_run_header_names_the_order():
+    from dismir_tf.models import describe_settings
+
+    def header(order):
+        return describe_settings(
+            resolve_config(
+                ModelConfig.from_settings(name="dismir", capsule_order=order)
+            )
+        )
+
+    assert header("self_attention").endswith("readout max, order self_attention")
+    assert "order" not in header("none")
+
+
 def test_unknown_order_is_refused():
     with pytest.raises(ConfigError, match="capsule_order must be one of"):
         ModelConfig.from_settings(name="dismir", capsule_order="reversed")

@@ -86,7 +86,7 @@ def resolve_config(config: ModelConfig) -> ModelConfig:
 def describe_settings(config: ModelConfig) -> str:
     """One line of a resolved config's model settings for the training
     header: lambda and where it came from, F, max_len, C and, for the
-    DisMIR family, the capsule and readout."""
+    DisMIR family, the capsule, readout and (when it reads it) order."""
     spec = model_specs.get(config.name)
     lam = config.partition_weight
     if spec.partition == "never":
@@ -118,6 +118,8 @@ def describe_settings(config: ModelConfig) -> str:
             f" recency {own.capsule_recency}",
             f"readout {own.readout}",
         ]
+        if own.capsule_order != "none":
+            parts.append(f"order {own.capsule_order}")
     return "model settings: " + ", ".join(parts)
 
 
