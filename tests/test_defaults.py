@@ -278,3 +278,17 @@ def test_the_training_header_names_the_resolved_settings(tmp_path):
     assert (
         "model settings: lambda 0.3 (--partition_weight), F 4, max_len 8, d 8"
     ) in proc.stderr
+
+
+def test_the_header_gives_f_only_to_multi_interest_models():
+    # A single-interest model ignores num_interests: its header says no F.
+    from dismir_tf.config import ModelConfig
+    from dismir_tf.models import describe_settings, resolve_config
+
+    def header(name):
+        return describe_settings(resolve_config(ModelConfig.from_settings(name=name)))
+
+    for name in ("dnn", "gru4rec", "sasrec"):
+        assert " F " not in header(name), header(name)
+    for name in ("mind", "comirec-sa", "remi", "dismir"):
+        assert ", F 4," in header(name), header(name)

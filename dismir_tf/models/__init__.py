@@ -85,8 +85,9 @@ def resolve_config(config: ModelConfig) -> ModelConfig:
 
 def describe_settings(config: ModelConfig) -> str:
     """One line of a resolved config's model settings for the training
-    header: lambda and where it came from, F, max_len, C and, for the
-    DisMIR family, the capsule, readout and (when it reads it) order."""
+    header: lambda and where it came from, F (multi-interest models),
+    max_len, d, C and, for the DisMIR family, the capsule, readout and
+    (when it reads it) order."""
     spec = model_specs.get(config.name)
     lam = config.partition_weight
     if spec.partition == "never":
@@ -99,12 +100,11 @@ def describe_settings(config: ModelConfig) -> str:
         )
     else:
         how = f"lambda {lam:g} (--partition_weight)"
-    parts = [
-        how,
-        f"F {config.num_interests}",
-        f"max_len {config.max_len}",
-        f"d {config.embedding_dim}",
-    ]
+    factory = model_specs.load_factory(spec)
+    # F only where there are F interests (a single-interest model ignores it).
+    multi = getattr(getattr(factory, "__wrapped__", factory), "multi_interest", True)
+    parts = [how] + ([f"F {config.num_interests}"] if multi else [])
+    parts += [f"max_len {config.max_len}", f"d {config.embedding_dim}"]
     if spec.capsule:
         own = config.own
         parts += [
