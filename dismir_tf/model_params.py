@@ -209,7 +209,9 @@ class CapsuleParams:
     (dismir_tf/models/dismir.py; :class:`dismir_tf.layers.
     CapsuleInterestExtractor` for the routing options).  Each string's ''
     and the temperature's 0 mean the model's default
-    (``dismir_tf.models.dismir.DEFAULT_CAPSULE``, or the preset's).
+    (``dismir_tf.models.dismir.DEFAULT_CAPSULE``, or the preset's); the
+    exception is ``capsule_order``, an option outside the default and the
+    presets, whose default is 'none' itself.
 
     Attributes:
       routing_init, routing_softmax, routing_padding_in_softmax,

@@ -35,6 +35,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from dismir_tf import model_specs
 from dismir_tf.config import RunConfig
 from dismir_tf.errors import ConfigError
@@ -55,8 +57,10 @@ class TuneConfig:
       trials: trials to finish (completed or pruned), resumes included.
       params: the searched parameters (default: the model's whole declared
         space); each must be in the model's ``search_space``.
-      sampler_seed: seed of the TPE sampler (the trials' training seed is
-        the base configuration's ``train.seed``).
+      sampler_seed: seed of the TPE sampler of a study without trials; a
+        reopened study's sampler is seeded from it and the number of trials
+        the study holds (:func:`open_study`).  The trials' training seed is
+        the base configuration's ``train.seed``.
       prune: stop trials that fall below the median of earlier trials.
       startup_trials: trials before TPE models the space and before the
         pruner prunes (random search up to there).
@@ -183,8 +187,8 @@ def _optuna():
 
 def open_study(tcfg: TuneConfig, model: str):
     """The Optuna study of ``model`` in ``tcfg.study_dir`` (created or
-    loaded), its TPE sampler seeded with ``tcfg.sampler_seed`` plus the
-    number of trials it already holds; e.g.
+    loaded), its TPE sampler seeded with ``tcfg.sampler_seed`` (mixed with
+    the number of trials it already holds, if any); e.g.
     ``open_study(...).enqueue_trial(params)`` queues a trial to run first."""
     optuna = _optuna()
     from optuna.storages import JournalStorage
@@ -208,13 +212,18 @@ def open_study(tcfg: TuneConfig, model: str):
         direction="maximize",
         pruner=pruner,
     )
-    # The sampler's seed moves on by the trials the study already holds: a
-    # study reopened after a crash would otherwise replay its first random
-    # (start-up) draws and run configurations it has already run.  A new
-    # study is seeded with ``sampler_seed`` itself.
+    # A study reopened after a crash must not replay its first random
+    # (start-up) draws, so the seed mixes in the trials it already holds
+    # (mixed, not added: seed 0 after k trials is not a fresh seed k).  A
+    # study without trials is seeded with ``sampler_seed`` itself.
+    held = len(study.get_trials(deepcopy=False))
+    seed = (
+        tcfg.sampler_seed
+        if held == 0
+        else int(np.random.SeedSequence([tcfg.sampler_seed, held]).generate_state(1)[0])
+    )
     study.sampler = optuna.samplers.TPESampler(
-        seed=tcfg.sampler_seed + len(study.get_trials(deepcopy=False)),
-        n_startup_trials=max(tcfg.startup_trials, 1),
+        seed=seed, n_startup_trials=max(tcfg.startup_trials, 1)
     )
     return study
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dismir_tf import export, pipeline, training, types
+from dismir_tf import export, pipeline, reports, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models import create_model, resolve_config
@@ -126,6 +126,17 @@ def test_unknown_order_is_refused():
         ModelConfig.from_settings(name="dismir", capsule_order="reversed")
 
 
+@pytest.mark.parametrize("name", ["dismir", "dismir-wo-dpi", "mir"])
+def test_order_with_detached_routed_items_is_refused(name):
+    # Detached routed items (paper-remi) would leave the order's weights
+    # without a gradient: refused, not silently frozen.
+    for kw in ({"capsule_preset": "paper-remi"}, {"routing_detach": True}):
+        cfg = ModelConfig.from_settings(name=name, capsule_order="positions", **kw)
+        with pytest.raises(ConfigError, match="--routing_detach"):
+            resolve_config(cfg)
+    resolve_config(ModelConfig.from_settings(name=name, capsule_preset="paper-remi"))
+
+
 @pytest.mark.parametrize("order", ["positions", "self_attention"])
 def test_trains_reloads_and_exports_with_the_order(tmp_path, order):
     # The order's weights learn, a reloaded run scores as the trained one,
@@ -143,7 +154,11 @@ def test_trains_reloads_and_exports_with_the_order(tmp_path, order):
     served = tf.saved_model.load(path).signatures["user_interests"](
         history=tf.constant(raw)
     )
-    assert trained is not None
+    # The reloaded run scores the test users as the trained one did (a
+    # block left at its random start on restore would not).
+    reloaded = reports.evaluate_split(config, ds, model, "test")
+    assert reloaded["recall@50"] == pytest.approx(trained["test"]["recall@50"])
+    assert reloaded["ndcg@50"] == pytest.approx(trained["test"]["ndcg@50"])
     np.testing.assert_allclose(
         served["interests"].numpy(), enc.interests.numpy(), rtol=1e-5, atol=1e-6
     )

@@ -169,6 +169,11 @@ def test_a_reopened_study_does_not_replay_its_start_up_draws(tmp_path):
     # fresh directory draws trial 0's configuration again.
     again = tuning.open_study(_tcfg(tmp_path / "fresh", startup_trials=4), "dnn")
     assert again.ask(space).params == t0.params
+    # Reopened with one trial, seed 0 is not a fresh study of seed 1.
+    seed1 = tuning.open_study(
+        _tcfg(tmp_path / "seed1", startup_trials=4, sampler_seed=1), "dnn"
+    )
+    assert seed1.ask(space).params != t1.params
 
 
 def test_search_space_comes_from_the_registry():

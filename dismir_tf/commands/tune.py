@@ -45,7 +45,9 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
     "sampler_seed",
     0,
-    "Seed of the TPE sampler (--seed is every trial's training seed).",
+    "Seed of the TPE sampler of a new study; a resumed study mixes in its "
+    "trial count so that it draws new configurations (--seed is every "
+    "trial's training seed).",
 )
 flags.DEFINE_bool(
     "prune",

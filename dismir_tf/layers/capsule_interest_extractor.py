@@ -34,7 +34,7 @@ import math
 import tensorflow as tf
 
 from dismir_tf.initializers import weight_seed
-from dismir_tf.layers.ops import squash
+from dismir_tf.layers.ops import recency_rank, squash
 
 TRANSFORMS = ("identity", "shared", "per_position_interest")
 ROUTING_INITS = ("prototype", "random", "random_per_call", "zeros")
@@ -259,10 +259,7 @@ class CapsuleInterestExtractor(tf.keras.layers.Layer):
     def _recency_weights(self, mask: tf.Tensor) -> tf.Tensor:
         """w_{r(i)} per history position: [B, 1, L] ('learned') or
         [B, F, L] ('learned_per_interest'), 0 on padding."""
-        length = tf.shape(mask)[1]
-        n = tf.reduce_sum(mask, axis=1, keepdims=True)  # [B, 1]
-        rank = n - 1.0 - tf.cast(tf.range(length), mask.dtype)[None]
-        rank = tf.cast(tf.clip_by_value(rank, 0.0, float(self.max_len - 1)), tf.int32)
+        rank = recency_rank(mask, self.max_len)
         # [B, L] or [B, L, F]; softplus(0) / log 2 = 1.
         w = tf.nn.softplus(tf.gather(self.recency_logits, rank)) / math.log(2.0)
         if self.recency == "learned":

@@ -29,6 +29,15 @@ def masked_mean(items: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return total / tf.maximum(count, 1.0)
 
 
+def recency_rank(mask: tf.Tensor, max_len: int) -> tf.Tensor:
+    """[B, L] int32 recency rank r(i) = n - 1 - i of each position of
+    right-padded histories of n real items (``mask`` [B, L], 1 on them):
+    0 for the newest item, clipped into [0, max_len - 1] (padding gets 0)."""
+    n = tf.cast(tf.reduce_sum(tf.cast(mask, tf.float32), 1, keepdims=True), tf.int32)
+    rank = n - 1 - tf.range(tf.shape(mask)[1])[None]
+    return tf.clip_by_value(rank, 0, max_len - 1)
+
+
 def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.nn.softmax(tf.where(mask > 0, logits, NEG_INF), axis=-1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from dismir_tf import config as config_module
 from dismir_tf import model_specs, types
@@ -45,6 +46,13 @@ def _factory(name: str) -> Callable[..., RetrievalModel]:
     return model_specs.load_factory(model_specs.get(name))
 
 
+def _model_class(name: str) -> Any:
+    """The class behind ``name``'s factory (its class attributes:
+    ``input_features``, ``multi_interest``)."""
+    factory = _factory(name)
+    return getattr(factory, "__wrapped__", factory)
+
+
 def time_unit(config: ModelConfig) -> float | None:
     """Seconds per time unit of the history times the pipeline adds for
     ``config``'s model, or None when the model takes no time (its
@@ -56,9 +64,9 @@ def time_unit(config: ModelConfig) -> float | None:
       ConfigError: the model reads the times but its params declare no
         ``time_unit``.
     """
-    factory = _factory(resolve_config(config).name)
-    factory = getattr(factory, "__wrapped__", factory)
-    if types.HISTORY_TIME not in getattr(factory, "input_features", ()):
+    if types.HISTORY_TIME not in getattr(
+        _model_class(config.name), "input_features", ()
+    ):
         return None
     if "time_unit" not in config.params:
         raise ConfigError(
@@ -100,9 +108,8 @@ def describe_settings(config: ModelConfig) -> str:
         )
     else:
         how = f"lambda {lam:g} (--partition_weight)"
-    factory = model_specs.load_factory(spec)
     # F only where there are F interests (a single-interest model ignores it).
-    multi = getattr(getattr(factory, "__wrapped__", factory), "multi_interest", True)
+    multi = getattr(_model_class(config.name), "multi_interest", True)
     parts = [how] + ([f"F {config.num_interests}"] if multi else [])
     parts += [f"max_len {config.max_len}", f"d {config.embedding_dim}"]
     if spec.capsule:

@@ -33,6 +33,7 @@ from dismir_tf.config import ModelConfig, model_config_from_dict
 from dismir_tf.errors import ConfigError
 from dismir_tf.initializers import weight_seed
 from dismir_tf.layers import CapsuleInterestExtractor, InterestAttention, SASRecBlock
+from dismir_tf.layers.ops import recency_rank
 from dismir_tf.model_params import CapsuleParams
 from dismir_tf.models.base import _NEG_INF, Encoded, RetrievalModel
 
@@ -102,8 +103,10 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
     ``retrieval`` is set on the config itself.
 
     Raises:
-      ConfigError: an option set explicitly contradicts the preset, or
-        ``remi_beta`` is set for the pairwise objective it does not act on.
+      ConfigError: an option set explicitly contradicts the preset,
+        ``remi_beta`` is set for the pairwise objective it does not act on,
+        or ``capsule_order`` is set with detached routed items (its weights
+        would get no gradient).
     """
     params = dict(config.params)
     preset = params.get("capsule_preset", "")
@@ -127,6 +130,12 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
                 f"capsule_preset {preset!r} sets {field}={value!r}; drop "
                 f"--{field} (given {given!r}) or the preset"
             )
+    if params["capsule_order"] != "none" and params["routing_detach"]:
+        raise ConfigError(
+            f"--capsule_order {params['capsule_order']} learns through the "
+            "routed items, which --routing_detach (set by the paper-remi "
+            "preset) cuts from the gradient; drop one of them"
+        )
     if (
         params["rec_loss"] != "sampled_softmax"
         and params["remi_beta"] != _UNSET["remi_beta"]
@@ -231,9 +240,7 @@ class DisMIR(RetrievalModel):
         sees the whole window); 0 on padding."""
         if self.capsule_order == "none":
             return items
-        n = tf.cast(tf.reduce_sum(mask, 1, keepdims=True), tf.int32)  # [B, 1]
-        rank = n - 1 - tf.range(tf.shape(items)[1])[None]
-        rank = tf.clip_by_value(rank, 0, self.model_config.max_len - 1)
+        rank = recency_rank(mask, self.model_config.max_len)
         x = (items + self.order_positions(rank)) * mask[:, :, None]
         if self.capsule_order == "positions":
             return x
