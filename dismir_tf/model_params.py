@@ -238,8 +238,8 @@ class CapsuleParams:
         p_{r(i)}, a learned embedding of the item's recency rank r(i), 0
         for the newest, started at 0) or 'self_attention' (u_i is the
         output at position i of one causal SASRec block over e_i +
-        p_{r(i)}: item i reads the items before it, as in SASRec).  Not in
-        the paper; docs/models.md, "Reading the order".
+        p_{r(i)}: item i reads the items before it, in the manner of
+        SASRec).  Not in the paper; docs/models.md, "Reading the order".
       capsule_preset: '' or a named configuration (``CAPSULE_PRESETS``;
         'paper-remi': the authors' most likely one on REMI's code).
       remi_beta: beta of the 'sampled_softmax' objective.
@@ -339,9 +339,12 @@ class CapsuleParams:
             ("capsule_transform", CAPSULE_TRANSFORMS),
             ("capsule_recency", CAPSULE_RECENCY),
             ("capsule_preset", CAPSULE_PRESETS),
+            ("capsule_order", CAPSULE_ORDERS),
         ):
             value = getattr(self, name)
-            if value not in ("",) + allowed:
+            # '' is "the model's default" for every option but capsule_order.
+            unset = () if name == "capsule_order" else ("",)
+            if value not in unset + allowed:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}, got {value!r}"
                 )
@@ -357,11 +360,6 @@ class CapsuleParams:
         ):
             raise ValueError(
                 "routing_padding_in_softmax needs routing_softmax=positions"
-            )
-        if self.capsule_order not in CAPSULE_ORDERS:
-            raise ValueError(
-                f"capsule_order must be one of {', '.join(CAPSULE_ORDERS)}, "
-                f"got {self.capsule_order!r}"
             )
         _check_beta(self.remi_beta)
 
