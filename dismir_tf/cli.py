@@ -22,6 +22,7 @@ from typing import Any
 from absl import app, flags
 
 from dismir_tf import model_specs
+from dismir_tf.capsule_config import resolve_config
 from dismir_tf.config import (
     TIME_UNITS,
     DataConfig,
@@ -404,7 +405,9 @@ def check_flags() -> TrainConfig:
     TensorFlow (seconds of start-up and its log lines); a bad flag is
     reported before that, and so are an unknown data set or format, a
     missing data file, an unknown model name (with the closest valid name)
-    and a flag the model ignores (e.g. --partition_weight for mir).
+    a flag the model ignores (e.g. --partition_weight for mir) and
+    capsule options that contradict each other (e.g. --capsule_order with
+    the paper-remi preset).
     """
     from dismir_tf.data import readers, registry
 
@@ -418,6 +421,8 @@ def check_flags() -> TrainConfig:
     models = FLAGS["models"].value if grid else [FLAGS.model]
     for name in models or []:
         model_specs.get(name)
+        # A contradictory capsule option (capsule_config.resolve_config).
+        resolve_config(model_config_from_flags(data, model=name, grid=grid))
     model = model_config_from_flags(data, grid=grid)
     return train_config_from_flags(data, model)
 

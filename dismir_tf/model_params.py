@@ -160,7 +160,7 @@ class PIMIRecParams:
 
 # The DisMIR family's capsule design space (dismir_tf/models/dismir.py,
 # docs/models.md); '' (0 for the temperature) is "the model's default",
-# filled in by dismir_tf.models.dismir.resolve_capsule.
+# filled in by dismir_tf.capsule_config.resolve_capsule.
 ROUTING_INITS = ("prototype", "random", "random_per_call")
 ROUTING_SOFTMAX = ("interests", "positions")
 ROUTING_SIMILARITIES = ("dot", "cosine")
@@ -209,7 +209,7 @@ class CapsuleParams:
     (dismir_tf/models/dismir.py; :class:`dismir_tf.layers.
     CapsuleInterestExtractor` for the routing options).  Each string's ''
     and the temperature's 0 mean the model's default
-    (``dismir_tf.models.dismir.DEFAULT_CAPSULE``, or the preset's); the
+    (``dismir_tf.capsule_config.DEFAULT_CAPSULE``, or the preset's); the
     exception is ``capsule_order``, an option outside the default and the
     presets, whose default is 'none' itself.
 

@@ -16,7 +16,7 @@ This module is the one place where a model's own settings are decided:
 * ``search_space``: the ranges a tuner searches (the fair-tables issue);
 * ``capsule``: whether the model is built on DisMIR's capsule (its params
   are :class:`~dismir_tf.model_params.CapsuleParams`, resolved by
-  ``dismir_tf.models.dismir.resolve_capsule``).
+  ``dismir_tf.capsule_config.resolve_capsule``).
 
 It imports neither TensorFlow nor the model classes (``factory`` is a
 ``module:attribute`` path imported by :func:`load_factory`), so the entry

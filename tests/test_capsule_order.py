@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +18,7 @@ from dismir_tf.errors import ConfigError
 from dismir_tf.models import create_model, resolve_config
 from tests.helpers import tiny_run_config
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L, D, F, N_ITEMS = 6, 8, 3, 40
 # Right-padded histories: 4 items, 6 items, 1 item.
 HISTORY = np.array(
@@ -135,6 +140,33 @@ def test_order_with_detached_routed_items_is_refused(name):
         with pytest.raises(ConfigError, match="--routing_detach"):
             resolve_config(cfg)
     resolve_config(ModelConfig.from_settings(name=name, capsule_preset="paper-remi"))
+
+
+@pytest.mark.parametrize("command", ["train.py", "tune.py", "compare.py"])
+def test_the_refusal_comes_before_the_data_is_read(tmp_path, command):
+    # A file whose line 2 is malformed: read first, its error would hide
+    # the contradiction (and cost a data set's loading before it).
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 5 6 7\n2 x 9\n")
+    base = [sys.executable, command, "--dataset_file", str(bad)]
+    base += ["--dataset_format", "seq_lines"]
+    base += {
+        "train.py": ["--output_dir", str(tmp_path / "r")],
+        "tune.py": ["--study_dir", str(tmp_path / "r")],
+        "compare.py": ["--models", "dismir", "--out_dir", str(tmp_path / "r")],
+    }[command]
+    contradiction = ["--capsule_preset", "paper-remi", "--capsule_order", "positions"]
+
+    def last_line(args):
+        proc = subprocess.run(
+            base + args, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert "bad.txt" in last_line([])  # the file is refused on its own
+    line = last_line(contradiction)
+    assert line.startswith("error: --capsule_order positions learns through"), line
 
 
 @pytest.mark.parametrize("order", ["positions", "self_attention"])

@@ -478,7 +478,7 @@ def test_every_registered_model_traces(exported):
     run = exported["runs"]["dismir"]
     ds, config = run["ds"], run["config"]
     hist = pipeline.eval_examples(ds, "test", config.model.max_len).history
-    from dismir_tf.models.dismir import clear_capsule_options
+    from dismir_tf.capsule_config import clear_capsule_options
 
     for name in model_names():
         cfg = resolve_config(clear_capsule_options(config.model).with_model(name))

@@ -217,7 +217,7 @@ def test_params_and_flag_named_settings_merge_and_partial_dicts_keep_defaults():
         {"model": {"name": "dismir", "params": {"routing_temperature": 0.1}}}
     ).model
     from dismir_tf.models import resolve_config
-    from dismir_tf.models.dismir import (
+    from dismir_tf.capsule_config import (
         CAPSULE_PRESETS,
         DEFAULT_CAPSULE,
         clear_capsule_options,

@@ -7,11 +7,12 @@ from typing import Any
 
 from dismir_tf import config as config_module
 from dismir_tf import model_specs, types
+from dismir_tf.capsule_config import resolve_config
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models.base import Encoded, RetrievalModel
 from dismir_tf.models.comirec import ComiRecDR, ComiRecSA
-from dismir_tf.models.dismir import DisMIR, resolve_capsule
+from dismir_tf.models.dismir import DisMIR
 from dismir_tf.models.dnn import DNN
 from dismir_tf.models.gru4rec import GRU4Rec
 from dismir_tf.models.mind import MIND
@@ -81,14 +82,6 @@ def takes_partition_by_default(name: str) -> bool:
     """Whether ``name`` takes the partition task by default (its spec's
     ``partition == 'default'``: DisMIR and w/o DPI)."""
     return model_specs.get(name).partition == "default"
-
-
-def resolve_config(config: ModelConfig) -> ModelConfig:
-    """Fills in what a model's own defaults decide (the DisMIR family's
-    capsule: :func:`dismir_tf.models.dismir.resolve_capsule`)."""
-    if model_specs.get(config.name).capsule:
-        return resolve_capsule(config)
-    return config
 
 
 def describe_settings(config: ModelConfig) -> str:
