@@ -398,16 +398,24 @@ def train_config_from_flags(
     )
 
 
-def check_flags() -> TrainConfig:
+def check_flags(models: Sequence[str] | None = None) -> TrainConfig:
     """Range-checks every flag without importing TensorFlow.
 
-    model_config_from_flags needs the model registry, which imports
-    TensorFlow (seconds of start-up and its log lines); a bad flag is
-    reported before that, and so are an unknown data set or format, a
-    missing data file, an unknown model name (with the closest valid name)
-    a flag the model ignores (e.g. --partition_weight for mir) and
-    capsule options that contradict each other (e.g. --capsule_order with
-    the paper-remi preset).
+    A bad flag is reported before TensorFlow starts (seconds of start-up
+    and its log lines) and before the data is read, and so are an unknown
+    data set or format, a missing data file, an unknown model name (with
+    the closest valid name), a flag the model ignores (e.g.
+    --partition_weight for mir) and capsule options that contradict each
+    other (e.g. --capsule_order with the paper-remi preset;
+    :func:`dismir_tf.capsule_config.resolve_config`).
+
+    Args:
+      models: the models of a compare.py grid (its --models, or its mode's
+        default grid); None: --model (train.py, tune.py), or no model in
+        compare.py.
+
+    Raises:
+      UserInputError: the first problem found.
     """
     from dismir_tf.data import readers, registry
 
@@ -417,11 +425,11 @@ def check_flags() -> TrainConfig:
     else:
         readers.check_format(data.dataset_format)
         readers.check_readable(data.dataset_file)
-    grid = "models" in FLAGS
-    models = FLAGS["models"].value if grid else [FLAGS.model]
-    for name in models or []:
+    grid = "models" in FLAGS  # compare.py
+    if models is None:
+        models = [] if grid else [FLAGS.model]
+    for name in models:
         model_specs.get(name)
-        # A contradictory capsule option (capsule_config.resolve_config).
         resolve_config(model_config_from_flags(data, model=name, grid=grid))
     model = model_config_from_flags(data, grid=grid)
     return train_config_from_flags(data, model)

@@ -174,6 +174,31 @@ def trial_config(
     )
 
 
+def check_space(base: RunConfig, space: Mapping[str, SearchRange]) -> None:
+    """Refuses a search whose trials the other flags would refuse, before
+    any trial runs (e.g. ``routing_temperature`` searched under
+    ``--capsule_preset paper-remi``, which fixes it).  Each parameter is
+    tried alone at its bounds (every choice of a categorical one).
+
+    Raises:
+      ConfigError: naming the parameter, the value and the refusal.
+    """
+    from dismir_tf.capsule_config import resolve_config
+
+    for name, r in space.items():
+        values = r.choices or (r.low, r.high)
+        for value in values:
+            try:
+                config = trial_config(base, {name: value}, base.train.output_dir)
+                resolve_config(config.model)
+            except ConfigError as e:
+                raise ConfigError(
+                    f"searching {name} over {describe_range(r)} contradicts "
+                    f"the other flags (at {name}={value!r}: {e}); name the "
+                    "other parameters in --params, or drop that flag"
+                ) from e
+
+
 def _optuna():
     try:
         import optuna

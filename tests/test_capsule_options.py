@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from dismir_tf import types
+from dismir_tf.capsule_config import CAPSULE_PRESETS, DEFAULT_CAPSULE
 from dismir_tf.config import ModelConfig, RunConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.layers import CapsuleInterestExtractor
 from dismir_tf.models import create_model, resolve_config
-from dismir_tf.capsule_config import CAPSULE_PRESETS, DEFAULT_CAPSULE
 
 B, L, D, F = 3, 6, 5, 3
 

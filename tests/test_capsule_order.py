@@ -142,14 +142,25 @@ def test_order_with_detached_routed_items_is_refused(name):
     resolve_config(ModelConfig.from_settings(name=name, capsule_preset="paper-remi"))
 
 
+# Runs COMMAND as its entry point would, then says on stderr whether
+# TensorFlow was imported.
+_RUN_THEN_REPORT_TF = (
+    "import runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "except SystemExit as e:\n code = e.code\n"
+    "print('tensorflow imported:', 'tensorflow' in sys.modules, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
 @pytest.mark.parametrize("command", ["train.py", "tune.py", "compare.py"])
 def test_the_refusal_comes_before_the_data_is_read(tmp_path, command):
-    # A file whose line 2 is malformed: read first, its error would hide
-    # the contradiction (and cost a data set's loading before it).
+    # Line 2 of the file is malformed: read first, its error would hide
+    # the contradiction (after TensorFlow's start-up and the data's load).
     bad = tmp_path / "bad.txt"
-    bad.write_text("1 5 6 7\n2 x 9\n")
-    base = [sys.executable, command, "--dataset_file", str(bad)]
-    base += ["--dataset_format", "seq_lines"]
+    bad.write_text("1 5 6 7\n2\n")
+    base = [command, "--dataset_file", str(bad), "--dataset_format", "seq_lines"]
     base += {
         "train.py": ["--output_dir", str(tmp_path / "r")],
         "tune.py": ["--study_dir", str(tmp_path / "r")],
@@ -157,16 +168,43 @@ def test_the_refusal_comes_before_the_data_is_read(tmp_path, command):
     }[command]
     contradiction = ["--capsule_preset", "paper-remi", "--capsule_order", "positions"]
 
-    def last_line(args):
+    def run(args):
         proc = subprocess.run(
-            base + args, cwd=ROOT, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _RUN_THEN_REPORT_TF, *base, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert proc.returncode != 0, proc.stdout
-        return proc.stderr.strip().splitlines()[-1]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) >= 2, proc.stderr
+        return lines[-2], lines[-1]
 
-    assert "bad.txt" in last_line([])  # the file is refused on its own
-    line = last_line(contradiction)
-    assert line.startswith("error: --capsule_order positions learns through"), line
+    # The file is refused on its own, naming its line.
+    assert "bad.txt:2: expected a user id" in run([])[0]
+    error, tf_line = run(contradiction)
+    assert error.startswith("error: --capsule_order positions learns through"), error
+    assert tf_line == "tensorflow imported: False"
+
+
+def test_a_grid_is_checked_as_the_grid_it_runs(tmp_path):
+    # compare.py --mode plugin runs mind, comirec-sa and remi, not the
+    # --models flag's default: REMI's --remi_beta is accepted (the file's
+    # error is the one reported), not refused as the DisMIR family's.
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 5 6 7\n2\n")
+    proc = subprocess.run(
+        [sys.executable, "compare.py", "--mode", "plugin", "--remi_beta", "2"]
+        + ["--dataset_file", str(bad), "--dataset_format", "seq_lines"]
+        + ["--out_dir", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "bad.txt:2: expected a user id" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("order", ["positions", "self_attention"])

@@ -16,9 +16,9 @@ import os
 import pytest
 
 from dismir_tf import pipeline, training
+from dismir_tf.capsule_config import LEGACY_CAPSULE as LEGACY  # noqa: E402
 from dismir_tf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from dismir_tf.diagnostics import collapse_diagnostics
-from dismir_tf.capsule_config import LEGACY_CAPSULE as LEGACY  # noqa: E402
 from tests.conftest import require_shared_data
 
 

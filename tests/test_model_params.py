@@ -216,12 +216,12 @@ def test_params_and_flag_named_settings_merge_and_partial_dicts_keep_defaults():
     partial = RunConfig.from_dict(
         {"model": {"name": "dismir", "params": {"routing_temperature": 0.1}}}
     ).model
-    from dismir_tf.models import resolve_config
     from dismir_tf.capsule_config import (
         CAPSULE_PRESETS,
         DEFAULT_CAPSULE,
         clear_capsule_options,
     )
+    from dismir_tf.models import resolve_config
 
     resolved = resolve_config(partial).params
     assert resolved["routing_temperature"] == 0.1

@@ -230,3 +230,30 @@ def test_every_searched_parameter_has_a_flag():
         # A model's own params are flags named after them (cli).
         missing = set(spec.search_space) - settable - set(spec.param_flags())
         assert not missing, (spec.name, missing)
+
+
+def test_a_search_the_other_flags_contradict_is_refused_before_the_data(tmp_path):
+    # paper-remi fixes the routing temperature that DisMIR's space searches:
+    # every trial would fail after the data's load; refused at once (the
+    # malformed file is not even read), and accepted once it is not searched.
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 5 6 7\n2\n")
+
+    def last_line(*args):
+        proc = subprocess.run(
+            [sys.executable, "tune.py", "--dataset_file", str(bad)]
+            + ["--dataset_format", "seq_lines", "--capsule_preset", "paper-remi"]
+            + ["--study_dir", str(tmp_path / "study"), *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode != 0
+        return proc.stderr.strip().splitlines()[-1]
+
+    line = last_line()
+    assert line.startswith("error: searching routing_temperature over"), line
+    assert "paper-remi' sets routing_temperature=1.0" in line
+    assert "bad.txt:2" in last_line("--params", "learning_rate,num_interests")
+    assert not os.path.exists(tmp_path / "study")

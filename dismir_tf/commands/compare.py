@@ -84,9 +84,7 @@ def main(argv):
 
     if FLAGS.seeds < 1:
         raise ConfigError("--seeds must be >= 1")
-    # Flags, data file and model names before TensorFlow starts.
-    cli.check_flags()
-    from dismir_tf import compare, model_specs, training
+    from dismir_tf import compare
 
     mode = FLAGS.mode
     models = (
@@ -94,6 +92,10 @@ def main(argv):
         if FLAGS["models"].present
         else list(compare.DEFAULT_MODELS[mode])
     )
+    # Flags, data file and the grid's models before TensorFlow starts.
+    cli.check_flags(models)
+    from dismir_tf import model_specs, training
+
     # A model's own flag that no model of the grid takes would be ignored.
     cli.check_grid_param_flags(models)
     base = cli.run_config_from_flags()

@@ -96,6 +96,7 @@ def main(argv):
             f"{'it' if len(fixed) == 1 else 'them'}, or leave "
             f"{'it' if len(fixed) == 1 else 'them'} out of --params"
         )
+    tuning.check_space(base, space)
     study_dir = FLAGS.study_dir or os.path.join(
         "runs", f"tune-{base.data.display_name}-{base.model.name}"
     )
