@@ -224,25 +224,9 @@ def test_compare_grid_gives_the_flag_to_dismir_only(tmp_path):
 
 
 def test_the_training_header_names_the_resolved_settings(tmp_path):
-    proc = _python(
-        "train.py",
-        "--synthetic_users",
-        "200",
-        "--synthetic_items",
-        "100",
-        "--synthetic_groups",
-        "5",
-        "--max_steps",
-        "10",
-        "--eval_every",
-        "10",
-        "--embedding_dim",
-        "8",
-        "--max_len",
-        "8",
-        "--output_dir",
-        str(tmp_path / "run"),
-    )
+    tiny = "--synthetic_users 200 --synthetic_items 100 --synthetic_groups 5"
+    tiny += " --max_steps 10 --eval_every 10 --embedding_dim 8 --max_len 8"
+    proc = _python("train.py", *tiny.split(), "--output_dir", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     header = [l for l in proc.stderr.splitlines() if l.startswith("model settings:")]
     assert header == [
@@ -251,28 +235,9 @@ def test_the_training_header_names_the_resolved_settings(tmp_path):
         "cosine routing (T 0.02, prototype init, softmax over interests), "
         "W shared_from_identity, recency learned, readout max"
     ], header
+    mind = ["--model", "mind", "--partition_weight", "0.3"]
     proc = _python(
-        "train.py",
-        "--model",
-        "mind",
-        "--partition_weight",
-        "0.3",
-        "--synthetic_users",
-        "200",
-        "--synthetic_items",
-        "100",
-        "--synthetic_groups",
-        "5",
-        "--max_steps",
-        "10",
-        "--eval_every",
-        "10",
-        "--embedding_dim",
-        "8",
-        "--max_len",
-        "8",
-        "--output_dir",
-        str(tmp_path / "mind"),
+        "train.py", *mind, *tiny.split(), "--output_dir", str(tmp_path / "mind")
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
