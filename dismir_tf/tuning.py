@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from dismir_tf import model_specs
-from dismir_tf.config import RunConfig
+from dismir_tf.config import RunConfig, config_differences
 from dismir_tf.errors import ConfigError
 from dismir_tf.io_utils import atomic_write_json
 from dismir_tf.model_params import SearchRange
@@ -93,6 +93,7 @@ class TrialRecord:
     best_step: int
     steps: int
     output_dir: str
+    retry_of: int | None = None  # the interrupted trial this one retried
 
     @property
     def value(self) -> float | None:
@@ -192,10 +193,13 @@ def check_space(base: RunConfig, space: Mapping[str, SearchRange]) -> None:
                 config = trial_config(base, {name: value}, base.train.output_dir)
                 resolve_config(config.model)
             except ConfigError as e:
+                # The refusal without its advice to drop --{name}: the
+                # search, not the user, sets it.
                 raise ConfigError(
-                    f"searching {name} over {describe_range(r)} contradicts "
-                    f"the other flags (at {name}={value!r}: {e}); name the "
-                    "other parameters in --params, or drop that flag"
+                    f"the search covers {name} ({describe_range(r)}), but the "
+                    f"other flags refuse {name}={value!r}: "
+                    f"{str(e).split('; drop ')[0]}; leave {name} out of "
+                    "--params, or drop the flag that fixes it"
                 ) from e
 
 
@@ -214,7 +218,11 @@ def open_study(tcfg: TuneConfig, model: str):
     """The Optuna study of ``model`` in ``tcfg.study_dir`` (created or
     loaded), its TPE sampler seeded with ``tcfg.sampler_seed`` (mixed with
     the number of trials it already holds, if any); e.g.
-    ``open_study(...).enqueue_trial(params)`` queues a trial to run first."""
+    ``open_study(...).enqueue_trial(params)`` queues a trial to run first.
+
+    Raises:
+      ConfigError: ``study_dir`` holds another model's study.
+    """
     optuna = _optuna()
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -223,6 +231,12 @@ def open_study(tcfg: TuneConfig, model: str):
     storage = JournalStorage(
         JournalFileBackend(os.path.join(tcfg.study_dir, "study.journal"))
     )
+    others = [n for n in optuna.study.get_all_study_names(storage) if n != model]
+    if others:
+        raise ConfigError(
+            f"{tcfg.study_dir} holds the study of {others[0]!r}; tune "
+            f"{model!r} in another --study_dir"
+        )
     pruner = (
         optuna.pruners.MedianPruner(
             n_startup_trials=tcfg.startup_trials, n_warmup_steps=0, n_min_trials=1
@@ -261,12 +275,16 @@ def _read_json(path: str) -> dict | None:
 
 
 def records(study) -> list[TrialRecord]:
-    """Every trial of ``study`` with its run's valid figures."""
+    """Every trial of ``study`` with its run's valid figures (none for a
+    failed trial, whose run directory its retry took over)."""
     out = []
     for t in study.get_trials(deepcopy=False):
         run = t.user_attrs.get("output_dir", "")
-        metrics = _read_json(os.path.join(run, "metrics.json")) or {}
-        state = _read_json(os.path.join(run, "state.json")) or {}
+        # A failed (interrupted) trial's run directory is its retry's: the
+        # figures there are the retry's, not its own.
+        failed = t.state.name == "FAIL"
+        metrics = {} if failed else _read_json(os.path.join(run, "metrics.json")) or {}
+        state = {} if failed else _read_json(os.path.join(run, "state.json")) or {}
         best = state.get("best_step", 0)
         valid: dict[str, float] = metrics.get("valid") or next(
             (e["valid"] for e in state.get("evals", []) if e["step"] == best), {}
@@ -280,6 +298,7 @@ def records(study) -> list[TrialRecord]:
                 best_step=best,
                 steps=state.get("steps_done", 0),
                 output_dir=run,
+                retry_of=t.user_attrs.get("retry_of"),
             )
         )
     return out
@@ -303,6 +322,7 @@ def write_records(study_dir: str, recs: list[TrialRecord]) -> None:
                 *[f"valid_{m}" for m in metrics],
                 "best_step",
                 "steps",
+                "retry_of",
                 "output_dir",
             ]
         )
@@ -315,6 +335,7 @@ def write_records(study_dir: str, recs: list[TrialRecord]) -> None:
                     *[r.valid.get(m, "") for m in metrics],
                     r.best_step,
                     r.steps,
+                    "" if r.retry_of is None else r.retry_of,
                     r.output_dir,
                 ]
             )
@@ -328,6 +349,44 @@ def best_record(recs: list[TrialRecord]) -> TrialRecord | None:
     return max(done, key=lambda r: (r.value, -r.number)) if done else None
 
 
+def _study_settings(base: RunConfig, space: Mapping[str, SearchRange]) -> dict:
+    """What makes a study one search: every trial's configuration before
+    its parameters (the run directory and the XLA speed knob aside) and the
+    searched ranges."""
+    config = base.to_dict()
+    config["train"].pop("output_dir", None)
+    config["train"].pop("jit_compile", None)
+    return {
+        "config": config,
+        "space": {k: describe_range(r) for k, r in sorted(space.items())},
+    }
+
+
+def _check_same_study(
+    study, base: RunConfig, space: Mapping[str, SearchRange], study_dir: str
+) -> None:
+    """Records the study's settings on its first run; refuses a later run
+    with other settings (its trials would mix with the study's).  A study
+    from before the settings were recorded takes the current ones.
+
+    Raises:
+      ConfigError: naming each setting that differs.
+    """
+    settings = _study_settings(base, space)
+    held = study.user_attrs.get("settings")
+    if held is None:
+        study.set_user_attr("settings", settings)
+        return
+    diff = config_differences(held["config"], settings["config"])
+    if held["space"] != settings["space"]:
+        diff.append(f"searched ({held['space']} -> {settings['space']})")
+    if diff:
+        raise ConfigError(
+            f"{study_dir} holds a study with other settings ({', '.join(diff)}); "
+            "give the study's flags again, or use a new --study_dir"
+        )
+
+
 def _retry_interrupted(study, log: Callable[[str], None]) -> None:
     """Trials left RUNNING by a dead process: failed, and their parameters
     queued again (the retry resumes the same run directory)."""
@@ -338,8 +397,8 @@ def _retry_interrupted(study, log: Callable[[str], None]) -> None:
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         log(
-            f"trial {t.number} was interrupted; retrying it with the same "
-            "parameters (its run resumes from its last checkpoint)"
+            f"trial {t.number} was interrupted; the next trial retries it with "
+            "the same parameters (its run resumes from its last checkpoint)"
         )
 
 
@@ -366,12 +425,14 @@ def tune(
 
     Raises:
       ConfigError: a bad search (unknown parameters, a model without a
-        space).
+        space), or ``study_dir`` holds a study of another model or with
+        other settings.
     """
     optuna = _optuna()
     model = base.model.name
     space = search_space(model, tcfg.params)
     study = open_study(tcfg, model)
+    _check_same_study(study, base, space, tcfg.study_dir)
     _retry_interrupted(study, log)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     eval_every = base.train.eval_every
@@ -384,8 +445,11 @@ def tune(
         out = os.path.join(tcfg.study_dir, "trials", trial_key(params))
         trial.set_user_attr("output_dir", out)
         config = trial_config(base, params, out)
+        retry_of = trial.user_attrs.get("retry_of")
         log(
-            f"trial {trial.number} ({done + 1}/{tcfg.trials}): "
+            f"trial {trial.number} ({done + 1}/{tcfg.trials}"
+            + ("" if retry_of is None else f", the retry of trial {retry_of}")
+            + "): "
             + ", ".join(
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in params.items()
@@ -421,8 +485,10 @@ def tune(
 
 
 def flags_of(params: Mapping[str, Any]) -> str:
-    """The train.py flags that set ``params``."""
+    """The train.py flags that set ``params`` exactly: a float is written
+    in full (its shortest round-trip form), since a learning rate rounded
+    to 6 digits is another float32 and the run diverges from the trial's."""
     return " ".join(
-        f"--{k} {v:.6g}" if isinstance(v, float) else f"--{k} {v}"
+        f"--{k} {v!r}" if isinstance(v, float) else f"--{k} {v}"
         for k, v in sorted(params.items())
     )

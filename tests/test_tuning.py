@@ -140,6 +140,13 @@ def test_an_interrupted_study_resumes(tmp_path):
     assert recs[2].params == recs[1].params
     assert recs[2].output_dir == recs[1].output_dir
     assert any("trial 1 was interrupted" in m for m in lines)
+    assert any(m.startswith("trial 2 (2/2, the retry of trial 1): ") for m in lines)
+    # The failed trial shows no figures (its run directory is its retry's).
+    assert recs[1].valid == {} and recs[1].steps == 0
+    assert (recs[1].retry_of, recs[2].retry_of) == (None, 1)
+    rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
+    assert [r["retry_of"] for r in rows] == ["", "", "1"]
+    assert rows[1]["valid_recall@50"] == "" and rows[2]["valid_recall@50"] != ""
     state = json.load(open(os.path.join(recs[2].output_dir, "state.json")))
     assert [e["step"] for e in state["evals"]] == [20, 40]
     assert best.number in (0, 2)
@@ -253,7 +260,95 @@ def test_a_search_the_other_flags_contradict_is_refused_before_the_data(tmp_path
         return proc.stderr.strip().splitlines()[-1]
 
     line = last_line()
-    assert line.startswith("error: searching routing_temperature over"), line
+    assert line.startswith("error: the search covers routing_temperature"), line
     assert "paper-remi' sets routing_temperature=1.0" in line
     assert "bad.txt:2" in last_line("--params", "learning_rate,num_interests")
     assert not os.path.exists(tmp_path / "study")
+
+
+def test_a_study_dir_is_one_search(tmp_path):
+    # Reused with other flags or another model, a study would mix trials
+    # of different searches (and the record would lose one): refused,
+    # naming the difference; the same settings resume it.
+    tcfg = _tcfg(tmp_path, trials=1)
+    _enqueue(tcfg, (1e-2,))
+    tuning.tune(_base(tmp_path), tcfg, log=lambda m: None, run_fn=_run)
+    with pytest.raises(ConfigError, match=r"model.embedding_dim \(16 -> 32\)"):
+        tuning.tune(
+            _base(tmp_path, embedding_dim=32), tcfg, log=lambda m: None, run_fn=_run
+        )
+    from dismir_tf.model_params import SearchRange
+
+    study = tuning.open_study(tcfg, "dnn")
+    narrower = {"learning_rate": SearchRange(1e-3, 1e-2, log=True)}
+    with pytest.raises(ConfigError, match=r"searched \(\{'learning_rate'"):
+        tuning._check_same_study(study, _base(tmp_path), narrower, tcfg.study_dir)
+    with pytest.raises(ConfigError, match="holds the study of 'dnn'"):
+        tuning.open_study(tcfg, "mind")
+    # The same settings (and a larger budget is not a new search): resumed.
+    tuning.tune(
+        _base(tmp_path), _tcfg(tmp_path, trials=1), log=lambda m: None, run_fn=_run
+    )
+    assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == 1
+
+
+def test_empty_params_are_refused():
+    proc = subprocess.run(
+        [sys.executable, "tune.py", "--params="],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --params is empty")
+
+
+def test_the_printed_flags_set_the_trials_parameters_exactly():
+    # Rounded to 6 digits, 0.0012520653814999472 becomes another float32
+    # learning rate and the run diverges from the trial's.
+    from absl import flags as absl_flags
+
+    params = {"learning_rate": 0.0012520653814999472, "num_interests": 7}
+    text = tuning.flags_of(params)
+    parser = absl_flags.FlagValues()
+    absl_flags.DEFINE_float("learning_rate", None, "", flag_values=parser)
+    absl_flags.DEFINE_integer("num_interests", None, "", flag_values=parser)
+    parser(["prog", *text.split()])
+    assert parser.learning_rate == params["learning_rate"]
+    assert parser.num_interests == 7
+
+
+def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
+    tiny = "--synthetic_users 300 --synthetic_items 120 --embedding_dim 16"
+    tiny += " --max_steps 40 --eval_every 20 --model dnn"
+    tune = subprocess.run(
+        [sys.executable, "tune.py", *tiny.split(), "--trials", "2"]
+        + ["--study_dir", str(tmp_path / "study")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    line = next(l for l in tune.stdout.splitlines() if l.startswith("train it: "))
+    command = line[len("train it: ") :].replace("RUN_DIR", str(tmp_path / "again"))
+    argv = command.split()
+    assert argv[:2] == ["python", "train.py"]
+    train = subprocess.run(
+        [sys.executable, *argv[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    best = tuning.best_record(
+        [
+            tuning.TrialRecord(**r)
+            for r in json.load(open(tmp_path / "study" / "trials.json"))
+        ]
+    )
+    again = json.load(open(tmp_path / "again" / "metrics.json"))
+    # The record keeps the @50 figures, bit for bit the rerun's.
+    assert best.valid and all(again["valid"][k] == v for k, v in best.valid.items())

@@ -10,12 +10,13 @@ and scored on the valid users only (the test users are never evaluated),
 and trials below the median of the earlier ones at the same step are
 pruned.  Writes STUDY_DIR/trials.csv and trials.json (every trial's
 parameters, state and valid figures), one run directory per trial under
-STUDY_DIR/trials/, and prints the best trial with the train.py flags that
-reproduce it.  Running the same command again resumes the study: finished
+STUDY_DIR/trials/, and prints the best trial with the train.py command that
+reproduces it.  Running the same command again resumes the study: finished
 trials are kept, an interrupted one is retried from its last checkpoint.
 """
 
 import os
+import shlex
 import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -64,6 +65,16 @@ flags.DEFINE_integer(
 )
 FLAGS = flags.FLAGS
 
+# This command's own flags (train.py has none of them).
+TUNE_ONLY = (
+    "trials",
+    "study_dir",
+    "params",
+    "sampler_seed",
+    "prune",
+    "startup_trials",
+    "warmup_evaluations",
+)
 IGNORED = {
     "output_dir": "--study_dir; each trial goes to STUDY_DIR/trials/",
     "exclude_history": None,
@@ -81,6 +92,11 @@ def main(argv):
         "tune.py",
         {k: v for k, v in IGNORED.items() if v},
     )
+    if FLAGS["params"].present and not FLAGS.params:
+        raise ConfigError(
+            "--params is empty; name the searched parameters, or leave the "
+            "flag out to search the model's whole space"
+        )
     cli.check_flags()
     from dismir_tf import tuning
 
@@ -127,7 +143,7 @@ def main(argv):
 
     log(
         f"tuning {base.model.name} on {base.data.display_name}: "
-        f"{tcfg.trials} trials over "
+        f"{tcfg.trials} trial{'' if tcfg.trials == 1 else 's'} over "
         + ", ".join(f"{k} {tuning.describe_range(r)}" for k, r in space.items())
         + f"; valid users only; study in {study_dir}"
     )
@@ -141,6 +157,17 @@ def main(argv):
         f"{tuning.flags_of(best.params)}"
     )
     print(f"every trial: {study_dir}/trials.csv; its run: {best.output_dir}")
+    # The flags given here that train.py takes, then the best parameters.
+    given = [
+        FLAGS[name].serialize()
+        for name in sorted(cli.project_flags() - set(TUNE_ONLY))
+        if FLAGS[name].present
+    ]
+    print(
+        "train it: python train.py "
+        + " ".join(shlex.quote(f) for f in given)
+        + f" {tuning.flags_of(best.params)} --output_dir RUN_DIR"
+    )
 
 
 def run() -> None:

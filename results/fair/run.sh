@@ -29,8 +29,11 @@ case "$1" in
   seeds)
     best=$(python results/fair/summarize.py --best_flags "$2" "$3")
     for s in 0 1 2; do
+      out="results/fair/$2/runs/$3-seed$s"
+      [ -f "$out/metrics.json" ] && continue  # finished (its flags may be
+      # the 6-digit ones summarize.py printed before 2026-12-07)
       python train.py ${FLAGS[$2]} $COMMON --model "$3" $best --seed "$s" \
-        --output_dir "results/fair/$2/runs/$3-seed$s"
+        --output_dir "$out"
     done ;;
   model) bash "$0" tune "$2" "$3"; bash "$0" seeds "$2" "$3" ;;
   ablation)

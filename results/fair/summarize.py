@@ -59,7 +59,7 @@ def best_trial(rows: list[dict]) -> dict | None:
 
 
 def params_of(row: dict) -> dict:
-    skip = {"trial", "state", "best_step", "steps", "output_dir"}
+    skip = {"trial", "state", "best_step", "steps", "retry_of", "output_dir"}
     return {
         k: float(v) if "." in v or "e" in v else int(v)
         for k, v in row.items()
