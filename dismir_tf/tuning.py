@@ -78,6 +78,8 @@ class TuneConfig:
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise ConfigError("--trials must be >= 1")
+        if self.params is not None and not self.params:
+            raise ConfigError("--params names no parameter")
         if self.startup_trials < 0 or self.warmup_evaluations < 0:
             raise ConfigError("--startup_trials and --warmup_evaluations must be >= 0")
 
@@ -90,8 +92,8 @@ class TrialRecord:
     state: str  # COMPLETE, PRUNED, FAIL, RUNNING
     params: dict[str, Any]
     valid: dict[str, float]  # best evaluation's valid metrics
-    best_step: int
-    steps: int
+    best_step: int | None  # None (and no figures): retried, see records()
+    steps: int | None
     output_dir: str
     retry_of: int | None = None  # the interrupted trial this one retried
 
@@ -275,16 +277,27 @@ def _read_json(path: str) -> dict | None:
 
 
 def records(study) -> list[TrialRecord]:
-    """Every trial of ``study`` with its run's valid figures (none for a
-    failed trial, whose run directory its retry took over)."""
+    """Every trial of ``study`` with its run's valid figures (none for an
+    interrupted trial that was retried: its retry took over its run
+    directory)."""
     out = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = {
+        t.user_attrs["retry_of"]
+        for t in trials
+        if "retry_of" in t.user_attrs and t.state.name != "WAITING"
+    }
+    for t in trials:
         run = t.user_attrs.get("output_dir", "")
-        # A failed (interrupted) trial's run directory is its retry's: the
-        # figures there are the retry's, not its own.
-        failed = t.state.name == "FAIL"
-        metrics = {} if failed else _read_json(os.path.join(run, "metrics.json")) or {}
-        state = {} if failed else _read_json(os.path.join(run, "state.json")) or {}
+        if t.number in retried:
+            # Its run directory is its retry's: the figures there are the
+            # retry's, not its own.
+            out.append(
+                TrialRecord(t.number, t.state.name, dict(t.params), {}, None, None, run)
+            )
+            continue
+        metrics = _read_json(os.path.join(run, "metrics.json")) or {}
+        state = _read_json(os.path.join(run, "state.json")) or {}
         best = state.get("best_step", 0)
         valid: dict[str, float] = metrics.get("valid") or next(
             (e["valid"] for e in state.get("evals", []) if e["step"] == best), {}
@@ -333,9 +346,10 @@ def write_records(study_dir: str, recs: list[TrialRecord]) -> None:
                     r.state,
                     *[r.params.get(p, "") for p in params],
                     *[r.valid.get(m, "") for m in metrics],
-                    r.best_step,
-                    r.steps,
-                    "" if r.retry_of is None else r.retry_of,
+                    *[
+                        "" if v is None else v
+                        for v in (r.best_step, r.steps, r.retry_of)
+                    ],
                     r.output_dir,
                 ]
             )
@@ -351,39 +365,60 @@ def best_record(recs: list[TrialRecord]) -> TrialRecord | None:
 
 def _study_settings(base: RunConfig, space: Mapping[str, SearchRange]) -> dict:
     """What makes a study one search: every trial's configuration before
-    its parameters (the run directory and the XLA speed knob aside) and the
-    searched ranges."""
-    config = base.to_dict()
+    its parameters (the run directory, the cache directory and the data
+    file's spelling aside) and the searched ranges."""
+    config = RunConfig.from_dict(base.to_dict()).to_dict()
     config["train"].pop("output_dir", None)
-    config["train"].pop("jit_compile", None)
+    config["data"].pop("data_dir", None)
+    if config["data"].get("dataset_file"):
+        config["data"]["dataset_file"] = os.path.realpath(
+            config["data"]["dataset_file"]
+        )
     return {
         "config": config,
         "space": {k: describe_range(r) for k, r in sorted(space.items())},
     }
 
 
-def _check_same_study(
-    study, base: RunConfig, space: Mapping[str, SearchRange], study_dir: str
+def check_study(
+    base: RunConfig, tcfg: TuneConfig, space: Mapping[str, SearchRange]
 ) -> None:
-    """Records the study's settings on its first run; refuses a later run
-    with other settings (its trials would mix with the study's).  A study
-    from before the settings were recorded takes the current ones.
+    """Refuses a run of the study in ``tcfg.study_dir`` with another model
+    or other settings than its first run's (its trials would mix with the
+    study's), before any data is read; records the settings of a study
+    without them (one from before they were recorded; :func:`tune` calls
+    this again once it has created a new study).
 
     Raises:
-      ConfigError: naming each setting that differs.
+      ConfigError: the other model, or each setting that differs.
     """
+    if not os.path.exists(os.path.join(tcfg.study_dir, "study.journal")):
+        return  # a new study: nothing written before the data is read
+    study = open_study(tcfg, base.model.name)
     settings = _study_settings(base, space)
     held = study.user_attrs.get("settings")
     if held is None:
         study.set_user_attr("settings", settings)
         return
-    diff = config_differences(held["config"], settings["config"])
+    # Parsed, so that fields added to the config since fill their defaults.
+    try:
+        was = RunConfig.from_dict(held["config"]).to_dict()
+    except ConfigError as e:
+        raise ConfigError(
+            f"{tcfg.study_dir} holds a study this version cannot read ({e}); "
+            "use a new --study_dir"
+        ) from e
+    was["train"].pop("output_dir", None)
+    was["data"].pop("data_dir", None)
+    was["data"]["dataset_file"] = held["config"]["data"].get("dataset_file", "")
+    diff = config_differences(was, settings["config"])
     if held["space"] != settings["space"]:
         diff.append(f"searched ({held['space']} -> {settings['space']})")
     if diff:
         raise ConfigError(
-            f"{study_dir} holds a study with other settings ({', '.join(diff)}); "
-            "give the study's flags again, or use a new --study_dir"
+            f"{tcfg.study_dir} holds a study with other settings (the "
+            f"study's -> this run's: {', '.join(diff)}); give the study's "
+            "flags again, or use a new --study_dir"
         )
 
 
@@ -432,7 +467,7 @@ def tune(
     model = base.model.name
     space = search_space(model, tcfg.params)
     study = open_study(tcfg, model)
-    _check_same_study(study, base, space, tcfg.study_dir)
+    check_study(base, tcfg, space)
     _retry_interrupted(study, log)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     eval_every = base.train.eval_every
@@ -488,7 +523,12 @@ def flags_of(params: Mapping[str, Any]) -> str:
     """The train.py flags that set ``params`` exactly: a float is written
     in full (its shortest round-trip form), since a learning rate rounded
     to 6 digits is another float32 and the run diverges from the trial's."""
-    return " ".join(
-        f"--{k} {v!r}" if isinstance(v, float) else f"--{k} {v}"
-        for k, v in sorted(params.items())
-    )
+
+    def flag(k: str, v: Any) -> str:
+        if isinstance(v, bool | np.bool_):  # absl: --x / --nox, not --x True
+            return f"--{k}" if v else f"--no{k}"
+        if isinstance(v, float | np.floating):
+            return f"--{k} {float(v)!r}"
+        return f"--{k} {v}"
+
+    return " ".join(flag(k, v) for k, v in sorted(params.items()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -142,11 +143,12 @@ def test_an_interrupted_study_resumes(tmp_path):
     assert any("trial 1 was interrupted" in m for m in lines)
     assert any(m.startswith("trial 2 (2/2, the retry of trial 1): ") for m in lines)
     # The failed trial shows no figures (its run directory is its retry's).
-    assert recs[1].valid == {} and recs[1].steps == 0
+    assert recs[1].valid == {} and recs[1].steps is None
     assert (recs[1].retry_of, recs[2].retry_of) == (None, 1)
     rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
     assert [r["retry_of"] for r in rows] == ["", "", "1"]
     assert rows[1]["valid_recall@50"] == "" and rows[2]["valid_recall@50"] != ""
+    assert (rows[1]["best_step"], rows[1]["steps"]) == ("", "")
     state = json.load(open(os.path.join(recs[2].output_dir, "state.json")))
     assert [e["step"] for e in state["evals"]] == [20, 40]
     assert best.number in (0, 2)
@@ -277,19 +279,37 @@ def test_a_study_dir_is_one_search(tmp_path):
         tuning.tune(
             _base(tmp_path, embedding_dim=32), tcfg, log=lambda m: None, run_fn=_run
         )
+    # XLA is part of a trial's run (a retry resumes that run).
+    with pytest.raises(ConfigError, match=r"train.jit_compile \(True -> False\)"):
+        tuning.check_study(
+            _base(tmp_path, jit_compile=False), tcfg, tuning.search_space("dnn")
+        )
     from dismir_tf.model_params import SearchRange
 
-    study = tuning.open_study(tcfg, "dnn")
     narrower = {"learning_rate": SearchRange(1e-3, 1e-2, log=True)}
     with pytest.raises(ConfigError, match=r"searched \(\{'learning_rate'"):
-        tuning._check_same_study(study, _base(tmp_path), narrower, tcfg.study_dir)
+        tuning.check_study(_base(tmp_path), tcfg, narrower)
     with pytest.raises(ConfigError, match="holds the study of 'dnn'"):
         tuning.open_study(tcfg, "mind")
-    # The same settings (and a larger budget is not a new search): resumed.
-    tuning.tune(
-        _base(tmp_path), _tcfg(tmp_path, trials=1), log=lambda m: None, run_fn=_run
+    # Refused before the data is read (the file's error would come first).
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 5 6 7\n2\n")
+    proc = subprocess.run(
+        [sys.executable, "tune.py", "--model", "mind", "--study_dir", tcfg.study_dir]
+        + ["--dataset_file", str(bad), "--dataset_format", "seq_lines"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == 1
+    assert proc.returncode == 2
+    assert "holds the study of 'dnn'" in proc.stderr.strip().splitlines()[-1]
+    # A larger budget, another sampler seed and another base run directory
+    # are the same search: resumed, one more trial.
+    again = _tcfg(tmp_path, trials=2, sampler_seed=5)
+    base = _base(tmp_path / "elsewhere")
+    tuning.tune(base, again, log=lambda m: None, run_fn=_run)
+    assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == 2
 
 
 def test_empty_params_are_refused():
@@ -321,7 +341,7 @@ def test_the_printed_flags_set_the_trials_parameters_exactly():
 
 def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
     tiny = "--synthetic_users 300 --synthetic_items 120 --embedding_dim 16"
-    tiny += " --max_steps 40 --eval_every 20 --model dnn"
+    tiny += " --max_steps 40 --eval_every 20 --model dnn --nojit_compile"
     tune = subprocess.run(
         [sys.executable, "tune.py", *tiny.split(), "--trials", "2"]
         + ["--study_dir", str(tmp_path / "study")],
@@ -333,7 +353,8 @@ def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
     assert tune.returncode == 0, tune.stderr[-3000:]
     line = next(l for l in tune.stdout.splitlines() if l.startswith("train it: "))
     command = line[len("train it: ") :].replace("RUN_DIR", str(tmp_path / "again"))
-    argv = command.split()
+    argv = shlex.split(command)
+    assert "--nojit_compile" in argv
     assert argv[:2] == ["python", "train.py"]
     train = subprocess.run(
         [sys.executable, *argv[1:]],

@@ -28,6 +28,7 @@ from dismir_tf import cli  # noqa: E402
 cli.define_data_flags()
 cli.define_model_flags()
 cli.define_train_flags()
+_TRAIN_FLAGS = set(flags.FLAGS)  # those of train.py; the rest are tune.py's
 flags.DEFINE_integer(
     "trials",
     12,
@@ -65,16 +66,6 @@ flags.DEFINE_integer(
 )
 FLAGS = flags.FLAGS
 
-# This command's own flags (train.py has none of them).
-TUNE_ONLY = (
-    "trials",
-    "study_dir",
-    "params",
-    "sampler_seed",
-    "prune",
-    "startup_trials",
-    "warmup_evaluations",
-)
 IGNORED = {
     "output_dir": "--study_dir; each trial goes to STUDY_DIR/trials/",
     "exclude_history": None,
@@ -92,7 +83,7 @@ def main(argv):
         "tune.py",
         {k: v for k, v in IGNORED.items() if v},
     )
-    if FLAGS["params"].present and not FLAGS.params:
+    if FLAGS["params"].present and not [p for p in FLAGS.params if p.strip()]:
         raise ConfigError(
             "--params is empty; name the searched parameters, or leave the "
             "flag out to search the model's whole space"
@@ -102,7 +93,8 @@ def main(argv):
 
     base = cli.run_config_from_flags()
     space = tuning.search_space(
-        base.model.name, tuple(FLAGS.params) if FLAGS.params else None
+        base.model.name,
+        tuple(p.strip() for p in FLAGS.params if p.strip()) if FLAGS.params else None,
     )
     fixed = sorted(p for p in space if p in FLAGS and FLAGS[p].present)
     if fixed:
@@ -125,6 +117,9 @@ def main(argv):
         startup_trials=FLAGS.startup_trials,
         warmup_evaluations=FLAGS.warmup_evaluations,
     )
+
+    # Another model's study, or one with other settings, before the data.
+    tuning.check_study(base, tcfg, space)
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -159,15 +154,12 @@ def main(argv):
     print(f"every trial: {study_dir}/trials.csv; its run: {best.output_dir}")
     # The flags given here that train.py takes, then the best parameters.
     given = [
-        FLAGS[name].serialize()
-        for name in sorted(cli.project_flags() - set(TUNE_ONLY))
+        shlex.quote(FLAGS[name].serialize())
+        for name in sorted(cli.project_flags() & _TRAIN_FLAGS)
         if FLAGS[name].present
     ]
-    print(
-        "train it: python train.py "
-        + " ".join(shlex.quote(f) for f in given)
-        + f" {tuning.flags_of(best.params)} --output_dir RUN_DIR"
-    )
+    given += [tuning.flags_of(best.params), "--output_dir RUN_DIR"]
+    print("train it: python train.py " + " ".join(given))
 
 
 def run() -> None:
