@@ -43,3 +43,15 @@ def test_the_fair_tables_recompute_from_their_run_files(data):
             continue
         with open(path) as f:
             assert f.read() == text, f"{path} differs from its run files"
+
+
+def test_the_documented_search_spaces_are_the_registrys():
+    from dismir_tf import model_specs, tuning
+
+    summarize = _summarize()
+    with open(os.path.join(ROOT, "docs", "results.md")) as f:
+        lines = set(f.read().splitlines())
+    for model in summarize.MODELS:
+        space = model_specs.get(model).search_space
+        row = ", ".join(f"{k} {tuning.describe_range(r)}" for k, r in space.items())
+        assert f"| {model} | {row} |" in lines, model
