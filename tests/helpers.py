@@ -128,3 +128,12 @@ def readme_block(marker: str) -> str:
     block = re.search(rf"<!-- {marker}:start -->\s*```python\n(.*?)```", text, re.S)
     assert block, f"the README lost its {marker} markers"
     return block.group(1)
+
+
+def malformed_seq_file(tmp_path) -> str:
+    """A seq_lines file whose line 2 has no items: reading it fails with
+    'bad.txt:2: expected a user id ...' (a check that comes before the
+    data must report its error instead)."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 5 6 7\n2\n")
+    return str(bad)

@@ -16,7 +16,7 @@ from dismir_tf import export, pipeline, reports, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models import create_model, resolve_config
-from tests.helpers import tiny_run_config
+from tests.helpers import malformed_seq_file, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L, D, F, N_ITEMS = 6, 8, 3, 40
@@ -158,8 +158,7 @@ _RUN_THEN_REPORT_TF = (
 def test_the_refusal_comes_before_the_data_is_read(tmp_path, command):
     # Line 2 of the file is malformed: read first, its error would hide
     # the contradiction (after TensorFlow's start-up and the data's load).
-    bad = tmp_path / "bad.txt"
-    bad.write_text("1 5 6 7\n2\n")
+    bad = malformed_seq_file(tmp_path)
     base = [command, "--dataset_file", str(bad), "--dataset_format", "seq_lines"]
     base += {
         "train.py": ["--output_dir", str(tmp_path / "r")],
@@ -192,8 +191,7 @@ def test_a_grid_is_checked_as_the_grid_it_runs(tmp_path):
     # compare.py --mode plugin runs mind, comirec-sa and remi, not the
     # --models flag's default: REMI's --remi_beta is accepted (the file's
     # error is the one reported), not refused as the DisMIR family's.
-    bad = tmp_path / "bad.txt"
-    bad.write_text("1 5 6 7\n2\n")
+    bad = malformed_seq_file(tmp_path)
     proc = subprocess.run(
         [sys.executable, "compare.py", "--mode", "plugin", "--remi_beta", "2"]
         + ["--dataset_file", str(bad), "--dataset_format", "seq_lines"]

@@ -14,7 +14,7 @@ import pytest
 
 from dismir_tf import evaluation, pipeline, training, tuning
 from dismir_tf.errors import ConfigError
-from tests.helpers import tiny_run_config
+from tests.helpers import malformed_seq_file, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LRS = (1e-2, 1e-3, 1e-4)  # inside the declared range [1e-4, 1e-2]
@@ -245,8 +245,7 @@ def test_a_search_the_other_flags_contradict_is_refused_before_the_data(tmp_path
     # paper-remi fixes the routing temperature that DisMIR's space searches:
     # every trial would fail after the data's load; refused at once (the
     # malformed file is not even read), and accepted once it is not searched.
-    bad = tmp_path / "bad.txt"
-    bad.write_text("1 5 6 7\n2\n")
+    bad = malformed_seq_file(tmp_path)
 
     def last_line(*args):
         proc = subprocess.run(
@@ -292,8 +291,7 @@ def test_a_study_dir_is_one_search(tmp_path):
     with pytest.raises(ConfigError, match="holds the study of 'dnn'"):
         tuning.open_study(tcfg, "mind")
     # Refused before the data is read (the file's error would come first).
-    bad = tmp_path / "bad.txt"
-    bad.write_text("1 5 6 7\n2\n")
+    bad = malformed_seq_file(tmp_path)
     proc = subprocess.run(
         [sys.executable, "tune.py", "--model", "mind", "--study_dir", tcfg.study_dir]
         + ["--dataset_file", str(bad), "--dataset_format", "seq_lines"],
