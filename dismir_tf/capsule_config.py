@@ -78,6 +78,22 @@ CAPSULE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+class PresetConflictError(ConfigError):
+    """An option set explicitly to another value than the capsule preset's.
+
+    Attributes:
+      preset, field: the preset and the option.
+      value: the preset's value; given: the one set.
+    """
+
+    def __init__(self, preset: str, field: str, value: Any, given: Any):
+        self.preset, self.field, self.value, self.given = preset, field, value, given
+        super().__init__(
+            f"capsule_preset {preset!r} sets {field}={value!r}; drop "
+            f"--{field} (given {given!r}) or the preset"
+        )
+
+
 def resolve_capsule(config: ModelConfig) -> ModelConfig:
     """Fills the DisMIR family's unset capsule options (``config.params``,
     :class:`~dismir_tf.model_params.CapsuleParams`) from the preset (if
@@ -85,8 +101,8 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
     ``retrieval`` is set on the config itself.
 
     Raises:
-      ConfigError: an option set explicitly contradicts the preset,
-        ``remi_beta`` is set for the pairwise objective it does not act on,
+      PresetConflictError: an option set explicitly contradicts the preset.
+      ConfigError: ``remi_beta`` is set for the pairwise objective it does not act on,
         or ``capsule_order`` is set with detached routed items (its weights
         would get no gradient).
     """
@@ -98,20 +114,14 @@ def resolve_capsule(config: ModelConfig) -> ModelConfig:
         if field not in _UNSET:  # retrieval
             given = getattr(config, field)
             if given != "" and given != value:
-                raise ConfigError(
-                    f"capsule_preset {preset!r} sets {field}={value!r}; drop "
-                    f"--{field} (given {given!r}) or the preset"
-                )
+                raise PresetConflictError(preset, field, value, given)
             top[field] = value
             continue
         given = params.get(field, _UNSET[field])
         if given == _UNSET[field]:
             params[field] = value
         elif preset and given != value:
-            raise ConfigError(
-                f"capsule_preset {preset!r} sets {field}={value!r}; drop "
-                f"--{field} (given {given!r}) or the preset"
-            )
+            raise PresetConflictError(preset, field, value, given)
     if params["capsule_order"] != "none" and params["routing_detach"]:
         raise ConfigError(
             f"--capsule_order {params['capsule_order']} learns through the "

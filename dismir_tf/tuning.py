@@ -186,7 +186,7 @@ def check_space(base: RunConfig, space: Mapping[str, SearchRange]) -> None:
     Raises:
       ConfigError: naming the parameter, the value and the refusal.
     """
-    from dismir_tf.capsule_config import resolve_config
+    from dismir_tf.capsule_config import PresetConflictError, resolve_config
 
     for name, r in space.items():
         values = r.choices or (r.low, r.high)
@@ -195,13 +195,17 @@ def check_space(base: RunConfig, space: Mapping[str, SearchRange]) -> None:
                 config = trial_config(base, {name: value}, base.train.output_dir)
                 resolve_config(config.model)
             except ConfigError as e:
-                # The refusal without its advice to drop --{name}: the
-                # search, not the user, sets it.
+                # A preset's refusal without its advice to drop --{name}:
+                # the search, not the user, sets it.
+                why = (
+                    f"capsule_preset {e.preset!r} sets {e.field}={e.value!r}"
+                    if isinstance(e, PresetConflictError)
+                    else str(e)
+                )
                 raise ConfigError(
                     f"the search covers {name} ({describe_range(r)}), but the "
-                    f"other flags refuse {name}={value!r}: "
-                    f"{str(e).split('; drop ')[0]}; leave {name} out of "
-                    "--params, or drop the flag that fixes it"
+                    f"other flags refuse {name}={value!r}: {why}; leave "
+                    f"{name} out of --params, or drop the flag that fixes it"
                 ) from e
 
 
@@ -293,7 +297,15 @@ def records(study) -> list[TrialRecord]:
             # Its run directory is its retry's: the figures there are the
             # retry's, not its own.
             out.append(
-                TrialRecord(t.number, t.state.name, dict(t.params), {}, None, None, run)
+                TrialRecord(
+                    number=t.number,
+                    state=t.state.name,
+                    params=dict(t.params),
+                    valid={},
+                    best_step=None,
+                    steps=None,
+                    output_dir=run,
+                )
             )
             continue
         metrics = _read_json(os.path.join(run, "metrics.json")) or {}
@@ -363,19 +375,27 @@ def best_record(recs: list[TrialRecord]) -> TrialRecord | None:
     return max(done, key=lambda r: (r.value, -r.number)) if done else None
 
 
+def _comparable(config: dict) -> dict:
+    """A ``RunConfig.to_dict()`` as a study compares it: parsed (fields
+    added to the config since take their defaults), without the run and
+    cache directories, the data file by its real path.
+
+    Raises:
+      ConfigError: a config this version cannot parse.
+    """
+    out = RunConfig.from_dict(config).to_dict()
+    out["train"].pop("output_dir", None)
+    out["data"].pop("data_dir", None)
+    if out["data"].get("dataset_file"):
+        out["data"]["dataset_file"] = os.path.realpath(out["data"]["dataset_file"])
+    return out
+
+
 def _study_settings(base: RunConfig, space: Mapping[str, SearchRange]) -> dict:
     """What makes a study one search: every trial's configuration before
-    its parameters (the run directory, the cache directory and the data
-    file's spelling aside) and the searched ranges."""
-    config = RunConfig.from_dict(base.to_dict()).to_dict()
-    config["train"].pop("output_dir", None)
-    config["data"].pop("data_dir", None)
-    if config["data"].get("dataset_file"):
-        config["data"]["dataset_file"] = os.path.realpath(
-            config["data"]["dataset_file"]
-        )
+    its parameters (:func:`_comparable`) and the searched ranges."""
     return {
-        "config": config,
+        "config": _comparable(base.to_dict()),
         "space": {k: describe_range(r) for k, r in sorted(space.items())},
     }
 
@@ -385,32 +405,33 @@ def check_study(
 ) -> None:
     """Refuses a run of the study in ``tcfg.study_dir`` with another model
     or other settings than its first run's (its trials would mix with the
-    study's), before any data is read; records the settings of a study
-    without them (one from before they were recorded; :func:`tune` calls
-    this again once it has created a new study).
+    study's), before any data is read; a new study is left unwritten.
 
     Raises:
       ConfigError: the other model, or each setting that differs.
     """
-    if not os.path.exists(os.path.join(tcfg.study_dir, "study.journal")):
-        return  # a new study: nothing written before the data is read
-    study = open_study(tcfg, base.model.name)
+    if os.path.exists(os.path.join(tcfg.study_dir, "study.journal")):
+        _check_settings(open_study(tcfg, base.model.name), base, space, tcfg)
+
+
+def _check_settings(
+    study, base: RunConfig, space: Mapping[str, SearchRange], tcfg: TuneConfig
+) -> None:
+    """:func:`check_study` on the opened ``study``: records the settings of
+    a study without them (a new one, or one from before they were
+    recorded), compares those of any other."""
     settings = _study_settings(base, space)
     held = study.user_attrs.get("settings")
     if held is None:
         study.set_user_attr("settings", settings)
         return
-    # Parsed, so that fields added to the config since fill their defaults.
     try:
-        was = RunConfig.from_dict(held["config"]).to_dict()
+        was = _comparable(held["config"])
     except ConfigError as e:
         raise ConfigError(
             f"{tcfg.study_dir} holds a study this version cannot read ({e}); "
             "use a new --study_dir"
         ) from e
-    was["train"].pop("output_dir", None)
-    was["data"].pop("data_dir", None)
-    was["data"]["dataset_file"] = held["config"]["data"].get("dataset_file", "")
     diff = config_differences(was, settings["config"])
     if held["space"] != settings["space"]:
         diff.append(f"searched ({held['space']} -> {settings['space']})")
@@ -467,7 +488,7 @@ def tune(
     model = base.model.name
     space = search_space(model, tcfg.params)
     study = open_study(tcfg, model)
-    check_study(base, tcfg, space)
+    _check_settings(study, base, space, tcfg)
     _retry_interrupted(study, log)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     eval_every = base.train.eval_every

@@ -83,7 +83,8 @@ def main(argv):
         "tune.py",
         {k: v for k, v in IGNORED.items() if v},
     )
-    if FLAGS["params"].present and not [p for p in FLAGS.params if p.strip()]:
+    params = tuple(p.strip() for p in FLAGS.params or () if p.strip())
+    if FLAGS["params"].present and not params:
         raise ConfigError(
             "--params is empty; name the searched parameters, or leave the "
             "flag out to search the model's whole space"
@@ -92,10 +93,7 @@ def main(argv):
     from dismir_tf import tuning
 
     base = cli.run_config_from_flags()
-    space = tuning.search_space(
-        base.model.name,
-        tuple(p.strip() for p in FLAGS.params if p.strip()) if FLAGS.params else None,
-    )
+    space = tuning.search_space(base.model.name, params or None)
     fixed = sorted(p for p in space if p in FLAGS and FLAGS[p].present)
     if fixed:
         raise ConfigError(

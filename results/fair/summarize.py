@@ -14,7 +14,6 @@ partition task at DisMIR's tuned lambda), from the runs that have finished.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -24,6 +23,8 @@ from scipy import stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from dismir_tf.tuning import TrialRecord, best_record, flags_of  # noqa: E402
 
 MODELS = (
     "dnn",
@@ -41,30 +42,13 @@ MODELS = (
 METRIC = "recall@50"
 
 
-def trials(data: str, model: str) -> list[dict]:
-    path = os.path.join(HERE, data, model, "trials.csv")
+def trials(data: str, model: str) -> list[TrialRecord]:
+    """The study's record (trials.json, as dismir_tf.tuning wrote it)."""
+    path = os.path.join(HERE, data, model, "trials.json")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def best_trial(rows: list[dict]) -> dict | None:
-    done = [r for r in rows if r["state"] == "COMPLETE" and r.get(f"valid_{METRIC}")]
-    return (
-        max(done, key=lambda r: (float(r[f"valid_{METRIC}"]), -int(r["trial"])))
-        if done
-        else None
-    )
-
-
-def params_of(row: dict) -> dict:
-    skip = {"trial", "state", "best_step", "steps", "retry_of", "output_dir"}
-    return {
-        k: float(v) if "." in v or "e" in v else int(v)
-        for k, v in row.items()
-        if k not in skip and not k.startswith("valid_") and v != ""
-    }
+        return [TrialRecord(**r) for r in json.load(f)]
 
 
 def seed_runs(data: str, model: str) -> list[dict] | None:
@@ -96,14 +80,14 @@ def table(data: str) -> str:
         rows = trials(data, m)
         if not rows:
             continue
-        best = best_trial(rows)
+        best = best_record(rows)
         runs = seed_runs(data, m)
-        pruned = sum(r["state"] == "PRUNED" for r in rows)
-        finished = sum(r["state"] in ("COMPLETE", "PRUNED") for r in rows)
+        pruned = sum(r.state == "PRUNED" for r in rows)
+        finished = sum(r.state in ("COMPLETE", "PRUNED") for r in rows)
         params = (
             ", ".join(
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in params_of(best).items()
+                for k, v in sorted(best.params.items())
             )
             if best
             else "-"
@@ -114,7 +98,7 @@ def table(data: str) -> str:
             cells = [_ms([r["valid"][METRIC] for r in runs]), _ms(tests[m])]
         lines.append(
             f"| {m} | {finished} ({pruned}) | {params} | "
-            f"{float(best[f'valid_{METRIC}']):.4f} | "
+            f"{best.value:.4f} | "
             f"{cells[0]} | {cells[1]} |"
             if best
             else f"| {m} | {finished} ({pruned}) | - | - | - | - |"
@@ -184,8 +168,8 @@ def plugin(data: str) -> str | None:
             )
     if not rows:
         return None
-    best = best_trial(trials(data, "dismir"))
-    lam = params_of(best)["partition_weight"] if best else float("nan")
+    best = best_record(trials(data, "dismir"))
+    lam = best.params["partition_weight"] if best else float("nan")
     return (
         "\n".join(
             [
@@ -209,15 +193,13 @@ def main() -> None:
     parser.add_argument("model", nargs="?")
     args = parser.parse_args()
     if args.best_flags:
-        best = best_trial(trials(args.data, args.model))
+        best = best_record(trials(args.data, args.model))
         if best is None:
             raise SystemExit(
                 f"no completed trial for {args.model} on "
                 f"{args.data}; run the tuning first"
             )
-        from dismir_tf.tuning import flags_of
-
-        print(flags_of(params_of(best)))
+        print(flags_of(best.params))
         return
     tables = {
         "table2": table(args.data),
