@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,21 @@ def malformed_seq_file(tmp_path) -> str:
     bad = tmp_path / "bad.txt"
     bad.write_text("1 5 6 7\n2\n")
     return str(bad)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(
+    *args: str, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the project's root (an entry point as a user runs
+    it), stdout and stderr captured as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

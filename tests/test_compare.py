@@ -9,7 +9,7 @@ from scipy import stats
 from dismir_tf import compare
 from dismir_tf.config import ModelConfig
 from dismir_tf.io_utils import atomic_write_json
-from tests.helpers import tiny_run_config
+from tests.helpers import run_python, tiny_run_config
 
 
 def _metrics(base: float) -> dict:
@@ -242,13 +242,7 @@ print(json.dumps({g: {m: lam(m, g == "grid") for m in models}
 
 
 def _python(*args):
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    return proc
+    return run_python(*args, timeout=600)
 
 
 _OFF = {"mir": 0.0, "mind": 0.0, "comirec-sa": 0.0, "remi": 0.0, "gru4rec": 0.0}

@@ -16,26 +16,18 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 
 import pytest
 
 from dismir_tf import model_specs
 from dismir_tf.config import ModelConfig, RunConfig, config_differences
 from dismir_tf.errors import ConfigError
+from tests.helpers import run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _python(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_python = run_python
 
 
 def test_every_spec_is_consistent():

@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from tests.helpers import run_python
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = [
     "--synthetic_users",
@@ -54,14 +56,7 @@ def _env(user_logging: bool = False) -> dict:
 
 
 def _python(*args, user_logging=False):
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=_env(user_logging),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_python(*args, timeout=600, env=_env(user_logging))
 
 
 @pytest.fixture(scope="module")

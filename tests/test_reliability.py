@@ -30,7 +30,7 @@ from dismir_tf.data import cache_path, dataset_fingerprint, load_dataset
 from dismir_tf.data.dataset import SequenceDataset
 from dismir_tf.errors import ConfigError, TrainingDivergedError
 from dismir_tf.io_utils import atomic_write_json
-from tests.helpers import tiny_run_config
+from tests.helpers import run_python, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = [
@@ -67,14 +67,7 @@ def _env():
 
 
 def _python(*args, timeout=900):
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_python(*args, timeout=timeout, env=_env())
 
 
 def _run_all(commands):

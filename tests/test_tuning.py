@@ -14,10 +14,14 @@ import pytest
 
 from dismir_tf import evaluation, pipeline, training, tuning
 from dismir_tf.errors import ConfigError
-from tests.helpers import malformed_seq_file, tiny_run_config
+from tests.helpers import malformed_seq_file, run_python, tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LRS = (1e-2, 1e-3, 1e-4)  # inside the declared range [1e-4, 1e-2]
+
+
+def _python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return run_python(*args, timeout=timeout)
 
 
 def _base(tmp_path, **kw):
@@ -248,14 +252,10 @@ def test_a_search_the_other_flags_contradict_is_refused_before_the_data(tmp_path
     bad = malformed_seq_file(tmp_path)
 
     def last_line(*args):
-        proc = subprocess.run(
-            [sys.executable, "tune.py", "--dataset_file", str(bad)]
-            + ["--dataset_format", "seq_lines", "--capsule_preset", "paper-remi"]
-            + ["--study_dir", str(tmp_path / "study"), *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        proc = _python(
+            *["tune.py", "--dataset_file", bad, "--dataset_format", "seq_lines"],
+            *["--capsule_preset", "paper-remi", "--study_dir", str(tmp_path / "study")],
+            *args,
         )
         assert proc.returncode != 0
         return proc.stderr.strip().splitlines()[-1]
@@ -292,13 +292,9 @@ def test_a_study_dir_is_one_search(tmp_path):
         tuning.open_study(tcfg, "mind")
     # Refused before the data is read (the file's error would come first).
     bad = malformed_seq_file(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "tune.py", "--model", "mind", "--study_dir", tcfg.study_dir]
-        + ["--dataset_file", str(bad), "--dataset_format", "seq_lines"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = _python(
+        *["tune.py", "--model", "mind", "--study_dir", tcfg.study_dir],
+        *["--dataset_file", bad, "--dataset_format", "seq_lines"],
     )
     assert proc.returncode == 2
     assert "holds the study of 'dnn'" in proc.stderr.strip().splitlines()[-1]
@@ -311,13 +307,7 @@ def test_a_study_dir_is_one_search(tmp_path):
 
 
 def test_empty_params_are_refused():
-    proc = subprocess.run(
-        [sys.executable, "tune.py", "--params="],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python("tune.py", "--params=")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --params is empty")
 
@@ -340,12 +330,9 @@ def test_the_printed_flags_set_the_trials_parameters_exactly():
 def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
     tiny = "--synthetic_users 300 --synthetic_items 120 --embedding_dim 16"
     tiny += " --max_steps 40 --eval_every 20 --model dnn --nojit_compile"
-    tune = subprocess.run(
-        [sys.executable, "tune.py", *tiny.split(), "--trials", "2"]
-        + ["--study_dir", str(tmp_path / "study")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    tune = _python(
+        *["tune.py", *tiny.split(), "--trials", "2"],
+        *["--study_dir", str(tmp_path / "study")],
         timeout=600,
     )
     assert tune.returncode == 0, tune.stderr[-3000:]
@@ -354,13 +341,7 @@ def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
     argv = shlex.split(command)
     assert "--nojit_compile" in argv
     assert argv[:2] == ["python", "train.py"]
-    train = subprocess.run(
-        [sys.executable, *argv[1:]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    train = _python(*argv[1:], timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
     best = tuning.best_record(
         [
