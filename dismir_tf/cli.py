@@ -16,7 +16,7 @@ import dataclasses
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from absl import app, flags
@@ -605,10 +605,11 @@ def quiet_startup() -> None:
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
-def print_help(doc: str | None = None) -> None:
+def print_help(doc: str | None = None, omit: Iterable[str] = ()) -> None:
     """The entry point's docstring (``doc``, else the __main__ module's) and
     every flag of the project with its default (absl's own --help lists only
-    the main module's flags, and these are defined in dismir_tf.cli)."""
+    the main module's flags, and these are defined in dismir_tf.cli),
+    except ``omit``: the shared flags that the entry point refuses."""
     if doc is None:
         doc = getattr(sys.modules.get("__main__"), "__doc__", None)
     doc = (doc or "").strip()
@@ -623,7 +624,22 @@ def print_help(doc: str | None = None) -> None:
         if "dismir_tf" not in module:
             continue
         text = FLAGS.module_help(module).strip("\n")
-        print(text.split("\n", 1)[1] if "\n" in text else text)
+        text = text.split("\n", 1)[1] if "\n" in text else text
+        print(_without_flags(text, set(omit)))
+
+
+def _without_flags(text: str, omit: set[str]) -> str:
+    """absl's module help without the entries of the flags in ``omit`` (an
+    entry is its '  --name:' or '  --[no]name:' line and the more indented
+    lines under it)."""
+    kept, skipping = [], False
+    for line in text.split("\n"):
+        entry = re.match(r"  --(?:\[no\])?([\w-]+):", line)
+        if entry:
+            skipping = entry.group(1) in omit
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def project_flags() -> set[str]:
@@ -664,13 +680,18 @@ def refuse_inactive_flags(
     )
 
 
-def run_app(main: Callable[[list[str]], None], doc: str | None = None) -> None:
+def run_app(
+    main: Callable[[list[str]], None],
+    doc: str | None = None,
+    refused: Iterable[str] = (),
+) -> None:
     """absl's app.run, with flag errors also exiting with status 2, and
-    -h / --help / --helpfull printing ``doc`` and the flags and exiting
-    with 0."""
+    -h / --help / --helpfull printing ``doc`` and the flags (those in
+    ``refused``, shared flags the entry point does not take, left out) and
+    exiting with 0."""
     if any(arg in HELP_ARGS for arg in sys.argv[1:]):
         try:
-            print_help(doc)
+            print_help(doc, omit=refused)
             sys.stdout.flush()
         except BrokenPipeError:  # `--help | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

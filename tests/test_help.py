@@ -164,3 +164,40 @@ def test_every_model_setting_is_a_flag_generated_from_its_field():
         help_text = " ".join(fields[name].metadata["help"].split())
         assert f"--{name}:" in flat or f"--[no]{name}:" in flat, name
         assert help_text[:40] in flat, name
+
+
+@pytest.mark.parametrize(
+    "name,module", [("tune.py", "tune"), ("compare.py", "compare")]
+)
+def test_help_leaves_out_the_shared_flags_the_entry_point_refuses(name, module):
+    """tune.py and compare.py share train.py's flags but refuse some of them
+    (cli.refuse_inactive_flags); their help leaves those out."""
+    import re
+
+    proc = subprocess.run(
+        ENTRY_POINTS[name] + ["--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = set(re.findall(r"^  --(?:\[no\])?([\w-]+):", proc.stdout, re.M))
+    refused = set(
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import dismir_tf.commands.{module} as m; print(' '.join(m.IGNORED))",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+        ).stdout.split()
+    )
+    assert refused and "output_dir" in refused
+    assert not listed & refused, listed & refused
+    # The shared flags that it takes are still there.
+    assert {"batch_size", "dataset_file", "learning_rate"} <= listed

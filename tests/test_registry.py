@@ -196,6 +196,31 @@ def test_a_plugin_module_named_in_the_environment_reaches_every_entry_point(
     assert "DISMIR_TF_MODELS: cannot import 'no_such_mod'" in bad.stderr
 
 
+def test_tuning_a_plugin_model_prints_a_train_command_that_finds_it(tmp_path):
+    # The best trial's command names the plugin module: run from a shell
+    # without $DISMIR_TF_MODELS, it trains the tuned model.
+    tune = _plugin_cli(
+        "tune.py",
+        ["--model", "toy-mean", *TINY, "--trials", "1", "--nojit_compile"]
+        + ["--study_dir", str(tmp_path / "study")],
+    )
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    line = next(l for l in tune.stdout.splitlines() if l.startswith("train it: "))
+    command = line[len("train it: ") :].replace("RUN_DIR", str(tmp_path / "again"))
+    assert command.startswith("DISMIR_TF_MODELS=tests.toy_plugin python train.py")
+    train = subprocess.run(
+        ["bash", "-c", command.replace("python ", f"{sys.executable} ", 1)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "DISMIR_TF_MODELS"},
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    config = json.load(open(tmp_path / "again" / "config.json"))
+    assert config["model"]["name"] == "toy-mean"
+
+
 def test_a_model_that_reads_the_times_must_declare_their_unit(monkeypatch):
     # A model from outside the package that lists history_time among its
     # inputs gets the times in its params' unit, or a clear error.

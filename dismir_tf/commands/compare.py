@@ -175,7 +175,7 @@ def main(argv):
 
 def run() -> None:
     """The ``compare.py`` / ``dismir-compare`` command."""
-    cli.run_app(main, doc=__doc__)
+    cli.run_app(main, doc=__doc__, refused=IGNORED)
 
 
 if __name__ == "__main__":

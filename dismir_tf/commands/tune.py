@@ -157,12 +157,21 @@ def main(argv):
         if FLAGS[name].present
     ]
     given += [tuning.flags_of(best.params), "--output_dir RUN_DIR"]
-    print("train it: python train.py " + " ".join(given))
+    # A model from $DISMIR_TF_MODELS is unknown to train.py without it.
+    from dismir_tf import model_specs
+
+    plugins = os.environ.get(model_specs.PLUGINS_ENV, "")
+    env = (
+        f"{model_specs.PLUGINS_ENV}={shlex.quote(plugins)} "
+        if base.model.name not in model_specs.BUILTIN_NAMES
+        else ""
+    )
+    print(f"train it: {env}python train.py " + " ".join(given))
 
 
 def run() -> None:
     """The ``tune.py`` / ``dismir-tune`` command."""
-    cli.run_app(main, doc=__doc__)
+    cli.run_app(main, doc=__doc__, refused=IGNORED)
 
 
 if __name__ == "__main__":
