@@ -305,6 +305,7 @@ def records(study) -> list[TrialRecord]:
                     best_step=None,
                     steps=None,
                     output_dir=run,
+                    retry_of=t.user_attrs.get("retry_of"),
                 )
             )
             continue
@@ -327,6 +328,16 @@ def records(study) -> list[TrialRecord]:
             )
         )
     return out
+
+
+def read_records(study_dir: str) -> list[TrialRecord]:
+    """The trials.json of ``study_dir`` (:func:`write_records`); none if
+    the study has not written one."""
+    path = os.path.join(study_dir, "trials.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [TrialRecord(**r) for r in json.load(f)]
 
 
 def write_records(study_dir: str, recs: list[TrialRecord]) -> None:
@@ -405,7 +416,8 @@ def check_study(
 ) -> None:
     """Refuses a run of the study in ``tcfg.study_dir`` with another model
     or other settings than its first run's (its trials would mix with the
-    study's), before any data is read; a new study is left unwritten.
+    study's), before any data is read; a new study is left unwritten.  A
+    study made before settings were recorded takes this run's as its own.
 
     Raises:
       ConfigError: the other model, or each setting that differs.
@@ -426,15 +438,16 @@ def _check_settings(
         study.set_user_attr("settings", settings)
         return
     try:
-        was = _comparable(held["config"])
-    except ConfigError as e:
+        was, searched = _comparable(held["config"]), held["space"]
+    except (ConfigError, TypeError, KeyError, ValueError) as e:
+        # A config field since removed (TypeError), a malformed record.
         raise ConfigError(
-            f"{tcfg.study_dir} holds a study this version cannot read ({e}); "
-            "use a new --study_dir"
+            f"{tcfg.study_dir} holds a study this version cannot read "
+            f"({type(e).__name__}: {e}); use a new --study_dir"
         ) from e
     diff = config_differences(was, settings["config"])
-    if held["space"] != settings["space"]:
-        diff.append(f"searched ({held['space']} -> {settings['space']})")
+    if searched != settings["space"]:
+        diff.append(f"searched ({searched} -> {settings['space']})")
     if diff:
         raise ConfigError(
             f"{tcfg.study_dir} holds a study with other settings (the "

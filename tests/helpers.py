@@ -157,3 +157,10 @@ def run_python(
         text=True,
         timeout=timeout,
     )
+
+
+def train_it_command(tune_stdout: str, run_dir: str) -> str:
+    """The ``train it: ...`` command tune.py printed for its best trial,
+    with RUN_DIR set to ``run_dir``."""
+    line = next(l for l in tune_stdout.splitlines() if l.startswith("train it: "))
+    return line[len("train it: ") :].replace("RUN_DIR", run_dir)

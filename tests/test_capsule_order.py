@@ -4,10 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,9 +12,8 @@ from dismir_tf import export, pipeline, reports, training, types
 from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models import create_model, resolve_config
-from tests.helpers import malformed_seq_file, tiny_run_config
+from tests.helpers import malformed_seq_file, run_python, tiny_run_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 L, D, F, N_ITEMS = 6, 8, 3, 40
 # Right-padded histories: 4 items, 6 items, 1 item.
 HISTORY = np.array(
@@ -147,6 +142,7 @@ def test_order_with_detached_routed_items_is_refused(name):
 _RUN_THEN_REPORT_TF = (
     "import runpy, sys\n"
     "sys.argv = sys.argv[1:]\n"
+    "code = 0\n"
     "try:\n runpy.run_path(sys.argv[0], run_name='__main__')\n"
     "except SystemExit as e:\n code = e.code\n"
     "print('tensorflow imported:', 'tensorflow' in sys.modules, file=sys.stderr)\n"
@@ -168,13 +164,7 @@ def test_the_refusal_comes_before_the_data_is_read(tmp_path, command):
     contradiction = ["--capsule_preset", "paper-remi", "--capsule_order", "positions"]
 
     def run(args):
-        proc = subprocess.run(
-            [sys.executable, "-c", _RUN_THEN_REPORT_TF, *base, *args],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        proc = run_python("-c", _RUN_THEN_REPORT_TF, *base, *args, timeout=180)
         assert proc.returncode != 0, proc.stdout
         lines = proc.stderr.strip().splitlines()
         assert len(lines) >= 2, proc.stderr
@@ -192,13 +182,10 @@ def test_a_grid_is_checked_as_the_grid_it_runs(tmp_path):
     # --models flag's default: REMI's --remi_beta is accepted (the file's
     # error is the one reported), not refused as the DisMIR family's.
     bad = malformed_seq_file(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "compare.py", "--mode", "plugin", "--remi_beta", "2"]
-        + ["--dataset_file", str(bad), "--dataset_format", "seq_lines"]
-        + ["--out_dir", str(tmp_path / "r")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    proc = run_python(
+        *["compare.py", "--mode", "plugin", "--remi_beta", "2"],
+        *["--dataset_file", str(bad), "--dataset_format", "seq_lines"],
+        *["--out_dir", str(tmp_path / "r")],
         timeout=300,
     )
     assert proc.returncode != 0

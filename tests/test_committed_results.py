@@ -12,7 +12,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAIR = os.path.join(ROOT, "results", "fair")
-DATA_SETS = sorted(d for d in os.listdir(FAIR) if os.path.isdir(os.path.join(FAIR, d)))
+# A data set is a folder with a table (not __pycache__, which loading
+# summarize.py may write here).
+DATA_SETS = sorted(
+    d for d in os.listdir(FAIR) if os.path.exists(os.path.join(FAIR, d, "table2.md"))
+)
 
 
 def _summarize():
@@ -24,7 +28,7 @@ def _summarize():
     return module
 
 
-def test_every_fair_data_set_has_its_table():
+def test_the_three_fair_data_sets_have_their_tables():
     assert {"beauty", "ml-1m-odd", "gowalla-lbsn"} <= set(DATA_SETS)
 
 
@@ -43,6 +47,32 @@ def test_the_fair_tables_recompute_from_their_run_files(data):
             continue
         with open(path) as f:
             assert f.read() == text, f"{path} differs from its run files"
+
+
+def test_seeds_trained_with_other_parameters_than_the_best_trial_are_refused(
+    tmp_path, monkeypatch
+):
+    # A study that gained trials and changed its best after its seeds ran:
+    # the table must not print the new parameters beside the old seeds.
+    import json
+    import shutil
+
+    summarize = _summarize()
+    data, model = "gowalla-lbsn", "dnn"
+    for part in [model] + [f"runs/{model}-seed{s}" for s in range(3)]:
+        for name in ("trials.json", "config.json", "metrics.json"):
+            src = os.path.join(FAIR, data, part, name)
+            if os.path.exists(src):
+                os.makedirs(tmp_path / data / part, exist_ok=True)
+                shutil.copy(src, tmp_path / data / part / name)
+    monkeypatch.setattr(summarize, "HERE", str(tmp_path))
+    assert "| dnn | 12 (8) |" in summarize.table(data)  # as committed
+    path = tmp_path / data / "runs" / f"{model}-seed1" / "config.json"
+    config = json.loads(path.read_text())
+    config["train"]["learning_rate"] *= 1.001
+    path.write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match="dnn-seed1 was trained with learning_rate"):
+        summarize.table(data)
 
 
 def test_the_documented_search_spaces_are_the_registrys():

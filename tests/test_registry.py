@@ -17,7 +17,7 @@ from dismir_tf.config import ModelConfig
 from dismir_tf.errors import ConfigError
 from dismir_tf.models import create_model
 from tests import toy_model
-from tests.helpers import tiny_run_config
+from tests.helpers import tiny_run_config, train_it_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -205,8 +205,7 @@ def test_tuning_a_plugin_model_prints_a_train_command_that_finds_it(tmp_path):
         + ["--study_dir", str(tmp_path / "study")],
     )
     assert tune.returncode == 0, tune.stderr[-3000:]
-    line = next(l for l in tune.stdout.splitlines() if l.startswith("train it: "))
-    command = line[len("train it: ") :].replace("RUN_DIR", str(tmp_path / "again"))
+    command = train_it_command(tune.stdout, str(tmp_path / "again"))
     assert command.startswith("DISMIR_TF_MODELS=tests.toy_plugin python train.py")
     train = subprocess.run(
         ["bash", "-c", command.replace("python ", f"{sys.executable} ", 1)],

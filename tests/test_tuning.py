@@ -14,7 +14,12 @@ import pytest
 
 from dismir_tf import evaluation, pipeline, training, tuning
 from dismir_tf.errors import ConfigError
-from tests.helpers import malformed_seq_file, run_python, tiny_run_config
+from tests.helpers import (
+    malformed_seq_file,
+    run_python,
+    tiny_run_config,
+    train_it_command,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LRS = (1e-2, 1e-3, 1e-4)  # inside the declared range [1e-4, 1e-2]
@@ -160,6 +165,47 @@ def test_an_interrupted_study_resumes(tmp_path):
     n = len(recs)
     tuning.tune(_base(tmp_path), tcfg, log=lambda m: None, run_fn=_run)
     assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == n
+
+
+def test_a_retry_that_is_itself_interrupted_keeps_what_it_retried(tmp_path):
+    # Trial 0 interrupted, its retry (trial 1) interrupted too, trial 2
+    # retries trial 1: every row says which trial it retried.
+    tcfg = _tcfg(tmp_path, trials=1)
+    _enqueue(tcfg, (1e-2,))
+
+    def dies(config, on_evaluation=None, **kw):
+        def hook(step, valid):
+            raise KeyboardInterrupt
+
+        return _run(config, on_evaluation=hook, **kw)
+
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            tuning.tune(_base(tmp_path), tcfg, log=lambda m: None, run_fn=dies)
+    tuning.tune(_base(tmp_path), tcfg, log=lambda m: None, run_fn=_run)
+    recs = tuning.records(tuning.open_study(tcfg, "dnn"))
+    assert [r.state for r in recs] == ["FAIL", "FAIL", "COMPLETE"]
+    assert [r.retry_of for r in recs] == [None, 0, 1]
+    assert recs[1].valid == {} and recs[2].valid
+    rows = list(csv.DictReader(open(tmp_path / "study" / "trials.csv")))
+    assert [r["retry_of"] for r in rows] == ["", "0", "1"]
+    assert tuning.read_records(tcfg.study_dir) == recs
+
+
+def test_a_study_whose_settings_this_version_cannot_read_is_refused(tmp_path):
+    # A setting since removed from the config (from_dict's TypeError) and a
+    # malformed record are both the one-line refusal, not a traceback.
+    tcfg = _tcfg(tmp_path, trials=1)
+    space = tuning.search_space("dnn", ("learning_rate",))
+    study = tuning.open_study(tcfg, "dnn")
+    settings = tuning._study_settings(_base(tmp_path), space)
+    settings["config"]["train"]["a_removed_setting"] = 1
+    study.set_user_attr("settings", settings)
+    with pytest.raises(ConfigError, match="holds a study this version cannot read"):
+        tuning.check_study(_base(tmp_path), tcfg, space)
+    study.set_user_attr("settings", {"space": settings["space"]})
+    with pytest.raises(ConfigError, match="cannot read .KeyError"):
+        tuning.check_study(_base(tmp_path), tcfg, space)
 
 
 def test_a_reopened_study_does_not_replay_its_start_up_draws(tmp_path):
@@ -336,19 +382,13 @@ def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
         timeout=600,
     )
     assert tune.returncode == 0, tune.stderr[-3000:]
-    line = next(l for l in tune.stdout.splitlines() if l.startswith("train it: "))
-    command = line[len("train it: ") :].replace("RUN_DIR", str(tmp_path / "again"))
+    command = train_it_command(tune.stdout, str(tmp_path / "again"))
     argv = shlex.split(command)
     assert "--nojit_compile" in argv
     assert argv[:2] == ["python", "train.py"]
     train = _python(*argv[1:], timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
-    best = tuning.best_record(
-        [
-            tuning.TrialRecord(**r)
-            for r in json.load(open(tmp_path / "study" / "trials.json"))
-        ]
-    )
+    best = tuning.best_record(tuning.read_records(str(tmp_path / "study")))
     again = json.load(open(tmp_path / "again" / "metrics.json"))
     # The record keeps the @50 figures, bit for bit the rerun's.
     assert best.valid and all(again["valid"][k] == v for k, v in best.valid.items())

@@ -24,7 +24,8 @@ from scipy import stats
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from dismir_tf.tuning import TrialRecord, best_record, flags_of  # noqa: E402
+from dismir_tf import model_specs  # noqa: E402
+from dismir_tf.tuning import TrialRecord, best_record, flags_of, read_records  # noqa: E402
 
 MODELS = (
     "dnn",
@@ -44,11 +45,7 @@ METRIC = "recall@50"
 
 def trials(data: str, model: str) -> list[TrialRecord]:
     """The study's record (trials.json, as dismir_tf.tuning wrote it)."""
-    path = os.path.join(HERE, data, model, "trials.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [TrialRecord(**r) for r in json.load(f)]
+    return read_records(os.path.join(HERE, data, model))
 
 
 def seed_runs(data: str, model: str) -> list[dict] | None:
@@ -61,6 +58,47 @@ def seed_runs(data: str, model: str) -> list[dict] | None:
         with open(path) as f:
             out.append(json.load(f))
     return out
+
+
+def _value(config: dict, model: str, flag: str):
+    """The value a run's config.json holds for the train.py flag ``flag``:
+    in the model's params, or (a config written before the model had
+    params) among the model's or the training settings."""
+    own = model_specs.get(model).param_flags()
+    params = config["model"].get("params") or {}
+    if flag in own and own[flag].name in params:
+        return params[own[flag].name]
+    for part in ("model", "train"):
+        if flag in config[part]:
+            return config[part][flag]
+    return config["model"][own[flag].name]
+
+
+def check_seeds(data: str, model: str, best: TrialRecord) -> None:
+    """Refuses seed runs trained with other parameters than the best trial's
+    (a study that gained trials and changed its best after its seeds ran):
+    floats agree to the 6 significant digits the seeds were given.
+
+    Raises:
+      SystemExit: the run, the parameter, both values and what to do.
+    """
+    for s in range(3):
+        run = os.path.join(HERE, data, "runs", f"{model}-seed{s}")
+        with open(os.path.join(run, "config.json")) as f:
+            config = json.load(f)
+        for k, want in best.params.items():
+            got = _value(config, model, k)
+            same = (
+                bool(np.isclose(got, want, rtol=1e-5, atol=0))
+                if isinstance(want, float)
+                else got == want
+            )
+            if not same:
+                raise SystemExit(
+                    f"{os.path.relpath(run)} was trained with {k} {got}, the "
+                    f"best trial of its study has {want}: remove the seeds and "
+                    f"run bash results/fair/run.sh seeds {data} {model}"
+                )
 
 
 def _ms(values) -> str:
@@ -93,7 +131,8 @@ def table(data: str) -> str:
             else "-"
         )
         cells = ["-", "-"]
-        if runs:
+        if runs and best:
+            check_seeds(data, m, best)
             tests[m] = [r["test"][METRIC] for r in runs]
             cells = [_ms([r["valid"][METRIC] for r in runs]), _ms(tests[m])]
         lines.append(
