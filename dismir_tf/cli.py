@@ -126,7 +126,9 @@ def define_model_flags() -> None:
     except UserInputError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
-    flags.DEFINE_string("model", "dismir", "Model name.")
+    flags.DEFINE_string(
+        "model", "dismir", f"Model name: {', '.join(model_specs.names())}."
+    )
     # One flag per ModelConfig field declared with config.setting, with the
     # field's help and type; None (absent) keeps the config's value.
     for field in flag_fields(ModelConfig):

@@ -253,8 +253,22 @@ def _collapse_cell(runs: list[dict], split: str, key: str) -> Cell | None:
     )
 
 
+def _fmt(cell: Cell, digits: int = 4) -> str:
+    """'mean ± sample std', or the mean alone for one seed (no spread)."""
+    if len(cell.values) < 2:
+        return f"{cell.mean:.{digits}f}"
+    return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}"
+
+
 def _fmt_collapse(cell: Cell | None) -> str:
-    return "n/a" if cell is None else f"{cell.mean:.3f} ± {cell.std:.3f}"
+    return "n/a" if cell is None else _fmt(cell, 3)
+
+
+def _spread_note(seeds: int) -> str:
+    """The footnote's first sentence."""
+    if seeds == 1:
+        return "\nOne seed, test users. "
+    return f"\nMean ± sample std over {seeds} seeds, test users. "
 
 
 def _collapse_rows(table: Table, out: io.StringIO, extra: int) -> None:
@@ -283,10 +297,6 @@ COLLAPSE_NOTE = (
     "query (each merged query) with the history mean (1: mean pooling), "
     "interests contributing to the merged top-50. "
 )
-
-
-def _fmt(cell: Cell) -> str:
-    return f"{cell.mean:.4f} ± {cell.std:.4f}"
 
 
 def _markdown_head(title: str, head: list[str]) -> io.StringIO:
@@ -323,8 +333,8 @@ def to_markdown(table: Table, title: str = "") -> str:
         out.write("| " + " | ".join(row) + " |\n")
     _collapse_rows(table, out, 2 if compared else 0)
     out.write(
-        f"\nMean ± sample std over {table.seeds} seed(s), test users. "
-        f"{COLLAPSE_NOTE}Bold: best"
+        _spread_note(table.seeds)
+        + f"{COLLAPSE_NOTE}Bold: best"
         + (
             "; underlined: best baseline; improve.: proposed "
             f"({table.proposed}) over the best baseline.\n"
@@ -443,7 +453,7 @@ def to_markdown_ablation(table: Table, title: str = "") -> str:
             + " |\n"
         )
     out.write(
-        f"\nMean ± sample std over {table.seeds} seed(s), test users. "
+        _spread_note(table.seeds)
         + (COLLAPSE_NOTE if with_collapse else "")
         + "Bold: best; underlined: best of the other methods"
         + (f"; improve.: {table.proposed} over it.\n" if table.proposed else ".\n")
@@ -522,8 +532,8 @@ def plugin_to_markdown(table: PluginTable, title: str = "") -> str:
             row += [f"{100 * t.improvement[m]:+.2f}%", t.p_text(m)]
         out.write("| " + " | ".join(row) + " |\n")
     out.write(
-        f"\nMean ± sample std over {table.seeds} seed(s), test users. "
-        f"'{PLUGIN_SUFFIX.strip()}': the backbone trained with the "
+        _spread_note(table.seeds)
+        + f"'{PLUGIN_SUFFIX.strip()}': the backbone trained with the "
         "item-partition task (lambda > 0). Bold: the better of each "
         "pair; improve.: with over without.\n"
     )

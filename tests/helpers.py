@@ -159,8 +159,7 @@ def run_python(
     )
 
 
-def train_it_command(tune_stdout: str, run_dir: str) -> str:
-    """The ``train it: ...`` command tune.py printed for its best trial,
-    with RUN_DIR set to ``run_dir``."""
+def train_it_command(tune_stdout: str) -> str:
+    """The ``train it: ...`` command tune.py printed for its best trial."""
     line = next(l for l in tune_stdout.splitlines() if l.startswith("train it: "))
-    return line[len("train it: ") :].replace("RUN_DIR", run_dir)
+    return line[len("train it: ") :]

@@ -122,7 +122,11 @@ def test_single_seed_has_no_p_value():
     one = {k: v[:1] for k, v in RESULTS.items()}
     table = compare.summarize(one, proposed="dismir")
     assert np.isnan(table.p_value["recall@20"])
-    assert "nan" in compare.to_markdown(table)
+    md = compare.to_markdown(table)
+    assert "nan" in md
+    # One seed has no spread: the mean alone, not '± 0.0000'.
+    assert "±" not in md.split("\n\n")[0] and "One seed, test users." in md
+    assert "±" not in compare.to_markdown_ablation(table).split("\n\n")[0]
 
 
 def test_a_table_of_the_proposed_model_alone_has_no_improvement_columns():
@@ -301,7 +305,28 @@ def test_compare_plugin_rejects_single_interest_backbones():
         "/nonexistent/x",
     )
     assert proc.returncode == 2
-    assert "dnn never take" in proc.stderr
+    assert "dnn never takes the partition task" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--proposed", "remix"], "--proposed remix is not one of the compared"),
+        (["--mode", "plugin", "--proposed", "remi"], "--proposed does not act"),
+    ],
+)
+def test_a_proposed_model_that_cannot_be_compared_is_refused(args, message):
+    # Before: the table came out without the improvement columns, silently.
+    proc = _python("compare.py", "--models", "dnn", *args, "--out_dir", "/no/x")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_help_gives_each_modes_default_models():
+    proc = _python("compare.py", "--help")
+    flat = " ".join(proc.stdout.split())
+    for mode, models in compare.DEFAULT_MODELS.items():
+        assert f"{mode}: {','.join(models)}" in flat, mode
 
 
 def test_a_model_that_ties_the_best_is_bold_and_its_p_reads_identical():

@@ -201,3 +201,17 @@ def test_help_leaves_out_the_shared_flags_the_entry_point_refuses(name, module):
     assert not listed & refused, listed & refused
     # The shared flags that it takes are still there.
     assert {"batch_size", "dataset_file", "learning_rate"} <= listed
+
+
+def test_the_model_flag_names_every_registered_model():
+    from dismir_tf import model_specs
+
+    proc = subprocess.run(
+        ENTRY_POINTS["train.py"] + ["--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    flat = " ".join(proc.stdout.split())
+    assert f"--model: Model name: {', '.join(model_specs.names())}." in flat

@@ -205,7 +205,7 @@ def test_tuning_a_plugin_model_prints_a_train_command_that_finds_it(tmp_path):
         + ["--study_dir", str(tmp_path / "study")],
     )
     assert tune.returncode == 0, tune.stderr[-3000:]
-    command = train_it_command(tune.stdout, str(tmp_path / "again"))
+    command = train_it_command(tune.stdout)
     assert command.startswith("DISMIR_TF_MODELS=tests.toy_plugin python train.py")
     train = subprocess.run(
         ["bash", "-c", command.replace("python ", f"{sys.executable} ", 1)],
@@ -216,7 +216,7 @@ def test_tuning_a_plugin_model_prints_a_train_command_that_finds_it(tmp_path):
         env={k: v for k, v in os.environ.items() if k != "DISMIR_TF_MODELS"},
     )
     assert train.returncode == 0, train.stderr[-3000:]
-    config = json.load(open(tmp_path / "again" / "config.json"))
+    config = json.load(open(tmp_path / "study" / "best" / "config.json"))
     assert config["model"]["name"] == "toy-mean"
 
 

@@ -382,13 +382,17 @@ def test_the_printed_train_command_reproduces_the_best_trial(tmp_path):
         timeout=600,
     )
     assert tune.returncode == 0, tune.stderr[-3000:]
-    command = train_it_command(tune.stdout, str(tmp_path / "again"))
-    argv = shlex.split(command)
+    argv = shlex.split(train_it_command(tune.stdout))
     assert "--nojit_compile" in argv
     assert argv[:2] == ["python", "train.py"]
+    # Every flag as '--name value' (or a bare bool), as the user gave them
+    # and as flags_of writes the best parameters.
+    assert not [a for a in argv if a.startswith("--") and "=" in a], argv
+    # It trains into the study's best/, a real directory (not a placeholder).
+    assert argv[-2:] == ["--output_dir", str(tmp_path / "study" / "best")]
     train = _python(*argv[1:], timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
     best = tuning.best_record(tuning.read_records(str(tmp_path / "study")))
-    again = json.load(open(tmp_path / "again" / "metrics.json"))
+    again = json.load(open(tmp_path / "study" / "best" / "metrics.json"))
     # The record keeps the @50 figures, bit for bit the rerun's.
     assert best.valid and all(again["valid"][k] == v for k, v in best.valid.items())

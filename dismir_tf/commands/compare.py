@@ -48,8 +48,10 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_list(
     "models",
-    ["dnn", "mir", "dismir"],
-    "Models to compare (default: the mode's models; table2: dnn,mir,dismir).",
+    None,
+    "Models to compare (default: the mode's models; table2: dnn,mir,dismir; "
+    "ablation: mir,mir-rv,mir-bf,dismir-wo-dpi,dismir; plugin: "
+    "mind,comirec-sa,remi).",
 )
 flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per model.")
 flags.DEFINE_string(
@@ -60,11 +62,14 @@ flags.DEFINE_string(
     "results/<dataset>).",
 )
 flags.DEFINE_string(
-    "proposed", "dismir", "The model compared against the best of the others."
+    "proposed",
+    "dismir",
+    "The model compared against the best of the others (table2 and "
+    "ablation; one of --models).",
 )
 flags.DEFINE_string(
     "table_name",
-    "table",
+    None,
     "File name of the table (default: table, ablation or plugin by --mode).",
 )
 FLAGS = flags.FLAGS
@@ -87,11 +92,19 @@ def main(argv):
     from dismir_tf import compare
 
     mode = FLAGS.mode
-    models = (
-        list(FLAGS.models)
-        if FLAGS["models"].present
-        else list(compare.DEFAULT_MODELS[mode])
-    )
+    models = list(FLAGS.models or compare.DEFAULT_MODELS[mode])
+    if FLAGS["proposed"].present:
+        if mode == "plugin":
+            raise ConfigError(
+                "--proposed does not act in --mode plugin (each backbone is "
+                "compared with itself plus the partition task); remove it"
+            )
+        if FLAGS.proposed not in models:
+            raise ConfigError(
+                f"--proposed {FLAGS.proposed} is not one of the compared "
+                f"models ({','.join(models)}); add it to --models or name one "
+                "of them"
+            )
     # Flags, data file and the grid's models before TensorFlow starts.
     cli.check_flags(models)
     from dismir_tf import model_specs, training
@@ -104,8 +117,7 @@ def main(argv):
     out_dir = FLAGS.out_dir or os.path.join("runs", f"compare-{base.data.display_name}")
     table_name = (
         FLAGS.table_name
-        if FLAGS["table_name"].present
-        else {"table2": "table", "ablation": "ablation", "plugin": "plugin"}[mode]
+        or {"table2": "table", "ablation": "ablation", "plugin": "plugin"}[mode]
     )
 
     def model_base(name):
@@ -115,7 +127,8 @@ def main(argv):
         fixed = [m for m in models if model_specs.get(m).partition == "never"]
         if fixed:
             raise ConfigError(
-                f"{', '.join(fixed)} never take the partition "
+                f"{', '.join(fixed)} never "
+                f"{'takes' if len(fixed) == 1 else 'take'} the partition "
                 "task; the plugin table needs multi-interest "
                 "backbones such as mind, comirec-sa, remi"
             )

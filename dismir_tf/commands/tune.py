@@ -11,8 +11,9 @@ and trials below the median of the earlier ones at the same step are
 pruned.  Writes STUDY_DIR/trials.csv and trials.json (every trial's
 parameters, state and valid figures), one run directory per trial under
 STUDY_DIR/trials/, and prints the best trial with the train.py command that
-reproduces it.  Running the same command again resumes the study: finished
-trials are kept, an interrupted one is retried from its last checkpoint.
+reproduces it (into STUDY_DIR/best).  Running the same command again resumes
+the study: finished trials are kept, an interrupted one is retried from its
+last checkpoint.
 """
 
 import os
@@ -151,12 +152,15 @@ def main(argv):
     )
     print(f"every trial: {study_dir}/trials.csv; its run: {best.output_dir}")
     # The flags given here that train.py takes, then the best parameters.
-    given = [
-        shlex.quote(FLAGS[name].serialize())
-        for name in sorted(cli.project_flags() & _TRAIN_FLAGS)
-        if FLAGS[name].present
-    ]
-    given += [tuning.flags_of(best.params), "--output_dir RUN_DIR"]
+    given = []
+    for name in sorted(cli.project_flags() & _TRAIN_FLAGS):
+        if FLAGS[name].present:
+            # '--name value' as flags_of writes them ('--name' / '--noname'
+            # for a bool).
+            flag, eq, value = FLAGS[name].serialize().partition("=")
+            given += [flag, shlex.quote(value)] if eq else [flag]
+    run_dir = os.path.join(study_dir, "best")
+    given += [tuning.flags_of(best.params), "--output_dir", shlex.quote(run_dir)]
     # A model from $DISMIR_TF_MODELS is unknown to train.py without it.
     from dismir_tf import model_specs
 
