@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from dismir_tf import model_specs
-from dismir_tf.errors import ConfigError
+from dismir_tf.errors import ConfigError, UnreadableConfigError
 
 RETRIEVAL_MODES = ("merge", "fused")
 PARTITION_ANCHORS = ("items", "targets")
@@ -583,14 +583,27 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        data = dict(d.get("data", {}))
-        if "synthetic" in data:
-            data["synthetic"] = SyntheticConfig(**data["synthetic"])
-        return cls(
-            data=DataConfig(**data),
-            model=model_config_from_dict(d.get("model", {})),
-            train=TrainConfig(**d.get("train", {})),
-        )
+        """A RunConfig from its ``to_dict()`` (config.json, a study's
+        settings), older versions' included.
+
+        Raises:
+          ConfigError: an invalid value.
+          UnreadableConfigError: a structure this version cannot read (an
+            unknown field, a section that is not an object).
+        """
+        try:
+            data = dict(d.get("data", {}))
+            if "synthetic" in data:
+                data["synthetic"] = SyntheticConfig(**data["synthetic"])
+            return cls(
+                data=DataConfig(**data),
+                model=model_config_from_dict(d.get("model", {})),
+                train=TrainConfig(**d.get("train", {})),
+            )
+        except (TypeError, AttributeError, ValueError) as e:
+            raise UnreadableConfigError(
+                f"not a config file of this version ({e})"
+            ) from None
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:

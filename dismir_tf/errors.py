@@ -32,5 +32,11 @@ class ConfigError(UserInputError):
     """Contradictory or out-of-range configuration values."""
 
 
+class UnreadableConfigError(ConfigError):
+    """A stored configuration (config.json, a study's settings) whose
+    structure this version cannot read: an unknown field, a section that is
+    not an object."""
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dismir_tf.config import RunConfig, config_differences
-from dismir_tf.errors import ConfigError
+from dismir_tf.errors import ConfigError, UnreadableConfigError
 from dismir_tf.io_utils import atomic_write_json, read_json
 
 if TYPE_CHECKING:
@@ -124,10 +124,8 @@ class RunDirectory:
         values = read_run_json(self.config_path)
         try:
             return RunConfig.from_dict(values)
-        except (TypeError, AttributeError) as e:
-            raise ConfigError(
-                f"not a config file of this version ({e})", path=self.config_path
-            ) from None
+        except UnreadableConfigError as e:
+            raise ConfigError(e.detail, path=self.config_path) from None
 
 
 def read_run_json(path: str) -> dict:

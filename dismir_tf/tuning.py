@@ -32,7 +32,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -175,6 +175,25 @@ def trial_config(
         model=dataclasses.replace(base.model, params=model_params, **model),
         train=dataclasses.replace(base.train, output_dir=output_dir, **train),
     )
+
+
+def params_of(config: RunConfig, names: Iterable[str]) -> dict[str, Any]:
+    """The values ``config`` holds for the searched parameters ``names``
+    (what :func:`trial_config` set).
+
+    Raises:
+      KeyError: a name the config does not hold.
+    """
+    own = model_specs.get(config.model.name).param_flags()
+    out = {}
+    for k in names:
+        if k in TRAIN_PARAMS:
+            out[k] = getattr(config.train, k)
+        elif k in own:
+            out[k] = config.model.params[own[k].name]
+        else:
+            out[k] = getattr(config.model, k)
+    return out
 
 
 def check_space(base: RunConfig, space: Mapping[str, SearchRange]) -> None:
@@ -439,8 +458,8 @@ def _check_settings(
         return
     try:
         was, searched = _comparable(held["config"]), held["space"]
-    except (ConfigError, TypeError, KeyError, ValueError) as e:
-        # A config field since removed (TypeError), a malformed record.
+    except (ConfigError, KeyError, TypeError) as e:
+        # A config of another version (ConfigError), a malformed record.
         raise ConfigError(
             f"{tcfg.study_dir} holds a study this version cannot read "
             f"({type(e).__name__}: {e}); use a new --study_dir"

@@ -389,6 +389,12 @@ def test_damaged_run_files_are_user_errors(tmp_path):
         ConfigError, match=re.escape(run_dir.config_path) + r":3: not valid JSON"
     ):
         training.run(tiny_run_config(str(tmp_path)), log=lambda m: None)
+    # One of another version (an unknown field) is named, not a traceback.
+    atomic_write_json(run_dir.config_path, {"train": {"bogus": 1}})
+    with pytest.raises(
+        ConfigError, match=re.escape(run_dir.config_path) + ": not a config file"
+    ):
+        run_dir.read_config()
 
 
 # ------------------------------------------------------------ divergence

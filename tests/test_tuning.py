@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from dismir_tf import evaluation, pipeline, training, tuning
+from dismir_tf.config import RunConfig
 from dismir_tf.errors import ConfigError
 from tests.helpers import (
     malformed_seq_file,
@@ -350,6 +351,16 @@ def test_a_study_dir_is_one_search(tmp_path):
     base = _base(tmp_path / "elsewhere")
     tuning.tune(base, again, log=lambda m: None, run_fn=_run)
     assert len(tuning.records(tuning.open_study(tcfg, "dnn"))) == 2
+
+
+def test_params_of_reads_what_trial_config_set(tmp_path):
+    base = tiny_run_config(str(tmp_path), model="remi")
+    params = {"learning_rate": 0.003, "num_interests": 5, "remi_beta": 0.25}
+    config = tuning.trial_config(base, params, str(tmp_path / "t"))
+    assert tuning.params_of(config, params) == params
+    # Through config.json, as summarize.py reads the seeds' runs.
+    again = RunConfig.from_dict(config.to_dict())
+    assert tuning.params_of(again, params) == params
 
 
 def test_empty_params_are_refused():

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from absl import flags  # noqa: E402
 
-from dismir_tf import cli  # noqa: E402
+from dismir_tf import cli, model_specs  # noqa: E402
 
 cli.define_data_flags()
 cli.define_model_flags()
@@ -162,8 +162,6 @@ def main(argv):
     run_dir = os.path.join(study_dir, "best")
     given += [tuning.flags_of(best.params), "--output_dir", shlex.quote(run_dir)]
     # A model from $DISMIR_TF_MODELS is unknown to train.py without it.
-    from dismir_tf import model_specs
-
     plugins = os.environ.get(model_specs.PLUGINS_ENV, "")
     env = (
         f"{model_specs.PLUGINS_ENV}={shlex.quote(plugins)} "

@@ -24,8 +24,14 @@ from scipy import stats
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from dismir_tf import model_specs  # noqa: E402
-from dismir_tf.tuning import TrialRecord, best_record, flags_of, read_records  # noqa: E402
+from dismir_tf.config import RunConfig  # noqa: E402
+from dismir_tf.tuning import (  # noqa: E402
+    TrialRecord,
+    best_record,
+    flags_of,
+    params_of,
+    read_records,
+)
 
 MODELS = (
     "dnn",
@@ -60,20 +66,6 @@ def seed_runs(data: str, model: str) -> list[dict] | None:
     return out
 
 
-def _value(config: dict, model: str, flag: str):
-    """The value a run's config.json holds for the train.py flag ``flag``:
-    in the model's params, or (a config written before the model had
-    params) among the model's or the training settings."""
-    own = model_specs.get(model).param_flags()
-    params = config["model"].get("params") or {}
-    if flag in own and own[flag].name in params:
-        return params[own[flag].name]
-    for part in ("model", "train"):
-        if flag in config[part]:
-            return config[part][flag]
-    return config["model"][own[flag].name]
-
-
 def check_seeds(data: str, model: str, best: TrialRecord) -> None:
     """Refuses seed runs trained with other parameters than the best trial's
     (a study that gained trials and changed its best after its seeds ran):
@@ -85,9 +77,10 @@ def check_seeds(data: str, model: str, best: TrialRecord) -> None:
     for s in range(3):
         run = os.path.join(HERE, data, "runs", f"{model}-seed{s}")
         with open(os.path.join(run, "config.json")) as f:
-            config = json.load(f)
+            config = RunConfig.from_dict(json.load(f))
+        held = params_of(config, best.params)
         for k, want in best.params.items():
-            got = _value(config, model, k)
+            got = held[k]
             same = (
                 bool(np.isclose(got, want, rtol=1e-5, atol=0))
                 if isinstance(want, float)
