@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.helpers import run_python
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRY_POINTS = {
     "train.py": [sys.executable, "train.py"],
@@ -174,29 +176,11 @@ def test_help_leaves_out_the_shared_flags_the_entry_point_refuses(name, module):
     (cli.refuse_inactive_flags); their help leaves those out."""
     import re
 
-    proc = subprocess.run(
-        ENTRY_POINTS[name] + ["--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_python(*ENTRY_POINTS[name][1:], "--help", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     listed = set(re.findall(r"^  --(?:\[no\])?([\w-]+):", proc.stdout, re.M))
-    refused = set(
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"import dismir_tf.commands.{module} as m; print(' '.join(m.IGNORED))",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
-        ).stdout.split()
-    )
+    ignored = f"import dismir_tf.commands.{module} as m; print(' '.join(m.IGNORED))"
+    refused = set(run_python("-c", ignored, timeout=120).stdout.split())
     assert refused and "output_dir" in refused
     assert not listed & refused, listed & refused
     # The shared flags that it takes are still there.
@@ -206,12 +190,6 @@ def test_help_leaves_out_the_shared_flags_the_entry_point_refuses(name, module):
 def test_the_model_flag_names_every_registered_model():
     from dismir_tf import model_specs
 
-    proc = subprocess.run(
-        ENTRY_POINTS["train.py"] + ["--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_python("train.py", "--help", timeout=120)
     flat = " ".join(proc.stdout.split())
     assert f"--model: Model name: {', '.join(model_specs.names())}." in flat
