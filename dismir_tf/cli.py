@@ -32,6 +32,7 @@ from dismir_tf.config import (
     TrainConfig,
     flag_fields,
 )
+from dismir_tf.data.readers import FORMATS
 from dismir_tf.errors import (
     EXIT_USER_ERROR,
     ConfigError,
@@ -61,11 +62,8 @@ def define_data_flags() -> None:
     flags.DEFINE_string(
         "dataset_format",
         None,
-        "Format of --dataset_file: recbole_inter, "
-        "snap_gowalla, user_item_time_tsv, "
-        "retailrocket_events, amazon_reviews_json, "
-        "seq_lines, user_item_lines (default: none; required "
-        "with --dataset_file).",
+        f"Format of --dataset_file: {', '.join(FORMATS)} (default: none; "
+        "required with --dataset_file).",
     )
     flags.DEFINE_string("data_dir", "data", "Downloads and processed caches go here.")
     flags.DEFINE_integer(
@@ -241,6 +239,11 @@ def data_config_from_flags() -> DataConfig:
             f"--synthetic_{', --synthetic_'.join(overrides)} "
             f"{'is' if len(overrides) == 1 else 'are'} only for the "
             f"synthetic data set, not for {dataset or FLAGS.dataset_file}"
+        )
+    if FLAGS.dataset_file and not FLAGS.dataset_format:
+        raise ConfigError(
+            "--dataset_file needs --dataset_format, one of: "
+            f"{', '.join(FORMATS)} (data/README.md describes each)"
         )
     if overrides:
         synthetic = dataclasses.replace(

@@ -155,7 +155,11 @@ BAD_FLAGS = [
         ],
         "give exactly one of --dataset and --dataset_file",
     ),
-    (["--dataset_file", "x.tsv"], "--dataset_file needs --dataset_format"),
+    (
+        ["--dataset_file", "x.tsv"],
+        "--dataset_file needs --dataset_format, one of: recbole_inter, "
+        "snap_gowalla, user_item_time_tsv",
+    ),
     (["--dataset", "nosuch"], "unknown data set 'nosuch'"),
     (
         ["--dataset_file", "x.tsv", "--dataset_format", "csv"],
