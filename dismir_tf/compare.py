@@ -82,6 +82,7 @@ def run_grid(
     train: Callable[[RunConfig], dict],
     log: Callable[[str], None],
     model_base: Callable[[str], ModelConfig] | None = None,
+    tables_only: bool = False,
 ) -> dict[str, list[dict]]:
     """Trains every (variant, seed); returns label -> list of metrics.
 
@@ -90,6 +91,15 @@ def run_grid(
         the CLI's per-model defaults, where baselines take lambda = 0);
         by default ``base.model`` with the name replaced.  The variant's
         overrides are applied on top.
+      tables_only: read the finished runs and train nothing, without
+        comparing their config.json with the grid's (a table of runs made
+        on older code, whose defaults have changed since, is rendered
+        again; each run's config.json stays its record).
+
+    Raises:
+      ConfigError: a finished run holds another configuration than the
+        one asked for (unless ``tables_only``), or, with ``tables_only``, a
+        run of the grid has not finished.
     """
     jobs = [(v, s) for v in variants for s in seeds]
     results: dict[str, list[dict]] = {v.label: [] for v in variants}
@@ -104,7 +114,16 @@ def run_grid(
         )
         metrics_path = os.path.join(path, "metrics.json")
         config_path = os.path.join(path, "config.json")
-        if os.path.exists(metrics_path) and os.path.exists(config_path):
+        if tables_only and not os.path.exists(metrics_path):
+            raise ConfigError(
+                f"{path} has not finished (no metrics.json); --tables_only "
+                "trains nothing: run the grid without it first"
+            )
+        if (
+            not tables_only
+            and os.path.exists(metrics_path)
+            and os.path.exists(config_path)
+        ):
             # A finished run is reused only if it is the run asked for.
             from dismir_tf.models import resolve_config
 
@@ -175,13 +194,14 @@ class Table:
     def p_text(self, metric: str) -> str:
         """The p-value cell: 'identical' when the proposed model's values
         equal the best baseline's seed for seed (no test to run), else the
-        paired t-test's p ('nan' with one seed)."""
+        paired t-test's p ('n/a' with one seed: no test to run)."""
         bb = self.best_baseline.get(metric)
         if bb is not None and self.proposed in self.cells:
             a = self.cells[self.proposed][metric].values
             if len(a) > 1 and a == self.cells[bb][metric].values:
                 return "identical"
-        return f"{self.p_value.get(metric, float('nan')):.3g}"
+        p = self.p_value.get(metric, float("nan"))
+        return "n/a" if np.isnan(p) else f"{p:.3g}"
 
 
 def summarize(

@@ -1,5 +1,6 @@
 """Comparison tables (Tables 2, 3, 5) on fake metrics, and the resume."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ from scipy import stats
 
 from dismir_tf import compare
 from dismir_tf.config import ModelConfig
+from dismir_tf.errors import ConfigError
 from dismir_tf.io_utils import atomic_write_json
 from tests.helpers import run_python, tiny_run_config
 
@@ -123,7 +125,8 @@ def test_single_seed_has_no_p_value():
     table = compare.summarize(one, proposed="dismir")
     assert np.isnan(table.p_value["recall@20"])
     md = compare.to_markdown(table)
-    assert "nan" in md
+    # No test to run: 'n/a', not 'nan' (it read as a bug).
+    assert "nan" not in md and md.count("| n/a |") == len(compare.METRIC_ORDER)
     # One seed has no spread: the mean alone, not '± 0.0000'.
     assert "±" not in md.split("\n\n")[0] and "One seed, test users." in md
     assert "±" not in compare.to_markdown_ablation(table).split("\n\n")[0]
@@ -199,6 +202,49 @@ def test_run_grid_resumes_and_uses_per_model_base_configs(tmp_path):
     assert len(calls) == 6  # nothing trained again
     assert again == first
     assert all("done before" in line for line in logs)
+
+
+def test_tables_only_reads_runs_of_older_defaults_and_trains_nothing(tmp_path):
+    """A finished run whose config.json differs from the grid's is refused
+    when the grid would reuse it; --tables_only reads it all the same, and
+    refuses a run that has not finished instead of training it."""
+    out = str(tmp_path / "grid")
+    base = tiny_run_config(str(tmp_path / "unused"), model="dnn")
+    variants = [compare.Variant("dnn", "dnn")]
+    for seed, lr in ((0, 0.5), (1, 0.5)):
+        old = dataclasses.replace(
+            base,
+            train=dataclasses.replace(
+                base.train,
+                seed=seed,
+                learning_rate=lr,
+                output_dir=compare.run_dir_of(out, variants[0], seed),
+            ),
+        )
+        os.makedirs(old.train.output_dir)
+        atomic_write_json(
+            os.path.join(old.train.output_dir, "config.json"), old.to_dict()
+        )
+        atomic_write_json(
+            os.path.join(old.train.output_dir, "metrics.json"), _metrics(0.2 + seed)
+        )
+
+    def train(config):
+        raise AssertionError("trained " + config.train.output_dir)
+
+    with pytest.raises(ConfigError, match="different configuration.*learning_rate"):
+        compare.run_grid(base, variants, [0, 1], out, train, log=lambda m: None)
+    got = compare.run_grid(
+        base, variants, [0, 1], out, train, log=lambda m: None, tables_only=True
+    )
+    assert [r["test"]["recall@50"] for r in got["dnn"]] == [
+        _metrics(0.2)["test"]["recall@50"],
+        _metrics(1.2)["test"]["recall@50"],
+    ]
+    with pytest.raises(ConfigError, match="dnn-seed2 has not finished"):
+        compare.run_grid(
+            base, variants, [0, 1, 2], out, train, log=lambda m: None, tables_only=True
+        )
 
 
 def test_run_grid_without_model_base_keeps_the_base_model():

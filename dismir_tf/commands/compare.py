@@ -9,6 +9,7 @@ runs/compare-<dataset>) (mean ± std over seeds, best in bold,
 best baseline underlined, improvement of --proposed over the best baseline
 and a paired t-test).  Each (model, seed) trains in OUT_DIR/runs/...; an
 interrupted comparison resumes: finished runs are read, not retrained.
+--tables_only writes the tables from the finished runs and trains nothing.
 
 --mode picks the table's shape (and, without --models, its models):
 
@@ -71,6 +72,14 @@ flags.DEFINE_string(
     "table_name",
     None,
     "File name of the table (default: table, ablation or plugin by --mode).",
+)
+flags.DEFINE_bool(
+    "tables_only",
+    False,
+    "Write the tables from the finished runs in --out_dir and train nothing, "
+    "without checking their config.json against the flags (to render again "
+    "a table of runs made on older code whose defaults have changed since). "
+    "Every (model, seed) of the grid must have finished.",
 )
 FLAGS = flags.FLAGS
 
@@ -155,7 +164,14 @@ def main(argv):
         return metrics
 
     results = compare.run_grid(
-        base, variants, range(FLAGS.seeds), out_dir, train, log, model_base=model_base
+        base,
+        variants,
+        range(FLAGS.seeds),
+        out_dir,
+        train,
+        log,
+        model_base=model_base,
+        tables_only=FLAGS.tables_only,
     )
     title = f"{base.data.display_name}: {', '.join(models)}"
     if mode == "plugin":

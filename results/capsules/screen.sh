@@ -4,7 +4,9 @@
 # Resumable (compare.py skips finished runs); SEEDS=3 extends to 3 seeds.
 # Usage: bash results/capsules/screen.sh QUEUE   (QUEUE = a or b)
 #        bash results/capsules/screen.sh one DATA CAPSULE
-# (env: SEEDS=3; MODELS=mir,dismir; MODE=table2|ablation; TABLE=mir_dismir)
+# (env: SEEDS=3; MODELS=mir,dismir; MODE=table2|ablation; TABLE=mir_dismir;
+#  TABLES_ONLY=1 writes the table again from the finished runs, training
+#  nothing: compare.py --tables_only)
 set -u
 cd "$(dirname "$0")/../.."
 SEEDS=${SEEDS:-1}
@@ -68,7 +70,8 @@ run() {  # data-name data-flags capsule
   local base="$LEGACY"
   case "$3" in paper-remi*) base="" ;; esac
   python compare.py $2 $base ${CAPSULE[$3]} --mode ${MODE:-table2} --models ${MODELS:-mir,dismir} \
-    --seeds "$SEEDS" --out_dir "results/capsules/$1/$3" --table_name ${TABLE:-mir_dismir}
+    --seeds "$SEEDS" --out_dir "results/capsules/$1/$3" --table_name ${TABLE:-mir_dismir} \
+    ${TABLES_ONLY:+--tables_only}
 }
 case "$1" in
   one) run "$2" "${DATA[$2]}" "$3" ;;  # one DATA CAPSULE
