@@ -91,8 +91,9 @@ def run_grid(
         the CLI's per-model defaults, where baselines take lambda = 0);
         by default ``base.model`` with the name replaced.  The variant's
         overrides are applied on top.
-      tables_only: read the finished runs and train nothing, without
-        comparing their config.json with the grid's (a table of runs made
+      tables_only: read the finished runs and train nothing; a run whose
+        config.json differs from the grid's is tabulated as it is, with a
+        note naming the differences through ``log`` (a table of runs made
         on older code, whose defaults have changed since, is rendered
         again; each run's config.json stays its record).
 
@@ -119,11 +120,7 @@ def run_grid(
                 f"{path} has not finished (no metrics.json); --tables_only "
                 "trains nothing: run the grid without it first"
             )
-        if (
-            not tables_only
-            and os.path.exists(metrics_path)
-            and os.path.exists(config_path)
-        ):
+        if os.path.exists(metrics_path) and os.path.exists(config_path):
             # A finished run is reused only if it is the run asked for.
             from dismir_tf.models import resolve_config
 
@@ -137,11 +134,16 @@ def run_grid(
             for d in (found, wanted):
                 d["train"].pop("jit_compile", None)
             diff = config_differences(found, wanted)
-            if diff:
+            if diff and tables_only:
+                log(
+                    f"note: {path} was run with another configuration than "
+                    f"the flags ask for ({', '.join(diff)}); tabulated as it is"
+                )
+            elif diff:
                 raise ConfigError(
                     f"{path} holds a finished run with a different "
                     f"configuration ({', '.join(diff)}); use another "
-                    "--out_dir"
+                    "--out_dir (or --tables_only to tabulate it as it is)"
                 )
         if os.path.exists(metrics_path):
             log(
@@ -194,7 +196,8 @@ class Table:
     def p_text(self, metric: str) -> str:
         """The p-value cell: 'identical' when the proposed model's values
         equal the best baseline's seed for seed (no test to run), else the
-        paired t-test's p ('n/a' with one seed: no test to run)."""
+        paired t-test's p ('n/a' where there is no test to run: one seed,
+        or the two models have different numbers of seeds)."""
         bb = self.best_baseline.get(metric)
         if bb is not None and self.proposed in self.cells:
             a = self.cells[self.proposed][metric].values

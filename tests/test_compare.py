@@ -234,8 +234,12 @@ def test_tables_only_reads_runs_of_older_defaults_and_trains_nothing(tmp_path):
 
     with pytest.raises(ConfigError, match="different configuration.*learning_rate"):
         compare.run_grid(base, variants, [0, 1], out, train, log=lambda m: None)
+    notes: list[str] = []
     got = compare.run_grid(
-        base, variants, [0, 1], out, train, log=lambda m: None, tables_only=True
+        base, variants, [0, 1], out, train, log=notes.append, tables_only=True
+    )
+    assert (
+        sum("another configuration" in n and "learning_rate" in n for n in notes) == 2
     )
     assert [r["test"]["recall@50"] for r in got["dnn"]] == [
         _metrics(0.2)["test"]["recall@50"],
@@ -366,6 +370,28 @@ def test_a_proposed_model_that_cannot_be_compared_is_refused(args, message):
     proc = _python("compare.py", "--models", "dnn", *args, "--out_dir", "/no/x")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_compare_tables_only_writes_the_table_and_refuses_an_unfinished_run(
+    tmp_path,
+):
+    """The command passes --tables_only to the grid: the table comes from
+    the finished run's metrics.json (nothing trains), and a run of the grid
+    that has not finished is one line and exit status 2."""
+    out = tmp_path / "grid"
+    os.makedirs(out / "runs" / "dnn-seed0")
+    atomic_write_json(
+        str(out / "runs" / "dnn-seed0" / "metrics.json"), _metrics(0.4321)
+    )
+    args = ("compare.py", "--models", "dnn", "--out_dir", str(out), "--tables_only")
+    proc = _python(*args, "--seeds", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| R@20 | **0.4321** |" in (out / "table.md").read_text()
+    assert not os.path.exists(out / "runs" / "dnn-seed0" / "config.json")
+    proc = _python(*args, "--seeds", "2")
+    assert proc.returncode == 2
+    assert "dnn-seed1 has not finished" in proc.stderr
+    assert not os.path.exists(out / "runs" / "dnn-seed1")
 
 
 def test_help_gives_each_modes_default_models():

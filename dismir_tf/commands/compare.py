@@ -76,10 +76,12 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
     "tables_only",
     False,
-    "Write the tables from the finished runs in --out_dir and train nothing, "
-    "without checking their config.json against the flags (to render again "
-    "a table of runs made on older code whose defaults have changed since). "
-    "Every (model, seed) of the grid must have finished.",
+    "Write the tables from the finished runs in --out_dir and train nothing; "
+    "a run whose config.json differs from the flags is tabulated as it is, "
+    "with a note naming the differences (to render again a table of runs "
+    "made on older code whose defaults have changed since). Every (model, "
+    "seed) of the grid must have finished; the flags are checked as for a "
+    "run (the data file must be readable).",
 )
 FLAGS = flags.FLAGS
 

@@ -71,7 +71,7 @@ run() {  # data-name data-flags capsule
   case "$3" in paper-remi*) base="" ;; esac
   python compare.py $2 $base ${CAPSULE[$3]} --mode ${MODE:-table2} --models ${MODELS:-mir,dismir} \
     --seeds "$SEEDS" --out_dir "results/capsules/$1/$3" --table_name ${TABLE:-mir_dismir} \
-    ${TABLES_ONLY:+--tables_only}
+    $([ "${TABLES_ONLY:-0}" = 1 ] && echo --tables_only)
 }
 case "$1" in
   one) run "$2" "${DATA[$2]}" "$3" ;;  # one DATA CAPSULE
