@@ -349,6 +349,27 @@ def records(study) -> list[TrialRecord]:
     return out
 
 
+def study_records(study_dir: str) -> list[TrialRecord]:
+    """:func:`records` of the study in ``study_dir``, read from its
+    study.journal without changing it (run directories are found as the
+    trials recorded them, relative to the working directory: run it where
+    the study ran, the repository's root for results/fair).
+
+    Raises:
+      FileNotFoundError: ``study_dir`` has no study.journal.
+    """
+    optuna = _optuna()
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = os.path.join(study_dir, "study.journal")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no study here")
+    storage = JournalStorage(JournalFileBackend(path))
+    (name,) = optuna.study.get_all_study_names(storage)
+    return records(optuna.load_study(study_name=name, storage=storage))
+
+
 def read_records(study_dir: str) -> list[TrialRecord]:
     """The trials.json of ``study_dir`` (:func:`write_records`); none if
     the study has not written one."""

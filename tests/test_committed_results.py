@@ -49,6 +49,33 @@ def test_the_fair_tables_recompute_from_their_run_files(data):
             assert f.read() == text, f"{path} differs from its run files"
 
 
+@pytest.mark.parametrize("data", DATA_SETS)
+def test_each_studys_trial_records_are_its_journals(data, monkeypatch):
+    """trials.json (the tables' source) is what the package records from the
+    study's journal and run files: a stale record (as the old code's, where
+    an interrupted trial showed its retry's figures) fails here."""
+    import dataclasses
+
+    from dismir_tf import tuning
+
+    monkeypatch.chdir(ROOT)
+    studies = [
+        d
+        for d in sorted(os.listdir(os.path.join(FAIR, data)))
+        if os.path.exists(os.path.join(FAIR, data, d, "study.journal"))
+    ]
+    assert studies
+    for model in studies:
+        study_dir = os.path.join("results", "fair", data, model)
+        with open(os.path.join(study_dir, "study.journal"), "rb") as f:
+            journal = f.read()
+        made = [dataclasses.asdict(r) for r in tuning.study_records(study_dir)]
+        kept = [dataclasses.asdict(r) for r in tuning.read_records(study_dir)]
+        assert made == kept, f"{study_dir}/trials.json differs from its journal"
+        with open(os.path.join(study_dir, "study.journal"), "rb") as f:
+            assert f.read() == journal  # read, not changed
+
+
 def test_seeds_trained_with_other_parameters_than_the_best_trial_are_refused(
     tmp_path, monkeypatch
 ):

@@ -6,7 +6,9 @@ DPI) and the plugin table (each tuned backbone with and without the
 partition task at DisMIR's tuned lambda), from the runs that have finished.
 
     python results/fair/summarize.py DATA
-        # writes results/fair/DATA/table2.md (and ablation.md, plugin.md)
+        # writes results/fair/DATA/table2.md (and ablation.md, plugin.md),
+        # and each study's trials.csv / .json again from its journal
+        # (run it from the repository's root)
     python results/fair/summarize.py --best_flags DATA MODEL
         # train.py flags of the best trial
 """
@@ -31,6 +33,8 @@ from dismir_tf.tuning import (  # noqa: E402
     flags_of,
     params_of,
     read_records,
+    study_records,
+    write_records,
 )
 
 MODELS = (
@@ -233,6 +237,14 @@ def main() -> None:
             )
         print(flags_of(best.params))
         return
+    # Each study's trials.csv / .json as the package records them now, from
+    # its journal and run files (a study run on older code may hold older
+    # records: before 2026-12-07 an interrupted trial showed its retry's
+    # figures).
+    for model in MODELS:
+        study_dir = os.path.join(HERE, args.data, model)
+        if os.path.exists(os.path.join(study_dir, "study.journal")):
+            write_records(study_dir, study_records(study_dir))
     tables = {
         "table2": table(args.data),
         "ablation": ablation(args.data),
