@@ -1,13 +1,13 @@
 r"""Trains several models over several seeds and writes a comparison table.
 
     python compare.py --dataset_file ../shared/data/beauty/Beauty.txt.gz \
-        --dataset_format seq_lines --models dnn,mir,dismir --seeds 3 \
-        --out_dir results/beauty
+        --dataset_format seq_lines --models dnn,mir,dismir --seeds 3
 
-Writes OUT_DIR/<table>.md and .csv (OUT_DIR defaults to
-runs/compare-<dataset>) (mean ± std over seeds, best in bold,
+Writes OUT_DIR/<table>.md and .csv (mean ± std over seeds, best in bold,
 best baseline underlined, improvement of --proposed over the best baseline
-and a paired t-test).  Each (model, seed) trains in OUT_DIR/runs/...; an
+and a paired t-test).  OUT_DIR defaults to runs/compare-<dataset>; with
+--out_dir results/beauty, where the committed runs are, the example reads
+them instead of training.  Each (model, seed) trains in OUT_DIR/runs/...; an
 interrupted comparison resumes: finished runs are read, not retrained.
 --tables_only writes the tables from the finished runs and trains nothing.
 
