@@ -685,6 +685,18 @@ def refuse_inactive_flags(
     )
 
 
+def flag_error_text(error: Exception) -> str:
+    """absl's flag error as one readable line: a required flag left out
+    (absl: "flag --run_dir=None: Flag --run_dir must have a value other
+    than None.") reads "--run_dir is required: <its help>; see --help"; any
+    other error is absl's own text."""
+    m = re.search(r"Flag --(\w+) must have a value other than None", str(error))
+    if m is None or m.group(1) not in FLAGS:
+        return str(error)
+    name = m.group(1)
+    return f"--{name} is required: {FLAGS[name].help.rstrip('.')}; see --help"
+
+
 def run_app(
     main: Callable[[list[str]], None],
     doc: str | None = None,
@@ -704,7 +716,7 @@ def run_app(
     try:
         FLAGS(sys.argv)
     except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+        print(f"error: {flag_error_text(e)}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     quiet_logs()
     quiet_startup()

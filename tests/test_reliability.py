@@ -205,6 +205,17 @@ def test_bad_flags_exit_2_with_one_line_before_tensorflow(tmp_path):
     assert not os.path.exists(tmp_path / "data")
 
 
+def test_a_required_flag_left_out_is_named_with_its_help():
+    procs = _run_all([["evaluate.py"], ["export.py"]])
+    for proc in procs:
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        line = _error_line(proc, one_line=True)
+        assert line == (
+            "error: --run_dir is required: A run directory written by "
+            "train.py; see --help"
+        ), line
+
+
 # ------------------------------------------------------------ bad data
 def test_bad_data_files_exit_2_naming_file_and_line(tmp_path):
     good = _interactions()
