@@ -356,7 +356,10 @@ def study_records(study_dir: str) -> list[TrialRecord]:
     the study ran, the repository's root for results/fair).
 
     Raises:
-      FileNotFoundError: ``study_dir`` has no study.journal.
+      FileNotFoundError: ``study_dir`` has no study.journal, or a finished
+        (complete or pruned) trial's run directory has no state.json (run
+        from another directory than the study's, or files missing).
+      ValueError: the journal holds no study or more than one.
     """
     optuna = _optuna()
     from optuna.storages import JournalStorage
@@ -366,8 +369,19 @@ def study_records(study_dir: str) -> list[TrialRecord]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no study here")
     storage = JournalStorage(JournalFileBackend(path))
-    (name,) = optuna.study.get_all_study_names(storage)
-    return records(optuna.load_study(study_name=name, storage=storage))
+    names = optuna.study.get_all_study_names(storage)
+    if len(names) != 1:
+        raise ValueError(f"{path} holds {len(names)} studies; expected one")
+    recs = records(optuna.load_study(study_name=names[0], storage=storage))
+    for r in recs:
+        state = os.path.join(r.output_dir, "state.json")
+        if r.state in ("COMPLETE", "PRUNED") and not os.path.exists(state):
+            raise FileNotFoundError(
+                f"{state}: trial {r.number} of {path} finished but its run "
+                f"file is not there (working directory {os.getcwd()}; run "
+                "from the directory the study ran in)"
+            )
+    return recs
 
 
 def read_records(study_dir: str) -> list[TrialRecord]:

@@ -50,10 +50,11 @@ def test_the_fair_tables_recompute_from_their_run_files(data):
 
 
 @pytest.mark.parametrize("data", DATA_SETS)
-def test_each_studys_trial_records_are_its_journals(data, monkeypatch):
-    """trials.json (the tables' source) is what the package records from the
-    study's journal and run files: a stale record (as the old code's, where
-    an interrupted trial showed its retry's figures) fails here."""
+def test_each_studys_trial_records_are_its_journals(data, monkeypatch, tmp_path):
+    """trials.json (the tables' source) and trials.csv are what the package
+    records from the study's journal and run files: a stale record (as the
+    old code's, where an interrupted trial showed its retry's figures)
+    fails here."""
     import dataclasses
 
     from dismir_tf import tuning
@@ -69,11 +70,31 @@ def test_each_studys_trial_records_are_its_journals(data, monkeypatch):
         study_dir = os.path.join("results", "fair", data, model)
         with open(os.path.join(study_dir, "study.journal"), "rb") as f:
             journal = f.read()
-        made = [dataclasses.asdict(r) for r in tuning.study_records(study_dir)]
+        recs = tuning.study_records(study_dir)
+        made = [dataclasses.asdict(r) for r in recs]
         kept = [dataclasses.asdict(r) for r in tuning.read_records(study_dir)]
         assert made == kept, f"{study_dir}/trials.json differs from its journal"
+        again = tmp_path / data / model
+        os.makedirs(again)
+        tuning.write_records(str(again), recs)
+        with open(os.path.join(study_dir, "trials.csv")) as f:
+            assert f.read() == (again / "trials.csv").read_text(), study_dir
         with open(os.path.join(study_dir, "study.journal"), "rb") as f:
             assert f.read() == journal  # read, not changed
+
+
+def test_study_records_from_another_directory_is_an_error(monkeypatch, tmp_path):
+    """The journal names run directories from the repository's root: read
+    from elsewhere they are missing, and the records would silently have no
+    figures; it is an error naming the file."""
+    from dismir_tf import tuning
+
+    monkeypatch.chdir(tmp_path)
+    study = os.path.join(FAIR, "gowalla-lbsn", "dnn")
+    with pytest.raises(FileNotFoundError, match="state.json: trial 0 of .*run from"):
+        tuning.study_records(study)
+    monkeypatch.chdir(ROOT)
+    assert tuning.study_records(study)[0].valid
 
 
 def test_seeds_trained_with_other_parameters_than_the_best_trial_are_refused(

@@ -8,7 +8,6 @@ partition task at DisMIR's tuned lambda), from the runs that have finished.
     python results/fair/summarize.py DATA
         # writes results/fair/DATA/table2.md (and ablation.md, plugin.md),
         # and each study's trials.csv / .json again from its journal
-        # (run it from the repository's root)
     python results/fair/summarize.py --best_flags DATA MODEL
         # train.py flags of the best trial
 """
@@ -228,6 +227,9 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("model", nargs="?")
     args = parser.parse_args()
+    # The studies name their trials' run directories from the repository's
+    # root (results/fair/...), where run.sh runs.
+    os.chdir(os.path.dirname(os.path.dirname(HERE)))
     if args.best_flags:
         best = best_record(trials(args.data, args.model))
         if best is None:
