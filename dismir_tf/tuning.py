@@ -239,6 +239,19 @@ def _optuna():
     return optuna
 
 
+# The study's Optuna journal, in its study_dir.
+JOURNAL = "study.journal"
+
+
+def _journal_storage(study_dir: str):
+    """Optuna's journal storage on ``study_dir``/study.journal (the file is
+    created when it does not exist)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(os.path.join(study_dir, JOURNAL)))
+
+
 def open_study(tcfg: TuneConfig, model: str):
     """The Optuna study of ``model`` in ``tcfg.study_dir`` (created or
     loaded), its TPE sampler seeded with ``tcfg.sampler_seed`` (mixed with
@@ -249,13 +262,8 @@ def open_study(tcfg: TuneConfig, model: str):
       ConfigError: ``study_dir`` holds another model's study.
     """
     optuna = _optuna()
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     os.makedirs(tcfg.study_dir, exist_ok=True)
-    storage = JournalStorage(
-        JournalFileBackend(os.path.join(tcfg.study_dir, "study.journal"))
-    )
+    storage = _journal_storage(tcfg.study_dir)
     others = [n for n in optuna.study.get_all_study_names(storage) if n != model]
     if others:
         raise ConfigError(
@@ -362,13 +370,10 @@ def study_records(study_dir: str) -> list[TrialRecord]:
       ValueError: the journal holds no study or more than one.
     """
     optuna = _optuna()
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    path = os.path.join(study_dir, "study.journal")
+    path = os.path.join(study_dir, JOURNAL)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no study here")
-    storage = JournalStorage(JournalFileBackend(path))
+    storage = _journal_storage(study_dir)
     names = optuna.study.get_all_study_names(storage)
     if len(names) != 1:
         raise ValueError(f"{path} holds {len(names)} studies; expected one")

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from dismir_tf.config import RunConfig  # noqa: E402
 from dismir_tf.tuning import (  # noqa: E402
+    JOURNAL,
     TrialRecord,
     best_record,
     flags_of,
@@ -245,7 +246,7 @@ def main() -> None:
     # figures).
     for model in MODELS:
         study_dir = os.path.join(HERE, args.data, model)
-        if os.path.exists(os.path.join(study_dir, "study.journal")):
+        if os.path.exists(os.path.join(study_dir, JOURNAL)):
             write_records(study_dir, study_records(study_dir))
     tables = {
         "table2": table(args.data),
