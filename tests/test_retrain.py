@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from dismir_tf import training
-from dismir_tf.commands.retrain import compare_metrics
+from dismir_tf.commands.retrain import compare_evaluations, compare_metrics
 from tests.helpers import tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,3 +61,43 @@ def test_retrain_refuses_a_directory_without_a_run(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = _retrain()
     assert proc.returncode == 2 and "give one run directory" in proc.stderr
+
+
+def test_retrain_evaluations_checks_the_first_intervals_bit_for_bit(tmp_path):
+    """--evaluations 1 trains eval_every steps of a recorded run and finds
+    its first evaluation identical; the same run with that evaluation's
+    recorded figure changed in its last digits is reported as different."""
+    run = str(tmp_path / "run")
+    training.run(tiny_run_config(run, model="dismir", max_steps=20, eval_every=10))
+    proc = _retrain(run, "--evaluations", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-2:] == [
+        "step 10: valid metrics identical",
+        "identical to the recorded evaluations",
+    ], proc.stdout
+    again = json.load(open(os.path.join(f"{run}-retrain-eval1", "state.json")))
+    assert [e["step"] for e in again["evals"]] == [10]
+
+    state_path = os.path.join(run, "state.json")
+    state = json.load(open(state_path))
+    value = state["evals"][0]["valid"]["recall@50"]
+    state["evals"][0]["valid"]["recall@50"] = value + 1e-12
+    json.dump(state, open(state_path, "w"))
+    proc = _retrain(run, "--evaluations", "1", "--output_dir", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "first difference at step 10"
+
+
+def test_compare_evaluations_names_the_differing_metric_and_missing_steps():
+    old = [{"step": 10, "valid": {"recall@50": 0.25, "hr@50": 0.5}}]
+    new = [
+        {"step": 10, "valid": {"recall@50": 0.2500001, "hr@50": 0.5}},
+        {"step": 20, "valid": {"recall@50": 0.3}},
+    ]
+    assert compare_evaluations(old, new) == [
+        "step 10: recall@50 0.25 -> 0.2500001",
+        "step 20: no recorded evaluation",
+        "first difference at step 10",
+    ]
+    assert compare_evaluations([], new)[-1] == "no recorded evaluation to compare with"

@@ -3,6 +3,8 @@ and compares the metrics with the recorded ones.
 
     python retrain.py results/fair/beauty/runs/dnn-seed0
     python retrain.py RUN --output_dir runs/dnn-again
+    python retrain.py RUN --evaluations 1     # a quick check: the first
+                                             # evaluation interval only
 
 RUN is any run directory that holds the config.json train.py wrote (the
 checkpoints are not needed: results/ keeps only config.json, state.json and
@@ -15,6 +17,13 @@ are printed beside RUN's metrics.json, with the largest difference; the
 exit status is 0 either way (a different figure is a finding, not an
 error: on one machine runs are bit-reproducible, across machines they may
 differ in the last digits).
+
+With --evaluations N only the first N evaluation intervals are trained
+(N * eval_every steps, into RUN-retrain-evalN unless --output_dir is
+given; a minute for a run that takes an hour) and each of
+their valid metrics is compared, to the last bit, with the evaluations
+recorded in RUN's state.json: a quick check that the code at hand still
+makes the recorded run.  The exit status is 0 either way.
 """
 
 import os
@@ -29,7 +38,15 @@ from dismir_tf import cli  # noqa: E402
 flags.DEFINE_string(
     "output_dir",
     None,
-    "Where the new run goes (default: RUN-retrain).  An existing run there is resumed.",
+    "Where the new run goes (default: RUN-retrain, or RUN-retrain-evalN with "
+    "--evaluations N).  An existing run there is resumed.",
+)
+flags.DEFINE_integer(
+    "evaluations",
+    None,
+    "Train only the first N evaluation intervals (N * eval_every steps) and "
+    "compare their valid metrics with RUN's state.json, bit for bit.",
+    lower_bound=1,
 )
 FLAGS = flags.FLAGS
 
@@ -82,6 +99,53 @@ def compare_metrics(old: dict | None, new: dict) -> list[str]:
     return lines
 
 
+def recorded_evaluations(run_dir: str) -> list[dict]:
+    """The evaluations of RUN's state.json ([] when absent or unreadable):
+    each a dict with 'step' and 'valid' (metric name -> value)."""
+    from dismir_tf.io_utils import read_json
+    from dismir_tf.runs import RunDirectory
+
+    try:
+        state = read_json(RunDirectory(run_dir).state_path)
+    except (OSError, ValueError):
+        return []
+    return list(state.get("evals", []))
+
+
+def compare_evaluations(old: list[dict], new: list[dict]) -> list[str]:
+    """One line per evaluation of ``new``: its step and whether every valid
+    metric equals the recorded evaluation at that step exactly, or the
+    metrics that differ (recorded -> now, every digit).  Then
+    a verdict: 'identical to the recorded evaluations', 'first difference
+    at step S' or 'no recorded evaluation to compare with'."""
+    recorded = {e["step"]: e.get("valid", {}) for e in old}
+    lines, first, compared = [], None, 0
+    for e in new:
+        step, now = e["step"], e.get("valid", {})
+        if step not in recorded:
+            lines.append(f"step {step}: no recorded evaluation")
+            continue
+        compared += 1
+        was = recorded[step]
+        diff = [
+            f"{k} {float(was[k])!r} -> {float(now[k])!r}"
+            for k in sorted(now)
+            if k in was and float(was[k]) != float(now[k])
+        ]
+        if diff and first is None:
+            first = step
+        lines.append(
+            f"step {step}: " + ("; ".join(diff) if diff else "valid metrics identical")
+        )
+    if not compared:
+        lines.append("no recorded evaluation to compare with")
+    elif first is None:
+        lines.append("identical to the recorded evaluations")
+    else:
+        lines.append(f"first difference at step {first}")
+    return lines
+
+
 def main(argv):
     from dismir_tf.errors import ConfigError
 
@@ -91,21 +155,40 @@ def main(argv):
     recorded, old = _recorded(run_dir)
     from dismir_tf import config as config_module
 
-    output_dir = FLAGS.output_dir or f"{run_dir}-retrain"
+    output_dir = FLAGS.output_dir or (
+        f"{run_dir}-retrain-eval{FLAGS.evaluations}"
+        if FLAGS.evaluations
+        else f"{run_dir}-retrain"
+    )
     if os.path.realpath(output_dir) == os.path.realpath(run_dir):
         raise ConfigError(
             "--output_dir is the recorded run itself; give a new directory",
             path=output_dir,
         )
-    config = config_module.replace(
-        recorded, train=config_module.replace(recorded.train, output_dir=output_dir)
+    train = config_module.replace(recorded.train, output_dir=output_dir)
+    if FLAGS.evaluations:
+        steps = FLAGS.evaluations * recorded.train.eval_every
+        train = config_module.replace(
+            train, max_steps=min(steps, recorded.train.max_steps)
+        )
+    config = config_module.replace(recorded, train=train)
+    print(
+        f"retraining {run_dir} into {output_dir}"
+        + (f" ({train.max_steps} steps)" if FLAGS.evaluations else ""),
+        file=sys.stderr,
+        flush=True,
     )
-    print(f"retraining {run_dir} into {output_dir}", file=sys.stderr, flush=True)
     from dismir_tf import training
 
     metrics = training.run(config, resume=True)
-    print(training.describe_metrics(metrics["test"]))
-    for line in compare_metrics(old, metrics):
+    if FLAGS.evaluations:
+        lines = compare_evaluations(
+            recorded_evaluations(run_dir), recorded_evaluations(output_dir)
+        )
+    else:
+        print(training.describe_metrics(metrics["test"]))
+        lines = compare_metrics(old, metrics)
+    for line in lines:
         print(line)
 
 
