@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from dismir_tf import training
-from dismir_tf.commands.retrain import compare_evaluations, compare_metrics
+from dismir_tf.commands.retrain import check_dir, compare_evaluations, compare_metrics
 from tests.helpers import tiny_run_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,28 +65,54 @@ def test_retrain_refuses_a_directory_without_a_run(tmp_path):
 
 def test_retrain_evaluations_checks_the_first_intervals_bit_for_bit(tmp_path):
     """--evaluations 1 trains eval_every steps of a recorded run and finds
-    its first evaluation identical; the same run with that evaluation's
-    recorded figure changed in its last digits is reported as different."""
+    its first evaluation identical; the same check into the same directory
+    is refused (a check is never read again); with the recorded figure
+    changed in its last digits the new check reports the difference."""
     run = str(tmp_path / "run")
     training.run(tiny_run_config(run, model="dismir", max_steps=20, eval_every=10))
-    proc = _retrain(run, "--evaluations", "1")
+    check = str(tmp_path / "check")
+    proc = _retrain(run, "--evaluations", "1", "--output_dir", check)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[-2:] == [
         "step 10: valid metrics identical",
         "identical to the recorded evaluations",
     ], proc.stdout
-    again = json.load(open(os.path.join(f"{run}-retrain-eval1", "state.json")))
-    assert [e["step"] for e in again["evals"]] == [10]
+    with open(os.path.join(check, "state.json")) as f:
+        assert [e["step"] for e in json.load(f)["evals"]] == [10]
+    with open(os.path.join(check, "metrics.json")) as f:
+        assert json.load(f)["test"] is None  # the test users are not read
+
+    proc = _retrain(run, "--evaluations", "1", "--output_dir", check)
+    assert proc.returncode == 2
+    assert f"{check}: already holds a run" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
     state_path = os.path.join(run, "state.json")
-    state = json.load(open(state_path))
-    value = state["evals"][0]["valid"]["recall@50"]
-    state["evals"][0]["valid"]["recall@50"] = value + 1e-12
-    json.dump(state, open(state_path, "w"))
+    with open(state_path) as f:
+        state = json.load(f)
+    state["evals"][0]["valid"]["recall@50"] += 1e-12
+    with open(state_path, "w") as f:
+        json.dump(state, f)
     proc = _retrain(run, "--evaluations", "1", "--output_dir", str(tmp_path / "b"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "first difference at step 10"
+
+
+def test_retrain_evaluations_refuses_a_run_without_recorded_evaluations(tmp_path):
+    run = str(tmp_path / "run")
+    training.run(tiny_run_config(run, model="dnn", max_steps=10, eval_every=10))
+    os.remove(os.path.join(run, "state.json"))
+    proc = _retrain(run, "--evaluations", "1", "--output_dir", str(tmp_path / "c"))
+    assert proc.returncode == 2
+    assert f"{run}: no evaluations recorded in state.json" in proc.stderr
+    assert not os.path.exists(tmp_path / "c")
+
+
+def test_the_default_check_directory_is_under_the_ignored_runs():
+    assert check_dir("results/fair/beauty/runs/dnn-seed0/", 2) == os.path.join(
+        "runs", "retrain-check", "results_fair_beauty_runs_dnn-seed0-eval2"
+    )
 
 
 def test_compare_evaluations_names_the_differing_metric_and_missing_steps():
@@ -101,3 +127,12 @@ def test_compare_evaluations_names_the_differing_metric_and_missing_steps():
         "first difference at step 10",
     ]
     assert compare_evaluations([], new)[-1] == "no recorded evaluation to compare with"
+    same = [{"step": 10, "valid": {"recall@50": 0.25, "hr@50": 0.5}}]
+    assert compare_evaluations(old, same + new[1:])[-1] == (
+        "identical at 1 of 2 evaluations (the others not recorded)"
+    )
+    fewer = [{"step": 10, "valid": {"recall@50": 0.25}}]
+    assert compare_evaluations(old, fewer) == [
+        "step 10: hr@50 only recorded",
+        "first difference at step 10",
+    ]

@@ -19,11 +19,16 @@ error: on one machine runs are bit-reproducible, across machines they may
 differ in the last digits).
 
 With --evaluations N only the first N evaluation intervals are trained
-(N * eval_every steps, into RUN-retrain-evalN unless --output_dir is
-given; a minute for a run that takes an hour) and each of
-their valid metrics is compared, to the last bit, with the evaluations
-recorded in RUN's state.json: a quick check that the code at hand still
-makes the recorded run.  The exit status is 0 either way.
+(N * eval_every steps, at most the run's max_steps; a minute for a run
+that takes an hour), without testing, into a new directory
+(default runs/retrain-check/RUN-evalN, with RUN's path joined by '_'),
+and the valid metrics of each of its evaluations are compared, to the
+last bit, with the evaluation RUN's state.json recorded at that step
+(test metrics and losses are not compared; a recorded run that stopped
+early stops at the same step again if it reproduces).  It is a quick check
+that the code at hand still makes the recorded run, so a directory that
+already holds a run is refused, never read again: remove it to check
+again.  The exit status is 0 either way.
 """
 
 import os
@@ -38,14 +43,17 @@ from dismir_tf import cli  # noqa: E402
 flags.DEFINE_string(
     "output_dir",
     None,
-    "Where the new run goes (default: RUN-retrain, or RUN-retrain-evalN with "
-    "--evaluations N).  An existing run there is resumed.",
+    "Where the new run goes (default: RUN-retrain, or "
+    "runs/retrain-check/RUN-evalN with --evaluations N).  Without "
+    "--evaluations an interrupted retraining there is resumed and a finished "
+    "one read again; with it, a directory holding a run is refused.",
 )
 flags.DEFINE_integer(
     "evaluations",
     None,
-    "Train only the first N evaluation intervals (N * eval_every steps) and "
-    "compare their valid metrics with RUN's state.json, bit for bit.",
+    "Train only the first N evaluation intervals (N * eval_every steps, at "
+    "most the run's max_steps), without testing, and compare each "
+    "evaluation's valid metrics with RUN's state.json, bit for bit.",
     lower_bound=1,
 )
 FLAGS = flags.FLAGS
@@ -113,11 +121,13 @@ def recorded_evaluations(run_dir: str) -> list[dict]:
 
 
 def compare_evaluations(old: list[dict], new: list[dict]) -> list[str]:
-    """One line per evaluation of ``new``: its step and whether every valid
-    metric equals the recorded evaluation at that step exactly, or the
-    metrics that differ (recorded -> now, every digit).  Then
-    a verdict: 'identical to the recorded evaluations', 'first difference
-    at step S' or 'no recorded evaluation to compare with'."""
+    """One line per evaluation of ``new``: its step and whether its valid
+    metrics equal the recorded evaluation at that step exactly (the same
+    names, the same values), or what differs (recorded -> now, every
+    digit; a metric on one side only).  Then a verdict: 'identical to the
+    recorded evaluations', 'identical at K of M evaluations (the others
+    not recorded)', 'first difference at step S' or 'no recorded
+    evaluation to compare with'."""
     recorded = {e["step"]: e.get("valid", {}) for e in old}
     lines, first, compared = [], None, 0
     for e in new:
@@ -129,9 +139,13 @@ def compare_evaluations(old: list[dict], new: list[dict]) -> list[str]:
         was = recorded[step]
         diff = [
             f"{k} {float(was[k])!r} -> {float(now[k])!r}"
-            for k in sorted(now)
-            if k in was and float(was[k]) != float(now[k])
+            for k in sorted(set(now) & set(was))
+            if float(was[k]) != float(now[k])
         ]
+        diff += [f"{k} only recorded" for k in sorted(set(was) - set(now))]
+        diff += [f"{k} only now" for k in sorted(set(now) - set(was))]
+        if not now and not was:
+            diff.append("no valid metrics on either side")
         if diff and first is None:
             first = step
         lines.append(
@@ -139,11 +153,23 @@ def compare_evaluations(old: list[dict], new: list[dict]) -> list[str]:
         )
     if not compared:
         lines.append("no recorded evaluation to compare with")
-    elif first is None:
-        lines.append("identical to the recorded evaluations")
-    else:
+    elif first is not None:
         lines.append(f"first difference at step {first}")
+    elif compared < len(new):
+        lines.append(
+            f"identical at {compared} of {len(new)} evaluations "
+            "(the others not recorded)"
+        )
+    else:
+        lines.append("identical to the recorded evaluations")
     return lines
+
+
+def check_dir(run_dir: str, evaluations: int) -> str:
+    """The default directory of ``--evaluations``: under the git-ignored
+    runs/retrain-check/, named after RUN's path ('/' -> '_') and N."""
+    name = os.path.normpath(run_dir).strip(os.sep).replace(os.sep, "_")
+    return os.path.join("runs", "retrain-check", f"{name}-eval{evaluations}")
 
 
 def main(argv):
@@ -156,7 +182,7 @@ def main(argv):
     from dismir_tf import config as config_module
 
     output_dir = FLAGS.output_dir or (
-        f"{run_dir}-retrain-eval{FLAGS.evaluations}"
+        check_dir(run_dir, FLAGS.evaluations)
         if FLAGS.evaluations
         else f"{run_dir}-retrain"
     )
@@ -165,6 +191,20 @@ def main(argv):
             "--output_dir is the recorded run itself; give a new directory",
             path=output_dir,
         )
+    if FLAGS.evaluations:
+        if not recorded_evaluations(run_dir):
+            raise ConfigError(
+                "no evaluations recorded in state.json to compare with",
+                path=run_dir,
+            )
+        if os.path.exists(os.path.join(output_dir, "config.json")) or os.path.exists(
+            os.path.join(output_dir, "state.json")
+        ):
+            raise ConfigError(
+                "already holds a run: a check is never read again; remove "
+                "it to check the code at hand again, or give a new --output_dir",
+                path=output_dir,
+            )
     train = config_module.replace(recorded.train, output_dir=output_dir)
     if FLAGS.evaluations:
         steps = FLAGS.evaluations * recorded.train.eval_every
@@ -180,7 +220,7 @@ def main(argv):
     )
     from dismir_tf import training
 
-    metrics = training.run(config, resume=True)
+    metrics = training.run(config, resume=True, test=not FLAGS.evaluations)
     if FLAGS.evaluations:
         lines = compare_evaluations(
             recorded_evaluations(run_dir), recorded_evaluations(output_dir)
