@@ -191,22 +191,23 @@ def main(argv):
             "--output_dir is the recorded run itself; give a new directory",
             path=output_dir,
         )
+    train = config_module.replace(recorded.train, output_dir=output_dir)
     if FLAGS.evaluations:
-        if not recorded_evaluations(run_dir):
+        from dismir_tf.runs import RunDirectory
+
+        evaluations = recorded_evaluations(run_dir)
+        if not evaluations:
             raise ConfigError(
                 "no evaluations recorded in state.json to compare with",
                 path=run_dir,
             )
-        if os.path.exists(os.path.join(output_dir, "config.json")) or os.path.exists(
-            os.path.join(output_dir, "state.json")
-        ):
+        target = RunDirectory(output_dir)
+        if os.path.exists(target.config_path) or os.path.exists(target.state_path):
             raise ConfigError(
                 "already holds a run: a check is never read again; remove "
                 "it to check the code at hand again, or give a new --output_dir",
                 path=output_dir,
             )
-    train = config_module.replace(recorded.train, output_dir=output_dir)
-    if FLAGS.evaluations:
         steps = FLAGS.evaluations * recorded.train.eval_every
         train = config_module.replace(
             train, max_steps=min(steps, recorded.train.max_steps)
@@ -222,9 +223,7 @@ def main(argv):
 
     metrics = training.run(config, resume=True, test=not FLAGS.evaluations)
     if FLAGS.evaluations:
-        lines = compare_evaluations(
-            recorded_evaluations(run_dir), recorded_evaluations(output_dir)
-        )
+        lines = compare_evaluations(evaluations, recorded_evaluations(output_dir))
     else:
         print(training.describe_metrics(metrics["test"]))
         lines = compare_metrics(old, metrics)
